@@ -1,0 +1,633 @@
+"""The one wire schema: every request and response the daemon speaks.
+
+Shapes follow the `openai` Python SDK's types (fine_tuning.job, fine_tuning.job.event,
+fine_tuning.job.checkpoint, file, list objects) so the official SDK parses them; the extensions
+(metrics, validation rows, samples, file rows, validation reports, stream events) live here too.
+Imports only pydantic and the standard library, so the TUI and CLI can import it without torch.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, Generic, Literal, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+API_VERSION = "1"
+
+# --------------------------------------------------------------------------------------------
+# Common
+
+
+class WireModel(BaseModel):
+    """Base for every wire object: unknown fields are kept (forward compatible readers)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class StrictRequest(BaseModel):
+    """Base for request bodies: unknown fields are an error the caller sees, not a silent drop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+T = TypeVar("T")
+
+
+class ListObject(BaseModel, Generic[T]):
+    """OpenAI's list envelope (`object: "list"`, `data`, `has_more`)."""
+
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+class Health(WireModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    api_version: str = API_VERSION
+    pid: int
+    uptime_s: float
+    started_at: int
+    home: str
+    socket: str | None = None
+    running_jobs: int = 0
+    queued_jobs: int = 0
+
+
+class DaemonStatusFile(WireModel):
+    """Contents of `$RFT_HOME/run/daemon.json`, written owner-only by the daemon."""
+
+    pid: int
+    socket: str
+    version: str
+    started_at: int
+    tcp: str | None = None
+    home: str | None = None
+    pid_start_time: float | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+class FilePurpose(str, Enum):
+    fine_tune = "fine-tune"
+    fine_tune_results = "fine-tune-results"
+    evals = "evals"
+    user_data = "user_data"
+
+
+class FileObject(WireModel):
+    """OpenAI `file` object plus local extensions (sha256, rows, path of the stored copy)."""
+
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str = "fine-tune"
+    status: Literal["uploaded", "processed", "error"] = "processed"
+    status_details: str | None = None
+    expires_at: int | None = None
+    sha256: str | None = None
+    rows: int | None = None
+    source_path: str | None = None
+
+
+class FileDeleted(WireModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class FileImportRequest(StrictRequest):
+    path: str
+    purpose: str = "fine-tune"
+
+
+class FileRow(WireModel):
+    """One row of a JSONL file, as browsed (1-based line number, the parsed object or the error)."""
+
+    line: int
+    data: dict[str, Any] | None = None
+    raw: str | None = None
+    error: str | None = None
+
+
+class FileRowsPage(WireModel):
+    object: Literal["file.rows"] = "file.rows"
+    file_id: str
+    offset: int
+    limit: int
+    total_rows: int
+    data: list[FileRow]
+
+
+class FileValidateRequest(StrictRequest):
+    file_id: str | None = None
+    path: str | None = None
+    against: str | None = Field(default=None, description="file id or path of the validation file")
+    grader: dict[str, Any] | None = None
+    tokenizer_model: str | None = None
+    max_problems: int = Field(default=200, ge=1, le=100_000)
+
+
+class Problem(WireModel):
+    """One problem in a dataset file: where (file, line, field) and why."""
+
+    severity: Literal["error", "warning"] = "error"
+    file: str
+    line: int | None = None
+    field: str | None = None
+    code: str
+    message: str
+
+
+class OverlapPair(WireModel):
+    valid_line: int
+    train_line: int
+    similarity: float = 1.0
+    prompt: str | None = None
+
+
+class FieldStats(WireModel):
+    name: str
+    types: dict[str, int]
+    present: int
+    top_values: list[tuple[str, int]] | None = None
+
+
+class FileStats(WireModel):
+    rows: int = 0
+    bytes: int = 0
+    fields: list[FieldStats] = []
+    prompt_chars: dict[str, float] = {}
+    prompt_tokens: dict[str, float] | None = None
+    message_counts: dict[str, int] = {}
+
+
+class OverlapReport(WireModel):
+    exact: int = 0
+    near: int = 0
+    exact_pairs: list[OverlapPair] = []
+    near_pairs: list[OverlapPair] = []
+    threshold: float = 0.8
+
+
+class ValidationReport(WireModel):
+    object: Literal["file.validation"] = "file.validation"
+    ok: bool
+    file: str
+    errors: int = 0
+    warnings: int = 0
+    problems: list[Problem] = []
+    problems_truncated: bool = False
+    stats: FileStats = FileStats()
+    against: ValidationReport | None = None
+    overlap: OverlapReport | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs
+
+
+class JobStatus(str, Enum):
+    validating_files = "validating_files"
+    queued = "queued"
+    running = "running"
+    paused = "paused"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+    def is_active(self) -> bool:
+        """A worker process exists (or is about to) for the job."""
+        return self is JobStatus.running
+
+
+# Allowed transitions of the job state machine; every one is recorded as an event.
+JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.validating_files: frozenset({JobStatus.queued, JobStatus.failed, JobStatus.cancelled}),
+    JobStatus.queued: frozenset({JobStatus.running, JobStatus.cancelled, JobStatus.failed, JobStatus.paused}),
+    JobStatus.running: frozenset(
+        {JobStatus.paused, JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.queued}
+    ),
+    JobStatus.paused: frozenset({JobStatus.queued, JobStatus.cancelled, JobStatus.failed}),
+    JobStatus.succeeded: frozenset(),
+    JobStatus.failed: frozenset(),
+    JobStatus.cancelled: frozenset(),
+}
+
+
+Auto = Literal["auto"]
+IntOrAuto = Union[Auto, int]
+FloatOrAuto = Union[Auto, float]
+
+
+class ReinforcementHyperparameters(BaseModel):
+    """OpenAI's RFT hyperparameters (all `"auto"` by default) plus the local ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # OpenAI's names
+    n_epochs: IntOrAuto = "auto"
+    batch_size: IntOrAuto = "auto"
+    learning_rate_multiplier: FloatOrAuto = "auto"
+    eval_interval: IntOrAuto = "auto"
+    eval_samples: IntOrAuto = "auto"
+    compute_multiplier: FloatOrAuto = "auto"
+    reasoning_effort: Literal["default", "low", "medium", "high"] | None = None
+    seed: IntOrAuto = "auto"
+    # local ones
+    num_generations: IntOrAuto = "auto"
+    max_completion_length: IntOrAuto = "auto"
+    max_prompt_length: IntOrAuto = "auto"
+    temperature: FloatOrAuto = "auto"
+    beta: FloatOrAuto = "auto"
+    loss_type: Union[Auto, Literal["grpo", "dr_grpo", "dapo", "bnpo"]] = "auto"
+    learning_rate: FloatOrAuto = "auto"
+    lora_r: IntOrAuto = "auto"
+    lora_alpha: IntOrAuto = "auto"
+    lora_dropout: FloatOrAuto = "auto"
+    lora_target_modules: Union[Auto, list[str]] = "auto"
+    max_steps: IntOrAuto = "auto"
+    precision: Union[Auto, Literal["fp32", "bf16", "fp16"]] = "auto"
+    use_vllm: Union[Auto, bool] = "auto"
+    num_processes: IntOrAuto = "auto"
+    save_total_limit: IntOrAuto = "auto"
+    gradient_accumulation_steps: IntOrAuto = "auto"
+    samples_per_step: IntOrAuto = "auto"
+
+    @field_validator(
+        "n_epochs", "batch_size", "eval_interval", "eval_samples", "num_generations",
+        "max_completion_length", "max_prompt_length", "lora_r", "lora_alpha", "max_steps",
+        "num_processes", "save_total_limit", "gradient_accumulation_steps",
+    )
+    @classmethod
+    def _positive_int(cls, v: Any) -> Any:
+        if v != "auto" and (isinstance(v, bool) or int(v) < 1):
+            raise ValueError("must be a positive integer or \"auto\"")
+        return v
+
+    @field_validator("learning_rate_multiplier", "compute_multiplier", "temperature", "learning_rate")
+    @classmethod
+    def _positive_float(cls, v: Any) -> Any:
+        if v != "auto" and float(v) <= 0:
+            raise ValueError("must be > 0 or \"auto\"")
+        return v
+
+    @field_validator("beta", "lora_dropout")
+    @classmethod
+    def _non_negative(cls, v: Any) -> Any:
+        if v != "auto" and float(v) < 0:
+            raise ValueError("must be >= 0 or \"auto\"")
+        return v
+
+
+HYPERPARAMETER_NAMES: tuple[str, ...] = tuple(ReinforcementHyperparameters.model_fields)
+
+
+class ReinforcementMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grader: dict[str, Any]
+    hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
+
+
+class JobMethod(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["reinforcement"] = "reinforcement"
+    reinforcement: ReinforcementMethod
+
+
+_SUFFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+
+
+class JobCreateRequest(StrictRequest):
+    """Body of `POST /v1/fine_tuning/jobs` (OpenAI's shape; only the reinforcement method here)."""
+
+    model: str = Field(min_length=1, max_length=512)
+    training_file: str = Field(min_length=1)
+    validation_file: str | None = None
+    seed: int | None = None
+    suffix: str | None = None
+    metadata: dict[str, str] | None = None
+    method: JobMethod
+    hyperparameters: dict[str, Any] | None = None  # OpenAI's deprecated top-level field; rejected if set
+    integrations: list[Any] | None = None
+    # local extensions
+    allow_overlap: bool = False
+
+    @field_validator("suffix")
+    @classmethod
+    def _suffix(cls, v: str | None) -> str | None:
+        if v is not None and not _SUFFIX_RE.match(v):
+            raise ValueError("suffix may hold up to 64 letters, digits, '-', '_' or '.'")
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is not None and len(v) > 16:
+            raise ValueError("metadata holds at most 16 keys")
+        return v
+
+
+class JobError(WireModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class JobProgress(WireModel):
+    """Extension: where a job is (so lists can show a progress bar without fetching metrics)."""
+
+    step: int = 0
+    total_steps: int | None = None
+    train_reward_mean: float | None = None
+    valid_reward_base: float | None = None
+    valid_reward_latest: float | None = None
+    valid_reward_best: float | None = None
+    started_at: int | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+
+
+class FineTuningJob(WireModel):
+    """OpenAI `fine_tuning.job`, plus `progress`, `resolved_hyperparameters` and `snapshot`."""
+
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    hyperparameters: dict[str, Any] = {}
+    model: str
+    organization_id: str = "local"
+    result_files: list[str] = []
+    seed: int
+    status: JobStatus
+    trained_tokens: int | None = None
+    training_file: str
+    validation_file: str | None = None
+    estimated_finish: int | None = None
+    integrations: list[Any] | None = None
+    metadata: dict[str, str] | None = None
+    method: dict[str, Any] = {}
+    user_provided_suffix: str | None = None
+    # extensions
+    progress: JobProgress = JobProgress()
+    resolved_hyperparameters: dict[str, Any] | None = None
+    snapshot: dict[str, Any] | None = None
+    worker: dict[str, Any] | None = None
+
+
+class JobEvent(WireModel):
+    """OpenAI `fine_tuning.job.event`; `type: "metrics"` events carry step, total_steps and scores."""
+
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"] = "info"
+    message: str
+    data: dict[str, Any] | None = None
+    type: Literal["message", "metrics"] = "message"
+
+
+class CheckpointMetrics(WireModel):
+    step: float | None = None
+    train_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+    train_reward_mean: float | None = None
+    valid_reward_mean: float | None = None
+
+
+class JobCheckpoint(WireModel):
+    """OpenAI `fine_tuning.job.checkpoint`, plus where the adapter lies on disk."""
+
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: CheckpointMetrics
+    step_number: int
+    path: str | None = None
+    kept_because: list[str] = []
+
+
+class MetricStep(WireModel):
+    """Extension: every number logged at one training step (TRL's names plus ours)."""
+
+    step: int
+    created_at: float
+    values: dict[str, float | None]
+
+
+class MetricsPage(WireModel):
+    object: Literal["list"] = "list"
+    job_id: str
+    data: list[MetricStep]
+    last_step: int | None = None
+    has_more: bool = False
+
+
+class ValidationRow(WireModel):
+    """Extension: one validation example's output and scores at one step (step 0 = base model)."""
+
+    step: int
+    row_index: int
+    prompt: str
+    reference: str | None = None
+    output: str
+    reward: float
+    sub_rewards: dict[str, float] = {}
+    errors: dict[str, Any] = {}
+    item: dict[str, Any] | None = None
+
+
+class ValidationPage(WireModel):
+    object: Literal["list"] = "list"
+    job_id: str
+    step: int | None
+    steps: list[int] = []
+    data: list[ValidationRow]
+    summary: dict[str, float] = {}
+
+
+class TrainingSample(WireModel):
+    """Extension: one training completion with its reward and sub-rewards."""
+
+    id: int
+    step: int
+    prompt: str
+    completion: str
+    reward: float
+    sub_rewards: dict[str, float] = {}
+    errors: dict[str, Any] = {}
+
+
+class SamplesPage(WireModel):
+    object: Literal["list"] = "list"
+    job_id: str
+    data: list[TrainingSample]
+    has_more: bool = False
+
+
+class JobLog(WireModel):
+    job_id: str
+    path: str | None
+    lines: list[str]
+
+
+class PreflightRequest(JobCreateRequest):
+    """Extension: same arguments as a job, plus how much to sample."""
+
+    rows: int = Field(default=16, ge=1, le=1024)
+    completions_per_row: int = Field(default=8, ge=1, le=64)
+
+
+class PreflightReport(WireModel):
+    object: Literal["fine_tuning.preflight"] = "fine_tuning.preflight"
+    model: str
+    rows: int
+    completions_per_row: int
+    reward_mean: float
+    reward_std: float
+    reward_histogram: list[tuple[float, int]]
+    zero_signal_rows: int
+    zero_signal_fraction: float
+    grader_errors: dict[str, int]
+    grader_error_rate: float
+    longest_prompt_tokens: int
+    longest_completion_tokens: int
+    longest_total_tokens: int
+    examples: list[dict[str, Any]] = []
+    verdict: str = ""
+    elapsed_s: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Graders (OpenAI's alpha grader endpoints). Grader specs stay plain dicts on the wire; the daemon
+# validates them with the `graders` package, which this module must not import.
+
+
+class GraderRunRequest(StrictRequest):
+    grader: dict[str, Any]
+    model_sample: str
+    item: dict[str, Any] | None = None
+    reference_answer: Any | None = None
+
+
+class GraderRunMetadataErrors(WireModel):
+    formula_parse_error: bool = False
+    invalid_variable_error: bool = False
+    model_grader_parse_error: bool = False
+    model_grader_refusal_error: bool = False
+    model_grader_server_error: bool = False
+    model_grader_server_error_details: str | None = None
+    other_error: bool = False
+    python_grader_runtime_error: bool = False
+    python_grader_runtime_error_details: str | None = None
+    python_grader_server_error: bool = False
+    python_grader_server_error_type: str | None = None
+    sample_parse_error: bool = False
+    truncated_observation_error: bool = False
+    unresponsive_reward_error: bool = False
+
+
+class GraderRunMetadata(WireModel):
+    errors: GraderRunMetadataErrors = GraderRunMetadataErrors()
+    execution_time: float = 0.0
+    name: str = ""
+    sampled_model_name: str | None = None
+    scores: dict[str, Any] = {}
+    token_usage: int | None = None
+    type: str = ""
+
+
+class GraderRunResponse(WireModel):
+    reward: float
+    metadata: GraderRunMetadata
+    sub_rewards: dict[str, Any] = {}
+    model_grader_token_usage_per_model: dict[str, Any] = {}
+
+
+class GraderValidateRequest(StrictRequest):
+    grader: dict[str, Any]
+
+
+class GraderValidateResponse(WireModel):
+    grader: dict[str, Any] | None = None
+    errors: list[str] = []
+    item_fields: list[str] = []
+
+
+class GraderFile(WireModel):
+    """Extension: a grader kept as a file under `$RFT_HOME/graders/`."""
+
+    object: Literal["grader.file"] = "grader.file"
+    name: str
+    path: str
+    format: Literal["json", "yaml", "python"]
+    modified_at: float
+    bytes: int
+    content: str | None = None
+    valid: bool | None = None
+    errors: list[str] = []
+
+
+class GraderFileSave(StrictRequest):
+    content: str
+    expected_modified_at: float | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Server-sent events on /v1/stream
+
+
+class StreamEventType(str, Enum):
+    job_status = "job.status"
+    job_created = "job.created"
+    job_metrics = "job.metrics"
+    job_validation = "job.validation"
+    job_event = "job.event"
+    file_created = "file.created"
+    grader_changed = "grader.changed"
+    heartbeat = "heartbeat"
+
+
+class StreamEvent(WireModel):
+    type: StreamEventType
+    job_id: str | None = None
+    status: JobStatus | None = None
+    step: int | None = None
+    data: dict[str, Any] | None = None
+    created_at: float
+
+
+def job_sort_key(job: FineTuningJob) -> tuple[int, str]:
+    """Newest first, as OpenAI lists jobs."""
+    return (-job.created_at, job.id)

@@ -1,0 +1,148 @@
+"""Append-only, named schema migrations recorded in `_migrations` (never edit one that shipped)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE files (
+            id TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            bytes INTEGER NOT NULL,
+            filename TEXT NOT NULL,
+            purpose TEXT NOT NULL DEFAULT 'fine-tune',
+            created_at INTEGER NOT NULL,
+            rows INTEGER,
+            path TEXT NOT NULL,
+            source_path TEXT,
+            status TEXT NOT NULL DEFAULT 'processed',
+            status_details TEXT,
+            stats TEXT
+        );
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at REAL NOT NULL,
+            status TEXT NOT NULL,
+            model TEXT NOT NULL,
+            training_file TEXT NOT NULL,
+            validation_file TEXT,
+            seed INTEGER NOT NULL,
+            suffix TEXT,
+            metadata TEXT,
+            method TEXT NOT NULL,
+            hyperparameters TEXT NOT NULL,
+            resolved_hyperparameters TEXT,
+            snapshot TEXT,
+            error_code TEXT,
+            error_message TEXT,
+            error_param TEXT,
+            started_at INTEGER,
+            finished_at INTEGER,
+            fine_tuned_model TEXT,
+            trained_tokens INTEGER,
+            step INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER,
+            train_reward_mean REAL,
+            valid_reward_base REAL,
+            valid_reward_latest REAL,
+            valid_reward_best REAL,
+            run_seconds REAL NOT NULL DEFAULT 0,
+            requested_action TEXT,
+            worker_pid INTEGER,
+            worker_pgid INTEGER,
+            worker_start_time REAL,
+            worker_outcome TEXT,
+            worker_outcome_detail TEXT,
+            resume_from TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE UNIQUE INDEX jobs_seq ON jobs(seq);
+        CREATE INDEX jobs_status ON jobs(status, seq);
+        CREATE TABLE job_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            created_at INTEGER NOT NULL,
+            level TEXT NOT NULL DEFAULT 'info',
+            type TEXT NOT NULL DEFAULT 'message',
+            message TEXT NOT NULL,
+            data TEXT
+        );
+        CREATE INDEX job_events_job ON job_events(job_id, seq);
+        CREATE TABLE metrics (
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            step INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            "values" TEXT NOT NULL,
+            PRIMARY KEY (job_id, step)
+        ) WITHOUT ROWID;
+        CREATE TABLE samples (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            step INTEGER NOT NULL,
+            prompt TEXT NOT NULL,
+            completion TEXT NOT NULL,
+            reward REAL NOT NULL,
+            sub_rewards TEXT,
+            errors TEXT
+        );
+        CREATE INDEX samples_job ON samples(job_id, step);
+        CREATE TABLE validation_rows (
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            step INTEGER NOT NULL,
+            row_index INTEGER NOT NULL,
+            prompt TEXT NOT NULL,
+            reference TEXT,
+            output TEXT NOT NULL,
+            reward REAL NOT NULL,
+            sub_rewards TEXT,
+            errors TEXT,
+            item TEXT,
+            PRIMARY KEY (job_id, step, row_index)
+        ) WITHOUT ROWID;
+        CREATE TABLE checkpoints (
+            id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            step INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            valid_reward_mean REAL,
+            deleted_at INTEGER,
+            UNIQUE (job_id, step)
+        );
+        """
+    )
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied now."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied: list[str] = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        with db.conn:
+            fn(db)
+            db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, time.time()])
+        applied.append(name)
+    return applied

@@ -1,0 +1,357 @@
+"""The SQLite store (`$RFT_HOME/rft.db`): jobs, files, events, metrics, samples, validation, checkpoints.
+
+The daemon and each worker open their own connection (WAL, busy_timeout), so a worker keeps logging
+while the daemon is down. Rows become wire objects (`daemon.api`) here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from daemon import api
+from daemon.migrations import apply_migrations
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def connect(path: str | Path) -> sqlite_utils.Database:
+    """A WAL connection with a busy timeout, schema migrated."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                           isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    db = sqlite_utils.Database(conn)
+    apply_migrations(db)
+    return db
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False,
+                                                 default=str)
+
+
+def _load(text: str | None, default: Any = None) -> Any:
+    if text is None:
+        return default
+    return json.loads(text)
+
+
+def finite(x: Any) -> float | None:
+    """A JSON-safe float (NaN/inf become None)."""
+    if x is None:
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def new_job_id() -> str:
+    return "ftjob-" + secrets.token_hex(12)
+
+
+class Store:
+    """Thread-safe access to the store from one process (one connection, one lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.db = connect(self.path)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: all or nothing."""
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self.db.conn.execute(sql, params)
+            cols = [d[0] for d in cur.description] if cur.description else []
+            return [dict(zip(cols, r)) for r in cur.fetchall()]  # type: ignore[misc]
+
+    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None  # type: ignore[return-value]
+
+    def data_version(self) -> int:
+        with self._lock:
+            return int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    # ------------------------------------------------------------------ files
+
+    def insert_file(self, row: dict[str, Any]) -> None:
+        with self.tx() as conn:
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            conn.execute(f"INSERT OR IGNORE INTO files ({cols}) VALUES ({marks})", list(row.values()))
+
+    def get_file_row(self, file_id: str) -> dict[str, Any] | None:
+        return self.query_one("SELECT * FROM files WHERE id = ?", [file_id])
+
+    def file_by_sha(self, sha256: str) -> dict[str, Any] | None:
+        return self.query_one("SELECT * FROM files WHERE sha256 = ?", [sha256])
+
+    def list_file_rows(self, after: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        if after:
+            anchor = self.get_file_row(after)
+            if anchor is not None:
+                return self.query(
+                    "SELECT * FROM files WHERE (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?",
+                    [anchor["created_at"], anchor["id"], limit],
+                )
+        return self.query("SELECT * FROM files ORDER BY created_at DESC, id DESC LIMIT ?", [limit])
+
+    @staticmethod
+    def file_object(row: dict[str, Any]) -> api.FileObject:
+        return api.FileObject(
+            id=row["id"], bytes=row["bytes"], created_at=row["created_at"], filename=row["filename"],
+            purpose=row["purpose"], status=row["status"], status_details=row["status_details"],
+            sha256=row["sha256"], rows=row["rows"], source_path=row["source_path"],
+        )
+
+    # ------------------------------------------------------------------ jobs
+
+    def insert_job(self, row: dict[str, Any], event: str) -> None:
+        with self.tx() as conn:
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
+            row = {**row, "seq": seq, "updated_at": time.time()}
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", list(row.values()))
+            _insert_event(conn, row["id"], event)
+
+    def get_job_row(self, job_id: str) -> dict[str, Any] | None:
+        return self.query_one("SELECT * FROM jobs WHERE id = ?", [job_id])
+
+    def list_job_rows(self, after: str | None = None, limit: int = 20,
+                      statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        where, params = [], []  # type: ignore[var-annotated]
+        if statuses:
+            st = list(statuses)
+            where.append(f"status IN ({', '.join('?' for _ in st)})")
+            params.extend(st)
+        if after:
+            anchor = self.query_one("SELECT seq FROM jobs WHERE id = ?", [after])
+            if anchor is not None:
+                where.append("seq < ?")
+                params.append(anchor["seq"])
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self.query(f"SELECT * FROM jobs {clause} ORDER BY seq DESC LIMIT ?", [*params, limit])
+
+    def jobs_with_status(self, *statuses: api.JobStatus) -> list[dict[str, Any]]:
+        marks = ", ".join("?" for _ in statuses)
+        return self.query(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY seq",
+                          [s.value for s in statuses])
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.tx() as conn:
+            conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
+
+    def transition(self, job_id: str, new: api.JobStatus, message: str | None = None,
+                   level: str = "info", expect: Iterable[api.JobStatus] | None = None,
+                   **fields: Any) -> bool:
+        """Move a job to `new` if the state machine allows it; record the event. False if not allowed."""
+        with self.tx() as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", [job_id]).fetchone()
+            if row is None:
+                return False
+            old = api.JobStatus(row[0])
+            if expect is not None and old not in set(expect):
+                return False
+            if new is not old and new not in api.JOB_TRANSITIONS[old]:
+                return False
+            fields = {**fields, "status": new.value, "updated_at": time.time()}
+            if new.is_terminal():
+                fields.setdefault("finished_at", int(time.time()))
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
+            _insert_event(conn, job_id, message or f"Job {new.value.replace('_', ' ')}", level=level,
+                          data={"status": new.value, "previous_status": old.value})
+        return True
+
+    def job_object(self, row: dict[str, Any]) -> api.FineTuningJob:
+        method = _load(row["method"], {})
+        resolved = _load(row["resolved_hyperparameters"])
+        hp_source = resolved or _load(row["hyperparameters"], {})
+        error = None
+        if row["error_code"] or row["error_message"]:
+            error = api.JobError(code=row["error_code"] or "error", message=row["error_message"] or "",
+                                 param=row["error_param"])
+        now = time.time()
+        elapsed = row["run_seconds"] or 0.0
+        if row["status"] == api.JobStatus.running.value and row["worker_start_time"]:
+            elapsed += max(0.0, now - max(row["worker_start_time"], row["started_at"] or 0))
+        eta = None
+        if row["total_steps"] and row["step"] and row["step"] < row["total_steps"] and elapsed > 0:
+            eta = elapsed / row["step"] * (row["total_steps"] - row["step"])
+        worker = None
+        if row["worker_pid"]:
+            worker = {"pid": row["worker_pid"], "pgid": row["worker_pgid"],
+                      "start_time": row["worker_start_time"]}
+        return api.FineTuningJob(
+            id=row["id"], created_at=row["created_at"], error=error,
+            fine_tuned_model=row["fine_tuned_model"], finished_at=row["finished_at"],
+            hyperparameters={k: hp_source.get(k, "auto") for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
+            model=row["model"], seed=row["seed"], status=api.JobStatus(row["status"]),
+            trained_tokens=row["trained_tokens"], training_file=row["training_file"],
+            validation_file=row["validation_file"], metadata=_load(row["metadata"]), method=method,
+            user_provided_suffix=row["suffix"],
+            estimated_finish=int(now + eta) if eta is not None and row["status"] == "running" else None,
+            progress=api.JobProgress(
+                step=row["step"], total_steps=row["total_steps"], train_reward_mean=row["train_reward_mean"],
+                valid_reward_base=row["valid_reward_base"], valid_reward_latest=row["valid_reward_latest"],
+                valid_reward_best=row["valid_reward_best"], started_at=row["started_at"],
+                elapsed_s=round(elapsed, 3), eta_s=None if eta is None else round(eta, 1),
+            ),
+            resolved_hyperparameters=resolved, snapshot=_load(row["snapshot"]), worker=worker,
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, job_id: str, message: str, level: str = "info", data: dict[str, Any] | None = None,
+                  type: str = "message") -> None:
+        with self.tx() as conn:
+            _insert_event(conn, job_id, message, level=level, data=data, type=type)
+
+    def list_events(self, job_id: str, after: str | None = None, limit: int = 20,
+                    order: str = "desc") -> tuple[list[api.JobEvent], bool]:
+        """OpenAI lists events newest first; `after` is an event id (cursor)."""
+        params: list[Any] = [job_id]
+        cond = ""
+        if after:
+            seq = _event_seq(after)
+            if seq is not None:
+                cond = " AND seq < ?" if order == "desc" else " AND seq > ?"
+                params.append(seq)
+        direction = "DESC" if order == "desc" else "ASC"
+        rows = self.query(f"SELECT * FROM job_events WHERE job_id = ?{cond} ORDER BY seq {direction} LIMIT ?",
+                          [*params, limit + 1])
+        has_more = len(rows) > limit
+        return [event_object(r) for r in rows[:limit]], has_more
+
+    # ------------------------------------------------------------------ metrics and friends
+
+    def metrics(self, job_id: str, after_step: int | None = None, limit: int = 10_000) -> list[api.MetricStep]:
+        rows = self.query(
+            'SELECT step, created_at, "values" FROM metrics WHERE job_id = ? AND step > ? ORDER BY step LIMIT ?',
+            [job_id, -1 if after_step is None else after_step, limit],
+        )
+        return [api.MetricStep(step=r["step"], created_at=r["created_at"], values=_load(r["values"], {}))
+                for r in rows]
+
+    def last_metric_step(self, job_id: str) -> int | None:
+        row = self.query_one("SELECT MAX(step) AS s FROM metrics WHERE job_id = ?", [job_id])
+        return None if row is None else row["s"]
+
+    def validation_steps(self, job_id: str) -> list[int]:
+        return [r["step"] for r in self.query(
+            "SELECT DISTINCT step FROM validation_rows WHERE job_id = ? ORDER BY step", [job_id])]
+
+    def validation_rows(self, job_id: str, step: int) -> list[api.ValidationRow]:
+        rows = self.query("SELECT * FROM validation_rows WHERE job_id = ? AND step = ? ORDER BY row_index",
+                          [job_id, step])
+        return [api.ValidationRow(step=r["step"], row_index=r["row_index"], prompt=r["prompt"],
+                                  reference=r["reference"], output=r["output"], reward=r["reward"],
+                                  sub_rewards=_load(r["sub_rewards"], {}), errors=_load(r["errors"], {}),
+                                  item=_load(r["item"])) for r in rows]
+
+    def samples(self, job_id: str, after_step: int | None = None, limit: int = 200,
+                before_id: int | None = None) -> tuple[list[api.TrainingSample], bool]:
+        params: list[Any] = [job_id, -1 if after_step is None else after_step]
+        cond = ""
+        if before_id is not None:
+            cond = " AND id < ?"
+            params.append(before_id)
+        rows = self.query(f"SELECT * FROM samples WHERE job_id = ? AND step > ?{cond} ORDER BY id DESC LIMIT ?",
+                          [*params, limit + 1])
+        has_more = len(rows) > limit
+        return [api.TrainingSample(id=r["id"], step=r["step"], prompt=r["prompt"], completion=r["completion"],
+                                   reward=r["reward"], sub_rewards=_load(r["sub_rewards"], {}),
+                                   errors=_load(r["errors"], {})) for r in rows[:limit]], has_more
+
+    def checkpoints(self, job_id: str, include_deleted: bool = False) -> list[api.JobCheckpoint]:
+        cond = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = self.query(f"SELECT * FROM checkpoints WHERE job_id = ?{cond} ORDER BY step DESC", [job_id])
+        return [checkpoint_object(r) for r in rows]
+
+
+# ---------------------------------------------------------------------- shared row helpers
+
+
+def _insert_event(conn: sqlite3.Connection, job_id: str, message: str, level: str = "info",
+                  data: dict[str, Any] | None = None, type: str = "message") -> int:
+    cur = conn.execute(
+        "INSERT INTO job_events (job_id, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+        [job_id, int(time.time()), level, type, message, _json(data)],
+    )
+    return int(cur.lastrowid or 0)
+
+
+def insert_event(conn: sqlite3.Connection, job_id: str, message: str, level: str = "info",
+                 data: dict[str, Any] | None = None, type: str = "message") -> int:
+    """Insert one job event inside the caller's transaction (used by workers too)."""
+    return _insert_event(conn, job_id, message, level=level, data=data, type=type)
+
+
+def event_id(seq: int) -> str:
+    return f"ftevent-{seq:012d}"
+
+
+def _event_seq(event_id_: str) -> int | None:
+    try:
+        return int(event_id_.rsplit("-", 1)[-1])
+    except ValueError:
+        return None
+
+
+def event_object(row: dict[str, Any]) -> api.JobEvent:
+    return api.JobEvent(id=event_id(row["seq"]), created_at=row["created_at"], level=row["level"],
+                        message=row["message"], data=_load(row["data"]), type=row["type"])
+
+
+def checkpoint_object(row: dict[str, Any]) -> api.JobCheckpoint:
+    metrics = _load(row["metrics"], {})
+    return api.JobCheckpoint(
+        id=row["id"], created_at=row["created_at"],
+        fine_tuned_model_checkpoint=f"ft:{row['job_id']}:ckpt-step-{row['step']}",
+        fine_tuning_job_id=row["job_id"], metrics=api.CheckpointMetrics(**{"step": row["step"], **metrics}),
+        step_number=row["step"], path=row["path"], kept_because=metrics.get("kept_because", []),
+    )
+
+
+def dumps(value: Any) -> str | None:
+    """JSON for a TEXT column (NaN/inf refused: store `None` instead)."""
+    return _json(value)
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    return _load(text, default)
