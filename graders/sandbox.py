@@ -1,0 +1,390 @@
+"""A warm pool of sandboxed worker processes that run python graders' `grade(sample, item)`.
+
+The parent enforces the wall-time limit per call (kill + replace the worker), survives broken
+workers, is safe to use from several threads, and leaves no orphans (close(), atexit, and each
+worker's PR_SET_PDEATHSIG, which is why workers are spawned from one long-lived thread).
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import hashlib
+import json
+import os
+import queue
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+_WORKER_SCRIPT = str(Path(__file__).with_name("sandbox_worker.py"))
+_MAX_FRAME = 8 * 1024 * 1024
+_NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-call limits, defaulting to OpenAI's python grader limits (2 min, 2 GB)."""
+
+    wall_time_s: float = 120.0
+    memory_bytes: int = 2 * 1024**3
+    file_size_bytes: int = 16 * 1024**2
+    open_files: int = 256
+    max_output_chars: int = 16_000
+    startup_timeout_s: float = 60.0
+    max_calls_per_worker: int = 1_000_000
+
+
+@dataclass
+class CallOutcome:
+    """What one grade() call produced: a value, or an error kind with details."""
+
+    value: float | None = None
+    error: str | None = None  # "runtime" | "server" | "timeout"
+    error_type: str | None = None
+    details: str | None = None
+    stdout: str = ""
+
+
+@dataclass(eq=False)
+class _Spawned:
+    proc: subprocess.Popen[bytes]
+    workdir: str
+    report: dict[str, Any] = field(default_factory=dict)
+    calls: int = 0
+    buffer: bytearray = field(default_factory=bytearray)
+    sources: set[str] = field(default_factory=set)
+
+
+class WorkerFailed(Exception):
+    """The worker broke (died, timed out, spoke garbage); it must be replaced."""
+
+    def __init__(self, kind: str, error_type: str, details: str) -> None:
+        self.kind = kind
+        self.error_type = error_type
+        self.details = details
+        super().__init__(f"{error_type}: {details}")
+
+
+class _Spawner:
+    """One process-lifetime thread that starts every worker, so PR_SET_PDEATHSIG (which fires
+    when the *thread* that forked the child exits) only fires when this process dies."""
+
+    _lock = threading.Lock()
+    _instance: _Spawner | None = None
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[concurrent.futures.Future[subprocess.Popen[bytes]], dict[str, Any]]] = (
+            queue.Queue()
+        )
+        threading.Thread(target=self._loop, name="rft-grader-spawner", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> _Spawner:
+        with cls._lock:
+            if cls._instance is None or cls._instance._pid != os.getpid():
+                cls._instance = cls()
+                cls._instance._pid = os.getpid()
+            return cls._instance
+
+    _pid: int = 0
+
+    def spawn(self, **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+        future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        self._requests.put((future, popen_kwargs))
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            future, kwargs = self._requests.get()
+            try:
+                future.set_result(subprocess.Popen(**kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+
+class PythonGraderPool:
+    """Warm sandboxed workers; `grade(source, calls)` runs each (sample, item) and never raises."""
+
+    def __init__(self, size: int | None = None, limits: SandboxLimits | None = None) -> None:
+        self.size = max(1, size or os.cpu_count() or 1)
+        self.limits = limits or SandboxLimits()
+        self._idle: list[_Spawned] = []
+        self._live = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._all: set[_Spawned] = set()
+        _POOLS.add(self)
+
+    # -- public -----------------------------------------------------------------------------
+
+    def grade(self, source: str, calls: Sequence[tuple[Any, Any]]) -> list[CallOutcome]:
+        """Run grade(sample, item) for each call on one worker, replacing it if it breaks."""
+        key = hashlib.sha256(source.encode("utf-8")).hexdigest()
+        outcomes: list[CallOutcome] = []
+        pending = list(calls)
+        while pending:
+            try:
+                worker = self._acquire()
+            except WorkerFailed as exc:
+                failure = CallOutcome(error="server", error_type=exc.error_type, details=exc.details)
+                return outcomes + [failure for _ in pending]
+            broken = False
+            try:
+                done = self._run(worker, key, source, pending, outcomes)
+            except WorkerFailed as exc:
+                broken = True
+                outcomes.append(CallOutcome(error=exc.kind, error_type=exc.error_type, details=exc.details))
+                done = len(outcomes) - (len(calls) - len(pending))
+            finally:
+                self._release(worker, broken)
+            pending = pending[done:]
+        return outcomes
+
+    def worker_report(self) -> dict[str, Any]:
+        """The hardening a worker applied (network namespace, uid, NPROC), for diagnostics."""
+        worker = self._acquire()
+        try:
+            return dict(worker.report)
+        finally:
+            self._release(worker, False)
+
+    def close(self) -> None:
+        """Kill every worker and remove their directories; the pool cannot be used afterwards."""
+        with self._cond:
+            self._closed = True
+            workers = list(self._all)
+            self._idle.clear()
+            self._cond.notify_all()
+        for worker in workers:
+            _kill(worker)
+
+    def __enter__(self) -> PythonGraderPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _acquire(self) -> _Spawned:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise WorkerFailed("server", "PoolClosed", "the python grader pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._live < self.size:
+                    self._live += 1
+                    break
+                self._cond.wait()
+        try:
+            worker = self._start()
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._all.add(worker)
+            if self._closed:
+                self._all.discard(worker)
+                _kill(worker)
+                raise WorkerFailed("server", "PoolClosed", "the python grader pool is closed")
+        return worker
+
+    def _release(self, worker: _Spawned, broken: bool) -> None:
+        retire = broken or worker.calls >= self.limits.max_calls_per_worker or worker.proc.poll() is not None
+        with self._cond:
+            if retire or self._closed:
+                self._all.discard(worker)
+                self._live -= 1
+            else:
+                self._idle.append(worker)
+            self._cond.notify()
+        if retire or self._closed:
+            _kill(worker)
+
+    def _start(self) -> _Spawned:
+        workdir = tempfile.mkdtemp(prefix="rft-grader-")
+        if os.geteuid() == 0:
+            os.chown(workdir, _NOBODY, _NOBODY)
+        config = {
+            "memory_bytes": self.limits.memory_bytes,
+            "file_size_bytes": self.limits.file_size_bytes,
+            "open_files": self.limits.open_files,
+            "max_output_chars": self.limits.max_output_chars,
+            "cpu_s": self.limits.wall_time_s,
+            "parent_pid": os.getpid(),
+        }
+        try:
+            proc = _Spawner.get().spawn(
+                args=[sys.executable, "-I", "-B", _WORKER_SCRIPT, json.dumps(config)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={},
+                cwd=workdir,
+                close_fds=True,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise WorkerFailed("server", "SpawnFailed", str(exc)) from None
+        worker = _Spawned(proc=proc, workdir=workdir)
+        try:
+            hello = _read_frame(worker, time.monotonic() + self.limits.startup_timeout_s)
+        except WorkerFailed:
+            _kill(worker)
+            raise
+        worker.report = hello.get("ready", {}) if isinstance(hello, dict) else {}
+        return worker
+
+    def _run(self, worker: _Spawned, key: str, source: str, calls: list[tuple[Any, Any]],
+             outcomes: list[CallOutcome]) -> int:
+        """Send the calls, read one frame per call; return how many completed."""
+        request = {"key": key, "calls": [[sample, item] for sample, item in calls]}
+        if key not in worker.sources:
+            request["source"] = source
+        _write_frame(worker, request, time.monotonic() + self.limits.wall_time_s)
+        worker.sources.add(key)
+        for done in range(len(calls)):
+            frame = _read_frame(worker, time.monotonic() + self.limits.wall_time_s)
+            worker.calls += 1
+            outcome = _outcome(frame)
+            outcomes.append(outcome)
+            if outcome.error == "server":  # the worker reported a fatal error and is exiting
+                raise_after = WorkerFailed("server", outcome.error_type or "WorkerError", outcome.details or "")
+                outcomes.pop()
+                raise raise_after
+        return len(calls)
+
+
+def _outcome(frame: Any) -> CallOutcome:
+    if not isinstance(frame, dict):
+        raise WorkerFailed("server", "ProtocolError", "the worker sent a malformed result")
+    stdout = frame.get("stdout") if isinstance(frame.get("stdout"), str) else ""
+    if frame.get("ok") is True:
+        value = frame.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return CallOutcome(value=float(value), stdout=stdout)
+        raise WorkerFailed("server", "ProtocolError", "the worker sent a non-numeric value")
+    details = frame.get("details") if isinstance(frame.get("details"), str) else ""
+    if frame.get("error") == "memory":
+        return CallOutcome(error="server", error_type="MemoryError", details=details, stdout=stdout)
+    return CallOutcome(error="runtime", error_type="RuntimeError", details=details, stdout=stdout)
+
+
+def _write_frame(worker: _Spawned, obj: Any, deadline: float) -> None:
+    data = json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+    if len(data) > _MAX_FRAME * 4:
+        raise WorkerFailed("server", "RequestTooLarge", f"{len(data)} bytes")
+    assert worker.proc.stdin is not None
+    fd = worker.proc.stdin.fileno()
+    view = memoryview(struct.pack(">I", len(data)) + data)
+    while view:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkerFailed("timeout", "Timeout", "the worker did not accept the request in time")
+        _, writable, _ = select.select([], [fd], [], remaining)
+        if writable:
+            try:
+                view = view[os.write(fd, view[:65536]):]
+            except (BrokenPipeError, OSError) as exc:
+                raise WorkerFailed("server", "WorkerDied", _death(worker, str(exc))) from None
+
+
+def _read_frame(worker: _Spawned, deadline: float) -> Any:
+    assert worker.proc.stdout is not None
+    fd = worker.proc.stdout.fileno()
+    buf = worker.buffer
+    while True:
+        if len(buf) >= 4:
+            (size,) = struct.unpack(">I", buf[:4])
+            if size > _MAX_FRAME:
+                raise WorkerFailed("server", "ProtocolError", f"the worker sent a {size}-byte frame")
+            if len(buf) >= 4 + size:
+                data = bytes(buf[4:4 + size])
+                del buf[:4 + size]
+                try:
+                    return json.loads(data)
+                except ValueError:
+                    raise WorkerFailed("server", "ProtocolError", "the worker sent invalid JSON") from None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkerFailed("timeout", "Timeout", "the grader did not return within the wall-time limit")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise WorkerFailed("server", "WorkerDied", _death(worker, "the worker exited"))
+            buf += chunk
+
+
+def _death(worker: _Spawned, fallback: str) -> str:
+    try:
+        code = worker.proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        return fallback
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"the worker was killed by {name} (memory, CPU or file-size limit?)"
+    return f"the worker exited with status {code}"
+
+
+def _kill(worker: _Spawned) -> None:
+    proc = worker.proc
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+    shutil.rmtree(worker.workdir, ignore_errors=True)
+
+
+_POOLS: weakref.WeakSet[PythonGraderPool] = weakref.WeakSet()
+_DEFAULT_LOCK = threading.Lock()
+_DEFAULT: PythonGraderPool | None = None
+
+
+def default_pool() -> PythonGraderPool:
+    """The process-wide pool (one worker per CPU), created on first use."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None or _DEFAULT._closed:
+            _DEFAULT = PythonGraderPool()
+        return _DEFAULT
+
+
+@atexit.register
+def _close_all() -> None:
+    for pool in list(_POOLS):
+        pool.close()
+
+
+def limits_dict(limits: SandboxLimits) -> dict[str, Any]:
+    return asdict(limits)

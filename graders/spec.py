@@ -1,0 +1,229 @@
+"""Grader specs: pydantic models that accept OpenAI's grader JSON exactly (a union on `type`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from graders.errors import GraderSpecError
+
+#: OpenAI's limit on a python grader's source.
+MAX_PYTHON_SOURCE_BYTES = 256 * 1024
+
+SIMILARITY_METRICS = (
+    "cosine",
+    "fuzzy_match",
+    "bleu",
+    "gleu",
+    "meteor",
+    "rouge_1",
+    "rouge_2",
+    "rouge_3",
+    "rouge_4",
+    "rouge_5",
+    "rouge_l",
+)
+
+EvaluationMetric = Literal[
+    "cosine", "fuzzy_match", "bleu", "gleu", "meteor", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l"
+]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StringCheckGrader(_Spec):
+    """Compare `input` with `reference`: eq, ne, like (contains), ilike (contains, case-insensitive)."""
+
+    type: Literal["string_check"]
+    name: str
+    input: str
+    reference: str
+    operation: Literal["eq", "ne", "like", "ilike"]
+
+
+class TextSimilarityGrader(_Spec):
+    """Score `input` against `reference` with a similarity metric in [0, 1]."""
+
+    type: Literal["text_similarity"]
+    name: str
+    input: str
+    reference: str
+    evaluation_metric: EvaluationMetric
+    pass_threshold: float | None = None
+
+
+class PythonGrader(_Spec):
+    """Run `grade(sample, item) -> float` from `source` in the sandbox."""
+
+    type: Literal["python"]
+    name: str
+    source: str
+    image_tag: str | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source_size(cls, source: str) -> str:
+        size = len(source.encode("utf-8"))
+        if size > MAX_PYTHON_SOURCE_BYTES:
+            raise ValueError(f"source is {size} bytes; the limit is {MAX_PYTHON_SOURCE_BYTES} (256 kB)")
+        return source
+
+
+class InputText(_Spec):
+    type: Literal["input_text"]
+    text: str
+
+
+class OutputText(_Spec):
+    type: Literal["output_text"]
+    text: str
+
+
+class InputImage(_Spec):
+    type: Literal["input_image"]
+    image_url: str
+    detail: str | None = None
+
+
+class InputAudioData(_Spec):
+    data: str
+    format: str
+
+
+class InputAudio(_Spec):
+    type: Literal["input_audio"]
+    input_audio: InputAudioData
+
+
+ContentPart = Annotated[Union[InputText, OutputText, InputImage, InputAudio], Field(discriminator="type")]
+MessageContent = Union[str, ContentPart, list[Union[str, ContentPart]]]
+
+
+class Message(_Spec):
+    """One judge-prompt message; text in `content` may hold templates."""
+
+    role: Literal["user", "assistant", "system", "developer"]
+    content: MessageContent
+    type: Literal["message"] | None = None
+
+
+class SamplingParams(BaseModel):
+    """Judge sampling parameters (OpenAI's names; extra keys pass through to the endpoint)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    max_completions_tokens: int | None = None
+    reasoning_effort: str | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+
+
+class ScoreModelGrader(_Spec):
+    """A judge model scores the sample within `range`."""
+
+    type: Literal["score_model"]
+    name: str
+    model: str
+    input: list[Message]
+    range: list[float] | None = None
+    sampling_params: SamplingParams | None = None
+    pass_threshold: float | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _range_pair(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (len(value) != 2 or not value[0] < value[1]):
+            raise ValueError("range must be two numbers [low, high] with low < high")
+        return value
+
+    @property
+    def score_range(self) -> tuple[float, float]:
+        """The declared range, defaulting to OpenAI's [0, 1]."""
+        return (self.range[0], self.range[1]) if self.range else (0.0, 1.0)
+
+
+class LabelModelGrader(_Spec):
+    """A judge model picks one of `labels`; the reward is 1 for a passing label, else 0."""
+
+    type: Literal["label_model"]
+    name: str
+    model: str
+    input: list[Message]
+    labels: list[str] = Field(min_length=1)
+    passing_labels: list[str] = Field(min_length=1)
+    sampling_params: SamplingParams | None = None
+
+    @model_validator(mode="after")
+    def _passing_subset(self) -> LabelModelGrader:
+        unknown = [label for label in self.passing_labels if label not in self.labels]
+        if unknown:
+            raise ValueError(f"passing_labels {unknown} are not among labels {self.labels}")
+        return self
+
+
+SubGrader = Annotated[
+    Union[StringCheckGrader, TextSimilarityGrader, PythonGrader, ScoreModelGrader, LabelModelGrader],
+    Field(discriminator="type"),
+]
+
+
+class MultiGrader(_Spec):
+    """Named sub-graders combined by the `calculate_output` formula."""
+
+    type: Literal["multi"]
+    name: str
+    graders: dict[str, SubGrader] = Field(min_length=1)
+    calculate_output: str
+
+
+Grader = Annotated[
+    Union[StringCheckGrader, TextSimilarityGrader, PythonGrader, ScoreModelGrader, LabelModelGrader, MultiGrader],
+    Field(discriminator="type"),
+]
+
+GRADER_TYPES = ("string_check", "text_similarity", "python", "score_model", "label_model", "multi")
+
+_GRADER_ADAPTER: TypeAdapter[Any] = TypeAdapter(Grader)
+
+
+def parse_grader(obj: Any) -> Grader:
+    """Validate a grader spec (OpenAI JSON as a dict); raise GraderSpecError naming the bad field."""
+    if isinstance(obj, (StringCheckGrader, TextSimilarityGrader, PythonGrader, ScoreModelGrader,
+                        LabelModelGrader, MultiGrader)):
+        return obj
+    if not isinstance(obj, dict):
+        raise GraderSpecError(f"a grader must be a JSON object, got {type(obj).__name__}")
+    try:
+        return _GRADER_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise _spec_error(exc) from None
+
+
+def _spec_error(exc: ValidationError) -> GraderSpecError:
+    """Turn pydantic's first error into a message naming the field path (tag names left out)."""
+    messages = []
+    for error in exc.errors()[:5]:
+        path = _format_loc(error["loc"])
+        messages.append(f"{path or '<grader>'}: {error['msg']}")
+    extra = len(exc.errors()) - len(messages)
+    text = "; ".join(messages) + (f" (and {extra} more)" if extra > 0 else "")
+    return GraderSpecError(f"invalid grader spec: {text}", path="")
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+            continue
+        # Discriminated unions insert the tag (e.g. "string_check") into the location.
+        if part in GRADER_TYPES or part in ("input_text", "output_text", "input_image", "input_audio"):
+            continue
+        if part == "str" or str(part).startswith(("tagged-union[", "list[", "union[")):
+            continue
+        parts.append(("." if parts else "") + str(part))
+    return "".join(parts)
