@@ -1,0 +1,345 @@
+"""Clients of the daemon API (sync and async, over the Unix socket or TCP) and daemon discovery.
+
+Discovery reads `run/daemon.json`, checks the pid is alive (and is the process that wrote it), cleans
+up a stale file and raises typed errors. No torch, no SQLite: the TUI and CLI only talk HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from daemon import api
+from daemon.paths import Paths
+
+
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_TIMEOUT = 60.0
+
+
+class DaemonError(Exception):
+    """Base of every client-side error."""
+
+
+class DaemonNotRunning(DaemonError):
+    """No daemon answers for this RFT_HOME (no status file, or nothing listening)."""
+
+
+class StaleDaemonStatus(DaemonNotRunning):
+    """`daemon.json` names a pid that is gone (or reused); the file has been removed."""
+
+
+class ApiRequestError(DaemonError):
+    """The daemon answered with an OpenAI-style error."""
+
+    def __init__(self, status_code: int, error: api.ErrorDetail) -> None:
+        super().__init__(error.message)
+        self.status_code = status_code
+        self.error = error
+
+    @property
+    def param(self) -> str | None:
+        return self.error.param
+
+
+def _pid_alive(pid: int, start_time: float | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if start_time is None:
+        return True
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - start_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+    except Exception:  # noqa: BLE001 - psutil missing or the process just went away
+        return True
+
+
+def read_status(paths: Paths, clean_stale: bool = True) -> api.DaemonStatusFile:
+    """The running daemon's status; DaemonNotRunning / StaleDaemonStatus otherwise."""
+    try:
+        raw = paths.status_file.read_text()
+    except FileNotFoundError:
+        raise DaemonNotRunning(f"No daemon is running for {paths.home} (start one: rft-tui daemon start)") from None
+    try:
+        status = api.DaemonStatusFile.model_validate_json(raw)
+    except ValueError:
+        if clean_stale:
+            paths.status_file.unlink(missing_ok=True)
+        raise StaleDaemonStatus(f"{paths.status_file} was unreadable and has been removed") from None
+    if not _pid_alive(status.pid, status.pid_start_time):
+        if clean_stale:
+            paths.status_file.unlink(missing_ok=True)
+            Path(status.socket).unlink(missing_ok=True)
+        raise StaleDaemonStatus(f"The daemon (pid {status.pid}) recorded in {paths.status_file} is gone; "
+                                "the stale status was removed")
+    return status
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a daemon listens: a Unix socket, or a TCP base URL with its bearer token."""
+
+    socket: str | None = None
+    base_url: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def discover(cls, home: str | os.PathLike[str] | None = None, socket: str | None = None,
+                 url: str | None = None, token: str | None = None) -> "Endpoint":
+        if url:
+            return cls(base_url=url.rstrip("/"), token=token or os.environ.get("RFT_TOKEN"))
+        if socket:
+            return cls(socket=str(socket))
+        status = read_status(Paths.resolve(home))
+        return cls(socket=status.socket)
+
+    def transport_kwargs(self, asynchronous: bool) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if self.socket:
+            transport = (httpx.AsyncHTTPTransport(uds=self.socket) if asynchronous
+                         else httpx.HTTPTransport(uds=self.socket))
+            return {"transport": transport, "base_url": "http://rft-daemon", "headers": headers}
+        return {"base_url": self.base_url, "headers": headers}
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        err = api.ErrorResponse.model_validate(resp.json()).error
+    except (ValueError, TypeError):
+        err = api.ErrorDetail(message=resp.text[:500] or f"HTTP {resp.status_code}", type="server_error")
+    raise ApiRequestError(resp.status_code, err)
+
+
+def _payload(body: BaseModel | dict[str, Any] | None) -> Any:
+    if isinstance(body, BaseModel):
+        return body.model_dump(mode="json", exclude_none=True)
+    return body
+
+
+R = TypeVar("R")
+
+
+class _Api(Generic[R]):
+    """Every endpoint once; `_call` is sync in Client and async in AsyncClient."""
+
+    def _call(self, method: str, path: str, model: Any = None, **kw: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    # health / daemon
+    def health(self) -> Any:
+        return self._call("GET", "/v1/health", api.Health)
+
+    def shutdown(self) -> Any:
+        return self._call("POST", "/v1/shutdown")
+
+    # files
+    def list_files(self, after: str | None = None, limit: int = 100) -> Any:
+        return self._call("GET", "/v1/files", api.ListObject[api.FileObject], params=_params(after=after, limit=limit))
+
+    def get_file(self, file_id: str) -> Any:
+        return self._call("GET", f"/v1/files/{file_id}", api.FileObject)
+
+    def import_file(self, path: str, purpose: str = "fine-tune") -> Any:
+        return self._call("POST", "/v1/files/import", api.FileObject,
+                          json=api.FileImportRequest(path=str(Path(path).expanduser().resolve()), purpose=purpose))
+
+    def file_rows(self, file_id: str, offset: int = 0, limit: int = 50) -> Any:
+        return self._call("GET", f"/v1/files/{file_id}/rows", api.FileRowsPage,
+                          params={"offset": offset, "limit": limit})
+
+    def validate_file(self, request: api.FileValidateRequest | dict[str, Any]) -> Any:
+        return self._call("POST", "/v1/files/validate", api.ValidationReport, json=request)
+
+    # jobs
+    def create_job(self, request: api.JobCreateRequest | dict[str, Any]) -> Any:
+        return self._call("POST", "/v1/fine_tuning/jobs", api.FineTuningJob, json=request)
+
+    def preflight(self, request: api.PreflightRequest | dict[str, Any]) -> Any:
+        return self._call("POST", "/v1/fine_tuning/preflight", api.PreflightReport, json=request, timeout=None)
+
+    def list_jobs(self, after: str | None = None, limit: int = 20, status: str | None = None) -> Any:
+        return self._call("GET", "/v1/fine_tuning/jobs", api.ListObject[api.FineTuningJob],
+                          params=_params(after=after, limit=limit, status=status))
+
+    def get_job(self, job_id: str) -> Any:
+        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}", api.FineTuningJob)
+
+    def cancel_job(self, job_id: str) -> Any:
+        return self._call("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel", api.FineTuningJob)
+
+    def pause_job(self, job_id: str) -> Any:
+        return self._call("POST", f"/v1/fine_tuning/jobs/{job_id}/pause", api.FineTuningJob)
+
+    def resume_job(self, job_id: str) -> Any:
+        return self._call("POST", f"/v1/fine_tuning/jobs/{job_id}/resume", api.FineTuningJob)
+
+    def list_events(self, job_id: str, after: str | None = None, limit: int = 20, order: str = "desc") -> Any:
+        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/events", api.ListObject[api.JobEvent],
+                          params=_params(after=after, limit=limit, order=order))
+
+    def list_checkpoints(self, job_id: str, limit: int = 100) -> Any:
+        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/checkpoints", api.ListObject[api.JobCheckpoint],
+                          params={"limit": limit})
+
+    def metrics(self, job_id: str, after_step: int | None = None, limit: int = 10_000) -> Any:
+        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/metrics", api.MetricsPage,
+                          params=_params(after_step=after_step, limit=limit))
+
+    def validation(self, job_id: str, step: int | None = None) -> Any:
+        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/validation", api.ValidationPage,
+                          params=_params(step=step))
+
+    def samples(self, job_id: str, after_step: int | None = None, limit: int = 100) -> Any:
+        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/samples", api.SamplesPage,
+                          params=_params(after_step=after_step, limit=limit))
+
+    def job_log(self, job_id: str, lines: int = 200) -> Any:
+        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/log", api.JobLog, params={"lines": lines})
+
+    # graders
+    def run_grader(self, grader: dict[str, Any], model_sample: str, item: dict[str, Any] | None = None) -> Any:
+        return self._call("POST", "/v1/fine_tuning/alpha/graders/run", api.GraderRunResponse,
+                          json=api.GraderRunRequest(grader=grader, model_sample=model_sample, item=item))
+
+    def validate_grader(self, grader: dict[str, Any]) -> Any:
+        return self._call("POST", "/v1/fine_tuning/alpha/graders/validate", api.GraderValidateResponse,
+                          json=api.GraderValidateRequest(grader=grader))
+
+    def list_grader_files(self) -> Any:
+        return self._call("GET", "/v1/graders", api.ListObject[api.GraderFile])
+
+    def get_grader_file(self, name: str) -> Any:
+        return self._call("GET", f"/v1/graders/{name}", api.GraderFile)
+
+    def save_grader_file(self, name: str, content: str, expected_modified_at: float | None = None) -> Any:
+        return self._call("PUT", f"/v1/graders/{name}", api.GraderFile,
+                          json=api.GraderFileSave(content=content, expected_modified_at=expected_modified_at))
+
+
+def _params(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def _parse(model: Any, resp: httpx.Response) -> Any:
+    _raise_for(resp)
+    if model is None:
+        return resp.json() if resp.content else None
+    return model.model_validate(resp.json())
+
+
+class Client(_Api[Any]):
+    """Synchronous client (CLI, scripts)."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.endpoint = endpoint
+        self._http = httpx.Client(timeout=timeout, **endpoint.transport_kwargs(asynchronous=False))
+
+    @classmethod
+    def connect(cls, home: str | os.PathLike[str] | None = None, socket: str | None = None,
+                url: str | None = None, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> "Client":
+        return cls(Endpoint.discover(home, socket, url, token), timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, model: Any = None, json: Any = None, **kw: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, json=_payload(json), **kw)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
+            raise DaemonNotRunning(f"Cannot reach the daemon at {self.endpoint.socket or self.endpoint.base_url}: {e}") from e
+        return _parse(model, resp)
+
+    def upload_file(self, path: str, purpose: str = "fine-tune") -> api.FileObject:
+        with open(path, "rb") as f:
+            return self._call("POST", "/v1/files", api.FileObject, files={"file": (Path(path).name, f)},
+                              data={"purpose": purpose}, timeout=None)
+
+    def stream(self, job_id: str | None = None) -> Iterator[api.StreamEvent]:
+        """Server-sent events, forever (until the caller stops iterating or the daemon goes away)."""
+        params = _params(job_id=job_id)
+        try:
+            with self._http.stream("GET", "/v1/stream", params=params, timeout=httpx.Timeout(None)) as resp:
+                _raise_for(resp)
+                yield from _sse_events(resp.iter_lines())
+        except httpx.ConnectError as e:
+            raise DaemonNotRunning(str(e)) from e
+
+
+class AsyncClient(_Api[Any]):
+    """Asynchronous client (the TUI's workers)."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.endpoint = endpoint
+        self._http = httpx.AsyncClient(timeout=timeout, **endpoint.transport_kwargs(asynchronous=True))
+
+    @classmethod
+    def connect(cls, home: str | os.PathLike[str] | None = None, socket: str | None = None,
+                url: str | None = None, token: str | None = None,
+                timeout: float = DEFAULT_TIMEOUT) -> "AsyncClient":
+        return cls(Endpoint.discover(home, socket, url, token), timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, model: Any = None, json: Any = None, **kw: Any) -> Any:
+        try:
+            resp = await self._http.request(method, path, json=_payload(json), **kw)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
+            raise DaemonNotRunning(f"Cannot reach the daemon at {self.endpoint.socket or self.endpoint.base_url}: {e}") from e
+        return _parse(model, resp)
+
+    async def stream(self, job_id: str | None = None) -> AsyncIterator[api.StreamEvent]:
+        params = _params(job_id=job_id)
+        try:
+            async with self._http.stream("GET", "/v1/stream", params=params, timeout=httpx.Timeout(None)) as resp:
+                _raise_for(resp)
+                data: list[str] = []
+                async for line in resp.aiter_lines():
+                    event = _sse_line(line, data)
+                    if event is not None:
+                        yield event
+        except httpx.ConnectError as e:
+            raise DaemonNotRunning(str(e)) from e
+
+
+def _sse_line(line: str, data: list[str]) -> api.StreamEvent | None:
+    if line.startswith("data:"):
+        data.append(line[5:].strip())
+        return None
+    if line == "" and data:
+        payload = "\n".join(data)
+        data.clear()
+        try:
+            return api.StreamEvent.model_validate(json.loads(payload))
+        except ValueError:
+            return None
+    return None
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[api.StreamEvent]:
+    data: list[str] = []
+    for line in lines:
+        event = _sse_line(line, data)
+        if event is not None:
+            yield event

@@ -1,0 +1,58 @@
+"""Files: multipart upload, import by path, list, retrieve, content (OpenAI's shapes)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from daemon import api, files
+from daemon.errors import bad_request
+from daemon.server import ctx_of
+
+router = APIRouter()
+
+
+@router.post("/v1/files", response_model=api.FileObject)
+async def upload_file(request: Request, file: UploadFile, purpose: str = Form("fine-tune")) -> api.FileObject:
+    ctx = ctx_of(request)
+    if purpose not in {p.value for p in api.FilePurpose}:
+        raise bad_request(f"purpose must be one of {[p.value for p in api.FilePurpose]}", param="purpose")
+    obj = await run_in_threadpool(files.import_stream, ctx.store, ctx.paths, file.file,
+                                  file.filename or "upload.jsonl", purpose)
+    ctx.bus.publish(api.StreamEventType.file_created, data={"file_id": obj.id})
+    return obj
+
+
+@router.post("/v1/files/import", response_model=api.FileObject)
+async def import_file(request: Request, body: api.FileImportRequest) -> api.FileObject:
+    ctx = ctx_of(request)
+    obj = await run_in_threadpool(files.import_path, ctx.store, ctx.paths, body.path, body.purpose)
+    ctx.bus.publish(api.StreamEventType.file_created, data={"file_id": obj.id})
+    return obj
+
+
+@router.get("/v1/files", response_model=api.ListObject[api.FileObject])
+async def list_files(request: Request, after: str | None = None, limit: int = 100,
+                     purpose: str | None = None) -> api.ListObject[api.FileObject]:
+    ctx = ctx_of(request)
+    if not 1 <= limit <= 10_000:
+        raise bad_request("limit must be between 1 and 10000", param="limit")
+    rows = ctx.store.list_file_rows(after=after, limit=limit + 1)
+    data = [ctx.store.file_object(r) for r in rows[:limit] if purpose is None or r["purpose"] == purpose]
+    return api.ListObject[api.FileObject](data=data, has_more=len(rows) > limit,
+                                          first_id=data[0].id if data else None,
+                                          last_id=data[-1].id if data else None)
+
+
+@router.get("/v1/files/{file_id}", response_model=api.FileObject)
+async def retrieve_file(request: Request, file_id: str) -> api.FileObject:
+    ctx = ctx_of(request)
+    return ctx.store.file_object(files.get_file(ctx.store, file_id))
+
+
+@router.get("/v1/files/{file_id}/content")
+async def file_content(request: Request, file_id: str) -> StreamingResponse:
+    row = files.get_file(ctx_of(request).store, file_id)
+    return StreamingResponse(files.iter_content(row), media_type="application/jsonl",
+                             headers={"Content-Length": str(row["bytes"])})

@@ -1,0 +1,32 @@
+"""GET /v1/health."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from fastapi import APIRouter, Request
+
+from daemon import __version__, api
+from daemon.server import ctx_of
+
+router = APIRouter()
+
+
+@router.get("/v1/health", response_model=api.Health)
+async def health(request: Request) -> api.Health:
+    ctx = ctx_of(request)
+    counts = {r["status"]: r["n"] for r in ctx.store.query(
+        "SELECT status, COUNT(*) AS n FROM jobs WHERE status IN ('running', 'queued') GROUP BY status")}
+    return api.Health(version=__version__, pid=os.getpid(), uptime_s=round(time.time() - ctx.started_at, 3),
+                      started_at=int(ctx.started_at), home=str(ctx.paths.home), socket=ctx.socket_path,
+                      running_jobs=counts.get("running", 0), queued_jobs=counts.get("queued", 0))
+
+
+@router.post("/v1/shutdown")
+async def shutdown(request: Request) -> dict[str, bool]:
+    """Ask the daemon to exit (running workers keep running and are re-adopted on the next start)."""
+    server = getattr(request.app.state, "server", None)
+    if server is not None:
+        server.should_exit = True
+    return {"ok": True}

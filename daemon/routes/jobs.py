@@ -1,0 +1,177 @@
+"""Fine-tuning jobs: OpenAI's endpoints plus metrics, validation, samples and log extensions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from daemon import api
+from daemon.errors import ApiError, bad_request, conflict, not_found
+from daemon.jobs import build_job
+from daemon.scheduler import log_tail
+from daemon.server import DaemonContext, ctx_of
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs")
+
+
+def _job_row(ctx: DaemonContext, job_id: str) -> dict:
+    row = ctx.store.get_job_row(job_id)
+    if row is None:
+        raise not_found("fine-tuning job", job_id, param="fine_tuning_job_id")
+    return row
+
+
+def _limit(limit: int, maximum: int = 10_000) -> int:
+    if not 1 <= limit <= maximum:
+        raise bad_request(f"limit must be between 1 and {maximum}", param="limit")
+    return limit
+
+
+@router.post("", response_model=api.FineTuningJob)
+async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTuningJob:
+    ctx = ctx_of(request)
+    row = await run_in_threadpool(build_job, ctx.store, ctx.paths, body)
+    ctx.store.insert_job(row, "Validating training file")
+    ctx.bus.publish(api.StreamEventType.job_created, job_id=row["id"], status=api.JobStatus.validating_files)
+    ctx.scheduler.validate_and_queue(row["id"])
+    return ctx.store.job_object(_job_row(ctx, row["id"]))
+
+
+@router.get("", response_model=api.ListObject[api.FineTuningJob])
+async def list_jobs(request: Request, after: str | None = None, limit: int = 20,
+                    status: str | None = None) -> api.ListObject[api.FineTuningJob]:
+    ctx = ctx_of(request)
+    _limit(limit)
+    statuses = None
+    if status:
+        statuses = [s.strip() for s in status.split(",") if s.strip()]
+        bad = [s for s in statuses if s not in {x.value for x in api.JobStatus}]
+        if bad:
+            raise bad_request(f"Unknown status {bad[0]!r}", param="status")
+    rows = ctx.store.list_job_rows(after=after, limit=limit + 1, statuses=statuses)
+    data = [ctx.store.job_object(r) for r in rows[:limit]]
+    return api.ListObject[api.FineTuningJob](data=data, has_more=len(rows) > limit,
+                                             first_id=data[0].id if data else None,
+                                             last_id=data[-1].id if data else None)
+
+
+@router.get("/{job_id}", response_model=api.FineTuningJob)
+async def retrieve_job(request: Request, job_id: str) -> api.FineTuningJob:
+    ctx = ctx_of(request)
+    return ctx.store.job_object(_job_row(ctx, job_id))
+
+
+def _control(request: Request, job_id: str, action: str) -> api.FineTuningJob:
+    ctx = ctx_of(request)
+    row = _job_row(ctx, job_id)
+    status = api.JobStatus(row["status"])
+    if action == "cancel":
+        if status.is_terminal():
+            raise conflict(f"Job {job_id} is already {status.value}.", param="fine_tuning_job_id",
+                           code="job_not_cancellable")
+        ctx.scheduler.cancel(job_id)
+    elif action == "pause":
+        if status not in (api.JobStatus.running, api.JobStatus.queued, api.JobStatus.validating_files):
+            raise conflict(f"Job {job_id} is {status.value}; only running or queued jobs can be paused.",
+                           param="fine_tuning_job_id", code="job_not_pausable")
+        ctx.scheduler.pause(job_id)
+    elif action == "resume":
+        if status is not api.JobStatus.paused:
+            raise conflict(f"Job {job_id} is {status.value}; only paused jobs can be resumed.",
+                           param="fine_tuning_job_id", code="job_not_resumable")
+        ctx.scheduler.resume(job_id)
+    return ctx.store.job_object(_job_row(ctx, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=api.FineTuningJob)
+async def cancel_job(request: Request, job_id: str) -> api.FineTuningJob:
+    return _control(request, job_id, "cancel")
+
+
+@router.post("/{job_id}/pause", response_model=api.FineTuningJob)
+async def pause_job(request: Request, job_id: str) -> api.FineTuningJob:
+    return _control(request, job_id, "pause")
+
+
+@router.post("/{job_id}/resume", response_model=api.FineTuningJob)
+async def resume_job(request: Request, job_id: str) -> api.FineTuningJob:
+    return _control(request, job_id, "resume")
+
+
+@router.get("/{job_id}/events", response_model=api.ListObject[api.JobEvent])
+async def list_events(request: Request, job_id: str, after: str | None = None, limit: int = 20,
+                      order: str = "desc") -> api.ListObject[api.JobEvent]:
+    ctx = ctx_of(request)
+    _job_row(ctx, job_id)
+    _limit(limit)
+    if order not in ("asc", "desc"):
+        raise bad_request("order must be 'asc' or 'desc'", param="order")
+    data, has_more = ctx.store.list_events(job_id, after=after, limit=limit, order=order)
+    return api.ListObject[api.JobEvent](data=data, has_more=has_more, first_id=data[0].id if data else None,
+                                        last_id=data[-1].id if data else None)
+
+
+@router.get("/{job_id}/checkpoints", response_model=api.ListObject[api.JobCheckpoint])
+async def list_checkpoints(request: Request, job_id: str, after: str | None = None,
+                           limit: int = 10) -> api.ListObject[api.JobCheckpoint]:
+    ctx = ctx_of(request)
+    _job_row(ctx, job_id)
+    _limit(limit, 1000)
+    data = ctx.store.checkpoints(job_id)
+    if after:
+        ids = [c.id for c in data]
+        data = data[ids.index(after) + 1:] if after in ids else data
+    page = data[:limit]
+    return api.ListObject[api.JobCheckpoint](data=page, has_more=len(data) > limit,
+                                             first_id=page[0].id if page else None,
+                                             last_id=page[-1].id if page else None)
+
+
+@router.get("/{job_id}/metrics", response_model=api.MetricsPage)
+async def metrics(request: Request, job_id: str, after_step: int | None = None,
+                  limit: int = 10_000) -> api.MetricsPage:
+    ctx = ctx_of(request)
+    _job_row(ctx, job_id)
+    _limit(limit, 100_000)
+    data = ctx.store.metrics(job_id, after_step=after_step, limit=limit + 1)
+    page = data[:limit]
+    return api.MetricsPage(job_id=job_id, data=page, last_step=page[-1].step if page else after_step,
+                           has_more=len(data) > limit)
+
+
+@router.get("/{job_id}/validation", response_model=api.ValidationPage)
+async def validation(request: Request, job_id: str, step: int | None = None) -> api.ValidationPage:
+    ctx = ctx_of(request)
+    _job_row(ctx, job_id)
+    steps = ctx.store.validation_steps(job_id)
+    if step is None:
+        step = steps[-1] if steps else None
+    elif step not in steps:
+        raise ApiError(404, f"No validation at step {step} for job {job_id} (steps: {steps})", param="step",
+                       code="validation_not_found")
+    rows = ctx.store.validation_rows(job_id, step) if step is not None else []
+    summary: dict[str, float] = {}
+    if rows:
+        rewards = [r.reward for r in rows]
+        summary = {"reward_mean": sum(rewards) / len(rewards), "pass_rate": sum(1 for x in rewards if x >= 1.0) / len(rewards),
+                   "rows": float(len(rows))}
+    return api.ValidationPage(job_id=job_id, step=step, steps=steps, data=rows, summary=summary)
+
+
+@router.get("/{job_id}/samples", response_model=api.SamplesPage)
+async def samples(request: Request, job_id: str, after_step: int | None = None, limit: int = 100,
+                  before_id: int | None = None) -> api.SamplesPage:
+    ctx = ctx_of(request)
+    _job_row(ctx, job_id)
+    _limit(limit, 10_000)
+    data, has_more = ctx.store.samples(job_id, after_step=after_step, limit=limit, before_id=before_id)
+    return api.SamplesPage(job_id=job_id, data=data, has_more=has_more)
+
+
+@router.get("/{job_id}/log", response_model=api.JobLog)
+async def job_log(request: Request, job_id: str, lines: int = 200) -> api.JobLog:
+    ctx = ctx_of(request)
+    _job_row(ctx, job_id)
+    _limit(lines, 100_000)
+    path = ctx.paths.job_log(job_id)
+    return api.JobLog(job_id=job_id, path=str(path) if path.exists() else None, lines=log_tail(path, lines))

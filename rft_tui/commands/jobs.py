@@ -1,0 +1,299 @@
+"""`rft-tui jobs create|list|show|cancel|pause|resume|events|metrics|checkpoints`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from daemon import api
+from daemon.client import Client, DaemonError
+from rft_tui.cli import CliContext, pass_ctx
+from rft_tui.grader_files import load_grader_dict
+from rft_tui.output import (fmt_duration, fmt_float, fmt_time, handle_errors, json_option, print_json, print_kv,
+                            print_table)
+
+
+@click.group("jobs")
+def group() -> None:
+    """Create, watch and control fine-tuning jobs."""
+
+
+def parse_hp(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`key=value` pairs; values are JSON when they parse (numbers, true/false, lists), else strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--hp")
+        if key not in api.HYPERPARAMETER_NAMES:
+            raise click.BadParameter(f"unknown hyperparameter {key!r}; known: {', '.join(api.HYPERPARAMETER_NAMES)}",
+                                     param_hint="--hp")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def resolve_file(client: Client, ref: str | None) -> str | None:
+    """A file id as is; a local path is imported on the fly."""
+    if ref is None:
+        return None
+    if ref.startswith("file-") and not Path(ref).exists():
+        return ref
+    p = Path(ref).expanduser()
+    if not p.is_file():
+        raise click.BadParameter(f"{ref} is neither a file id nor an existing file")
+    return client.import_file(str(p.resolve())).id
+
+
+def job_request_options(fn: Any) -> Any:
+    """The arguments `jobs create` and `jobs preflight` share."""
+    for opt in reversed([
+        click.option("--model", "-m", required=True, help="builtin:tiny-arith, a local model directory or a hub id."),
+        click.option("--training-file", "-t", required=True, help="File id or local JSONL path."),
+        click.option("--validation-file", "-v", default=None, help="File id or local JSONL path."),
+        click.option("--grader", "-g", "grader_file", required=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Grader file: JSON, YAML or a .py python grader."),
+        click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Hyperparameter (repeatable)."),
+        click.option("--seed", type=int, default=None),
+        click.option("--suffix", default=None),
+        click.option("--allow-overlap", is_flag=True, help="Allow validation rows that also occur in training."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def build_request(client: Client, model: str, training_file: str, validation_file: str | None, grader_file: str,
+                  hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool) -> dict[str, Any]:
+    return {
+        "model": model,
+        "training_file": resolve_file(client, training_file),
+        "validation_file": resolve_file(client, validation_file),
+        "seed": seed, "suffix": suffix, "allow_overlap": allow_overlap,
+        "method": {"type": "reinforcement",
+                   "reinforcement": {"grader": load_grader_dict(grader_file), "hyperparameters": parse_hp(hp)}},
+    }
+
+
+@group.command()
+@job_request_options
+@json_option
+@pass_ctx
+@handle_errors
+def create(obj: CliContext, model: str, training_file: str, validation_file: str | None, grader_file: str,
+           hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, as_json: bool) -> None:
+    """Create a reinforcement fine-tuning job (queued behind any running job)."""
+    client = obj.client()
+    req = build_request(client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap)
+    job = client.create_job({k: v for k, v in req.items() if v is not None})
+    if as_json:
+        print_json(job)
+        return
+    click.echo(f"Created {job.id} ({job.status.value}); follow it with: rft-tui jobs events {job.id} --follow")
+
+
+def _progress(job: api.FineTuningJob) -> str:
+    p = job.progress
+    if p.total_steps:
+        return f"{p.step}/{p.total_steps}"
+    return str(p.step) if p.step else "-"
+
+
+def _valid(job: api.FineTuningJob) -> str:
+    p = job.progress
+    if p.valid_reward_base is None:
+        return "-"
+    return f"{p.valid_reward_base:.3f} -> {fmt_float(p.valid_reward_latest)}"
+
+
+@group.command("list")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--after", default=None, help="Job id to page after.")
+@click.option("--status", default=None, help="Comma-separated statuses.")
+@json_option
+@pass_ctx
+@handle_errors
+def list_(obj: CliContext, limit: int, after: str | None, status: str | None, as_json: bool) -> None:
+    """List jobs, newest first."""
+    page = obj.client().list_jobs(after=after, limit=limit, status=status)
+    if as_json:
+        print_json(page)
+        return
+    print_table(["id", "status", "model", "step", "train reward", "valid reward", "created"],
+                [(j.id, j.status.value, j.model, _progress(j), fmt_float(j.progress.train_reward_mean), _valid(j),
+                  fmt_time(j.created_at)) for j in page.data])
+    if page.has_more:
+        click.echo(f"(more: --after {page.last_id})")
+
+
+@group.command()
+@click.argument("job_id")
+@json_option
+@pass_ctx
+@handle_errors
+def show(obj: CliContext, job_id: str, as_json: bool) -> None:
+    """Show a job: status, files, progress, and the resolved hyperparameters."""
+    job = obj.client().get_job(job_id)
+    if as_json:
+        print_json(job)
+        return
+    p = job.progress
+    print_kv([
+        ("id", job.id), ("status", job.status.value), ("model", job.model),
+        ("training file", job.training_file), ("validation file", job.validation_file or "-"),
+        ("seed", job.seed), ("created", fmt_time(job.created_at)), ("finished", fmt_time(job.finished_at)),
+        ("step", _progress(job)), ("train reward", fmt_float(p.train_reward_mean)),
+        ("valid reward", _valid(job)), ("best valid reward", fmt_float(p.valid_reward_best)),
+        ("elapsed", fmt_duration(p.elapsed_s)), ("eta", fmt_duration(p.eta_s)),
+        ("fine-tuned model", job.fine_tuned_model or "-"),
+        ("error", f"{job.error.code}: {job.error.message}" if job.error else "-"),
+    ])
+    if job.resolved_hyperparameters:
+        click.echo("\nhyperparameters (resolved):")
+        requested = (job.method.get("reinforcement") or {}).get("hyperparameters") or {}
+        print_table(["name", "value", "requested"],
+                    [(k, json.dumps(v), json.dumps(requested.get(k, "auto")))
+                     for k, v in sorted(job.resolved_hyperparameters.items())])
+
+
+def _control(obj: CliContext, job_id: str, action: str, as_json: bool) -> None:
+    client = obj.client()
+    job = getattr(client, f"{action}_job")(job_id)
+    if as_json:
+        print_json(job)
+    else:
+        click.echo(f"{job.id}: {job.status.value}")
+
+
+@group.command()
+@click.argument("job_id")
+@json_option
+@pass_ctx
+@handle_errors
+def cancel(obj: CliContext, job_id: str, as_json: bool) -> None:
+    """Cancel a job (SIGTERM, then SIGKILL after a grace period)."""
+    _control(obj, job_id, "cancel", as_json)
+
+
+@group.command()
+@click.argument("job_id")
+@json_option
+@pass_ctx
+@handle_errors
+def pause(obj: CliContext, job_id: str, as_json: bool) -> None:
+    """Pause a job: checkpoint, then stop; resume continues from there."""
+    _control(obj, job_id, "pause", as_json)
+
+
+@group.command()
+@click.argument("job_id")
+@json_option
+@pass_ctx
+@handle_errors
+def resume(obj: CliContext, job_id: str, as_json: bool) -> None:
+    """Resume a paused job from its last checkpoint."""
+    _control(obj, job_id, "resume", as_json)
+
+
+def _print_event(e: api.JobEvent) -> None:
+    click.echo(f"{fmt_time(e.created_at)}  {e.level:5}  {e.message}")
+
+
+@group.command()
+@click.argument("job_id")
+@click.option("--limit", default=50, show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until the job ends.")
+@json_option
+@pass_ctx
+@handle_errors
+def events(obj: CliContext, job_id: str, limit: int, follow: bool, as_json: bool) -> None:
+    """Print a job's events, oldest first."""
+    client = obj.client()
+    page = client.list_events(job_id, limit=limit)
+    evs = list(reversed(page.data))
+    for e in evs:
+        print_json(e) if as_json else _print_event(e)
+    if not follow:
+        return
+    last = evs[-1].id if evs else None
+    while True:
+        new = client.list_events(job_id, after=last, limit=1000, order="asc").data if last else \
+            list(reversed(client.list_events(job_id, limit=1000).data))
+        for e in new:
+            print_json(e) if as_json else _print_event(e)
+            last = e.id
+        job = client.get_job(job_id)
+        if job.status.is_terminal() or job.status is api.JobStatus.paused:
+            if not new:
+                return
+            continue
+        _wait_for_change(client, job_id)
+
+
+def _wait_for_change(client: Client, job_id: str, timeout: float = 2.0) -> None:
+    """Block until the daemon streams something about the job (or a short timeout passes)."""
+    import threading
+
+    done = threading.Event()
+
+    def listen() -> None:
+        try:
+            for ev in client.stream(job_id=job_id):
+                if ev.type is not api.StreamEventType.heartbeat:
+                    break
+        except DaemonError:
+            pass
+        finally:
+            done.set()
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    done.wait(timeout)
+
+
+@group.command()
+@click.argument("job_id")
+@click.option("--after-step", type=int, default=None)
+@click.option("--keys", default="reward,reward_std,kl,loss,learning_rate,step_time",
+              show_default=True, help="Comma-separated metric names for the table (--json prints all).")
+@json_option
+@pass_ctx
+@handle_errors
+def metrics(obj: CliContext, job_id: str, after_step: int | None, keys: str, as_json: bool) -> None:
+    """Print a job's per-step metrics."""
+    page = obj.client().metrics(job_id, after_step=after_step)
+    if as_json:
+        print_json(page)
+        return
+    names = [k.strip() for k in keys.split(",") if k.strip()]
+    print_table(["step", *names], [(m.step, *[fmt_float(m.values.get(k), 4) for k in names]) for m in page.data])
+
+
+@group.command()
+@click.argument("job_id")
+@json_option
+@pass_ctx
+@handle_errors
+def checkpoints(obj: CliContext, job_id: str, as_json: bool) -> None:
+    """List a job's kept checkpoints with their metrics."""
+    page = obj.client().list_checkpoints(job_id)
+    if as_json:
+        print_json(page)
+        return
+    print_table(["id", "step", "valid reward", "train reward", "created", "path"],
+                [(c.id, c.step_number, fmt_float(c.metrics.valid_reward_mean), fmt_float(c.metrics.train_reward_mean),
+                  fmt_time(c.created_at), c.path) for c in page.data])
+
+
+def wait_for_status(client: Client, job_id: str, statuses: set[api.JobStatus], timeout: float) -> api.FineTuningJob:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get_job(job_id)
+        if job.status in statuses or time.monotonic() > deadline:
+            return job
+        _wait_for_change(client, job_id, timeout=1.0)
