@@ -22,7 +22,8 @@ class ApiError(Exception):
 
 
 def not_found(kind: str, ident: str, param: str | None = None) -> ApiError:
-    return ApiError(404, f"No {kind} with id '{ident}'.", param=param, code=f"{kind.replace(" ", "_").replace("-", "_")}_not_found")
+    code = kind.replace(" ", "_").replace("-", "_") + "_not_found"
+    return ApiError(404, f"No {kind} with id '{ident}'.", param=param, code=code)
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
