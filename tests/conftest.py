@@ -1,0 +1,53 @@
+"""Shared fixtures: every test gets its own RFT_HOME; `daemon` is a real daemon process."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon_proc import DaemonProcess, kill_job_workers
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(autouse=True)
+def rft_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short temp RFT_HOME (Unix socket paths must stay under ~100 bytes)."""
+    home = Path(tempfile.mkdtemp(prefix="rft-"))
+    monkeypatch.setenv("RFT_HOME", str(home))
+    monkeypatch.setenv("RFT_DEVICE", "cpu")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon_factory(rft_home: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    """Start daemons on this test's RFT_HOME (with extra env); all are stopped and their workers killed after."""
+    started: list[DaemonProcess] = []
+
+    def make(env: dict[str, str] | None = None, tcp: str | None = None, start: bool = True) -> DaemonProcess:
+        d = DaemonProcess(rft_home, env=env, tcp=tcp)
+        started.append(d)
+        return d.start() if start else d
+
+    yield make
+    for d in started:
+        d.stop()
+    kill_job_workers(DaemonProcess(rft_home).paths)
+
+
+@pytest.fixture
+def daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
+    """A real daemon with the real training worker."""
+    return daemon_factory()
+
+
+@pytest.fixture
+def fake_worker_daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
+    """A real daemon whose jobs run tests/support/fake_worker.py (writes metrics the worker's way, fast)."""
+    return daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_CANCEL_GRACE_S": "3"})

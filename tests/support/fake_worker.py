@@ -1,0 +1,69 @@
+"""A small worker for the foundation tests: no model, but it reports exactly as the real worker does.
+
+It walks `total_steps` steps at `RFT_FAKE_STEP_S` seconds each, writing one metric row per step,
+validation rows and a checkpoint every `eval_interval`, through `JobReporter`. It honours cancel
+(SIGTERM) and pause (SIGUSR1: checkpoint, then exit), and resumes after the last step in the store.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from daemon.worker.reporting import ControlFlags, JobReporter
+
+
+def main(job_id: str) -> int:
+    flags = ControlFlags()
+    flags.install()
+    reporter = JobReporter(os.environ["RFT_HOME"], job_id)
+    spec = reporter.spec()
+    hp = spec.get("hyperparameters", {})
+    total = int(hp.get("max_steps") or 20)
+    eval_interval = int(hp.get("eval_interval") or 5)
+    step_s = float(os.environ.get("RFT_FAKE_STEP_S", "0.05"))
+    last = reporter.last_step()
+    start = 1 if last is None else last + 1
+    reporter.started(total, message=f"Fake worker pid {os.getpid()} starting at step {start}")
+    print(f"fake worker {os.getpid()} job {job_id} steps {start}..{total}", flush=True)
+    ckpt_root = Path(os.getcwd()) / "checkpoints"
+
+    def checkpoint(step: int, reward: float) -> None:
+        d = ckpt_root / f"step-{step}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "state.txt").write_text(str(step))
+        reporter.add_checkpoint(step, str(d), {"valid_reward_mean": reward, "train_reward_mean": reward})
+
+    def validate(step: int) -> float:
+        reward = round(0.3 + 0.5 * (1 - math.exp(-step / 10)), 4)
+        rows = [{"row_index": i, "prompt": f"{i}+1=", "reference": str(i + 1),
+                 "output": str(i + 1) if i < reward * 10 else "0", "reward": 1.0 if i < reward * 10 else 0.0}
+                for i in range(10)]
+        reporter.log_validation(step, rows)
+        return reward
+
+    if last is None:
+        validate(0)
+    for step in range(start, total + 1):
+        if flags.cancel.is_set() or reporter.requested_action() == "cancel":
+            reporter.finish("cancelled")
+            return 0
+        if flags.pause.is_set() or reporter.requested_action() == "pause":
+            checkpoint(step - 1, 0.0)
+            reporter.finish("paused", f"checkpoint at step {step - 1}")
+            return 0
+        time.sleep(step_s)
+        reward = 0.3 + 0.5 * (1 - math.exp(-step / 10))
+        reporter.log_step(step, {"reward": reward, "reward_std": 0.1, "loss": 1.0 / step, "step_time": step_s},
+                          samples=[{"prompt": "1+1=", "completion": "2", "reward": reward}])
+        if step % eval_interval == 0 or step == total:
+            checkpoint(step, validate(step))
+    reporter.finish("succeeded", fine_tuned_model=f"ft:fake:{job_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
