@@ -1,0 +1,37 @@
+"""OpenAI-compatible graders for reinforcement fine-tuning.
+
+Specs are OpenAI's grader JSON (`string_check`, `text_similarity`, `python`, `score_model`,
+`label_model`, `multi`); results are OpenAI's grader run response. Grading never raises: an
+error scores 0 and is flagged in `metadata.errors`. This package imports nothing of ours.
+"""
+
+from graders.batch import BatchGrader, BatchResult, run_grader
+from graders.errors import GraderSpecError
+from graders.loader import load_grader_file, read_grader_file, validate_grader
+from graders.result import ERROR_FLAGS, GraderResult
+from graders.sandbox import PythonGraderPool, SandboxLimits
+from graders.spec import Grader, parse_grader
+from graders.templates import template_item_fields as _template_item_fields
+
+
+def template_item_fields(grader: object) -> set[str]:
+    """Top-level `item.*` fields a grader's templates use (accepts a spec or its JSON dict)."""
+    return _template_item_fields(parse_grader(grader))
+
+
+__all__ = [
+    "ERROR_FLAGS",
+    "BatchGrader",
+    "BatchResult",
+    "Grader",
+    "GraderResult",
+    "GraderSpecError",
+    "PythonGraderPool",
+    "SandboxLimits",
+    "load_grader_file",
+    "parse_grader",
+    "read_grader_file",
+    "run_grader",
+    "template_item_fields",
+    "validate_grader",
+]

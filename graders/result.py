@@ -49,6 +49,7 @@ class GraderResult:
         "errors",
         "details",
         "model_grader_token_usage_per_model",
+        "sub_results",
     )
 
     def __init__(
@@ -77,6 +78,8 @@ class GraderResult:
         self.model_grader_token_usage_per_model = (
             model_grader_token_usage_per_model if model_grader_token_usage_per_model is not None else {}
         )
+        #: A multi grader's per-sub-grader results (not part of the wire JSON).
+        self.sub_results: dict[str, GraderResult] = {}
 
     @classmethod
     def failure(cls, name: str, type: str, flag: str, detail: str | None = None) -> GraderResult:

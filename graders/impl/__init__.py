@@ -1,0 +1,1 @@
+"""Grader implementations: one small module per grader type, each a `*Engine` with `grade_batch`."""

@@ -1,0 +1,61 @@
+"""python graders: `grade(sample, item)` run in the sandboxed warm pool, batched per worker round-trip."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+from graders.impl.base import Engine, Runtime
+from graders.result import GraderResult
+from graders.sandbox import CallOutcome
+from graders.spec import PythonGrader
+from graders.templates import SampleContext
+
+#: Calls sent per worker round-trip; big enough to amortise the pipe, small enough to spread over workers.
+MAX_CHUNK = 256
+
+
+class PythonEngine(Engine):
+    """Reward = grade()'s value clamped to [0, 1]; errors are flagged as OpenAI flags them."""
+
+    type = "python"
+
+    def __init__(self, spec: PythonGrader) -> None:
+        self.name = spec.name
+        self.source = spec.source
+
+    def grade_batch(self, contexts: Sequence[SampleContext], runtime: Runtime) -> list[GraderResult]:
+        if not contexts:
+            return []
+        pool = runtime.pool
+        calls = [(ctx.sample_dict(), ctx.item) for ctx in contexts]
+        workers = max(1, getattr(pool, "size", 1))
+        size = max(1, min(MAX_CHUNK, math.ceil(len(calls) / workers)))
+        chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
+
+        def run(chunk: list[tuple[object, object]]) -> tuple[list[CallOutcome], float]:
+            start = time.perf_counter()
+            outcomes = pool.grade(self.source, chunk)
+            return outcomes, (time.perf_counter() - start) / max(1, len(chunk))
+
+        results: list[GraderResult] = []
+        for outcomes, each in runtime.map(run, chunks, concurrency=workers):
+            results.extend(self._result(outcome, each) for outcome in outcomes)
+        return results
+
+    def _result(self, outcome: CallOutcome, elapsed: float) -> GraderResult:
+        if outcome.error is None and outcome.value is not None:
+            return GraderResult(min(1.0, max(0.0, outcome.value)), self.name, self.type, execution_time=elapsed)
+        result = GraderResult(0.0, self.name, self.type, execution_time=elapsed)
+        details = outcome.details or ""
+        if outcome.stdout:
+            details += "\n--- grader output ---\n" + outcome.stdout[-2000:]
+        if outcome.error == "timeout":
+            result.flag("unresponsive_reward_error", details)
+        elif outcome.error == "server":
+            result.flag("python_grader_server_error", outcome.error_type or "WorkerError")
+            result.details["other_error_details"] = details
+        else:
+            result.flag("python_grader_runtime_error", details)
+        return result
