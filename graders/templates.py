@@ -11,7 +11,7 @@ from typing import Any
 _MISSING = object()
 _UNPARSED = object()
 _VAR = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_SEGMENT = re.compile(r"""\.\s*([^.\[\]\s]+)|\[\s*(\d+)\s*\]|\[\s*"([^"]*)"\s*\]|\[\s*'([^']*)'\s*\]""")
+_SEGMENT = re.compile(r"""\.\s*([^.\[\](){}'"\s]+)|\[\s*(\d+)\s*\]|\[\s*"([^"]*)"\s*\]|\[\s*'([^']*)'\s*\]""")
 _NAMESPACE = re.compile(r"\s*(item|sample)\b")
 NAMESPACES = ("item", "sample")
 
@@ -110,6 +110,8 @@ class Variable:
                     raise TemplateVariableError(self.text, "sample_parse_error")
             else:
                 value = ctx.sample_dict().get(head, _MISSING)
+                if value is _MISSING:
+                    raise TemplateVariableError(self.text)
             segments = segments[1:]
         for seg in segments:
             value = _lookup(value, seg)
