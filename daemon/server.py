@@ -122,6 +122,7 @@ async def _deny(send: Send, status: int, message: str, type_: str) -> None:
 
 def create_app(ctx: DaemonContext) -> FastAPI:
     from daemon.routes import files as files_routes
+    from daemon.routes import grader_files as grader_files_routes
     from daemon.routes import graders as graders_routes
     from daemon.routes import health, jobs, stream
 
@@ -131,9 +132,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
         ctx.bus.bind(loop)
         ctx.scheduler.start(loop)
         notify = _open_notify_socket(ctx, loop)
-        extra = getattr(graders_routes, "start_watchers", None)
-        if extra is not None:
-            ctx.watch_tasks.extend(extra(ctx))
+        ctx.watch_tasks.extend(grader_files_routes.start_watchers(ctx))
         try:
             yield
         finally:
@@ -155,14 +154,9 @@ def create_app(ctx: DaemonContext) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errs = exc.errors()
-        first = errs[0] if errs else {}
-        loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
-        param = ".".join(loc) or None
-        msg = first.get("msg", "Invalid request")
-        message = f"{param}: {msg}" if param else str(msg)
-        if len(errs) > 1:
-            message += f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})"
+        param, message, more = summarize_validation_errors(exc.errors())
+        if more:
+            message += f" (and {more} more problem{'s' if more > 1 else ''})"
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": param,
                                        "code": "invalid_request"}}, status_code=400)
 
@@ -177,9 +171,45 @@ def create_app(ctx: DaemonContext) -> FastAPI:
         return JSONResponse({"error": {"message": f"Internal error: {type(exc).__name__}: {exc}",
                                        "type": "server_error", "param": None, "code": None}}, status_code=500)
 
-    for module in (health, files_routes, jobs, graders_routes, stream):
+    for module in (health, files_routes, jobs, graders_routes, grader_files_routes, stream):
         app.include_router(module.router)
     return app
+
+
+def _field_path(loc: Any) -> str | None:
+    """`body.method.x.literal['auto']` -> `method.x`: drop the location and pydantic's union-member tags."""
+    parts = [str(p) for p in loc or []]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    parts = [p for p in parts if "[" not in p and p not in UNION_TAGS]
+    return ".".join(parts) or None
+
+
+UNION_TAGS = {"int", "float", "str", "bool", "list", "dict", "none", "function-after", "function-before"}
+
+
+def summarize_validation_errors(errors: Any) -> tuple[str | None, str, int]:
+    """One OpenAI-style (param, message) for the first bad field; union alternatives joined with 'or'."""
+    if not errors:
+        return None, "Invalid request", 0
+    by_field: dict[str | None, list[str]] = {}
+    for err in errors:
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "json_invalid":
+            msg = f"Body is not valid JSON: {err.get('ctx', {}).get('error', msg)}"
+        elif err.get("type") == "missing":
+            msg = "Field required"
+        elif err.get("type") == "extra_forbidden":
+            msg = "Unknown field"
+        field = None if err.get("type") == "json_invalid" else _field_path(err.get("loc"))
+        msgs = by_field.setdefault(field, [])
+        if msgs and msg.startswith("Input should be ") and msgs[0].startswith("Input should be "):
+            msg = msg.removeprefix("Input should be ")
+        if msg not in msgs:
+            msgs.append(msg)
+    param, msgs = next(iter(by_field.items()))
+    message = " or ".join(msgs)
+    return param, (f"{param}: {message}" if param else message), len(by_field) - 1
 
 
 def _open_notify_socket(ctx: DaemonContext, loop: asyncio.AbstractEventLoop) -> socket.socket | None:

@@ -1,0 +1,200 @@
+"""Grader files under `$RFT_HOME/graders/`: list, read, save (atomic, optimistic concurrency).
+
+Saving refuses content that does not *parse* (JSON/YAML syntax, Python syntax, not one object) with a
+400 that says where; content that parses but is not a valid grader spec is saved, and the returned
+`GraderFile` carries `valid=False` and the spec errors, so work in progress is never lost in the editor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from daemon import api
+from daemon.errors import ApiError, bad_request, conflict
+
+GRADER_SUFFIXES: dict[str, str] = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".py": "python"}
+MAX_GRADER_BYTES = 1024 * 1024
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_MTIME_TOLERANCE_S = 1e-6
+_save_lock = threading.Lock()
+
+
+class GraderParseError(ValueError):
+    """The content does not parse; `line`/`column` are 1-based where the parser knows them."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+    def where(self, name: str) -> str:
+        if self.line is None:
+            return name
+        return f"{name}:{self.line}" + (f":{self.column}" if self.column is not None else "")
+
+
+def is_grader_file_name(name: str) -> bool:
+    """A plain file name (no path, no leading dot) with a grader extension."""
+    return bool(_NAME_RE.match(name)) and ".." not in name and Path(name).suffix.lower() in GRADER_SUFFIXES
+
+
+def check_name(name: str) -> str:
+    """The name, or a 400 saying what a grader file name may be (this is the path-traversal guard)."""
+    if not is_grader_file_name(name):
+        raise bad_request(
+            f"Invalid grader file name {name!r}: use letters, digits, '_', '-', '.' (no '/' or '..') "
+            f"ending in one of {', '.join(GRADER_SUFFIXES)}.", param="name", code="invalid_grader_name")
+    return name
+
+
+def grader_format(name: str) -> str:
+    return GRADER_SUFFIXES[Path(name).suffix.lower()]
+
+
+def parse_grader_text(name: str, text: str) -> dict[str, Any]:
+    """The grader dict a file's text holds; GraderParseError (with line/column) when it does not parse."""
+    fmt = grader_format(name)
+    if fmt == "python":
+        try:
+            compile(text, name, "exec")
+        except SyntaxError as e:
+            raise GraderParseError(f"Python syntax error: {e.msg}", e.lineno, e.offset) from None
+        return {"type": "python", "name": Path(name).stem, "source": text}
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise GraderParseError(f"not valid JSON: {e.msg}", e.lineno, e.colno) from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise GraderParseError(f"not valid YAML: {problem}", mark.line + 1 if mark else None,
+                                   mark.column + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise GraderParseError(f"a grader file holds one {fmt.upper()} object, not {type(data).__name__}", 1, 1)
+    return data
+
+
+def grader_spec_errors(grader: dict[str, Any]) -> list[str]:
+    """What is wrong with a parsed grader spec (empty when it is valid)."""
+    import graders
+
+    try:
+        return list(graders.validate_grader(grader))
+    except Exception as e:  # noqa: BLE001 - a validator crash is reported as the file's error, never a 500
+        return [f"{type(e).__name__}: {e}"]
+
+
+class GraderStore:
+    """The grader folder; every method is safe to call from request threads."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def path_of(self, name: str) -> Path:
+        return self.folder / check_name(name)
+
+    def list(self) -> list[api.GraderFile]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        out: list[api.GraderFile] = []
+        for entry in sorted(os.scandir(self.folder), key=lambda e: e.name):
+            if entry.is_file() and is_grader_file_name(entry.name):
+                try:
+                    out.append(self._describe(entry.name, with_content=False))
+                except FileNotFoundError:
+                    continue  # deleted while listing
+        return out
+
+    def get(self, name: str) -> api.GraderFile:
+        check_name(name)
+        try:
+            return self._describe(name, with_content=True)
+        except FileNotFoundError:
+            raise ApiError(404, f"No grader file named {name!r} in {self.folder}.", param="name",
+                           code="grader_file_not_found") from None
+
+    def save(self, name: str, body: api.GraderFileSave) -> api.GraderFile:
+        path = self.path_of(name)
+        data = body.content.encode("utf-8")
+        if len(data) > MAX_GRADER_BYTES:
+            raise bad_request(f"{name}: grader file is {len(data)} bytes; the limit is {MAX_GRADER_BYTES}.",
+                              param="content", code="grader_file_too_large")
+        try:
+            parse_grader_text(name, body.content)
+        except GraderParseError as e:
+            raise bad_request(f"{e.where(name)}: {e}", param="content", code="grader_parse_error") from None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with _save_lock:
+            self._check_unchanged(name, path, body.expected_modified_at)
+            _atomic_write(path, data)
+        return self._describe(name, with_content=True)
+
+    def _check_unchanged(self, name: str, path: Path, expected: float | None) -> None:
+        if expected is None:
+            return
+        try:
+            current = _mtime(path)
+        except FileNotFoundError:
+            raise conflict(f"{name} was deleted on disk since you loaded it; reload or save under a new name.",
+                           param="expected_modified_at", code="grader_file_changed") from None
+        if abs(current - expected) > _MTIME_TOLERANCE_S:
+            raise conflict(f"{name} changed on disk since you loaded it (modified at {current:.6f}, "
+                           f"you had {expected:.6f}); reload it first.",
+                           param="expected_modified_at", code="grader_file_changed")
+
+    def _describe(self, name: str, with_content: bool) -> api.GraderFile:
+        path = self.folder / name
+        st = path.stat()
+        raw = path.read_bytes()
+        valid: bool
+        errors: list[str]
+        try:
+            text = raw.decode("utf-8")
+            grader = parse_grader_text(name, text)
+        except UnicodeDecodeError as e:
+            text, valid, errors = raw.decode("utf-8", "replace"), False, [f"{name}: not UTF-8 text ({e.reason})"]
+        except GraderParseError as e:
+            valid, errors = False, [f"{e.where(name)}: {e}"]
+        else:
+            errors = grader_spec_errors(grader)
+            valid = not errors
+        return api.GraderFile(name=name, path=str(path), format=grader_format(name),  # type: ignore[arg-type]
+                              modified_at=st.st_mtime_ns / 1e9, bytes=st.st_size,
+                              content=text if with_content else None, valid=valid, errors=errors)
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime_ns / 1e9
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Temp file in the same folder + fsync + rename: readers and watchers never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
