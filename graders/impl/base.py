@@ -21,7 +21,7 @@ class Runtime:
         self.max_workers = max(1, max_workers or os.cpu_count() or 1)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._judges: dict[str, Any] = {}
+        self._judges: dict[tuple[str, ...], Any] = {}
 
     @property
     def pool(self) -> Any:
@@ -44,13 +44,14 @@ class Runtime:
         return list(self._executor.map(fn, items))
 
     def judge(self, model: str) -> Any:
-        """The judge backend for a model name (cached per model)."""
-        with self._lock:
-            if model not in self._judges:
-                from graders.impl.judges import make_judge
+        """The judge backend for a model name (cached per resolved endpoint/model)."""
+        from graders.impl.judges import judge_target, make_judge
 
-                self._judges[model] = make_judge(model, self.judge_config)
-            return self._judges[model]
+        target = judge_target(model, self.judge_config)
+        with self._lock:
+            if target not in self._judges:
+                self._judges[target] = make_judge(target)
+            return self._judges[target]
 
     def close(self) -> None:
         if self._executor is not None:

@@ -143,14 +143,24 @@ class UnconfiguredJudge:
         )
 
 
-def make_judge(model: str, config: dict[str, Any]) -> Any:
-    """Pick the backend for `model` from the judge config and the environment."""
+def judge_target(model: str, config: dict[str, Any]) -> tuple[str, ...]:
+    """Which backend serves `model` now (from the judge config, then the environment); a cache key."""
     if model.startswith("hf:"):
-        return HFLocalJudge(model[3:])
+        return ("hf", model[3:])
     if config.get("backend") == "hf" or (os.path.sep in model and os.path.isdir(model)):
-        return HFLocalJudge(config.get("model_path") or model)
+        return ("hf", str(config.get("model_path") or model))
     base_url = config.get("base_url") or os.environ.get("RFT_JUDGE_BASE_URL")
     if not base_url:
-        return UnconfiguredJudge(model)
-    api_key = config.get("api_key") or os.environ.get("RFT_JUDGE_API_KEY")
-    return OpenAIEndpointJudge(base_url, api_key, float(config.get("timeout", 60.0)))
+        return ("none", model)
+    api_key = config.get("api_key") or os.environ.get("RFT_JUDGE_API_KEY") or ""
+    return ("openai", str(base_url), str(api_key), str(config.get("timeout", 60.0)))
+
+
+def make_judge(target: tuple[str, ...]) -> Any:
+    """The backend for a judge_target()."""
+    if target[0] == "hf":
+        return HFLocalJudge(target[1])
+    if target[0] == "none":
+        return UnconfiguredJudge(target[1])
+    _, base_url, api_key, timeout = target
+    return OpenAIEndpointJudge(base_url, api_key or None, float(timeout))
