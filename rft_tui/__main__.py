@@ -1,0 +1,5 @@
+"""`python -m rft_tui` == `rft-tui`."""
+
+from rft_tui.cli import run
+
+run()
