@@ -113,3 +113,126 @@ class CheckpointsLoaded(Message):
 
     job_id: str
     checkpoints: list[api.JobCheckpoint] = field(default_factory=list)
+
+
+@dataclass
+class ValidationCurve(Message):
+    """Mean validation reward (and per-grader means) at steps the view had not seen."""
+
+    job_id: str
+    points: list[tuple[int, float, dict[str, float]]]
+
+
+@dataclass
+class ExportDone(Message):
+    """The daemon's answer to exporting a checkpoint (what it wrote, and where)."""
+
+    job_id: str
+    checkpoint_id: str
+    result: Any
+
+
+# ---------------------------------------------------------------------- Files, Graders, New job
+
+
+@dataclass
+class FilesLoaded(Message):
+    """The imported dataset files (newest first)."""
+
+    files: list[api.FileObject]
+
+
+@dataclass
+class FileRowsLoaded(Message):
+    """One page of a file's rows, for the row browser."""
+
+    file_id: str
+    page: int
+    rows: api.FileRowsPage
+
+
+@dataclass
+class FileRowsFailed(Message):
+    """A page of rows could not be fetched (the view forgets it asked, so it can ask again)."""
+
+    file_id: str
+    page: int
+
+
+@dataclass
+class FileValidated(Message):
+    """A validation report for `file_id` (checked `against` another file when that is set)."""
+
+    file_id: str
+    against: str | None
+    report: api.ValidationReport
+
+
+@dataclass
+class GraderFilesLoaded(Message):
+    """The grader files under `$RFT_HOME/graders/` (without their content)."""
+
+    graders: list[api.GraderFile]
+
+
+@dataclass
+class GraderFileLoaded(Message):
+    """One grader file with its content (opened, reloaded or just saved)."""
+
+    grader: api.GraderFile
+    saved: bool = False
+
+
+@dataclass
+class GraderSaveRefused(Message):
+    """The daemon refused a save: `conflict` when the file changed on disk meanwhile."""
+
+    name: str
+    message: str
+    conflict: bool = False
+
+
+@dataclass
+class GraderRan(Message):
+    """The playground's result: the grader's answer for one sample and item."""
+
+    result: api.GraderRunResponse
+    sample: str
+
+
+@dataclass
+class PreflightDone(Message):
+    """A pre-flight report (reward spread on sampled rows before training)."""
+
+    report: api.PreflightReport
+
+
+@dataclass
+class NewJobChoicesLoaded(Message):
+    """What the new-job form offers: imported files and grader files."""
+
+    files: list[api.FileObject]
+    graders: list[api.GraderFile]
+
+
+@dataclass
+class NewJobChecked(Message):
+    """Pre-submit checks: problems by form field (empty when the job can be submitted)."""
+
+    problems: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JobSubmitted(Message):
+    """The daemon created the job."""
+
+    job: api.FineTuningJob
+
+
+@dataclass
+class JobRefused(Message):
+    """The daemon refused the job; `param` names the offending field (OpenAI-style)."""
+
+    param: str | None
+    message: str

@@ -1,0 +1,63 @@
+"""The one frozen snapshot a Job screen shows, and how the reward chart's series derive from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daemon import api
+from rft_tui.widgets.reward_chart import Series, ema
+
+GRADER_COLORS = ("magenta", "bright_red", "bright_yellow", "bright_blue", "cyan", "bright_magenta")
+
+
+@dataclass(frozen=True)
+class JobView:
+    """Everything the Job screen knows about one job; replaced wholesale (never mutated) by handlers."""
+
+    job: api.FineTuningJob | None = None
+    checkpoints: tuple[api.JobCheckpoint, ...] = ()
+    metrics: tuple[api.MetricStep, ...] = ()
+    valid_curve: tuple[tuple[int, float, dict[str, float]], ...] = ()
+    validation_steps: tuple[int, ...] = ()
+    base: api.ValidationPage | None = None
+    selected: api.ValidationPage | None = None
+    samples: tuple[api.TrainingSample, ...] = ()
+    events: tuple[api.JobEvent, ...] = ()
+    log: api.JobLog | None = None
+
+    @property
+    def last_step(self) -> int | None:
+        return self.metrics[-1].step if self.metrics else None
+
+
+def grader_names(view: JobView) -> list[str]:
+    """Per-grader train reward keys (`rewards/<name>/mean`, TRL's names) and validation sub-rewards."""
+    names = {k.removeprefix("rewards/").removesuffix("/mean") for m in view.metrics[-1:] for k in m.values
+             if k.startswith("rewards/") and k.endswith("/mean")}
+    for _, _, subs in view.valid_curve:
+        names.update(subs)
+    return sorted(names)
+
+
+def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_grader: bool = True) -> list[Series]:
+    train = [(float(m.step), m.values["reward"]) for m in view.metrics if m.values.get("reward") is not None]
+    out: list[Series] = []
+    if raw:
+        out.append(Series("train", "blue" if smoothed else "bright_cyan", tuple(train)))
+    if smoothed and train:
+        sm = ema([y for _, y in train])
+        out.append(Series("train (smoothed)", "bright_cyan", tuple((x, y) for (x, _), y in zip(train, sm))))
+    if view.valid_curve:
+        out.append(Series("valid", "bright_green", tuple((float(s), r) for s, r, _ in view.valid_curve)))
+    if per_grader:
+        for i, name in enumerate(grader_names(view)):
+            color = GRADER_COLORS[i % len(GRADER_COLORS)]
+            key = f"rewards/{name}/mean"
+            pts = [(float(m.step), m.values[key]) for m in view.metrics if m.values.get(key) is not None]
+            if pts:
+                ys = ema([y for _, y in pts]) if smoothed else [y for _, y in pts]
+                out.append(Series(f"train:{name}", color, tuple((x, y) for (x, _), y in zip(pts, ys))))
+            vpts = [(float(s), subs[name]) for s, _, subs in view.valid_curve if subs.get(name) is not None]
+            if vpts:
+                out.append(Series(f"valid:{name}", color, tuple(vpts)))
+    return out

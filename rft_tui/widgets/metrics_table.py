@@ -1,0 +1,61 @@
+"""The metrics table of a job: one row per training step, appended as steps arrive (never reloaded)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.widgets import DataTable
+
+from daemon import api
+
+PREFERRED = ("reward", "reward_std", "loss", "kl", "learning_rate", "grad_norm", "completions/mean_length",
+             "frac_reward_zero_std", "step_time")
+MAX_COLUMNS = 9
+SHORT = {"completions/mean_length": "len", "frac_reward_zero_std": "zero_std", "learning_rate": "lr",
+         "reward_std": "r_std"}
+
+
+def column_keys(sample: dict[str, float | None]) -> list[str]:
+    """The metrics worth a column: known ones in a fixed order, then per-grader rewards, then the rest."""
+    keys = [k for k in PREFERRED if k in sample]
+    graders = sorted(k for k in sample if k.startswith("rewards/") and k.endswith("/mean"))
+    rest = sorted(k for k in sample if k not in keys and k not in graders)
+    return (keys + graders + rest)[:MAX_COLUMNS]
+
+
+def cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.2e}"
+    return f"{value:.4f}"
+
+
+class MetricsTable(DataTable[str]):
+    """Columns are fixed by the first step seen; later steps only add rows (and follow the tail)."""
+
+    DEFAULT_CSS = "MetricsTable { height: 1fr; }"
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.keys: list[str] = []
+        self.last_step: int | None = None
+
+    def append_steps(self, steps: Sequence[api.MetricStep]) -> int:
+        """Add the steps after `last_step`; returns how many rows were added."""
+        new = [s for s in steps if self.last_step is None or s.step > self.last_step]
+        if not new:
+            return 0
+        if not self.keys:
+            self.keys = column_keys(new[0].values)
+            self.add_column("step", key="step")
+            for k in self.keys:
+                label = SHORT.get(k, k.removeprefix("rewards/").removesuffix("/mean"))
+                self.add_column(label, key=k)
+        following = self.row_count == 0 or self.cursor_row >= self.row_count - 1
+        for s in new:
+            self.add_row(str(s.step), *(cell(s.values.get(k)) for k in self.keys), key=str(s.step))
+        self.last_step = new[-1].step
+        if following:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+        return len(new)
