@@ -118,6 +118,7 @@ class FileDeleted(WireModel):
 class FileImportRequest(StrictRequest):
     path: str
     purpose: str = "fine-tune"
+    force: bool = Field(default=False, description="keep a file with errors (jobs still refuse it)")
 
 
 class FileRow(WireModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -154,9 +154,10 @@ class _Api(Generic[R]):
     def get_file(self, file_id: str) -> Any:
         return self._call("GET", f"/v1/files/{file_id}", api.FileObject)
 
-    def import_file(self, path: str, purpose: str = "fine-tune") -> Any:
+    def import_file(self, path: str, purpose: str = "fine-tune", force: bool = False) -> Any:
         return self._call("POST", "/v1/files/import", api.FileObject,
-                          json=api.FileImportRequest(path=str(Path(path).expanduser().resolve()), purpose=purpose))
+                          json=api.FileImportRequest(path=str(Path(path).expanduser().resolve()), purpose=purpose,
+                                                     force=force))
 
     def file_rows(self, file_id: str, offset: int = 0, limit: int = 50) -> Any:
         return self._call("GET", f"/v1/files/{file_id}/rows", api.FileRowsPage,
@@ -242,6 +243,29 @@ def _parse(model: Any, resp: httpx.Response) -> Any:
     return model.model_validate(resp.json())
 
 
+class _ProgressReader:
+    """A file wrapper that reports each read's size (httpx streams multipart bodies by reading chunks)."""
+
+    def __init__(self, f: Any, on_progress: Callable[[int], None]) -> None:
+        self._f = f
+        self._on_progress = on_progress
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._f.read(n)
+        if chunk:
+            self._on_progress(len(chunk))
+        return chunk
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def seek(self, *args: Any) -> int:
+        return self._f.seek(*args)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
 class Client(_Api[Any]):
     """Synchronous client (CLI, scripts)."""
 
@@ -270,10 +294,16 @@ class Client(_Api[Any]):
             raise DaemonNotRunning(f"Cannot reach the daemon at {self.endpoint.socket or self.endpoint.base_url}: {e}") from e
         return _parse(model, resp)
 
-    def upload_file(self, path: str, purpose: str = "fine-tune") -> api.FileObject:
+    def upload_file(self, path: str, purpose: str = "fine-tune", force: bool = False,
+                    on_progress: Callable[[int], None] | None = None) -> api.FileObject:
+        """Multipart upload (works against a remote daemon too); `on_progress(n)` gets each chunk's size."""
+        data = {"purpose": purpose, "source_path": str(Path(path).resolve())}
+        if force:
+            data["force"] = "true"
         with open(path, "rb") as f:
-            return self._call("POST", "/v1/files", api.FileObject, files={"file": (Path(path).name, f)},
-                              data={"purpose": purpose}, timeout=None)
+            body: Any = _ProgressReader(f, on_progress) if on_progress else f
+            return self._call("POST", "/v1/files", api.FileObject, files={"file": (Path(path).name, body)},
+                              data=data, timeout=None)
 
     def stream(self, job_id: str | None = None) -> Iterator[api.StreamEvent]:
         """Server-sent events, forever (until the caller stops iterating or the daemon goes away)."""

@@ -72,11 +72,8 @@ def check_files(store: Store, paths: Paths, req: api.JobCreateRequest, train: di
     """Dataset checks that must refuse the job up front (bad rows, grader fields missing, overlap)."""
     from daemon import files
 
-    checker = getattr(files, "check_job_files", None)
-    if checker is None:
-        return
-    problem = checker(store, paths, train["id"], valid["id"] if valid else None,
-                      req.method.reinforcement.grader, allow_overlap=req.allow_overlap)
+    problem = files.check_job_files(store, paths, train["id"], valid["id"] if valid else None,
+                                    req.method.reinforcement.grader, allow_overlap=req.allow_overlap)
     if problem is not None:
         raise problem
 

@@ -1,4 +1,4 @@
-"""Files: multipart upload, import by path, list, retrieve, content (OpenAI's shapes)."""
+"""Files: multipart upload, import by path, validate, list, retrieve, content, paged rows (OpenAI's shapes)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ router = APIRouter()
 
 
 @router.post("/v1/files", response_model=api.FileObject)
-async def upload_file(request: Request, file: UploadFile, purpose: str = Form("fine-tune")) -> api.FileObject:
+async def upload_file(request: Request, file: UploadFile, purpose: str = Form("fine-tune"),
+                      force: bool = Form(False), source_path: str | None = Form(None)) -> api.FileObject:
     ctx = ctx_of(request)
     if purpose not in {p.value for p in api.FilePurpose}:
         raise bad_request(f"purpose must be one of {[p.value for p in api.FilePurpose]}", param="purpose")
     obj = await run_in_threadpool(files.import_stream, ctx.store, ctx.paths, file.file,
-                                  file.filename or "upload.jsonl", purpose)
+                                  file.filename or "upload.jsonl", purpose, source_path, force)
     ctx.bus.publish(api.StreamEventType.file_created, data={"file_id": obj.id})
     return obj
 
@@ -27,9 +28,20 @@ async def upload_file(request: Request, file: UploadFile, purpose: str = Form("f
 @router.post("/v1/files/import", response_model=api.FileObject)
 async def import_file(request: Request, body: api.FileImportRequest) -> api.FileObject:
     ctx = ctx_of(request)
-    obj = await run_in_threadpool(files.import_path, ctx.store, ctx.paths, body.path, body.purpose)
+    obj = await run_in_threadpool(files.import_path, ctx.store, ctx.paths, body.path, body.purpose, body.force)
     ctx.bus.publish(api.StreamEventType.file_created, data={"file_id": obj.id})
     return obj
+
+
+@router.post("/v1/files/validate", response_model=api.ValidationReport)
+async def validate_file(request: Request, body: api.FileValidateRequest) -> api.ValidationReport:
+    ctx = ctx_of(request)
+    return await run_in_threadpool(files.validate, ctx.store, ctx.paths, body)
+
+
+@router.get("/v1/files/{file_id}/rows", response_model=api.FileRowsPage)
+async def file_rows(request: Request, file_id: str, offset: int = 0, limit: int = 50) -> api.FileRowsPage:
+    return await run_in_threadpool(files.rows_page, ctx_of(request).store, file_id, offset, limit)
 
 
 @router.get("/v1/files", response_model=api.ListObject[api.FileObject])
