@@ -326,7 +326,10 @@ def token_stats(paths: Paths, model_id: str, data_path: str) -> dict[str, float]
     try:
         from daemon import models
 
-        tokenizer = models.load_tokenizer(model_id, paths)
+        if models.is_builtin(model_id) and not models.builtin_ready(models.builtin_dir(paths, model_id)):
+            tokenizer = models.build_tokenizer()  # the same character vocabulary, without building the model
+        else:
+            tokenizer = models.load_tokenizer(model_id, paths)
     except Exception as e:  # noqa: BLE001 - an unloadable tokenizer is the caller's bad input
         raise bad_request(f"Cannot load the tokenizer of {model_id!r}: {e}", param="tokenizer_model",
                           code="tokenizer_not_found") from None
@@ -356,7 +359,10 @@ def token_stats(paths: Paths, model_id: str, data_path: str) -> dict[str, float]
 def _count_tokens(tokenizer: Any, messages: list[dict[str, Any]]) -> int:
     if getattr(tokenizer, "chat_template", None):
         with contextlib.suppress(Exception):
-            return len(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
+            ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+            if hasattr(ids, "keys"):  # newer transformers return a BatchEncoding
+                ids = ids["input_ids"]
+            return len(ids)
     from daemon.datasets.rows import prompt_text
 
     return len(tokenizer(prompt_text({"messages": messages}))["input_ids"])

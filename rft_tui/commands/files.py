@@ -87,7 +87,7 @@ def list_(obj: CliContext, limit: int, as_json: bool) -> None:
 @handle_errors
 def show(obj: CliContext, file_id: str, tokenizer_model: str | None, as_json: bool) -> None:
     """Show one file's details and stats: fields and their types, prompt lengths, short-answer values."""
-    client = obj.client()
+    client = obj.client(timeout=600.0)
     f = client.get_file(file_id)
     report = client.validate_file(api.FileValidateRequest(file_id=file_id, tokenizer_model=tokenizer_model))
     if as_json:
@@ -164,7 +164,7 @@ def validate(obj: CliContext, file: str, against: str | None, grader_file: str |
         against = ref.get("file_id") or ref["path"]
     req = api.FileValidateRequest(**_ref(file), against=against, grader=grader, tokenizer_model=tokenizer_model,
                                   max_problems=max_problems)
-    report = obj.client().validate_file(req)
+    report = obj.client(timeout=600.0).validate_file(req)
     if as_json:
         print_json(report)
     else:

@@ -1,0 +1,166 @@
+"""Write the example datasets, deterministically (seeded): `python examples/make_examples.py`.
+
+- arithmetic/{train,valid}.jsonl: 2-digit addition in exactly the built-in model's format ("12+34=" -> "46"),
+  pairs (a, b) with 10 <= a, b <= 99 split by a seeded shuffle, so no prompt is in both files.
+- gene-ranking/{train,valid}.jsonl: synthetic phenotype lists -> a ranked list of candidate genes
+  (after OpenAI's rare-disease RFT demo); each row's `reference_answer` is the causal gene, and no gene
+  appears in both files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SEED = 20240607
+ARITH_TRAIN, ARITH_VALID = 1500, 200
+
+# Illustrative gene -> phenotype associations (textbook-level, simplified; not for clinical use).
+GENES: dict[str, list[str]] = {
+    "FBN1": ["Arachnodactyly", "Ectopia lentis", "Aortic root dilatation", "Tall stature", "Pectus excavatum"],
+    "CFTR": ["Recurrent pneumonia", "Pancreatic insufficiency", "Elevated sweat chloride", "Meconium ileus",
+             "Failure to thrive"],
+    "DMD": ["Proximal muscle weakness", "Calf pseudohypertrophy", "Elevated creatine kinase", "Gowers sign",
+            "Dilated cardiomyopathy"],
+    "HBB": ["Microcytic anemia", "Splenomegaly", "Jaundice", "Growth delay", "Frontal bossing"],
+    "F8": ["Hemarthrosis", "Prolonged aPTT", "Easy bruising", "Prolonged bleeding after surgery"],
+    "HTT": ["Chorea", "Cognitive decline", "Depression", "Caudate atrophy", "Dysarthria"],
+    "PAH": ["Intellectual disability", "Musty body odor", "Hypopigmentation", "Seizures", "Eczema"],
+    "COL1A1": ["Recurrent fractures", "Blue sclerae", "Hearing loss", "Dentinogenesis imperfecta",
+               "Short stature"],
+    "NF1": ["Cafe-au-lait spots", "Axillary freckling", "Neurofibromas", "Lisch nodules", "Optic glioma"],
+    "TSC2": ["Hypomelanotic macules", "Facial angiofibromas", "Infantile spasms", "Cortical tubers",
+             "Renal angiomyolipoma"],
+    "MECP2": ["Developmental regression", "Stereotypic hand wringing", "Loss of speech", "Acquired microcephaly",
+              "Breathing irregularities"],
+    "SMN1": ["Hypotonia", "Tongue fasciculations", "Areflexia", "Symmetric proximal weakness",
+             "Respiratory insufficiency"],
+    "FMR1": ["Intellectual disability", "Macroorchidism", "Long face", "Large ears", "Autistic behavior"],
+    "PKD1": ["Bilateral renal cysts", "Hypertension", "Flank pain", "Hematuria", "Hepatic cysts"],
+    "LDLR": ["Tendon xanthomas", "Markedly elevated LDL cholesterol", "Premature coronary artery disease",
+             "Corneal arcus"],
+    "BRCA1": ["Early-onset breast cancer", "Ovarian cancer", "Family history of breast cancer",
+              "Triple-negative breast carcinoma"],
+    "RET": ["Medullary thyroid carcinoma", "Pheochromocytoma", "Hyperparathyroidism", "Aganglionic megacolon"],
+    "VHL": ["Retinal hemangioblastoma", "Cerebellar hemangioblastoma", "Renal cell carcinoma",
+            "Pheochromocytoma", "Pancreatic cysts"],
+    "ATP7B": ["Kayser-Fleischer rings", "Hepatic cirrhosis", "Tremor", "Low serum ceruloplasmin", "Dystonia"],
+    "HFE": ["Elevated transferrin saturation", "Hepatomegaly", "Skin hyperpigmentation", "Arthralgia",
+            "Diabetes mellitus"],
+    "GBA1": ["Splenomegaly", "Thrombocytopenia", "Bone pain", "Erlenmeyer flask deformity", "Hepatomegaly"],
+    "HEXA": ["Cherry red spot", "Exaggerated startle response", "Developmental regression", "Hypotonia",
+             "Seizures"],
+    "GLA": ["Angiokeratomas", "Acroparesthesia", "Hypohidrosis", "Proteinuria", "Corneal verticillata"],
+    "NPC1": ["Vertical supranuclear gaze palsy", "Ataxia", "Splenomegaly", "Dysphagia", "Cataplexy"],
+    "ABCD1": ["Adrenal insufficiency", "Progressive spastic paraparesis", "White matter abnormalities",
+              "Behavioral changes"],
+    "PTPN11": ["Pulmonary valve stenosis", "Short stature", "Webbed neck", "Hypertelorism", "Cryptorchidism"],
+    "COL3A1": ["Arterial rupture", "Thin translucent skin", "Easy bruising", "Uterine rupture",
+               "Acrogeria"],
+    "SCN1A": ["Febrile seizures", "Myoclonic seizures", "Status epilepticus", "Developmental delay", "Ataxia"],
+    "KCNQ1": ["Prolonged QT interval", "Syncope", "Torsades de pointes", "Sudden cardiac arrest"],
+    "MYH7": ["Hypertrophic cardiomyopathy", "Exertional dyspnea", "Chest pain", "Ventricular arrhythmia"],
+    "TTR": ["Peripheral neuropathy", "Restrictive cardiomyopathy", "Carpal tunnel syndrome",
+            "Orthostatic hypotension", "Vitreous opacities"],
+    "SERPINA1": ["Early-onset emphysema", "Neonatal cholestasis", "Low alpha-1 antitrypsin",
+                 "Hepatic cirrhosis"],
+    "G6PD": ["Hemolytic anemia after fava beans", "Neonatal jaundice", "Dark urine", "Bite cells"],
+    "OTC": ["Hyperammonemia", "Vomiting", "Lethargy", "Elevated urinary orotic acid", "Protein aversion"],
+    "MUT": ["Metabolic acidosis", "Elevated methylmalonic acid", "Vomiting", "Hypotonia", "Failure to thrive"],
+    "GAA": ["Hypertrophic cardiomyopathy in infancy", "Macroglossia", "Hypotonia", "Elevated creatine kinase",
+            "Respiratory failure"],
+    "IDUA": ["Coarse facies", "Corneal clouding", "Hepatosplenomegaly", "Dysostosis multiplex",
+             "Umbilical hernia"],
+    "FGFR3": ["Rhizomelic short stature", "Macrocephaly", "Frontal bossing", "Trident hand",
+              "Midface hypoplasia"],
+    "CHD7": ["Coloboma", "Choanal atresia", "Heart defect", "Genital hypoplasia", "Ear anomalies"],
+    "TCOF1": ["Malar hypoplasia", "Mandibular hypoplasia", "Downslanting palpebral fissures",
+              "Conductive hearing loss", "Lower eyelid coloboma"],
+    "JAG1": ["Bile duct paucity", "Butterfly vertebrae", "Posterior embryotoxon", "Peripheral pulmonary stenosis",
+             "Triangular face"],
+    "ELN": ["Supravalvular aortic stenosis", "Elfin facies", "Hypercalcemia", "Overfriendly personality",
+            "Stellate iris"],
+    "UBE3A": ["Happy demeanor", "Severe speech impairment", "Ataxic gait", "Seizures", "Microcephaly"],
+    "NSD1": ["Overgrowth", "Macrocephaly", "Advanced bone age", "Pointed chin", "Learning disability"],
+    "CDKL5": ["Early infantile epileptic encephalopathy", "Hypotonia", "Cortical visual impairment",
+              "Poor eye contact"],
+    "POLG": ["Progressive external ophthalmoplegia", "Refractory seizures", "Liver failure", "Ataxia",
+             "Peripheral neuropathy"],
+    "MT-ND4": ["Subacute painless vision loss", "Central scotoma", "Optic atrophy", "Young adult male"],
+    "RYR1": ["Malignant hyperthermia", "Central core myopathy", "Hypotonia", "Scoliosis"],
+    "CLCN1": ["Myotonia", "Muscle stiffness relieved by exercise", "Muscle hypertrophy", "Warm-up phenomenon"],
+    "PMP22": ["Distal muscle weakness", "Pes cavus", "Reduced nerve conduction velocity", "Distal sensory loss",
+              "Hammer toes"],
+    "SOD1": ["Upper motor neuron signs", "Lower motor neuron signs", "Muscle fasciculations", "Dysphagia"],
+    "APC": ["Hundreds of colorectal polyps", "Congenital hypertrophy of retinal pigment epithelium",
+            "Desmoid tumor", "Osteomas"],
+    "MLH1": ["Early-onset colorectal cancer", "Endometrial cancer", "Microsatellite instability",
+             "Family history of colon cancer"],
+    "TP53": ["Childhood sarcoma", "Early-onset breast cancer", "Adrenocortical carcinoma", "Brain tumor"],
+    "WT1": ["Wilms tumor", "Aniridia", "Genitourinary anomalies", "Nephrotic syndrome"],
+}
+INSTRUCTIONS = ("You are a clinical genetics assistant. Given a patient's phenotypes, list the most likely "
+                "causal genes, best first, one gene symbol per line (at most 10).")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def arithmetic(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]
+    rng.shuffle(pairs)
+
+    def row(a: int, b: int) -> dict:
+        return {"messages": [{"role": "user", "content": f"{a}+{b}="}], "answer": str(a + b)}
+
+    train = [row(a, b) for a, b in pairs[:ARITH_TRAIN]]
+    valid = [row(a, b) for a, b in pairs[ARITH_TRAIN:ARITH_TRAIN + ARITH_VALID]]
+    return train, valid
+
+
+def gene_cases(rng: random.Random, genes: list[str], cases_per_gene: int, prefix: str) -> list[dict]:
+    rows = []
+    for gene in genes:
+        for _ in range(cases_per_gene):
+            terms = GENES[gene]
+            picked = rng.sample(terms, k=max(3, len(terms) - rng.randint(0, 2)))
+            age = rng.choice(["newborn", "infant", "child", "adolescent", "adult"])
+            sex = rng.choice(["female", "male"])
+            rows.append({
+                "messages": [
+                    {"role": "developer", "content": INSTRUCTIONS},
+                    {"role": "user", "content": f"Patient: {age}, {sex}.\nPhenotypes:\n"
+                                                + "\n".join(f"- {t}" for t in picked)},
+                ],
+                "reference_answer": gene,
+                "case_id": f"{prefix}-{len(rows) + 1:03d}",
+            })
+    rng.shuffle(rows)
+    return rows
+
+
+def gene_ranking(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    genes = sorted(GENES)
+    rng.shuffle(genes)
+    valid_genes, train_genes = genes[:15], genes[15:]
+    return gene_cases(rng, train_genes, 1, "train"), gene_cases(rng, valid_genes, 1, "valid")
+
+
+def main() -> None:
+    rng = random.Random(SEED)
+    train, valid = arithmetic(rng)
+    write_jsonl(HERE / "arithmetic" / "train.jsonl", train)
+    write_jsonl(HERE / "arithmetic" / "valid.jsonl", valid)
+    train, valid = gene_ranking(random.Random(SEED + 1))
+    write_jsonl(HERE / "gene-ranking" / "train.jsonl", train)
+    write_jsonl(HERE / "gene-ranking" / "valid.jsonl", valid)
+
+
+if __name__ == "__main__":
+    main()
