@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -79,13 +80,15 @@ def summarize(results: list[GraderResult]) -> BatchResult:
     errors: Counter[str] = Counter()
     sub_rewards: dict[str, list[float]] = {}
     for result in results:
-        errors.update(result.errors)
-        for name, sub in result.sub_results.items():
-            errors.update(f"{name}.{flag}" for flag in sub.errors)
-        for name, value in result.sub_rewards.items():
-            sub_rewards.setdefault(name, []).append(float(value))
+        if result.errors:
+            errors.update(result.errors)
+            for name, sub in result.sub_results.items():
+                errors.update(f"{name}.{flag}" for flag in sub.errors)
+        if result.sub_rewards:
+            for name, value in result.sub_rewards.items():
+                sub_rewards.setdefault(name, []).append(float(value))
     return BatchResult(
-        rewards=[float(r.reward) for r in results],
+        rewards=[r.reward for r in results],
         sub_rewards=sub_rewards,
         errors=dict(errors),
         results=results,
@@ -108,8 +111,16 @@ class BatchGrader:
         """Rewards for samples[i] against items[i]; never raises for grading errors."""
         if len(samples) != len(items):
             raise ValueError(f"{len(samples)} samples but {len(items)} items")
-        contexts = [SampleContext(sample, item) for sample, item in zip(samples, items)]
-        return summarize(grade_contexts(self.engine, contexts, self.runtime))
+        # Pausing the cyclic GC while building ~3 objects per sample roughly doubles throughput;
+        # none of them form cycles, so nothing is lost by collecting afterwards.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            contexts = [SampleContext(sample, item) for sample, item in zip(samples, items)]
+            return summarize(grade_contexts(self.engine, contexts, self.runtime))
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def close(self) -> None:
         """Stop the sandbox workers and judge clients."""

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Any
+
+#: Shared read-only empties: most results have no errors, details or sub-results, and the
+#: training loop builds hundreds of thousands of results a minute.
+_NO_ERRORS: frozenset[str] = frozenset()
+_EMPTY: Any = MappingProxyType({})
 
 #: Every error flag OpenAI's `GraderRunResponse.metadata.errors` carries (the booleans).
 ERROR_FLAGS: tuple[str, ...] = (
@@ -47,7 +53,7 @@ class GraderResult:
         "token_usage",
         "sampled_model_name",
         "errors",
-        "details",
+        "_details",
         "model_grader_token_usage_per_model",
         "sub_results",
     )
@@ -69,17 +75,18 @@ class GraderResult:
         self.name = name
         self.type = type
         self.execution_time = execution_time
-        self.sub_rewards = sub_rewards if sub_rewards is not None else {}
-        self.scores = scores if scores is not None else {}
+        self.sub_rewards: dict[str, float] = _EMPTY if sub_rewards is None else sub_rewards
+        self.scores: dict[str, Any] = _EMPTY if scores is None else scores
         self.token_usage = token_usage
         self.sampled_model_name = sampled_model_name
-        self.errors: set[str] = set()
-        self.details: dict[str, str] = {}
-        self.model_grader_token_usage_per_model = (
-            model_grader_token_usage_per_model if model_grader_token_usage_per_model is not None else {}
+        #: Error flags set on this result (a frozenset; replace it, never mutate it).
+        self.errors: frozenset[str] = _NO_ERRORS
+        self._details: dict[str, str] | None = None
+        self.model_grader_token_usage_per_model: dict[str, Any] = (
+            _EMPTY if model_grader_token_usage_per_model is None else model_grader_token_usage_per_model
         )
         #: A multi grader's per-sub-grader results (not part of the wire JSON).
-        self.sub_results: dict[str, GraderResult] = {}
+        self.sub_results: dict[str, GraderResult] = _EMPTY
 
     @classmethod
     def failure(cls, name: str, type: str, flag: str, detail: str | None = None) -> GraderResult:
@@ -92,11 +99,21 @@ class GraderResult:
         """Record an error: the reward becomes 0 and the flag is set."""
         if flag not in ERROR_FLAGS:
             raise ValueError(f"unknown error flag {flag!r}")
-        self.errors.add(flag)
+        self.errors = self.errors | {flag}
         self.reward = 0.0
         if detail:
-            key = DETAIL_FIELDS.get(flag, "other_error_details")
-            self.details.setdefault(key, detail[-_DETAILS_CAP:])
+            self.add_detail(DETAIL_FIELDS.get(flag, "other_error_details"), detail)
+
+    def add_detail(self, key: str, text: str) -> None:
+        """Keep the first text given for a detail field (capped)."""
+        if self._details is None:
+            self._details = {}
+        self._details.setdefault(key, text[-_DETAILS_CAP:])
+
+    @property
+    def details(self) -> dict[str, str]:
+        """Error detail texts by response field name (read-only view)."""
+        return MappingProxyType(self._details) if self._details else _EMPTY  # type: ignore[return-value]
 
     @property
     def has_error(self) -> bool:
@@ -124,13 +141,15 @@ class GraderResult:
                 "token_usage": self.token_usage,
                 "sampled_model_name": self.sampled_model_name,
             },
-            "model_grader_token_usage_per_model": self.model_grader_token_usage_per_model,
+            "model_grader_token_usage_per_model": {
+                k: dict(v) if isinstance(v, dict) else v for k, v in self.model_grader_token_usage_per_model.items()
+            },
         }
 
     def _scores_with_details(self) -> dict[str, Any]:
         """OpenAI's errors object has no slot for other_error's text, so it rides in `scores`."""
         if "other_error_details" not in self.details:
-            return self.scores
+            return dict(self.scores)
         return {**self.scores, "other_error_details": self.details["other_error_details"]}
 
     def __repr__(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _MISSING = object()
@@ -36,7 +36,11 @@ class SampleContext:
     __slots__ = ("output_text", "item", "_sample", "_json")
 
     def __init__(self, sample: str | dict[str, Any], item: dict[str, Any] | None) -> None:
-        if isinstance(sample, dict):
+        if type(sample) is str:
+            self._sample = None
+            self.output_text = sample
+            self._json = _UNPARSED
+        elif isinstance(sample, dict):
             self._sample: dict[str, Any] | None = sample
             text = sample.get("output_text", "")
             self.output_text = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
@@ -162,8 +166,38 @@ class Template:
             return to_text(self.single.resolve(ctx))
         return "".join(p if isinstance(p, str) else to_text(p.resolve(ctx)) for p in self.parts)
 
+    def getter(self) -> Callable[[SampleContext], str]:
+        """A function rendering this template, specialised for the common one-variable forms."""
+        single = self.single
+        if not self.parts:
+            return lambda ctx: ""
+        if single is None:
+            if len(self.parts) == 1:
+                text = self.parts[0]
+                return lambda ctx: text  # type: ignore[return-value]
+            return self.render
+        if single.namespace == "sample" and single.segments == ("output_text",):
+            return _output_text
+        if single.namespace == "item" and len(single.segments) == 1:
+            key, path = single.segments[0], single.text
+
+            def item_field(ctx: SampleContext) -> str:
+                value = ctx.item.get(key, _MISSING) if type(ctx.item) is dict else _MISSING
+                if type(value) is str:
+                    return value
+                if value is _MISSING:
+                    raise TemplateVariableError(path)
+                return to_text(value)
+
+            return item_field
+        return self.render
+
     def variables(self) -> Iterator[Variable]:
         return (p for p in self.parts if isinstance(p, Variable))
+
+
+def _output_text(ctx: SampleContext) -> str:
+    return ctx.output_text
 
 
 @functools.lru_cache(maxsize=4096)

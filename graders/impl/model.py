@@ -151,13 +151,13 @@ class _ModelEngine(Engine):
             result.model_grader_token_usage_per_model = {reply.model: dict(reply.usage)}
         if reply.refusal:
             result.flag("model_grader_refusal_error")
-            result.details["other_error_details"] = reply.refusal[:2000]
+            result.add_detail("other_error_details", reply.refusal[:2000])
         else:
             try:
                 self.interpret(reply, result)
             except JudgeParseError as exc:
                 result.flag("model_grader_parse_error")
-                result.details["other_error_details"] = str(exc)
+                result.add_detail("other_error_details", str(exc))
         result.execution_time = time.perf_counter() - start
         return result
 

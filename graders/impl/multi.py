@@ -48,9 +48,10 @@ class MultiEngine(Engine):
         usage: dict[str, dict[str, int]] = {}
         tokens = 0
         for sub in subs.values():
-            result.errors |= sub.errors
-            for key, value in sub.details.items():
-                result.details.setdefault(key, value)
+            if sub.errors:
+                result.errors |= sub.errors
+                for key, value in sub.details.items():
+                    result.add_detail(key, value)
             tokens += sub.token_usage or 0
             result.sampled_model_name = result.sampled_model_name or sub.sampled_model_name
             for model, counts in sub.model_grader_token_usage_per_model.items():
@@ -61,7 +62,7 @@ class MultiEngine(Engine):
         result.model_grader_token_usage_per_model = usage
         if self.formula is None or self.formula_error:
             result.flag("formula_parse_error")
-            result.details["other_error_details"] = self.formula_error or "formula error"
+            result.add_detail("other_error_details", self.formula_error or "formula error")
             return result
         try:
             result.reward = self.formula.evaluate(rewards)

@@ -55,7 +55,7 @@ class PythonEngine(Engine):
             result.flag("unresponsive_reward_error", details)
         elif outcome.error == "server":
             result.flag("python_grader_server_error", outcome.error_type or "WorkerError")
-            result.details["other_error_details"] = details
+            result.add_detail("other_error_details", details)
         else:
             result.flag("python_grader_runtime_error", details)
         return result

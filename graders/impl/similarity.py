@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from graders.impl.base import Engine, Runtime, render_or_flag, template_or_error
+from graders.impl.base import Engine, Runtime, template_getter
 from graders.result import GraderResult
 from graders.spec import TextSimilarityGrader
-from graders.templates import SampleContext
+from graders.templates import SampleContext, TemplateVariableError
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -181,20 +181,19 @@ class TextSimilarityEngine(Engine):
         self.metric_name = spec.evaluation_metric
         self.metric = METRICS[spec.evaluation_metric]
         self.threshold = spec.pass_threshold
-        self.input = template_or_error(spec.input)
-        self.reference = template_or_error(spec.reference)
+        self.input = template_getter(spec.input)
+        self.reference = template_getter(spec.reference)
 
     def grade_batch(self, contexts: Sequence[SampleContext], runtime: Runtime) -> list[GraderResult]:
         out: list[GraderResult | None] = []
         pairs: list[tuple[int, str, str]] = []
+        get_input, get_reference = self.input, self.reference
         for i, ctx in enumerate(contexts):
-            text = render_or_flag(self.input, ctx, self.name, self.type)
-            ref = text if isinstance(text, GraderResult) else render_or_flag(self.reference, ctx, self.name, self.type)
-            if isinstance(ref, GraderResult):
-                out.append(ref)
-            else:
+            try:
+                pairs.append((i, get_input(ctx), get_reference(ctx)))
                 out.append(None)
-                pairs.append((i, text, ref))  # type: ignore[arg-type]
+            except TemplateVariableError as exc:
+                out.append(GraderResult.failure(self.name, self.type, exc.flag, str(exc)))
         if self.metric_name == "cosine" and pairs:
             self._cosine(pairs, out)
         else:

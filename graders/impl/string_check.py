@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from graders.impl.base import Engine, Runtime, render_or_flag, template_or_error
+from graders.impl.base import Engine, Runtime, template_getter
 from graders.result import GraderResult
 from graders.spec import StringCheckGrader
-from graders.templates import SampleContext
+from graders.templates import SampleContext, TemplateVariableError
 
 OPERATIONS = {
     "eq": lambda text, ref: text == ref,
@@ -23,23 +23,26 @@ class StringCheckEngine(Engine):
 
     def __init__(self, spec: StringCheckGrader) -> None:
         self.name = spec.name
-        self.input = template_or_error(spec.input)
-        self.reference = template_or_error(spec.reference)
-        self.check = OPERATIONS[spec.operation]
+        self.input = template_getter(spec.input)
+        self.reference = template_getter(spec.reference)
+        self.operation = spec.operation
 
     def grade_batch(self, contexts: Sequence[SampleContext], runtime: Runtime) -> list[GraderResult]:
         out = []
-        name, check = self.name, self.check
+        append = out.append
+        name, get_input, get_reference = self.name, self.input, self.reference
+        check = OPERATIONS[self.operation]
+        is_eq = self.operation == "eq"
+        start = time.perf_counter()
         for ctx in contexts:
-            start = time.perf_counter()
-            text = render_or_flag(self.input, ctx, name, "string_check")
-            if isinstance(text, GraderResult):
-                out.append(text)
+            try:
+                text = get_input(ctx)
+                ref = get_reference(ctx)
+            except TemplateVariableError as exc:
+                append(GraderResult.failure(name, "string_check", exc.flag, str(exc)))
                 continue
-            ref = render_or_flag(self.reference, ctx, name, "string_check")
-            if isinstance(ref, GraderResult):
-                out.append(ref)
-                continue
-            reward = 1.0 if check(text, ref) else 0.0
-            out.append(GraderResult(reward, name, "string_check", execution_time=time.perf_counter() - start))
+            append(GraderResult(1.0 if (text == ref if is_eq else check(text, ref)) else 0.0, name, "string_check"))
+        each = (time.perf_counter() - start) / max(1, len(out))  # too fast to time one by one
+        for result in out:
+            result.execution_time = each
         return out
