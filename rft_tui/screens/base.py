@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -18,7 +24,41 @@ def error_text(error: BaseException | None) -> str:
 
 
 class RftScreen(Screen[None]):
-    """Base screen: reports a failed worker (workers run with exit_on_error=False) through the app."""
+    """Base screen: reports a failed worker (workers run with exit_on_error=False) through the app,
+    and runs fetches so that a burst of requests for the same thing becomes at most one more fetch."""
+
+    @dataclass
+    class FetchDone(Message):
+        """A fetch of one kind finished (so a request that came meanwhile can run)."""
+
+        kind: str
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._busy: set[str] = set()
+        self._again: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+
+    def fetch(self, kind: str, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `make()` in a worker unless a fetch of `kind` is in flight; then run it once afterwards."""
+        if kind in self._busy:
+            self._again[kind] = make
+            return
+        self._busy.add(kind)
+
+        async def run() -> None:
+            try:
+                await make()
+            finally:
+                self.post_message(self.FetchDone(kind))
+
+        self.run_worker(run(), name=f"fetch {kind}", group=f"fetch:{kind}", exit_on_error=False)
+
+    @on(FetchDone)
+    def _fetch_done(self, message: FetchDone) -> None:
+        self._busy.discard(message.kind)
+        again = self._again.pop(message.kind, None)
+        if again is not None:
+            self.fetch(message.kind, again)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:

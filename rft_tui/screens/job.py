@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Header, Select, Static, TabbedContent, TabPane
 
@@ -59,12 +58,6 @@ class JobScreen(RftScreen):
 
     view: reactive[JobView] = reactive(JobView, always_update=True, init=False)
 
-    @dataclass
-    class FetchDone(Message):
-        """A fetch of one kind finished (so a request that came meanwhile can run)."""
-
-        kind: str
-
     def __init__(self, job_id: str) -> None:
         super().__init__()
         self.job_id = job_id
@@ -73,8 +66,6 @@ class JobScreen(RftScreen):
         self.change_filter = "all"
         self.sort = "row"
         self.selected_step: int | None = None
-        self._busy: set[str] = set()
-        self._again: set[str] = set()
         self._shown = JobView()
 
     def compose(self) -> ComposeResult:
@@ -113,19 +104,7 @@ class JobScreen(RftScreen):
 
     def refresh_kind(self, kind: str) -> None:
         """Fetch one kind of data; a request while one is in flight runs once it finishes (no pile-up)."""
-        if kind in self._busy:
-            self._again.add(kind)
-            return
-        self._busy.add(kind)
-        fetch: Callable[[], Awaitable[None]] = getattr(self, f"_fetch_{kind}")
-
-        async def run() -> None:
-            try:
-                await fetch()
-            finally:
-                self.post_message(self.FetchDone(kind))
-
-        self.run_worker(run(), name=f"fetch {kind} of {self.job_id}", group=f"fetch-{kind}", exit_on_error=False)
+        self.fetch(kind, getattr(self, f"_fetch_{kind}"))
 
     async def _fetch_job(self) -> None:
         client = self.app.client
@@ -167,13 +146,6 @@ class JobScreen(RftScreen):
         self.post_message(m.EventsLoaded(self.job_id, list(events.data), log))
 
     # ------------------------------------------------------------------ handlers (own state)
-
-    @on(FetchDone)
-    def _fetch_done(self, message: FetchDone) -> None:
-        self._busy.discard(message.kind)
-        if message.kind in self._again:
-            self._again.discard(message.kind)
-            self.refresh_kind(message.kind)
 
     @on(m.DaemonEvent)
     def _daemon_event(self, message: m.DaemonEvent) -> None:

@@ -25,7 +25,6 @@ class JobsScreen(RftScreen):
     HELP_TITLE = "Jobs"
     AUTO_FOCUS = "#jobs-table"
     BINDINGS = [
-        Binding("enter", "open", "Open", id="jobs.open", tooltip="Open the selected job"),
         Binding("n", "new_job", "New job", id="jobs.new", tooltip="Start a new fine-tuning job"),
         Binding("c", "cancel", "Cancel", id="jobs.cancel", tooltip="Cancel the selected job (asks first)"),
         Binding("p", "pause", "Pause/Resume", id="jobs.pause", tooltip="Pause a running job, resume a paused one"),
@@ -69,8 +68,7 @@ class JobsScreen(RftScreen):
         async def fetch() -> None:
             self.post_message(JobFetched(await self.app.client.get_job(job_id)))
 
-        self.run_worker(fetch(), name=f"fetch {job_id}", group=f"job:{job_id}", exclusive=True,
-                        exit_on_error=False)
+        self.fetch(f"job:{job_id}", fetch)
 
     def control(self, action: str, job_id: str) -> None:
         async def call() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from daemon import api
@@ -33,6 +34,7 @@ class JobsTable(DataTable[str | Text]):
     """Rows keyed by job id; `upsert` changes only the cells whose text changed."""
 
     DEFAULT_CSS = "JobsTable { height: 1fr; }"
+    BINDINGS = [Binding("enter", "select_cursor", "Open", id="jobs.open", tooltip="Open the highlighted job")]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]

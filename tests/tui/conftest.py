@@ -1,0 +1,75 @@
+"""TUI fixtures: a real daemon over a recorded store (fixed ids and times), the app on a pinned clock."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon import api
+from tests.support.daemon_proc import DaemonProcess, kill_job_workers, wait_until
+from tests.tui import recorded
+
+
+@pytest.fixture
+def recorded_daemon(rft_home: Path, daemon_factory: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """Jobs in every state (one kept running by an idle worker), then a real daemon on that store."""
+    recorded.record(rft_home)
+    d = daemon_factory(env=recorded.IDLE_WORKER_ENV)
+    with d.client() as c:
+        wait_until(lambda: c.get_job(recorded.RUNNING).status is api.JobStatus.running, 30,
+                   what="the recorded running job to run again")
+    return d
+
+
+@pytest.fixture(scope="module")
+def shared_recorded_daemon() -> Iterator[DaemonProcess]:
+    """The recorded store and daemon shared by a module's read-only tests (saves a daemon start each)."""
+    home = Path(tempfile.mkdtemp(prefix="rft-"))
+    recorded.record(home)
+    d = DaemonProcess(home, env={"RFT_DEVICE": "cpu", **recorded.IDLE_WORKER_ENV}).start()
+    try:
+        with d.client() as c:
+            wait_until(lambda: c.get_job(recorded.RUNNING).status is api.JobStatus.running, 30,
+                       what="the recorded running job to run again")
+        yield d
+    finally:
+        d.stop()
+        kill_job_workers(d.paths)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def make_app(daemon: DaemonProcess, **kw: Any) -> Any:
+    from rft_tui.app import RftApp
+
+    kw.setdefault("clock", lambda: float(recorded.CLOCK))
+    return RftApp(daemon.async_client(), **kw)
+
+
+async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Let the app run until `predicate()` holds (polling with a deadline; never a blind sleep)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - widgets may not be mounted yet
+            last = e
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last!r})" if last else ""))
+
+
+def row_texts(table: Any) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def footer_actions(app: Any) -> set[str]:
+    """Actions a user can trigger now (what the footer and help show)."""
+    return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
