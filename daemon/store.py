@@ -198,7 +198,7 @@ class Store:
                           data={"status": new.value, "previous_status": old.value})
         return True
 
-    def job_object(self, row: dict[str, Any]) -> api.FineTuningJob:
+    def job_object(self, row: dict[str, Any], with_snapshot: bool = True) -> api.FineTuningJob:
         method = _load(row["method"], {})
         resolved = _load(row["resolved_hyperparameters"])
         hp_source = resolved or _load(row["hyperparameters"], {})
@@ -232,7 +232,8 @@ class Store:
                 valid_reward_best=row["valid_reward_best"], started_at=row["started_at"],
                 elapsed_s=round(elapsed, 3), eta_s=None if eta is None else round(eta, 1),
             ),
-            resolved_hyperparameters=resolved, snapshot=_load(row["snapshot"]), worker=worker,
+            resolved_hyperparameters=resolved, snapshot=_load(row["snapshot"]) if with_snapshot else None,
+            worker=worker,
         )
 
     # ------------------------------------------------------------------ events

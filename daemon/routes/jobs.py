@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from daemon import api
@@ -39,7 +39,7 @@ async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTu
 
 @router.get("", response_model=api.ListObject[api.FineTuningJob])
 async def list_jobs(request: Request, after: str | None = None, limit: int = 20,
-                    status: str | None = None) -> api.ListObject[api.FineTuningJob]:
+                    status: str | None = None) -> Response:
     ctx = ctx_of(request)
     _limit(limit)
     statuses = None
@@ -49,10 +49,12 @@ async def list_jobs(request: Request, after: str | None = None, limit: int = 20,
         if bad:
             raise bad_request(f"Unknown status {bad[0]!r}", param="status")
     rows = ctx.store.list_job_rows(after=after, limit=limit + 1, statuses=statuses)
-    data = [ctx.store.job_object(r) for r in rows[:limit]]
-    return api.ListObject[api.FineTuningJob](data=data, has_more=len(rows) > limit,
+    # lists leave out each job's snapshot (large; GET /jobs/{id} has it)
+    data = [ctx.store.job_object(r, with_snapshot=False) for r in rows[:limit]]
+    page = api.ListObject[api.FineTuningJob](data=data, has_more=len(rows) > limit,
                                              first_id=data[0].id if data else None,
                                              last_id=data[-1].id if data else None)
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.get("/{job_id}", response_model=api.FineTuningJob)
@@ -129,14 +131,15 @@ async def list_checkpoints(request: Request, job_id: str, after: str | None = No
 
 @router.get("/{job_id}/metrics", response_model=api.MetricsPage)
 async def metrics(request: Request, job_id: str, after_step: int | None = None,
-                  limit: int = 10_000) -> api.MetricsPage:
+                  limit: int = 10_000) -> Response:
     ctx = ctx_of(request)
     _job_row(ctx, job_id)
     _limit(limit, 100_000)
     data = ctx.store.metrics(job_id, after_step=after_step, limit=limit + 1)
     page = data[:limit]
-    return api.MetricsPage(job_id=job_id, data=page, last_step=page[-1].step if page else after_step,
+    body = api.MetricsPage(job_id=job_id, data=page, last_step=page[-1].step if page else after_step,
                            has_more=len(data) > limit)
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.get("/{job_id}/validation", response_model=api.ValidationPage)
