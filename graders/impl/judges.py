@@ -1,7 +1,8 @@
 """Judge backends for model graders: any OpenAI-compatible chat-completions endpoint, or a local HF model.
 
 Choose per grader `model`: `hf:<hub id or path>` (or an existing local directory) runs a local
-Hugging Face model (transformers, imported lazily); anything else goes to the endpoint at
+Hugging Face model (transformers, imported lazily; local files or the HF cache only, never a
+download); anything else goes to the endpoint at
 `base_url` (judge config) or `RFT_JUDGE_BASE_URL`, with `api_key` or `RFT_JUDGE_API_KEY`.
 """
 
@@ -83,8 +84,9 @@ class HFLocalJudge:
         except ImportError:
             raise JudgeServerError("a local judge needs `pip install transformers torch`") from None
         try:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model_id)
-            self._model = AutoModelForCausalLM.from_pretrained(self.model_id)
+            # Never download at grading time: a hub id must already be in the local HF cache.
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_id, local_files_only=True)
+            self._model = AutoModelForCausalLM.from_pretrained(self.model_id, local_files_only=True)
             self._model.eval()
         except Exception as exc:  # noqa: BLE001 - any load failure is a judge server error
             raise JudgeServerError(f"cannot load judge model {self.model_id!r}: {exc}") from None

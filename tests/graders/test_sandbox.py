@@ -74,34 +74,23 @@ def test_fork_is_blocked_by_the_kernel_not_just_python(pool: PythonGraderPool) -
 def test_network_is_unreachable(pool: PythonGraderPool) -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
-        server.listen(1)
+        server.listen(1)  # a connection would complete into this backlog even before accept()
         port = server.getsockname()[1]
-        accepted: list[object] = []
-        server.settimeout(3)
-
-        def accept() -> None:
-            try:
-                accepted.append(server.accept())
-            except OSError:
-                pass
-
-        watcher = threading.Thread(target=accept)
-        watcher.start()
         # Through Python's socket API (audit hook) and through raw libc connect() (network namespace).
         result = grade(pool, f"import socket\ns = socket.socket()\ns.connect(('127.0.0.1', {port}))\nreturn 1")
         raw = grade(pool, (
             "import ctypes, struct, socket\n"
             "libc = ctypes.CDLL(None)\n"
             "fd = libc.socket(2, 1, 0)\n"
-            f"addr = struct.pack('!HH4s8x', 2, {port}, socket.inet_aton('127.0.0.1'))\n"
-            "addr = struct.pack('=H', 2) + addr[2:]\n"
+            f"addr = struct.pack('=H', 2) + struct.pack('!H4s8x', {port}, socket.inet_aton('127.0.0.1'))\n"
             "rc = libc.connect(fd, addr, len(addr))\n"
             "return 1.0 if rc != 0 else 0.0"
         ))
-        watcher.join()
+        server.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            server.accept()
     assert result.errors == {"python_grader_runtime_error"}
     assert raw.reward == 1.0, "raw connect() to 127.0.0.1 succeeded inside the sandbox"
-    assert accepted == []
     report = pool.worker_report()
     assert report["network_namespace"] is True or report["notes"]
 
