@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -259,15 +259,13 @@ class PythonGraderPool:
             request["source"] = source
         _write_frame(worker, request, time.monotonic() + self.limits.wall_time_s)
         worker.sources.add(key)
-        for done in range(len(calls)):
+        for _ in calls:
             frame = _read_frame(worker, time.monotonic() + self.limits.wall_time_s)
             worker.calls += 1
             outcome = _outcome(frame)
-            outcomes.append(outcome)
             if outcome.error == "server":  # the worker reported a fatal error and is exiting
-                raise_after = WorkerFailed("server", outcome.error_type or "WorkerError", outcome.details or "")
-                outcomes.pop()
-                raise raise_after
+                raise WorkerFailed("server", outcome.error_type or "WorkerError", outcome.details or "")
+            outcomes.append(outcome)
         return len(calls)
 
 
@@ -385,6 +383,3 @@ def _close_all() -> None:
     for pool in list(_POOLS):
         pool.close()
 
-
-def limits_dict(limits: SandboxLimits) -> dict[str, Any]:
-    return asdict(limits)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from graders.result import GraderResult
-from graders.templates import SampleContext, Template, TemplateSyntaxError, TemplateVariableError, compile_template
+from graders.templates import SampleContext, TemplateSyntaxError, TemplateVariableError, compile_template
 
 
 class Runtime:
@@ -74,14 +74,6 @@ class Engine:
         raise NotImplementedError
 
 
-def template_or_error(source: str) -> Template | str:
-    """Compile a template, or return the syntax error text (reported per sample as invalid_variable_error)."""
-    try:
-        return compile_template(source)
-    except TemplateSyntaxError as exc:
-        return str(exc)
-
-
 def template_getter(source: str) -> Callable[[SampleContext], str]:
     """A fast render function; a template with bad syntax yields one raising invalid_variable_error."""
     try:
@@ -93,14 +85,3 @@ def template_getter(source: str) -> Callable[[SampleContext], str]:
             raise TemplateVariableError(message)
 
         return invalid
-
-
-def render_or_flag(template: Template | str, ctx: SampleContext, result_name: str, result_type: str
-                   ) -> str | GraderResult:
-    """Render, or return the zero-reward result flagged as OpenAI does for missing variables."""
-    if isinstance(template, str):
-        return GraderResult.failure(result_name, result_type, "invalid_variable_error", template)
-    try:
-        return template.render(ctx)
-    except TemplateVariableError as exc:
-        return GraderResult.failure(result_name, result_type, exc.flag, str(exc))
