@@ -126,6 +126,7 @@ class PythonGraderPool:
         self._closed = False
         self._all: set[_Spawned] = set()
         _POOLS.add(self)
+        _remove_stale_workdirs()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class PythonGraderPool:
             _kill(worker)
 
     def _start(self) -> _Spawned:
-        workdir = tempfile.mkdtemp(prefix="rft-grader-")
+        workdir = tempfile.mkdtemp(prefix=f"rft-grader-{os.getpid()}-")
         if os.geteuid() == 0:
             os.chown(workdir, _NOBODY, _NOBODY)
         config = {
@@ -362,6 +363,14 @@ def _kill(worker: _Spawned) -> None:
             except OSError:
                 pass
     shutil.rmtree(worker.workdir, ignore_errors=True)
+
+
+def _remove_stale_workdirs() -> None:
+    """Remove worker directories left by processes that died without closing their pool."""
+    for path in Path(tempfile.gettempdir()).glob("rft-grader-*-*"):
+        owner = path.name.split("-")[2]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 _POOLS: weakref.WeakSet[PythonGraderPool] = weakref.WeakSet()
