@@ -30,24 +30,25 @@ def status_of(c: Client, job_id: str) -> S:
 
 
 def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    d1: DaemonProcess = daemon_factory(env=SLOW_WORKER)
+    env = {**SLOW_WORKER, "RFT_FAKE_STEP_S": "0.25"}  # slow enough to outlive the daemon's restart
+    d1: DaemonProcess = daemon_factory(env=env)
     with d1.client() as c:
         train, valid = make_files(c, tmp_path)
-        job = c.create_job(job_request(train, valid, max_steps=40, eval_interval=10))
+        job = c.create_job(job_request(train, valid, max_steps=60, eval_interval=10))
         wait_until(lambda: len(metric_steps(rft_home, job.id)) >= 3, 30, what="the worker's first steps")
         worker_pid = c.get_job(job.id).worker["pid"]
     d1.kill(signal.SIGKILL)
     # the daemon is gone; the worker goes on writing its steps
     before = len(metric_steps(rft_home, job.id))
-    wait_until(lambda: len(metric_steps(rft_home, job.id)) >= before + 5, 30, what="steps while the daemon is dead")
+    wait_until(lambda: len(metric_steps(rft_home, job.id)) >= before + 3, 30, what="steps while the daemon is dead")
     os.kill(worker_pid, 0)  # still alive
-    d2: DaemonProcess = daemon_factory(env=SLOW_WORKER)
+    d2: DaemonProcess = daemon_factory(env=env)
     with d2.client() as c:
-        events = [e.message for e in c.list_events(job.id, limit=200).data]
-        assert any(f"re-adopted worker pid {worker_pid}" in m for m in events)
+        events = [e.message for e in c.list_events(job.id, limit=1000).data]
+        assert any(f"re-adopted worker pid {worker_pid}" in m for m in events), events[:20]
         done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 60, what="job end")
         assert done.status is S.succeeded, done.error
-    assert metric_steps(rft_home, job.id) == list(range(1, 41))  # none lost, none duplicated
+    assert metric_steps(rft_home, job.id) == list(range(1, 61))  # none lost, none duplicated
 
 
 def test_worker_kill9_fails_job_with_reason_and_next_job_starts(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -87,8 +88,9 @@ def test_cancel_running_job(daemon_factory, tmp_path: Path) -> None:  # type: ig
         c.cancel_job(job.id)
         done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 30, what="cancel")
         assert done.status is S.cancelled and done.finished_at
-        assert c.cancel_job(queued.id).status is S.cancelled or status_of(c, queued.id) is S.cancelled
-        assert status_of(c, queued.id) is S.cancelled
+        c.cancel_job(queued.id)  # queued, or already started after the first one ended
+        other = wait_until(lambda: (j := c.get_job(queued.id)).status.is_terminal() and j, 30, what="cancel 2")
+        assert other.status is S.cancelled
 
 
 def test_cancel_escalates_to_sigkill_when_worker_ignores_sigterm(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
