@@ -16,8 +16,8 @@ from daemon import api
 
 
 @dataclass
-class DaemonEvent(Message):
-    """One event from the daemon's `/v1/stream`, forwarded by the app to every open screen."""
+class DaemonEvent(Message, bubble=False):
+    """One event from the daemon's `/v1/stream`, forwarded by the app to every open screen (never bubbles back)."""
 
     event: api.StreamEvent
 

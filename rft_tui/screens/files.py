@@ -146,9 +146,6 @@ class FilesScreen(RftScreen):
         if message.file_id == self.selected_id:
             self.query_one(FileProblemsTable).border_subtitle = (
                 f"{message.report.errors} errors, {message.report.warnings} warnings")
-        self.notify("Validation: ok" if message.report.ok else
-                    f"Validation found {message.report.errors} errors, {message.report.warnings} warnings",
-                    severity="information" if message.report.ok else "warning", timeout=3)
 
     @on(FileProblemsTable.JumpToLine)
     def _jump(self, message: FileProblemsTable.JumpToLine) -> None:

@@ -83,19 +83,19 @@ class GradersScreen(RftScreen):
                 yield Static("", id="grader-errors")
             with VerticalScroll(id="playground"):
                 yield Label("Playground", classes="section-title")
-                yield Select[str]([], prompt="file for rows", id="pg-file")
+                yield Select[str]([], prompt="file for rows", id="pg-file", compact=True)
                 with Horizontal(classes="row"):
                     yield Label("row #", classes="field-label")
-                    yield Input("1", id="pg-row", type="integer")
-                yield Input(placeholder="model output (empty: use the field below)", id="pg-sample")
+                    yield Input("1", id="pg-row", type="integer", compact=True)
+                yield Input(placeholder="sample (empty: the row's field)", id="pg-sample", compact=True)
                 with Horizontal(classes="row"):
                     yield Label("field", classes="field-label")
-                    yield Input("answer", id="pg-field")
-                yield Button("Run on row (ctrl+r)", id="pg-run")
+                    yield Input("answer", id="pg-field", compact=True)
+                yield Button("Run on row (ctrl+r)", id="pg-run", compact=True)
                 yield Static("", id="pg-result")
                 yield Label("Pre-flight", classes="section-title")
-                yield Input(DEFAULT_MODEL, id="pf-model", placeholder="model")
-                yield Button("Pre-flight (ctrl+f)", id="pf-run")
+                yield Input(DEFAULT_MODEL, id="pf-model", placeholder="model", compact=True)
+                yield Button("Pre-flight (ctrl+f)", id="pf-run", compact=True)
                 yield Static("", id="pf-result")
         yield Footer()
 
