@@ -92,11 +92,40 @@ def _tools_problem(tools: Any) -> RowProblem | None:
     return None
 
 
+def _check_plain_row(obj: Any, roles: dict[str, int] | None) -> int | None:
+    """The common case (string contents, valid roles, no tools) in one tight loop; None means look closer."""
+    if type(obj) is not dict or "tools" in obj:
+        return None
+    messages = obj.get("messages")
+    if type(messages) is not list or not messages:
+        return None
+    chars = 0
+    seen = []
+    for message in messages:
+        if type(message) is not dict:
+            return None
+        role = message.get("role")
+        content = message.get("content")
+        if type(content) is not str or role not in ROLES:
+            return None
+        chars += len(content)
+        seen.append(role)
+    if seen[-1] not in LAST_ROLES:
+        return None
+    if roles is not None:
+        for role in seen:
+            roles[role] = roles.get(role, 0) + 1
+    return chars
+
+
 def check_row(obj: Any, roles: dict[str, int] | None = None) -> tuple[list[RowProblem], int]:
     """Problems of one parsed row, and its prompt length in characters (message text summed).
 
     `roles`, when given, counts the messages by role (for the file's stats).
     """
+    fast = _check_plain_row(obj, roles)
+    if fast is not None:
+        return [], fast
     if not isinstance(obj, dict):
         return [("not_an_object", None, f"each line must be a JSON object, got {json_type(obj)}")], 0
     problems: list[RowProblem] = []

@@ -27,7 +27,9 @@ TOP_VALUES = 10
 NOT_ITEM_FIELDS = frozenset({"messages", "tools"})
 _TYPE_NAMES: dict[type, str] = {str: "string", int: "number", float: "number", bool: "boolean",
                                 type(None): "null", dict: "object", list: "array"}
-_decode_json = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_decode_json = _decoder.decode
+_scan_once = _decoder.scan_once
 
 
 @dataclass
@@ -115,13 +117,18 @@ class Scanner:
             self.error(n, "invalid_utf8", f"not UTF-8: byte 0x{stripped[e.start]:02x} at byte {e.start + 1} of the line")
             return
         try:
-            obj = _decode_json(text)
-        except ValueError as e:
-            self.prompt_chars.append(0)
-            msg = getattr(e, "msg", str(e))
-            col = getattr(e, "colno", None)
-            self.error(n, "invalid_json", f"not valid JSON: {msg}" + (f" at column {col}" if col else ""))
-            return
+            obj, end = _scan_once(text, 0)  # the C scanner, without json.loads' per-call Python wrapper
+            if end != len(text):
+                raise ValueError
+        except (StopIteration, ValueError):
+            try:
+                obj = _decode_json(text)  # slow path, for its precise error message
+            except ValueError as e:
+                self.prompt_chars.append(0)
+                msg = getattr(e, "msg", str(e))
+                col = getattr(e, "colno", None)
+                self.error(n, "invalid_json", f"not valid JSON: {msg}" + (f" at column {col}" if col else ""))
+                return
         problems, chars = check_row(obj, self.roles)
         self.prompt_chars.append(chars)
         for code, where, message in problems:
