@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 import time
@@ -68,6 +69,15 @@ async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15.0,
 
 def row_texts(table: Any) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def static_text(widget: Any, width: int = 200) -> str:
+    """What a Static shows, as plain text (Rich renderables rendered at `width`)."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(widget.content)
+    return console.export_text()
 
 
 def footer_actions(app: Any) -> set[str]:

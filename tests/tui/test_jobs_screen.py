@@ -7,7 +7,7 @@ from pathlib import Path
 from daemon import api
 from tests.support.jobs import job_request, make_files
 from tests.tui import recorded
-from tests.tui.conftest import footer_actions, make_app, row_texts, until
+from tests.tui.conftest import footer_actions, make_app, row_texts, static_text, until
 
 
 async def _loaded(pilot, n: int = len(recorded.JOBS)):  # type: ignore[no-untyped-def]
@@ -42,13 +42,13 @@ async def test_filter_narrows_and_escape_clears(shared_recorded_daemon) -> None:
     app = make_app(shared_recorded_daemon)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await _loaded(pilot)
-        await pilot.press("slash", *"paused")
+        await pilot.press("slash", *"pau")
         await until(pilot, lambda: screen.table.row_count == 1, what="the filter to leave one row")
         assert row_texts(screen.table)[0][1] == "paused"
         await pilot.press("escape")
         await until(pilot, lambda: screen.table.row_count == len(recorded.JOBS), what="the filter to clear")
-        await pilot.press("slash", *"zzz")
-        await until(pilot, lambda: "No job matches" in str(screen.query_one("#jobs-empty").render()))
+        await pilot.press("slash", *"zz")
+        await until(pilot, lambda: "No job matches" in static_text(screen.query_one("#jobs-empty")))
 
 
 async def test_actions_that_cannot_act_are_hidden(shared_recorded_daemon) -> None:
@@ -138,7 +138,7 @@ async def test_a_new_job_appears_on_top_and_its_row_follows_the_worker(fake_work
     app = make_app(fake_worker_daemon, clock=__import__("time").time)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        await until(pilot, lambda: "No jobs yet" in str(screen.query_one("#jobs-empty").render()))
+        await until(pilot, lambda: "No jobs yet" in static_text(screen.query_one("#jobs-empty")))
         with fake_worker_daemon.client() as c:
             train, valid = make_files(c, tmp_path)
             job = c.create_job(job_request(train, valid, max_steps=30, eval_interval=10))
