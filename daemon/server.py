@@ -144,6 +144,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
                 with contextlib.suppress(OSError):
                     os.unlink(ctx.paths.notify_socket)
             ctx.scheduler.shutdown()
+            graders_routes.shutdown_heavy_pool()
 
     app = FastAPI(title="rft-tui daemon", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx

@@ -246,3 +246,18 @@ def test_client_errors_are_typed(rft_home: Path) -> None:
     with pytest.raises(StaleDaemonStatus):
         Client.connect(home=rft_home)
     assert not paths.status_file.exists()
+
+
+def test_cosine_grader_runs_without_torch_in_the_daemon(fake_worker_daemon: DaemonProcess) -> None:
+    pytest.importorskip("sentence_transformers")
+    import psutil
+
+    cosine = {"type": "text_similarity", "name": "cos", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "evaluation_metric": "cosine"}
+    with fake_worker_daemon.client(timeout=300) as c:
+        same = c.run_grader(cosine, "The cat sat on the mat.", {"answer": "The cat sat on the mat."})
+        other = c.run_grader(cosine, "Quarterly revenue grew.", {"answer": "The cat sat on the mat."})
+    assert same.reward > 0.99 and other.reward < same.reward
+    maps = open(f"/proc/{fake_worker_daemon.pid}/maps").read()
+    assert "libtorch" not in maps  # the embedding model ran in a helper process
+    assert psutil.Process(fake_worker_daemon.pid).children()  # ... which is still warm for the next call
