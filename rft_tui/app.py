@@ -62,6 +62,7 @@ class RftApp(App[None]):
         self.open_job = open_job
         self.stream_enabled = stream
         self.stream_connected = False
+        self._stream_dropped = False
         self.sub_title = endpoint_label
 
     # ------------------------------------------------------------------ screens
@@ -148,10 +149,10 @@ class RftApp(App[None]):
         failures = 0
         while True:
             try:
+                await self.client.health()
+                failures = 0
+                self.post_message(StreamState(True))
                 async for event in self.client.stream():
-                    if failures or not self.stream_connected:
-                        failures = 0
-                        self.post_message(StreamState(True))
                     self.post_message(DaemonEvent(event))
                 detail = "the daemon closed the stream"
             except Exception as e:  # noqa: BLE001 - any failure means: reconnect later
@@ -174,8 +175,15 @@ class RftApp(App[None]):
         self.stream_connected = message.connected
         if was and not message.connected:
             self.notify(f"Lost the daemon's live stream: {message.detail}", severity="warning", timeout=4)
-        elif not was and message.connected and message.detail != "initial":
-            pass
+        elif message.connected and self._stream_dropped:
+            self.notify("Reconnected to the daemon", timeout=3)
+            for screen in self.screen_stack:  # catch up on what happened while the stream was down
+                reload = getattr(screen, "action_reload", None)
+                if callable(reload):
+                    reload()
+        self._stream_dropped = self._stream_dropped or (was and not message.connected)
+        if message.connected:
+            self._stream_dropped = False
 
     # ------------------------------------------------------------------ errors
 
