@@ -80,19 +80,19 @@ class NewJobScreen(RftScreen):
             title = f"Duplicate of {self.prefill.id}" if self.prefill else "New fine-tuning job"
             yield Label(title, id="nj-title")
             yield Static("", id="err-general", classes="form-error")
-            yield from self._row("model", Input(self.prefill.model if self.prefill else DEFAULT_MODEL, id="nj-model"))
-            yield from self._row("training file", Select[str]([], prompt="choose a file", id="nj-training_file"),
+            yield from self._row("model", Input(self.prefill.model if self.prefill else DEFAULT_MODEL, id="nj-model", compact=True))
+            yield from self._row("training file", Select[str]([], prompt="choose a file", id="nj-training_file", compact=True),
                                  field="training_file")
-            yield from self._row("validation file", Select[str]([], prompt="(none)", id="nj-validation_file"),
+            yield from self._row("validation file", Select[str]([], prompt="(none)", id="nj-validation_file", compact=True),
                                  field="validation_file")
-            yield from self._row("grader", Select[str]([], prompt="choose a grader file", id="nj-grader"))
+            yield from self._row("grader", Select[str]([], prompt="choose a grader file", id="nj-grader", compact=True))
             yield from self._row("or grader path", Input(placeholder="path to a .json/.yaml/.py grader",
-                                                         id="nj-grader-path"), field=None)
-            yield from self._row("seed", Input(placeholder="random", id="nj-seed", type="integer"))
-            yield from self._row("suffix", Input(placeholder="optional", id="nj-suffix"))
+                                                         id="nj-grader-path", compact=True), field=None)
+            yield from self._row("seed", Input(placeholder="random", id="nj-seed", type="integer", compact=True))
+            yield from self._row("suffix", Input(placeholder="optional", id="nj-suffix", compact=True))
             with Horizontal(classes="form-row"):
                 yield Label("", classes="form-label")
-                yield Checkbox("allow train/validation overlap", id="nj-allow-overlap")
+                yield Checkbox("allow train/validation overlap", id="nj-allow-overlap", compact=True)
             with Collapsible(title="Hyperparameters (auto unless set)", collapsed=True, id="nj-hyper"):
                 yield HyperparameterFields(self.prefill_hyper, id="nj-hyperparameters")
             with Horizontal(id="nj-buttons"):

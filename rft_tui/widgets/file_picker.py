@@ -15,7 +15,7 @@ from daemon import api
 
 def file_label(f: api.FileObject) -> str:
     rows = f"{f.rows} rows" if f.rows is not None else "? rows"
-    return f"{f.filename}  ({rows}, {f.id})"
+    return f"{f.filename} · {rows} · {f.id[:13]}"
 
 
 class FilePickerScreen(ModalScreen[str | None]):

@@ -69,10 +69,10 @@ class HyperparameterFields(Vertical):
 
     DEFAULT_CSS = """
     HyperparameterFields { height: auto; }
-    HyperparameterFields > Horizontal { height: auto; }
-    HyperparameterFields Label { width: 28; padding-top: 1; }
+    HyperparameterFields > Horizontal { height: auto; margin-bottom: 1; }
+    HyperparameterFields Label { width: 28; }
     HyperparameterFields Input { width: 24; }
-    HyperparameterFields .field-error { width: 1fr; padding-top: 1; color: $error; }
+    HyperparameterFields .field-error { width: 1fr; padding-left: 1; color: $error; }
     """
 
     def __init__(self, initial: dict[str, Any] | None = None, id: str | None = None) -> None:
@@ -83,7 +83,7 @@ class HyperparameterFields(Vertical):
         for name in ORDERED_NAMES:
             with Horizontal():
                 yield Label(name)
-                yield Input(format_value(self.initial.get(name)), id=f"hp-{name}")
+                yield Input(format_value(self.initial.get(name)), id=f"hp-{name}", compact=True)
                 yield Static("", id=f"err-hp-{name}", classes="field-error")
 
     def values(self) -> dict[str, str]:
