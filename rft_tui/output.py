@@ -67,8 +67,20 @@ def fmt_float(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _set_home(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value and ctx.obj is not None:
+        import os
+
+        from daemon.client import Paths
+
+        ctx.obj.home = str(Paths.resolve(value).home)
+        os.environ["RFT_HOME"] = ctx.obj.home
+
+
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds `--json` to a command (machine-readable output)."""
+    """Adds `--json` (machine-readable output) and `--home` (state directory) to a command."""
+    fn = click.option("--home", type=click.Path(file_okay=False), expose_value=False, callback=_set_home,
+                      is_eager=True, help="State directory (overrides RFT_HOME).")(fn)
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
 
 
