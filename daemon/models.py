@@ -1,0 +1,276 @@
+"""Model loading for the worker, and the built-in model `builtin:tiny-arith`.
+
+`builtin:tiny-arith` is a ~1M-parameter character-level Llama that the project builds and
+supervised-trains itself (seeded, CPU, about a minute) on 2-digit addition, deliberately stopped at
+~35% exact match so GRPO has room to improve it. It is cached under `$RFT_HOME/models/tiny-arith/`
+(or `$RFT_MODEL_CACHE/tiny-arith/`), built in a temp dir and renamed into place under a file lock, so
+two processes never build it twice and nobody ever sees half a model. Nothing is downloaded.
+
+Imports torch/transformers lazily: `daemon.hyperparams` and the daemon import this module's constants
+without paying for torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from daemon.paths import Paths
+
+BUILTIN_PREFIX = "builtin:"
+TINY_ARITH = "builtin:tiny-arith"
+BUILD_VERSION = 1  # bump when the recipe changes: old caches are rebuilt
+
+SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>", "<bos>"]
+CHARS = [chr(c) for c in range(32, 127)] + ["\n", "\t"]
+
+# Renders the conversation as plain text: earlier turns one per line, assistant turns end with EOS, and the
+# last user message as is, so "12+34=" is continued by the digits and then EOS.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- set content = message['content'] if message['content'] is string else "
+    "(message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('')) -%}"
+    "{%- if message['role'] == 'assistant' -%}{{ content }}{{ eos_token }}"
+    "{%- elif loop.last -%}{{ content }}"
+    "{%- else -%}{{ content }}{{ '\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+# Architecture and recipe of the built-in model.
+TINY_CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+                   num_key_value_heads=4, max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=True)
+SFT_SEED = 1234
+SFT_BATCH = 32
+SFT_LR = 3e-3
+SFT_MAX_STEPS = 6000
+SFT_EVAL_EVERY = 50
+SFT_TARGET_EXACT_MATCH = 0.35
+SFT_PROBE_ROWS = 200
+
+
+class ModelLoadError(RuntimeError):
+    """A model id that cannot be loaded, with a message that says why."""
+
+
+# ------------------------------------------------------------------------------------------ paths
+
+
+def is_builtin(model_id: str) -> bool:
+    return model_id.startswith(BUILTIN_PREFIX)
+
+
+def builtin_dir(paths: Paths, model_id: str = TINY_ARITH) -> Path:
+    """Where a built-in model is cached: `$RFT_MODEL_CACHE/<name>` if set, else `$RFT_HOME/models/<name>`."""
+    name = model_id.removeprefix(BUILTIN_PREFIX)
+    root = os.environ.get("RFT_MODEL_CACHE")
+    return (Path(root).expanduser() if root else paths.models) / name
+
+
+def builtin_ready(path: Path) -> bool:
+    info = path / "build.json"
+    if not info.is_file():
+        return False
+    try:
+        return json.loads(info.read_text()).get("build_version") == BUILD_VERSION
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_builtin_model(paths: Paths, model_id: str = TINY_ARITH, progress: bool = True) -> Path:
+    """The built-in model's directory, building it first if no finished build is cached."""
+    if model_id != TINY_ARITH:
+        raise ModelLoadError(f"Unknown built-in model '{model_id}' (built-in models: ['{TINY_ARITH}'])")
+    target = builtin_dir(paths, model_id)
+    if builtin_ready(target):
+        return target
+    with _file_lock(target.parent / f".{target.name}.lock"):
+        if builtin_ready(target):  # another process built it while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-build-", dir=target.parent))
+        try:
+            build_tiny_arith(tmp, progress=progress)
+            if target.exists():
+                shutil.rmtree(target)
+            os.rename(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ------------------------------------------------------------------------------------------ the built-in model
+
+
+def build_tokenizer() -> Any:
+    """A character-level `PreTrainedTokenizerFast` (every printable ASCII char, newline, tab) with a chat template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # Oniguruma: no (?s)
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", bos_token="<bos>",
+        chat_template=CHAT_TEMPLATE, clean_up_tokenization_spaces=False, padding_side="left",
+        model_max_length=TINY_CONFIG["max_position_embeddings"],
+    )
+
+
+def addition_pairs(seed: int, n: int) -> list[tuple[int, int]]:
+    rng = random.Random(seed)
+    return [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(n)]
+
+
+def greedy_exact_match(model: Any, tokenizer: Any, pairs: list[tuple[int, int]], max_new_tokens: int = 5) -> float:
+    """Share of `a+b=` prompts the model completes greedily with exactly the sum."""
+    import torch
+
+    prompts = [f"{a}+{b}=" for a, b in pairs]
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model.train(was_training)
+    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return sum(t.strip() == str(a + b) for t, (a, b) in zip(texts, pairs)) / len(pairs)
+
+
+def build_tiny_arith(out_dir: Path, progress: bool = True, seed: int = SFT_SEED) -> dict[str, Any]:
+    """Build and supervised-train the built-in model into `out_dir`; stops at ~35% exact match (room for RL)."""
+    import torch
+    from tqdm import tqdm
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    started = time.time()
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, **TINY_CONFIG)
+    model = LlamaForCausalLM(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=SFT_LR, weight_decay=0.0)
+    rng = random.Random(seed)
+    probe = addition_pairs(seed + 1, SFT_PROBE_ROWS)
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    exact = 0.0
+    step = 0
+    bar = tqdm(total=SFT_MAX_STEPS, desc="building builtin:tiny-arith", unit="step", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    model.train()
+    for step in range(1, SFT_MAX_STEPS + 1):
+        batch = [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(SFT_BATCH)]
+        ids, labels = [], []
+        for a, b in batch:
+            p = tokenizer.encode(f"{a}+{b}=", add_special_tokens=False)
+            c = tokenizer.encode(str(a + b), add_special_tokens=False) + [eos]
+            ids.append(p + c)
+            labels.append([-100] * len(p) + c)
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
+        label_t = torch.tensor([y + [-100] * (width - len(y)) for y in labels])
+        mask = (torch.arange(width)[None, :] < torch.tensor([len(x) for x in ids])[:, None]).long()
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=label_t).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        bar.update(1)
+        if step % SFT_EVAL_EVERY == 0:
+            exact = greedy_exact_match(model, tokenizer, probe)
+            bar.set_postfix(loss=f"{loss.item():.3f}", exact_match=f"{exact:.2f}")
+            if exact >= SFT_TARGET_EXACT_MATCH:
+                break
+    bar.close()
+    model.generation_config = GenerationConfig(pad_token_id=pad, eos_token_id=eos, bos_token_id=tokenizer.bos_token_id,
+                                               do_sample=False, max_new_tokens=8)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    info = {"model": TINY_ARITH, "build_version": BUILD_VERSION, "seed": seed, "sft_steps": step,
+            "probe_exact_match": exact, "parameters": sum(p.numel() for p in model.parameters()),
+            "build_seconds": round(time.time() - started, 1), "torch": torch.__version__}
+    (out_dir / "build.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def resolve_model_path(model_id: str, paths: Paths, progress: bool = False) -> tuple[str, str | None]:
+    """(what `from_pretrained` gets, revision) for a built-in id, a local directory or a hub id."""
+    if is_builtin(model_id):
+        return str(ensure_builtin_model(paths, model_id, progress=progress)), None
+    local = Path(model_id).expanduser()
+    if local.is_absolute() or model_id.startswith((".", "~")):
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(f"Model directory {model_id} has no config.json")
+        return str(local), None
+    name, _, revision = model_id.partition("@")
+    return name, revision or None
+
+
+def load_tokenizer(model_id: str, paths: Paths, progress: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    where, revision = resolve_model_path(model_id, paths, progress=progress)
+    tok = AutoTokenizer.from_pretrained(where, revision=revision)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(model_id: str, paths: Paths, dtype: Any = None, device: str | None = None,
+               progress: bool = False) -> Any:
+    """A causal LM from a built-in id, a local directory or a hub id (hub needs network; never in tests)."""
+    from transformers import AutoModelForCausalLM
+
+    where, revision = resolve_model_path(model_id, paths, progress=progress)
+    kwargs: dict[str, Any] = {"revision": revision}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    if device:
+        model.to(device)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m daemon.models [--home H]`: build the built-in model now (prints where it is)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m daemon.models")
+    ap.add_argument("--home", default=None)
+    args = ap.parse_args(argv)
+    path = ensure_builtin_model(Paths.resolve(args.home).ensure(), progress=True)
+    print(path)
+    print((path / "build.json").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""One training run: the job's snapshot -> TRL GRPOTrainer + PEFT LoRA, reporting through JobReporter.
+
+Run as `python -m daemon.worker JOB_ID` (or under torchrun, N ranks: only rank 0 writes to the store).
+Validation is our own greedy pass at step 0, every `eval_interval` steps and at the end; a checkpoint
+(adapter + optimizer/scheduler/RNG/trainer state, a real HF checkpoint dir so TRL can resume from it) is
+saved at each validation and on pause; the 3 best by validation reward plus the latest are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from daemon.models import load_model, load_tokenizer
+from daemon.paths import Paths
+from daemon.worker.reporting import ControlFlags, JobReporter
+from daemon.worker.rewards import GraderReward, message_text
+from daemon.worker.validation import Validator, choose_rows
+
+KEEP_BEST = 3
+SKIP_LOG_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
+
+
+class StopRequested(Exception):
+    """Raised nowhere; outcome markers for the run."""
+
+
+def rank_info() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+    """The JSONL rows of an imported (already validated) file, with `item` = every field but `messages`."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            data = json.loads(line)
+            rows.append({"messages": data.get("messages") or [],
+                         "item": {k: v for k, v in data.items() if k != "messages"}})
+    return rows
+
+
+def training_dataset(rows: list[dict[str, Any]]) -> Any:
+    """Conversational `prompt` column (TRL wants `prompt`, not `messages`) + the item as JSON text."""
+    from datasets import Dataset
+
+    return Dataset.from_list([
+        {"prompt": [{"role": m.get("role", "user"), "content": message_text(m.get("content"))} for m in r["messages"]],
+         "item_json": json.dumps(r["item"], ensure_ascii=False)}
+        for r in rows
+    ])
+
+
+def lora_config(hp: dict[str, Any]) -> Any:
+    from peft import LoraConfig
+
+    targets = hp.get("lora_target_modules", "all-linear")
+    return LoraConfig(r=int(hp["lora_r"]), lora_alpha=int(hp["lora_alpha"]), lora_dropout=float(hp["lora_dropout"]),
+                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+
+
+def grpo_config(hp: dict[str, Any], out_dir: Path, world: int) -> Any:
+    from trl import GRPOConfig
+
+    cpu = hp.get("device", "cpu") != "cuda"
+    precision = hp.get("precision", "fp32")
+    completions = int(hp["batch_size"]) * int(hp["num_generations"])
+    per_device = max(int(hp["num_generations"]), completions // max(1, world))
+    return GRPOConfig(
+        output_dir=str(out_dir), use_cpu=cpu, bf16=(precision == "bf16" and not cpu), fp16=(precision == "fp16" and not cpu),
+        per_device_train_batch_size=per_device, gradient_accumulation_steps=int(hp.get("gradient_accumulation_steps", 1)),
+        num_generations=int(hp["num_generations"]), max_completion_length=int(hp["max_completion_length"]),
+        temperature=float(hp["temperature"]), beta=float(hp["beta"]), loss_type=hp["loss_type"],
+        learning_rate=float(hp["learning_rate"]), max_steps=int(hp["max_steps"]), seed=int(hp["seed"]),
+        data_seed=int(hp["seed"]), logging_steps=1, report_to="none", save_strategy="no", eval_strategy="no",
+        gradient_checkpointing=False, remove_unused_columns=False, dataloader_num_workers=0,
+        log_completions=False, disable_tqdm=True, use_vllm=bool(hp.get("use_vllm", False)),
+        ddp_find_unused_parameters=False if world > 1 else None,
+    )
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step}"
+
+
+class JobCallback(TrainerCallback):
+    """Logs each step, validates on schedule, checkpoints, and honours cancel/pause at step boundaries."""
+
+    def __init__(self, run: "TrainingRun") -> None:
+        self.run = run
+        self.step_started = time.perf_counter()
+        self.last_tokens: float | None = None
+        self.pending_valid_s = 0.0
+        self.last_valid: dict[int, float | None] = {}
+        self.last_train_reward: float | None = None
+
+    # --------------------------------------------------------------- steps
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        run = self.run
+        if run.reporter is not None and run.resume_from is None and 0 not in run.validated_steps():
+            self.validate(0, kw["model"])
+        self.step_started = time.perf_counter()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.step_started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        run = self.run
+        step = state.global_step
+        self.step_wall = time.perf_counter() - self.step_started
+        at_end = step >= state.max_steps
+        if run.eval_interval and (step % run.eval_interval == 0 or at_end):
+            if run.reporter is not None:
+                self.validate(step, kw["model"])
+            control.should_save = True
+        action = run.stop_action()
+        if action is not None:
+            run.outcome = action
+            control.should_training_stop = True
+            if action == "paused":
+                control.should_save = True
+
+    def validate(self, step: int, model: Any) -> None:
+        run = self.run
+        if run.validator is None or run.reporter is None:
+            return
+        rows, summary, seconds = run.validator.run(model)
+        mean = run.reporter.log_validation(step, rows, summary)
+        self.last_valid[step] = mean
+        self.pending_valid_s += seconds
+        print(f"[validation] step {step}: mean reward {mean if mean is None else round(mean, 4)} "
+              f"over {len(rows)} rows in {seconds:.1f}s", flush=True)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        run = self.run
+        if not logs or any(k in logs for k in SKIP_LOG_KEYS):
+            return
+        step = state.global_step
+        samples, grader_metrics = run.reward.drain()
+        values: dict[str, Any] = {k: v for k, v in logs.items() if isinstance(v, (int, float)) or v is None}
+        values.update(grader_metrics)
+        wall = getattr(self, "step_wall", None) or (time.perf_counter() - self.step_started)
+        values["step_wall_s"] = wall
+        timing = run.take_timing()
+        values["sampling_s"] = max(0.0, timing.get("generate_s", 0.0) - grader_metrics.get("grading_s", 0.0))
+        values["training_s"] = max(0.0, wall - timing.get("generate_s", 0.0))
+        values["validation_s"] = self.pending_valid_s
+        self.pending_valid_s = 0.0
+        tokens = logs.get("num_tokens")
+        if isinstance(tokens, (int, float)):
+            if self.last_tokens is not None and wall > 0:
+                values["tokens_per_s"] = (tokens - self.last_tokens) / wall
+            elif wall > 0:
+                values["tokens_per_s"] = tokens / max(1, step) / wall
+            self.last_tokens = tokens
+        self.last_train_reward = values.get("reward")
+        if run.reporter is None:
+            return
+        scores = {k: v for k, v in values.items() if k.startswith("rewards/") and k.endswith("/mean")}
+        run.reporter.log_step(step, values, samples=samples, total_steps=state.max_steps, scores=scores,
+                              trained_tokens=int(tokens) if isinstance(tokens, (int, float)) else None)
+        if step % 10 == 0 or step == 1:
+            print(f"[step {step}/{state.max_steps}] reward {values.get('reward')} wall {wall:.2f}s", flush=True)
+
+    # --------------------------------------------------------------- checkpoints
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        run = self.run
+        step = state.global_step
+        src = Path(args.output_dir) / f"checkpoint-{step}"
+        if run.world > 1:
+            torch.distributed.barrier()
+        if run.reporter is not None and src.exists():
+            dst = Path(args.output_dir) / checkpoint_name(step)
+            if dst.exists():
+                shutil.rmtree(dst)
+            os.rename(src, dst)
+            metrics = {"step": step, "valid_reward_mean": self.last_valid.get(step),
+                       "train_reward_mean": self.last_train_reward}
+            run.reporter.add_checkpoint(step, str(dst), metrics)
+            run.prune_checkpoints()
+        if run.world > 1:
+            torch.distributed.barrier()
+
+
+class TrainingRun:
+    """Everything one worker process holds for a job."""
+
+    def __init__(self, job_id: str, home: str) -> None:
+        self.job_id = job_id
+        self.paths = Paths.resolve(home)
+        self.rank, self.world = rank_info()
+        self.flags = ControlFlags()
+        self.flags.install()
+        self.reporter: JobReporter | None = JobReporter(home, job_id) if self.rank == 0 else None
+        reader = self.reporter or JobReporter(home, job_id, rank=self.rank)
+        job = reader.job()
+        self.spec = reader.spec()
+        if reader is not self.reporter:
+            reader.close()
+        self.resume_from: str | None = job.get("resume_from") or None
+        if self.resume_from and not Path(self.resume_from).is_dir():
+            raise FileNotFoundError(f"checkpoint to resume from is gone: {self.resume_from}")
+        self.hp: dict[str, Any] = dict(self.spec["hyperparameters"])
+        self.eval_interval = int(self.hp.get("eval_interval") or 0)
+        self.outcome = "succeeded"
+        self._timing: dict[str, float] = {}
+        self.validator: Validator | None = None
+
+    # --------------------------------------------------------------- control
+
+    def stop_action(self) -> str | None:
+        """'cancelled' / 'paused' / None, agreed by every rank (a signal or the job row's request)."""
+        code = 2 if self.flags.cancel.is_set() else 1 if self.flags.pause.is_set() else 0
+        if self.reporter is not None and code == 0:
+            requested = self.reporter.requested_action()
+            code = 2 if requested == "cancel" else 1 if requested == "pause" else 0
+        if self.world > 1:
+            t = torch.tensor([code], dtype=torch.int64, device=self.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            code = int(t.item())
+        return {0: None, 1: "paused", 2: "cancelled"}[code]
+
+    def take_timing(self) -> dict[str, float]:
+        t, self._timing = self._timing, {}
+        return t
+
+    def validated_steps(self) -> set[int]:
+        assert self.reporter is not None
+        rows = self.reporter.conn.execute("SELECT DISTINCT step FROM validation_rows WHERE job_id = ?",
+                                          [self.job_id]).fetchall()
+        return {r[0] for r in rows}
+
+    def prune_checkpoints(self) -> None:
+        """Keep the best KEEP_BEST by validation reward plus the latest; delete the rest (files and rows)."""
+        assert self.reporter is not None
+        live = self.reporter.live_checkpoints()
+        if not live:
+            return
+        latest = max(live, key=lambda c: c["step"])
+        scored = [c for c in live if c["valid_reward_mean"] is not None]
+        best = sorted(scored, key=lambda c: (-c["valid_reward_mean"], -c["step"]))[:KEEP_BEST]
+        keep = {latest["id"], *(c["id"] for c in best)}
+        for c in live:
+            if c["id"] not in keep:
+                shutil.rmtree(c["path"], ignore_errors=True)
+                self.reporter.mark_checkpoint_deleted(c["id"])
+
+    # --------------------------------------------------------------- run
+
+    def execute(self) -> str:
+        from trl import GRPOTrainer
+
+        hp, spec = self.hp, self.spec
+        model_id = spec["model"]["id"] if isinstance(spec.get("model"), dict) else spec["model"]
+        if spec.get("model", {}).get("source") == "hub" and spec["model"].get("revision") not in (None, "main"):
+            model_id = f"{model_id}@{spec['model']['revision']}"
+        threads = os.environ.get("RFT_TORCH_THREADS")
+        if threads:
+            torch.set_num_threads(int(threads))
+        torch.manual_seed(int(hp["seed"]))
+        out_dir = self.paths.job_dir(self.job_id) / "checkpoints"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hp.get("precision", "fp32"), torch.float32)
+        if hp.get("device") != "cuda":
+            dtype = torch.float32
+        tokenizer = load_tokenizer(model_id, self.paths, progress=self.rank == 0)
+        model = load_model(model_id, self.paths, dtype=dtype)
+        train_rows = read_rows(spec["training_file"]["path"])
+        valid_file = spec.get("validation_file")
+        valid_rows = read_rows(valid_file["path"]) if valid_file else []
+        self.reward = GraderReward(spec["grader"], name=str(spec["grader"].get("name") or "grader").replace("/", "_"),
+                                   samples_per_step=int(hp.get("samples_per_step", 8)), seed=int(hp["seed"]))
+        args = grpo_config(hp, out_dir, self.world)
+        trainer = GRPOTrainer(model=model, reward_funcs=[self.reward], args=args,
+                              train_dataset=training_dataset(train_rows), processing_class=tokenizer,
+                              peft_config=lora_config(hp), callbacks=[JobCallback(self)])
+        self.device = trainer.accelerator.device
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # our callback prints a compact line; the store has every number
+        self._instrument(trainer)
+        if valid_rows and int(hp.get("eval_samples") or 0) > 0:
+            idx = choose_rows(valid_rows, int(hp["eval_samples"]), int(hp["seed"]))
+            self.validator = Validator(valid_rows, idx, tokenizer, self.reward, int(hp["max_completion_length"]),
+                                       device=self.device)
+        if self.reporter is not None:
+            trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+            total = sum(p.numel() for p in trainer.model.parameters())
+            where = f"resuming from {self.resume_from}" if self.resume_from else "from the base model"
+            self.reporter.started(int(hp["max_steps"]), message=(
+                f"Training {model_id} with LoRA r={hp['lora_r']} ({trainable:,} of {total:,} parameters trainable) "
+                f"on {len(train_rows)} rows, {self.world} process(es), {where}"))
+        trainer.train(resume_from_checkpoint=self.resume_from)
+        self.reward.close()
+        return self.outcome
+
+    def _instrument(self, trainer: Any) -> None:
+        """Time the sampling phase (generation + scoring) of each step, if this TRL has the method."""
+        inner = getattr(trainer, "_generate_and_score_completions", None)
+        if inner is None:
+            return
+        run = self
+
+        def timed(*a: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return inner(*a, **kw)
+            finally:
+                run._timing["generate_s"] = run._timing.get("generate_s", 0.0) + time.perf_counter() - t
+
+        trainer._generate_and_score_completions = timed
+
+    def fine_tuned_model_name(self) -> str:
+        suffix = self.spec.get("suffix")
+        model = self.spec["model"]["id"] if isinstance(self.spec.get("model"), dict) else self.spec.get("model")
+        return f"ft:{model}:local{':' + suffix if suffix else ''}:{self.job_id}"
+
+
+def oom_message(exc: BaseException) -> str:
+    return (f"out of memory: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}. Lower batch_size, "
+            "num_generations or max_completion_length, or use a smaller model.")
+
+
+def finite_or_none(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None

@@ -1,0 +1,116 @@
+"""The bridge from TRL's reward function to the job's grader (graders.BatchGrader).
+
+Captures, per training step, a capped set of samples (prompt, completion, reward, sub-rewards) and the
+grader's error counts and time, which the logging callback drains into the store with the step's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import graders
+
+
+def message_text(content: Any) -> str:
+    """A message's text, whether content is a string or a list of typed parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
+def completion_text(completion: Any) -> str:
+    """TRL hands conversational completions as [{"role": "assistant", "content": ...}]; plain ones as str."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        return message_text(completion[-1].get("content"))
+    return ""
+
+
+def prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        return "\n".join(message_text(m.get("content")) for m in prompt if isinstance(m, dict))
+    return str(prompt)
+
+
+def result_errors(result: Any) -> dict[str, Any]:
+    """The flags a grader result raised (and their details), compactly; {} when it graded cleanly."""
+    if not result.errors:
+        return {}
+    return {**{flag: True for flag in sorted(result.errors)}, **dict(result.details)}
+
+
+class GraderReward:
+    """A TRL reward function (`__call__(prompts, completions, **columns)`) scoring with the job's grader."""
+
+    def __init__(self, grader_spec: dict[str, Any], name: str = "grader", samples_per_step: int = 8,
+                 seed: int = 0) -> None:
+        self.spec = grader_spec
+        self.batch = graders.BatchGrader(graders.parse_grader(grader_spec))
+        self.__name__ = name  # TRL names the reward column after the function: rewards/<name>/mean
+        self.samples_per_step = samples_per_step
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.samples: list[dict[str, Any]] = []
+        self.errors: Counter[str] = Counter()
+        self.graded = 0
+        self.errored = 0
+        self.seconds = 0.0
+        self.sub_sums: Counter[str] = Counter()
+        self.sub_counts: Counter[str] = Counter()
+
+    def grade(self, outputs: list[str], items: list[dict[str, Any]]) -> graders.BatchResult:
+        return self.batch.grade([{"output_text": o} for o in outputs], items)
+
+    def __call__(self, prompts: list[Any], completions: list[Any], item_json: list[str] | None = None,
+                 **_: Any) -> list[float]:
+        started = time.perf_counter()
+        outputs = [completion_text(c) for c in completions]
+        items = [json.loads(j) for j in (item_json or ["{}"] * len(outputs))]
+        result = self.grade(outputs, items)
+        elapsed = time.perf_counter() - started
+        with self.lock:
+            self.seconds += elapsed
+            self.graded += len(outputs)
+            self.errored += result.error_count
+            self.errors.update(result.errors)
+            for name, values in result.sub_rewards.items():
+                self.sub_sums[name] += sum(values)
+                self.sub_counts[name] += len(values)
+            take = self.rng.sample(range(len(outputs)), min(self.samples_per_step - len(self.samples),
+                                                              len(outputs))) if self.samples_per_step else []
+            for i in sorted(take):
+                r = result.results[i]
+                self.samples.append({"prompt": prompt_text(prompts[i]), "completion": outputs[i],
+                                     "reward": result.rewards[i], "sub_rewards": dict(r.sub_rewards or {}),
+                                     "errors": result_errors(r)})
+        return [float(x) for x in result.rewards]
+
+    def drain(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """This step's samples and our grader metrics; resets for the next step."""
+        with self.lock:
+            metrics: dict[str, float] = {"grading_s": self.seconds, "grader/graded": float(self.graded),
+                                         "grader/errored": float(self.errored),
+                                         "grader/error_rate": self.errored / self.graded if self.graded else 0.0}
+            for flag, n in self.errors.items():
+                metrics[f"grader/errors/{flag}"] = float(n)
+            for name, total in self.sub_sums.items():
+                metrics[f"rewards/{name}/mean"] = total / max(1, self.sub_counts[name])
+            samples = self.samples
+            self._reset()
+        return samples, metrics
+
+    def close(self) -> None:
+        self.batch.close()

@@ -1,0 +1,95 @@
+"""Greedy validation on a fixed, seeded choice of validation rows (TRL's own eval samples; ours is greedy).
+
+Generation is batched with left padding; each row's prompt, reference, output and per-grader scores go
+to the store through `reporter.log_validation`, so base (step 0) and every checkpoint compare row by row.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from daemon.worker.rewards import GraderReward, message_text, result_errors
+
+VALIDATION_BATCH = 64
+
+
+def choose_rows(rows: list[dict[str, Any]], n: int, seed: int) -> list[int]:
+    """The same `n` row indices every time for a given seed (all rows, in order, when n >= len)."""
+    if n >= len(rows):
+        return list(range(len(rows)))
+    return sorted(random.Random(seed).sample(range(len(rows)), n))
+
+
+def reference_of(item: dict[str, Any]) -> str | None:
+    for key in ("reference_answer", "answer", "reference", "label", "target"):
+        if key in item and item[key] is not None:
+            return str(item[key])
+    return None
+
+
+class Validator:
+    """Greedy generation + grading of the chosen validation rows."""
+
+    def __init__(self, rows: list[dict[str, Any]], indices: list[int], tokenizer: Any, reward: GraderReward,
+                 max_new_tokens: int, device: Any = None) -> None:
+        self.rows = rows
+        self.indices = indices
+        self.tokenizer = tokenizer
+        self.reward = reward
+        self.max_new_tokens = max_new_tokens
+        self.device = device
+        self.prompts = [self._render(rows[i]["messages"]) for i in indices]
+        self.prompt_texts = [message_text(rows[i]["messages"][-1].get("content")) for i in indices]
+
+    def _render(self, messages: list[dict[str, Any]]) -> str:
+        msgs = [{"role": m.get("role", "user"), "content": message_text(m.get("content"))} for m in messages]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return "\n".join(m["content"] for m in msgs)
+
+    def generate(self, model: Any) -> list[str]:
+        import torch
+
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        outputs: list[str] = []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(self.prompts), VALIDATION_BATCH):
+                    chunk = self.prompts[start:start + VALIDATION_BATCH]
+                    enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+                    if self.device is not None:
+                        enc = enc.to(self.device)
+                    out = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                    outputs += tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        finally:
+            tok.padding_side = old_side
+            model.train(was_training)
+        return outputs
+
+    def run(self, model: Any) -> tuple[list[dict[str, Any]], dict[str, float], float]:
+        """(rows for log_validation, per-grader summary, seconds)."""
+        started = time.perf_counter()
+        outputs = self.generate(model)
+        items = [self.rows[i]["item"] for i in self.indices]
+        result = self.reward.grade(outputs, items)
+        rows = []
+        for k, i in enumerate(self.indices):
+            r = result.results[k]
+            rows.append({"row_index": i, "prompt": self.prompt_texts[k], "reference": reference_of(items[k]),
+                         "output": outputs[k], "reward": result.rewards[k],
+                         "sub_rewards": dict(r.sub_rewards or {}) or {self.reward.__name__: result.rewards[k]},
+                         "errors": result_errors(r), "item": items[k]})
+        summary: dict[str, float] = {}
+        for name, values in result.sub_rewards.items():
+            summary[f"valid/{name}/mean"] = sum(values) / max(1, len(values))
+        if rows:
+            summary["valid_pass_rate"] = sum(1 for x in result.rewards if x >= 1.0) / len(rows)
+            summary["valid_grader_errors"] = float(result.error_count)
+        return rows, summary, time.perf_counter() - started
