@@ -632,3 +632,26 @@ class StreamEvent(WireModel):
 def job_sort_key(job: FineTuningJob) -> tuple[int, str]:
     """Newest first, as OpenAI lists jobs."""
     return (-job.created_at, job.id)
+
+
+# --------------------------------------------------------------------------------------------
+# Export (extension): a job's checkpoint as a loadable LoRA adapter, optionally merged into the base model
+
+
+class JobExportRequest(StrictRequest):
+    output_dir: str = Field(min_length=1)
+    checkpoint_step: int | None = Field(default=None, ge=0, description="default: the best kept checkpoint")
+    merged: bool = False
+    overwrite: bool = False
+
+
+class JobExportResult(WireModel):
+    object: Literal["fine_tuning.job.export"] = "fine_tuning.job.export"
+    job_id: str
+    checkpoint: str
+    step: int
+    output_dir: str
+    adapter_dir: str
+    merged_dir: str | None = None
+    base_model: str
+    files: list[str] = []

@@ -173,6 +173,10 @@ class _Api(Generic[R]):
     def preflight(self, request: api.PreflightRequest | dict[str, Any]) -> Any:
         return self._call("POST", "/v1/fine_tuning/preflight", api.PreflightReport, json=request, timeout=None)
 
+    def export_job(self, job_id: str, request: api.JobExportRequest | dict[str, Any]) -> Any:
+        return self._call("POST", f"/v1/fine_tuning/jobs/{job_id}/export", api.JobExportResult, json=request,
+                          timeout=None)
+
     def list_jobs(self, after: str | None = None, limit: int = 20, status: str | None = None) -> Any:
         return self._call("GET", "/v1/fine_tuning/jobs", api.ListObject[api.FineTuningJob],
                           params=_params(after=after, limit=limit, status=status))
