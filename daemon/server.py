@@ -125,6 +125,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     from daemon.routes import grader_files as grader_files_routes
     from daemon.routes import graders as graders_routes
     from daemon.routes import health, jobs, stream
+    from daemon.routes import preflight as preflight_routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -172,7 +173,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
         return JSONResponse({"error": {"message": f"Internal error: {type(exc).__name__}: {exc}",
                                        "type": "server_error", "param": None, "code": None}}, status_code=500)
 
-    for module in (health, files_routes, jobs, graders_routes, grader_files_routes, stream):
+    for module in (health, files_routes, jobs, graders_routes, grader_files_routes, stream, preflight_routes):
         app.include_router(module.router)
     return app
 

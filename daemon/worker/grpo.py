@@ -269,6 +269,9 @@ class TrainingRun:
         threads = os.environ.get("RFT_TORCH_THREADS")
         if threads:
             torch.set_num_threads(int(threads))
+        elif self.hp.get("device") != "cuda":
+            # half the cores per rank: on a shared CPU, oversubscribed torch threads are many times slower
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) // (2 * self.world)))
         torch.manual_seed(int(hp["seed"]))
         out_dir = self.paths.job_dir(self.job_id) / "checkpoints"
         out_dir.mkdir(parents=True, exist_ok=True)

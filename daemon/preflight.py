@@ -1,0 +1,141 @@
+"""Pre-flight: does this model + data + grader give GRPO a learning signal before you spend a run on it?
+
+Samples the base model on N training rows, k completions each (the job's temperature), grades them, and
+reports the reward distribution, the share of rows whose k completions all score the same (no signal:
+GRPO's advantage is zero there), grader error rates and the longest prompt + completion.
+
+`python -m daemon.preflight` reads `{"snapshot": ..., "rows": N, "completions_per_row": k}` as JSON on stdin
+and writes a `PreflightReport` JSON on stdout; the daemon runs it as a subprocess (it never imports torch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from typing import Any
+
+from daemon import api
+
+HIST_BINS = 10
+
+
+def histogram(rewards: list[float]) -> list[tuple[float, int]]:
+    """Counts per tenth of [0, 1] (the last bin holds 1.0); out-of-range rewards clamp to the ends."""
+    counts = [0] * HIST_BINS
+    for r in rewards:
+        counts[min(HIST_BINS - 1, max(0, int(math.floor(r * HIST_BINS))))] += 1
+    return [(round(i / HIST_BINS, 2), c) for i, c in enumerate(counts)]
+
+
+def verdict(mean: float, zero_frac: float, error_rate: float, clipped_frac: float) -> str:
+    """One line a person can act on."""
+    if error_rate > 0.5:
+        return f"Stop: the grader errors on {error_rate:.0%} of samples; fix it before training."
+    if mean >= 0.95 and zero_frac > 0.8:
+        return "Too easy: nearly every completion scores full marks; GRPO has little to learn."
+    if mean <= 0.02 and zero_frac > 0.8:
+        return ("Too hard: almost nothing scores above 0, so GRPO gets no signal; use partial credit, easier "
+                "rows or a stronger model.")
+    notes = []
+    if zero_frac > 0.5:
+        notes.append(f"{zero_frac:.0%} of rows give no signal (all completions score the same)")
+    if error_rate > 0.05:
+        notes.append(f"grader errors on {error_rate:.0%} of samples")
+    if clipped_frac > 0.2:
+        notes.append(f"{clipped_frac:.0%} of completions hit max_completion_length")
+    if notes:
+        return "Trainable, with caveats: " + "; ".join(notes) + "."
+    return f"Good signal: mean reward {mean:.2f}, {1 - zero_frac:.0%} of rows discriminate between completions."
+
+
+def run(snapshot: dict[str, Any], n_rows: int, k: int) -> api.PreflightReport:
+    import torch
+
+    from daemon.models import load_model, load_tokenizer
+    from daemon.paths import Paths
+    from daemon.worker.grpo import read_rows
+    from daemon.worker.rewards import GraderReward, message_text
+
+    started = time.time()
+    hp = snapshot["hyperparameters"]
+    model_ref = snapshot["model"]
+    model_id = model_ref["id"] if isinstance(model_ref, dict) else model_ref
+    if isinstance(model_ref, dict) and model_ref.get("source") == "hub" and model_ref.get("revision") not in (None, "main"):
+        model_id = f"{model_id}@{model_ref['revision']}"
+    paths = Paths.resolve()
+    seed = int(hp.get("seed", 0))
+    torch.manual_seed(seed)
+    tok = load_tokenizer(model_id, paths)
+    device = "cuda" if hp.get("device") == "cuda" and torch.cuda.is_available() else "cpu"
+    model = load_model(model_id, paths, device=device)
+    model.eval()
+    rows = read_rows(snapshot["training_file"]["path"])
+    chosen = sorted(random.Random(seed).sample(range(len(rows)), min(n_rows, len(rows))))
+    prompts = []
+    for i in chosen:
+        msgs = [{"role": m.get("role", "user"), "content": message_text(m.get("content"))} for m in rows[i]["messages"]]
+        prompts.append(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                       if getattr(tok, "chat_template", None) else "\n".join(m["content"] for m in msgs))
+    max_new = int(hp.get("max_completion_length", 256))
+    outputs: list[list[str]] = []
+    comp_lens: list[list[int]] = []
+    prompt_lens: list[int] = []
+    with torch.no_grad():
+        for p in prompts:
+            enc = tok([p], return_tensors="pt", add_special_tokens=False).to(device)
+            prompt_lens.append(int(enc["input_ids"].shape[1]))
+            out = model.generate(**enc, do_sample=True, temperature=float(hp.get("temperature", 1.0)),
+                                 num_return_sequences=k, max_new_tokens=max_new, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=tok.eos_token_id)
+            new = out[:, enc["input_ids"].shape[1]:]
+            lens = [int((seq != tok.pad_token_id).sum().item()) for seq in new]
+            comp_lens.append(lens)
+            outputs.append(tok.batch_decode(new, skip_special_tokens=True))
+    reward = GraderReward(snapshot["grader"])
+    flat_out = [o for outs in outputs for o in outs]
+    flat_items = [rows[i]["item"] for i, outs in zip(chosen, outputs) for _ in outs]
+    result = reward.grade(flat_out, flat_items)
+    reward.close()
+    rewards = [float(r) for r in result.rewards]
+    per_row = [rewards[j * k:(j + 1) * k] for j in range(len(chosen))]
+    zero = sum(1 for rs in per_row if max(rs) - min(rs) < 1e-9)
+    mean = sum(rewards) / len(rewards) if rewards else 0.0
+    std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / len(rewards)) if rewards else 0.0
+    all_lens = [n for ls in comp_lens for n in ls]
+    clipped = sum(1 for n in all_lens if n >= max_new) / max(1, len(all_lens))
+    error_rate = result.error_count / max(1, len(rewards))
+    longest = max((pl + max(cl) for pl, cl in zip(prompt_lens, comp_lens)), default=0)
+    examples = []
+    for j, i in enumerate(chosen[:5]):
+        examples.append({"row": i, "prompt": message_text(rows[i]["messages"][-1].get("content")) if rows[i]["messages"] else "",
+                         "completions": outputs[j][:4], "rewards": per_row[j][:4]})
+    zero_frac = zero / max(1, len(chosen))
+    return api.PreflightReport(
+        model=model_id, rows=len(chosen), completions_per_row=k, reward_mean=mean, reward_std=std,
+        reward_histogram=histogram(rewards), zero_signal_rows=zero, zero_signal_fraction=zero_frac,
+        grader_errors=dict(result.errors), grader_error_rate=error_rate,
+        longest_prompt_tokens=max(prompt_lens, default=0), longest_completion_tokens=max(all_lens, default=0),
+        longest_total_tokens=longest, examples=examples, verdict=verdict(mean, zero_frac, error_rate, clipped),
+        elapsed_s=round(time.time() - started, 2),
+    )
+
+
+def main() -> int:
+    request = json.load(sys.stdin)
+    try:
+        report = run(request["snapshot"], int(request["rows"]), int(request["completions_per_row"]))
+    except Exception as exc:  # noqa: BLE001 - the daemon turns this line into a clear API error
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    print(report.model_dump_json())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Pre-flight (`POST /v1/fine_tuning/preflight`) and export (`POST /v1/fine_tuning/jobs/{id}/export`).
+
+Both need torch, so both run in a subprocess (`python -m daemon.preflight`, `python -m daemon.worker.export`);
+the daemon itself never imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from daemon import api
+from daemon.errors import ApiError, bad_request, conflict, not_found
+from daemon.jobs import build_job
+from daemon.server import ctx_of
+from daemon.store import loads
+
+router = APIRouter()
+
+PREFLIGHT_TIMEOUT_S = float(os.environ.get("RFT_PREFLIGHT_TIMEOUT_S", "900"))
+EXPORT_TIMEOUT_S = 900.0
+
+
+async def run_module(module: str, args: list[str], stdin: bytes | None, home: Path, timeout: float) -> dict[str, Any]:
+    """Run `python -m module args`, return the JSON of its last stdout line; errors become 400/500 ApiErrors."""
+    env = {**os.environ, "RFT_HOME": str(home), "TOKENIZERS_PARALLELISM": "false"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ApiError(504, f"{module} took longer than {timeout:.0f} s", type="server_error", code="timeout")
+    lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.strip().startswith("{")]
+    result: dict[str, Any] = {}
+    if lines:
+        try:
+            result = json.loads(lines[-1])
+        except ValueError:
+            result = {}
+    if "error" in result:
+        raise bad_request(str(result["error"]), code=module.rsplit(".", 1)[-1] + "_failed")
+    if proc.returncode != 0 or not result:
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        raise ApiError(500, f"{module} exited with code {proc.returncode}: {tail[0][:500]}", type="server_error",
+                       code="subprocess_failed")
+    return result
+
+
+@router.post("/v1/fine_tuning/preflight", response_model=api.PreflightReport)
+async def preflight(request: Request, body: api.PreflightRequest) -> api.PreflightReport:
+    ctx = ctx_of(request)
+    from starlette.concurrency import run_in_threadpool
+
+    job_req = api.JobCreateRequest.model_validate(body.model_dump(exclude={"rows", "completions_per_row"}))
+    row = await run_in_threadpool(build_job, ctx.store, ctx.paths, job_req)
+    payload = {"snapshot": loads(row["snapshot"]), "rows": body.rows, "completions_per_row": body.completions_per_row}
+    result = await run_module("daemon.preflight", [], json.dumps(payload).encode(), ctx.paths.home, PREFLIGHT_TIMEOUT_S)
+    return api.PreflightReport.model_validate(result)
+
+
+@router.post("/v1/fine_tuning/jobs/{job_id}/export", response_model=api.JobExportResult)
+async def export_job(request: Request, job_id: str, body: api.JobExportRequest) -> api.JobExportResult:
+    ctx = ctx_of(request)
+    row = ctx.store.get_job_row(job_id)
+    if row is None:
+        raise not_found("fine-tuning job", job_id, param="fine_tuning_job_id")
+    ckpts = ctx.store.checkpoints(job_id)
+    if not ckpts:
+        raise conflict(f"Job {job_id} has no checkpoint to export yet.", param="fine_tuning_job_id",
+                       code="no_checkpoint")
+    if body.checkpoint_step is not None:
+        match = [c for c in ckpts if c.step_number == body.checkpoint_step]
+        if not match:
+            raise bad_request(f"Job {job_id} has no kept checkpoint at step {body.checkpoint_step} "
+                              f"(kept: {sorted(c.step_number for c in ckpts)})", param="checkpoint_step",
+                              code="checkpoint_not_found")
+        ckpt = match[0]
+    else:
+        scored = [c for c in ckpts if c.metrics.valid_reward_mean is not None]
+        ckpt = max(scored, key=lambda c: (c.metrics.valid_reward_mean, c.step_number)) if scored else ckpts[0]
+    out = Path(body.output_dir).expanduser()
+    if not out.is_absolute():
+        raise bad_request("output_dir must be an absolute path", param="output_dir")
+    if out.exists() and any(out.iterdir()) and not body.overwrite:
+        raise conflict(f"{out} exists and is not empty (pass overwrite to write into it)", param="output_dir",
+                       code="output_exists")
+    if not ckpt.path or not Path(ckpt.path).is_dir():
+        raise conflict(f"Checkpoint {ckpt.id} is gone from disk ({ckpt.path})", code="checkpoint_missing")
+    snapshot = loads(row["snapshot"]) or {}
+    model = snapshot.get("model") or {}
+    base = model.get("id") if isinstance(model, dict) else str(model)
+    args = [ckpt.path, str(out), "--base", base or row["model"]] + (["--merged"] if body.merged else [])
+    result = await run_module("daemon.worker.export", args, None, ctx.paths.home, EXPORT_TIMEOUT_S)
+    return api.JobExportResult(job_id=job_id, checkpoint=ckpt.id, step=ckpt.step_number, output_dir=str(out),
+                               adapter_dir=result["adapter_dir"], merged_dir=result.get("merged_dir"),
+                               base_model=base or row["model"], files=result.get("files", []))
