@@ -297,3 +297,116 @@ def wait_for_status(client: Client, job_id: str, statuses: set[api.JobStatus], t
         if job.status in statuses or time.monotonic() > deadline:
             return job
         _wait_for_change(client, job_id, timeout=1.0)
+
+
+# ------------------------------------------------------------------------------------------ training extras
+
+
+@group.command("export")
+@click.argument("job_id")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--checkpoint", "checkpoint_step", type=int, default=None,
+              help="Checkpoint step to export (default: the best kept checkpoint by validation reward).")
+@click.option("--merged", is_flag=True, help="Also write the base model with the adapter merged in (OUT_DIR/merged).")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT_DIR.")
+@json_option
+@pass_ctx
+@handle_errors
+def export(obj: CliContext, job_id: str, out_dir: str, checkpoint_step: int | None, merged: bool, overwrite: bool,
+           as_json: bool) -> None:
+    """Export a job's checkpoint as a loadable LoRA adapter (OUT_DIR/adapter), optionally merged."""
+    result = obj.client().export_job(job_id, api.JobExportRequest(
+        output_dir=str(Path(out_dir).expanduser().resolve()), checkpoint_step=checkpoint_step, merged=merged,
+        overwrite=overwrite))
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"Exported {result.checkpoint} (step {result.step}) of {job_id}")
+    click.echo(f"  adapter: {result.adapter_dir}  (base model: {result.base_model})")
+    if result.merged_dir:
+        click.echo(f"  merged:  {result.merged_dir}")
+
+
+@group.command("preflight")
+@job_request_options
+@click.option("--rows", default=16, show_default=True, help="Training rows to sample.")
+@click.option("--completions", "completions_per_row", default=8, show_default=True, help="Completions per row.")
+@json_option
+@pass_ctx
+@handle_errors
+def preflight(obj: CliContext, model: str, training_file: str, validation_file: str | None, grader_file: str,
+              hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, rows: int,
+              completions_per_row: int, as_json: bool) -> None:
+    """Sample the base model on training rows and grade it: is there a learning signal?"""
+    client = obj.client()
+    req = build_request(client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap)
+    req.update(rows=rows, completions_per_row=completions_per_row)
+    report = client.preflight({k: v for k, v in req.items() if v is not None})
+    if as_json:
+        print_json(report)
+        return
+    print_kv([
+        ("model", report.model), ("rows x completions", f"{report.rows} x {report.completions_per_row}"),
+        ("reward mean", f"{report.reward_mean:.3f} (std {report.reward_std:.3f})"),
+        ("no-signal rows", f"{report.zero_signal_rows} ({report.zero_signal_fraction:.0%})"),
+        ("grader errors", f"{report.grader_error_rate:.1%} {report.grader_errors or ''}".strip()),
+        ("longest prompt+completion", f"{report.longest_total_tokens} tokens (prompt {report.longest_prompt_tokens}, "
+                                      f"completion {report.longest_completion_tokens})"),
+        ("elapsed", fmt_duration(report.elapsed_s)),
+    ])
+    click.echo("\nreward histogram:")
+    peak = max((c for _, c in report.reward_histogram), default=0) or 1
+    for lo, count in report.reward_histogram:
+        click.echo(f"  {lo:.1f}-{lo + 0.1:.1f} {'#' * round(30 * count / peak):30} {count}")
+    click.echo(f"\nverdict: {report.verdict}")
+
+
+@group.command("validation")
+@click.argument("job_id")
+@click.option("--step", type=int, default=None, help="Validation step (default: the latest; 0 = base model).")
+@click.option("--compare/--no-compare", default=True, show_default=True, help="Show the base model's output beside it.")
+@click.option("--limit", default=20, show_default=True, help="Rows to print.")
+@json_option
+@pass_ctx
+@handle_errors
+def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, limit: int, as_json: bool) -> None:
+    """Validation rows at a step, side by side with the base model (step 0)."""
+    client = obj.client()
+    page = client.validation(job_id, step=step)
+    if as_json:
+        print_json(page)
+        return
+    if page.step is None:
+        click.echo(f"{job_id} has no validation yet.")
+        return
+    base = {r.row_index: r for r in client.validation(job_id, step=0).data} if compare and page.step != 0 else {}
+    headers = ["row", "prompt", "reference"] + (["base", "base reward"] if base else []) + \
+        [f"step {page.step}", "reward"]
+    rows = []
+    for r in page.data[:limit]:
+        b = base.get(r.row_index)
+        rows.append([r.row_index, r.prompt[:40], r.reference or "-"]
+                    + ([b.output[:30] if b else "-", fmt_float(b.reward) if b else "-"] if base else [])
+                    + [r.output[:30], fmt_float(r.reward)])
+    print_table(headers, rows)
+    base_mean = sum(b.reward for b in base.values()) / len(base) if base else None
+    click.echo(f"steps: {page.steps}; mean reward at step {page.step}: {fmt_float(page.summary.get('reward_mean'))}"
+               + (f" (base {fmt_float(base_mean)})" if base_mean is not None else ""))
+
+
+@group.command("samples")
+@click.argument("job_id")
+@click.option("--after-step", type=int, default=None)
+@click.option("--limit", default=20, show_default=True)
+@json_option
+@pass_ctx
+@handle_errors
+def samples(obj: CliContext, job_id: str, after_step: int | None, limit: int, as_json: bool) -> None:
+    """Recent training completions with their rewards and sub-rewards."""
+    page = obj.client().samples(job_id, after_step=after_step, limit=limit)
+    if as_json:
+        print_json(page)
+        return
+    print_table(["step", "prompt", "completion", "reward", "sub-rewards"],
+                [(s.step, s.prompt[:40], s.completion[:40], fmt_float(s.reward),
+                  " ".join(f"{k}={v:.2f}" for k, v in s.sub_rewards.items() if v is not None)) for s in page.data])
