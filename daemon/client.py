@@ -296,6 +296,10 @@ class Client(_Api[Any]):
             resp = self._http.request(method, path, json=_payload(json), **kw)
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
             raise DaemonNotRunning(f"Cannot reach the daemon at {self.endpoint.socket or self.endpoint.base_url}: {e}") from e
+        except httpx.TimeoutException as e:
+            raise DaemonError(f"The daemon did not answer {method} {path} in time ({type(e).__name__})") from e
+        except httpx.HTTPError as e:
+            raise DaemonError(f"{method} {path} failed: {type(e).__name__}: {e}") from e
         return _parse(model, resp)
 
     def upload_file(self, path: str, purpose: str = "fine-tune", force: bool = False,
@@ -341,6 +345,10 @@ class AsyncClient(_Api[Any]):
             resp = await self._http.request(method, path, json=_payload(json), **kw)
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
             raise DaemonNotRunning(f"Cannot reach the daemon at {self.endpoint.socket or self.endpoint.base_url}: {e}") from e
+        except httpx.TimeoutException as e:
+            raise DaemonError(f"The daemon did not answer {method} {path} in time ({type(e).__name__})") from e
+        except httpx.HTTPError as e:
+            raise DaemonError(f"{method} {path} failed: {type(e).__name__}: {e}") from e
         return _parse(model, resp)
 
     async def stream(self, job_id: str | None = None) -> AsyncIterator[api.StreamEvent]:

@@ -296,8 +296,19 @@ def load_or_create_token(paths: Paths) -> str:
     return token
 
 
+def sweep_partial_imports(paths: Paths) -> int:
+    """Remove temp files of imports that a killed daemon left half-written (they never became files)."""
+    removed = 0
+    for tmp in paths.files.glob(".import-*"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
 def serve(home: str | None = None, tcp: str | None = None, log_level: str = "warning") -> None:
     paths = Paths.resolve(home).ensure()
+    sweep_partial_imports(paths)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = Store(paths.db)

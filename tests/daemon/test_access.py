@@ -101,3 +101,13 @@ def test_tcp_requires_the_bearer_token(daemon_factory) -> None:  # type: ignore[
 
     with Client.connect(url=base, token=token) as c:
         assert c.health().pid == d.pid
+
+
+def test_half_written_imports_are_swept_at_start(daemon_factory, rft_home: Path) -> None:  # type: ignore[no-untyped-def]
+    from daemon.paths import Paths
+
+    files = Paths.resolve(rft_home).ensure().files
+    leftover = files / ".import-abc123"
+    leftover.write_bytes(b'{"messages": [')
+    daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker"})
+    assert not leftover.exists()
