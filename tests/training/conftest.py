@@ -1,0 +1,92 @@
+"""Training tests: real GRPO on the built-in model through a real daemon; the model is built once per machine."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon import api
+from daemon.client import Client
+from tests.support.daemon_proc import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+ARITH = REPO / "examples" / "arithmetic"
+
+# Small and fast: 4 prompts x 4 completions per step.
+FAST_HP: dict[str, Any] = {"batch_size": 4, "num_generations": 4, "eval_samples": 8, "max_steps": 4, "eval_interval": 2}
+
+
+def _cache_dir() -> Path:
+    """A persistent cache shared by test sessions (the build is seeded and versioned, so reuse is safe)."""
+    if os.environ.get("RFT_MODEL_CACHE"):
+        return Path(os.environ["RFT_MODEL_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "rft-tui" / "test-models"
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """Build `builtin:tiny-arith` once (or reuse the cache) before any training test runs."""
+    from daemon.models import ensure_builtin_model
+    from daemon.paths import Paths
+
+    cache = _cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    old = os.environ.get("RFT_MODEL_CACHE")
+    os.environ["RFT_MODEL_CACHE"] = str(cache)
+    try:
+        ensure_builtin_model(Paths.resolve(cache / "home"), progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("RFT_MODEL_CACHE")
+    return cache
+
+
+@pytest.fixture(autouse=True)
+def _use_model_cache(model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFT_MODEL_CACHE", str(model_cache))
+
+
+@pytest.fixture
+def arith_grader() -> dict[str, Any]:
+    return json.loads((ARITH / "grader.json").read_text())
+
+
+@pytest.fixture
+def start_job(daemon: Any, arith_grader: dict[str, Any]) -> Callable[..., api.FineTuningJob]:
+    """Create a job on the arithmetic examples with FAST_HP overridden by keyword arguments."""
+
+    def start(grader: dict[str, Any] | None = None, **hp: Any) -> api.FineTuningJob:
+        c: Client = daemon.client()
+        train = c.import_file(str(ARITH / "train.jsonl")).id
+        valid = c.import_file(str(ARITH / "valid.jsonl")).id
+        return c.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid,
+                             "seed": 7, "method": {"type": "reinforcement", "reinforcement": {
+                                 "grader": grader or arith_grader, "hyperparameters": {**FAST_HP, **hp}}}})
+
+    return start
+
+
+def wait_status(client: Client, job_id: str, statuses: set[api.JobStatus], timeout: float = 240) -> api.FineTuningJob:
+    return wait_until(lambda: (lambda j: j if j.status in statuses else None)(client.get_job(job_id)),
+                      timeout=timeout, interval=0.2, what=f"job {job_id} to reach {sorted(s.value for s in statuses)}")
+
+
+def wait_step(client: Client, job_id: str, step: int, timeout: float = 240) -> api.FineTuningJob:
+    def reached() -> api.FineTuningJob | None:
+        j = client.get_job(job_id)
+        if j.status.is_terminal():
+            raise AssertionError(f"job ended ({j.status.value}) before step {step}: {j.error}")
+        return j if j.progress.step >= step else None
+
+    return wait_until(reached, timeout=timeout, interval=0.2, what=f"job {job_id} to reach step {step}")
+
+
+def worker_log(home: Path, job_id: str) -> str:
+    p = home / "jobs" / job_id / "worker.log"
+    return p.read_text(errors="replace")[-3000:] if p.exists() else "(no log)"
