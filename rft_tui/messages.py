@@ -49,9 +49,17 @@ class WorkerFailed(Message):
 
 @dataclass
 class JobsLoaded(Message):
-    """The jobs list (newest first)."""
+    """The jobs list (newest first) and the stored files' names by id (lists carry no job snapshot)."""
 
     jobs: list[api.FineTuningJob]
+    file_names: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DuplicateReady(Message):
+    """The full job (with its snapshot) to prefill the New-job form with."""
+
+    job: api.FineTuningJob
 
 
 @dataclass

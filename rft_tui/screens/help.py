@@ -28,16 +28,22 @@ class HelpScreen(ModalScreen[None]):
     @classmethod
     def for_screen(cls, screen: Screen) -> "HelpScreen":
         """Collect the bindings active on `screen` (focused widget first, then screen, then app)."""
-        first: list[tuple[str, str, str]] = []
-        widget: list[tuple[str, str, str]] = []
+        merged: dict[tuple[str, str], list[str]] = {}
+        tips: dict[tuple[str, str], str] = {}
+        widget_keys: set[tuple[str, str]] = set()
         for active in screen.active_bindings.values():
             binding: Binding = active.binding
             if not active.enabled:
                 continue
+            what = (binding.action, binding.description or binding.action)
             display = binding.key_display or screen.app.get_key_display(binding)
-            row = (display, binding.description or binding.action, active.tooltip or binding.tooltip)
-            (first if active.node is screen or active.node is screen.app else widget).append(row)
-        rows = first + widget
+            if display not in merged.setdefault(what, []):
+                merged[what].append(display)
+            tips[what] = tips.get(what) or active.tooltip or binding.tooltip
+            if active.node is not screen and active.node is not screen.app:
+                widget_keys.add(what)
+        order = [w for w in merged if w not in widget_keys] + [w for w in merged if w in widget_keys]
+        rows = [(", ".join(merged[w]), w[1], tips[w]) for w in order]
         title = getattr(screen, "HELP_TITLE", None) or screen.__class__.__name__.removesuffix("Screen")
         return cls(f"Keys — {title}", rows)
 

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from daemon import api
-from rft_tui.messages import DaemonEvent, JobActionDone, JobFetched, JobsLoaded
+from rft_tui.messages import DaemonEvent, DuplicateReady, JobActionDone, JobFetched, JobsLoaded
 from rft_tui.screens.base import RftScreen
 from rft_tui.widgets.jobs_table import JobsTable
 
@@ -61,8 +61,10 @@ class JobsScreen(RftScreen):
 
     @work(exclusive=True, group="jobs-list", exit_on_error=False)
     async def load_jobs(self) -> None:
-        page = await self.app.client.list_jobs(limit=200)
-        self.post_message(JobsLoaded(list(page.data)))
+        client = self.app.client
+        page = await client.list_jobs(limit=200)
+        files = await client.list_files(limit=1000)
+        self.post_message(JobsLoaded(list(page.data), {f.id: f.filename for f in files.data}))
 
     def fetch_job(self, job_id: str) -> None:
         async def fetch() -> None:
@@ -84,6 +86,7 @@ class JobsScreen(RftScreen):
     @on(JobsLoaded)
     def _jobs_loaded(self, message: JobsLoaded) -> None:
         self.jobs = {j.id: j for j in message.jobs}
+        self.table.file_names = message.file_names
         self._render_all()
 
     @on(JobFetched)
@@ -109,6 +112,8 @@ class JobsScreen(RftScreen):
         event = message.event
         if event.type in JOB_EVENTS and event.job_id:
             self.fetch_job(event.job_id)
+        elif event.type is api.StreamEventType.file_created:
+            self.load_jobs()
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -153,7 +158,8 @@ class JobsScreen(RftScreen):
             return True
         from rft_tui.widgets.fmt import file_label
 
-        hay = " ".join([job.id, job.status.value, job.model, file_label(job), job.user_provided_suffix or ""])
+        hay = " ".join([job.id, job.status.value, job.model, file_label(job, self.table.file_names),
+                        job.user_provided_suffix or ""])
         return self.filter_text in hay.lower()
 
     # ------------------------------------------------------------------ actions
@@ -183,8 +189,19 @@ class JobsScreen(RftScreen):
         self.app.action_new_job()  # type: ignore[attr-defined]
 
     def action_duplicate(self) -> None:
-        if self.selected:
-            self.app.action_new_job(prefill=self.selected)  # type: ignore[attr-defined]
+        """Fetch the full job (lists carry no snapshot), then open the New-job form with it."""
+        job = self.selected
+        if job is None:
+            return
+
+        async def fetch() -> None:
+            self.post_message(DuplicateReady(await self.app.client.get_job(job.id)))
+
+        self.fetch(f"duplicate:{job.id}", fetch)
+
+    @on(DuplicateReady)
+    def _duplicate_ready(self, message: DuplicateReady) -> None:
+        self.app.action_new_job(prefill=message.job)  # type: ignore[attr-defined]
 
     def action_cancel(self) -> None:
         job = self.selected

@@ -79,12 +79,20 @@ def short_id(job_id: str) -> str:
     return f"{prefix}-{rest[:8]}" if rest else job_id
 
 
-def file_label(job: api.FineTuningJob) -> str:
-    """`train.jsonl / valid.jsonl` from the job's snapshot, else the file ids."""
+def file_label(job: api.FineTuningJob, names: dict[str, str] | None = None) -> str:
+    """`train.jsonl / valid.jsonl` from the job's snapshot or the known file names, else the file ids."""
     snap = job.snapshot or {}
-    train = (snap.get("training_file") or {}).get("filename") or job.training_file
-    valid = (snap.get("validation_file") or {}).get("filename") or job.validation_file
+    names = names or {}
+    train = (snap.get("training_file") or {}).get("filename") or names.get(job.training_file) or job.training_file
+    valid = None
+    if job.validation_file:
+        valid = ((snap.get("validation_file") or {}).get("filename") or names.get(job.validation_file)
+                 or job.validation_file)
     return f"{train} / {valid}" if valid else str(train)
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def clock_time(ts: float | None) -> str:

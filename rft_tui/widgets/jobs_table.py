@@ -9,19 +9,19 @@ from textual.widgets import DataTable
 from daemon import api
 from rft_tui.widgets import fmt
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "Job"), ("status", "Status"), ("model", "Model"), ("files", "Files"), ("progress", "Progress"),
-    ("train", "Train R"), ("valid", "Valid R base→now"), ("elapsed", "Elapsed"), ("eta", "ETA"),
+COLUMNS: tuple[tuple[str, str], ...] = (  # what matters most first, so 80 columns show it
+    ("id", "Job"), ("status", "Status"), ("progress", "Progress"), ("train", "Train R"),
+    ("valid", "Valid R base→now"), ("elapsed", "Elapsed"), ("eta", "ETA"), ("model", "Model"), ("files", "Files"),
 )
 
 
-def job_cells(job: api.FineTuningJob, now: float) -> dict[str, str | Text]:
+def job_cells(job: api.FineTuningJob, now: float, names: dict[str, str] | None = None) -> dict[str, str | Text]:
     elapsed, eta = fmt.elapsed_and_eta(job, now)
     return {
         "id": fmt.short_id(job.id),
         "status": fmt.status_text(job.status),
-        "model": job.model + (f" ({job.user_provided_suffix})" if job.user_provided_suffix else ""),
-        "files": fmt.file_label(job),
+        "model": fmt.clip(job.model + (f" ({job.user_provided_suffix})" if job.user_provided_suffix else ""), 24),
+        "files": fmt.clip(fmt.file_label(job, names), 40),
         "progress": fmt.progress(job),
         "train": fmt.reward(job.progress.train_reward_mean),
         "valid": fmt.valid_change(job.progress.valid_reward_base, job.progress.valid_reward_latest),
@@ -40,6 +40,7 @@ class JobsTable(DataTable[str | Text]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self._shown: dict[str, dict[str, str]] = {}
         self._order: list[str] = []
+        self.file_names: dict[str, str] = {}
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -74,7 +75,7 @@ class JobsTable(DataTable[str | Text]):
                 pos = {fmt.short_id(k): i for i, k in enumerate(self._order)}
                 self.sort("id", key=lambda cell: pos.get(str(cell), len(pos)))
             return
-        cells = job_cells(job, now)
+        cells = job_cells(job, now, self.file_names)
         shown = self._shown[job.id]
         for key, value in cells.items():
             plain = value.plain if isinstance(value, Text) else value
@@ -89,7 +90,7 @@ class JobsTable(DataTable[str | Text]):
             self._order.remove(job_id)
 
     def _add(self, job: api.FineTuningJob, now: float) -> None:
-        cells = job_cells(job, now)
+        cells = job_cells(job, now, self.file_names)
         self.add_row(*(cells[k] for k, _ in COLUMNS), key=job.id)
         self._order.append(job.id)
         self._shown[job.id] = {k: (v.plain if isinstance(v, Text) else v) for k, v in cells.items()}

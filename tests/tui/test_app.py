@@ -44,7 +44,7 @@ def test_startup_imports_no_torch_and_shows_jobs_in_about_a_second(shared_record
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    assert result["first_rows_s"] < 3.0, result  # ~1 s on a laptop; generous for loaded CI machines
+    assert result["first_rows_s"] < 6.0, result  # ~1 s on an idle machine (see tests/bench/tui.py); generous for CI
 
 
 async def test_help_lists_the_active_keys_of_the_screen_with_what_they_do(shared_recorded_daemon) -> None:
@@ -84,6 +84,10 @@ async def test_command_palette_offers_the_screens_commands(shared_recorded_daemo
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"filter jobs")
+        from textual.command import CommandList
+
+        first = lambda: str(app.screen.query_one(CommandList).get_option_at_index(0).prompt)  # noqa: E731
+        await until(pilot, lambda: "Filter jobs" in first(), what="the palette to find the command")
         await pilot.press("enter")
         await until(pilot, lambda: not isinstance(app.screen, CommandPalette))
         await until(pilot, lambda: app.screen.query_one("#jobs-filter").has_focus, what="the filter box")

@@ -29,13 +29,13 @@ async def test_lists_every_job_newest_first_with_status_progress_and_rewards(sha
         assert [r[1] for r in rows] == ["queued", "running", "paused", "cancelled", "failed", "succeeded"]
         succeeded = rows[-1]
         assert succeeded[0] == "ftjob-a1c3e5f7"
-        assert succeeded[3] == "arith-train.jsonl / arith-valid.jsonl"
-        assert succeeded[4].startswith("40/40 ")
-        assert succeeded[6] == "0.392 → 0.617"
-        assert succeeded[7] == "2m00s" and succeeded[8] == "-"
+        assert succeeded[8] == "arith-train.jsonl / arith-valid.jsonl"
+        assert succeeded[2].startswith("40/40 ")
+        assert succeeded[4] == "0.392 → 0.617"
+        assert succeeded[5] == "2m00s" and succeeded[6] == "-"
         running = rows[1]
-        assert running[4].startswith("25/60 ") and running[7] == "4m00s"  # started 240 s before the pinned clock
-        assert running[8] != "-"  # an ETA for the running job
+        assert running[2].startswith("25/60 ") and running[5] == "4m00s"  # started 240 s before the pinned clock
+        assert running[6] == "5m36s"  # ETA: 240 s for 25 steps, 35 to go
 
 
 async def test_filter_narrows_and_escape_clears(shared_recorded_daemon) -> None:
@@ -147,9 +147,9 @@ async def test_a_new_job_appears_on_top_and_its_row_follows_the_worker(fake_work
 
         def finished() -> bool:
             cells = screen.table.get_row(job.id)
-            seen_steps.add(int(str(cells[4]).split("/")[0]))
+            seen_steps.add(int(str(cells[2]).split("/")[0]))
             return str(cells[1]) == "succeeded"
 
         await until(pilot, finished, 60, what="the job to succeed on screen")
-        assert str(screen.table.get_row(job.id)[4]).startswith("30/30")
+        assert str(screen.table.get_row(job.id)[2]).startswith("30/30")
         assert len(seen_steps) >= 2  # the progress cell moved while the job ran
