@@ -1,0 +1,133 @@
+"""End to end: the real `rft-tui` in tmux (send-keys, capture-pane) against a real daemon.
+
+Open, see the Jobs screen, open help, open the New-job form, start a job from the CLI in a second tmux
+window, watch the Rewards tab gain rows, cancel the job, quit. The daemon runs the fake worker (it
+writes metric rows the real worker's way, at a steady pace) so the test takes seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon_proc import REPO, DaemonProcess
+from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
+
+TMUX = shutil.which("tmux") or "/usr/bin/tmux"
+RFT_TUI = str(Path(sys.executable).parent / "rft-tui")
+pytestmark = pytest.mark.skipif(not os.path.exists(TMUX), reason="tmux is not installed (apt-get install tmux)")
+
+
+class Tmux:
+    """A private tmux server (its own -L socket), so tests never touch a user's sessions."""
+
+    def __init__(self, width: int = 100, height: int = 30) -> None:
+        self.server = f"rft-e2e-{uuid.uuid4().hex[:8]}"
+        self.size = (width, height)
+
+    def run(self, *args: str) -> str:
+        return subprocess.run([TMUX, "-L", self.server, *args], capture_output=True, text=True, check=True,
+                              timeout=20).stdout
+
+    def start(self, command: str, env: dict[str, str]) -> None:
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        self.run("new-session", "-d", "-s", "main", "-x", str(self.size[0]), "-y", str(self.size[1]),
+                 f"env {exports} {command}")
+        self.run("set-option", "-t", "main", "remain-on-exit", "on")
+
+    def keys(self, *keys: str, target: str = "main:0") -> None:
+        self.run("send-keys", "-t", target, *keys)
+
+    def screen(self, target: str = "main:0") -> str:
+        return self.run("capture-pane", "-p", "-t", target)
+
+    def wait_for(self, predicate: Callable[[str], bool] | str, timeout: float = 30.0, target: str = "main:0",
+                 what: str = "") -> str:
+        check = (lambda s: predicate in s) if isinstance(predicate, str) else predicate
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.screen(target)
+            if check(text):
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what or predicate!r}; the screen shows:\n{text}")
+
+    def pane_dead(self, target: str = "main:0") -> bool:
+        return self.run("display-message", "-p", "-t", target, "#{pane_dead}").strip() == "1"
+
+    def kill(self) -> None:
+        subprocess.run([TMUX, "-L", self.server, "kill-server"], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    t = Tmux()
+    yield t
+    t.kill()
+
+
+def metric_steps(screen: str) -> list[int]:
+    """Step numbers in the first column of the metrics table as shown."""
+    return [int(m.group(1)) for m in re.finditer(r"^\s(\d+)\s+\d\.\d{4}\s", screen, re.MULTILINE)]
+
+
+def test_open_help_new_job_form_watch_rewards_cancel_quit(tmux: Tmux, daemon_factory: Callable[..., DaemonProcess],
+                                                          tmp_path: Path) -> None:
+    d = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.25",
+                            "RFT_CANCEL_GRACE_S": "3"})
+    env = {"RFT_HOME": str(d.home), "TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
+    tmux.start(f"{RFT_TUI} --socket {d.socket}", env)
+
+    tmux.wait_for("No jobs yet", what="the Jobs screen")
+    tmux.keys("?")
+    tmux.wait_for("Keys — Jobs", what="the help screen")
+    tmux.keys("Escape")
+    tmux.wait_for(lambda s: "Keys — Jobs" not in s and "No jobs yet" in s, what="help to close")
+
+    tmux.keys("n")
+    tmux.wait_for("New fine-tuning job", what="the New-job form")
+    tmux.keys("Escape")
+    tmux.wait_for("No jobs yet", what="back on the Jobs screen")
+
+    train = write_jsonl(tmp_path / "train.jsonl", arithmetic_rows(10, 40))
+    valid = write_jsonl(tmp_path / "valid.jsonl", arithmetic_rows(60, 10))
+    grader = tmp_path / "grader.json"
+    grader.write_text(json.dumps(EXACT_GRADER))
+    cli = (f"{RFT_TUI} --socket {d.socket} jobs create -m builtin:tiny-arith -t {train} -v {valid} -g {grader} "
+           f"--hp max_steps=400 --hp eval_interval=10 --json > {tmp_path / 'created.json'}")
+    tmux.run("new-window", "-d", "-t", "main", f"env {' '.join(f'{k}={v}' for k, v in env.items())} sh -c '{cli}'")
+    tmux.wait_for("running", what="the new job's row to show running")
+
+    tmux.keys("Enter")
+    tmux.wait_for("Overview", what="the Job screen")
+    tmux.keys("2")
+    first = tmux.wait_for(lambda s: len(metric_steps(s)) >= 3, what="metric rows on the Rewards tab")
+    last_seen = max(metric_steps(first))
+    later = tmux.wait_for(lambda s: metric_steps(s) and max(metric_steps(s)) >= last_seen + 4,
+                          what="the Rewards tab to gain rows")
+    assert max(metric_steps(later)) > last_seen
+
+    tmux.keys("c")
+    tmux.wait_for("Cancel job", what="the cancel confirmation")
+    tmux.keys("y")
+    tmux.wait_for("cancelled", timeout=30, what="the job to be cancelled")
+    job_id = json.loads((tmp_path / "created.json").read_text())["id"]
+    with d.client() as c:
+        assert c.get_job(job_id).status.value == "cancelled"
+
+    tmux.keys("q")
+    deadline = time.monotonic() + 15
+    while not tmux.pane_dead() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tmux.pane_dead(), tmux.screen()
