@@ -29,7 +29,7 @@ from daemon.paths import Paths
 
 BUILTIN_PREFIX = "builtin:"
 TINY_ARITH = "builtin:tiny-arith"
-BUILD_VERSION = 1  # bump when the recipe changes: old caches are rebuilt
+BUILD_VERSION = 2  # bump when the recipe changes: old caches are rebuilt
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>", "<bos>"]
 CHARS = [chr(c) for c in range(32, 127)] + ["\n", "\t"]
@@ -54,7 +54,7 @@ SFT_SEED = 1234
 SFT_BATCH = 32
 SFT_LR = 3e-3
 SFT_MAX_STEPS = 6000
-SFT_EVAL_EVERY = 50
+SFT_EVAL_EVERY = 20
 SFT_TARGET_EXACT_MATCH = 0.35
 SFT_PROBE_ROWS = 200
 

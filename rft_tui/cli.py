@@ -70,6 +70,7 @@ def _register() -> None:
 
     for module in (daemon_cmd, files, jobs, graders):
         main.add_command(module.group)
+    from rft_tui.commands import demo; main.add_command(demo.command)  # noqa: E702
 
 
 _register()
