@@ -117,7 +117,9 @@ def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str,
     r["lora_target_modules"] = "all-linear" if _auto(hp.lora_target_modules) else list(hp.lora_target_modules)
     r["precision"] = ("bf16" if device.kind == "cuda" else "fp32") if _auto(hp.precision) else hp.precision
     r["use_vllm"] = False if _auto(hp.use_vllm) else bool(hp.use_vllm)
-    r["num_processes"] = 1 if _auto(hp.num_processes) else int(hp.num_processes)
+    # one process per visible GPU (torchrun), one on CPU
+    r["num_processes"] = (device.count if device.kind == "cuda" else 1) if _auto(hp.num_processes) \
+        else int(hp.num_processes)
     r["save_total_limit"] = 4 if _auto(hp.save_total_limit) else int(hp.save_total_limit)
     r["samples_per_step"] = 8 if _auto(hp.samples_per_step) else int(hp.samples_per_step)
     r["device"] = device.kind
@@ -131,4 +133,10 @@ def check_resolved(r: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("num_generations", "GRPO needs at least 2 completions per prompt"))
     if r["eval_samples"] < 0:
         problems.append(("eval_samples", "must be >= 0"))
+    completions = r["batch_size"] * r["num_generations"]
+    if completions % r["num_processes"]:
+        problems.append(("num_processes", f"batch_size x num_generations = {completions} completions per step must "
+                                          f"split evenly over {r['num_processes']} processes"))
+    if r["max_completion_length"] < 1:
+        problems.append(("max_completion_length", "must be >= 1"))
     return problems
