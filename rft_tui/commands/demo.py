@@ -29,6 +29,7 @@ DEMO_HYPERPARAMETERS: dict[str, Any] = {
     "batch_size": 16, "num_generations": 8, "learning_rate": 5e-4, "lora_r": 16, "lora_alpha": 32, "beta": 0.0,
     "max_steps": 300, "eval_interval": 50, "eval_samples": 200, "temperature": 1.0,
 }
+PRINT_EVERY = 10  # progress lines: one per 10 steps
 
 
 def build_model(obj: CliContext, quiet: bool) -> None:
@@ -67,9 +68,10 @@ def follow(client: Client, job_id: str, as_json: bool) -> api.FineTuningJob:
         job = client.get_job(job_id)
         page = client.metrics(job_id, after_step=last_step)
         if page.data:
-            last_step = page.data[-1].step
             m = page.data[-1]
-            if not as_json:
+            printed = last_step // PRINT_EVERY != m.step // PRINT_EVERY or m.step == job.progress.total_steps
+            last_step = m.step
+            if not as_json and printed:
                 click.echo(f"step {m.step:>4}/{job.progress.total_steps or '?'}  train reward "
                            f"{fmt_float(m.values.get('reward'))}  ({fmt_duration(time.monotonic() - started)})")
         steps = client.validation(job_id).steps if job.progress.valid_reward_latest is not None else []
