@@ -20,6 +20,10 @@ from rft_tui.widgets.file_problems import FileProblemsTable
 from rft_tui.widgets.file_rows import FileRowsView, row_summary
 
 
+#: Files up to this many rows are validated (stats, problems) as soon as they are selected; bigger ones on `v`.
+AUTO_VALIDATE_MAX_ROWS = 50_000
+
+
 class FilesScreen(RftScreen):
     """Pick a file on the left; its stats, validation problems and rows on the right."""
 
@@ -139,10 +143,13 @@ class FilesScreen(RftScreen):
 
     @on(FileValidated)
     def _validated(self, message: FileValidated) -> None:
+        if message.file_id != self.selected_id and (self.report is None or self.report.file_id != message.file_id):
+            return  # answer for a file the user has moved away from
         self.report = message
         labels = {fid: f.filename for fid, f in self.files.items()}
         self.query_one(FileProblemsTable).show(message.report, message.file_id, message.against, labels)
         self._show_info()
+        self.refresh_bindings()
         if message.file_id == self.selected_id:
             self.query_one(FileProblemsTable).border_subtitle = (
                 f"{message.report.errors} errors, {message.report.warnings} warnings")
@@ -171,6 +178,8 @@ class FilesScreen(RftScreen):
         self.rows_view.border_title = f"Rows of {f.filename}" if f else "Rows"
         self._show_info()
         self.refresh_bindings()
+        if f is not None and not keep_report and (f.rows or 0) <= AUTO_VALIDATE_MAX_ROWS:
+            self.validate(f.id, None)
 
     def _show_info(self) -> None:
         f = self.files.get(self.selected_id) if self.selected_id else None

@@ -169,3 +169,14 @@ def test_external_edits_produce_grader_changed_events(gdaemon: DaemonProcess) ->
     expect("deleted")
     (gdaemon.paths.graders / "ignored.txt").write_text("x")
     client.close()
+
+
+def test_daemon_with_the_watcher_shuts_down_cleanly(daemon: DaemonProcess) -> None:
+    (daemon.paths.graders / "x.json").write_text(EXACT)
+    with daemon.client() as c:
+        assert [g.name for g in c.list_grader_files().data] == ["x.json"]
+    started = time.monotonic()
+    daemon.stop()
+    assert daemon.proc is not None and daemon.proc.returncode == 0
+    assert time.monotonic() - started < 10
+    assert "Traceback" not in daemon.log()

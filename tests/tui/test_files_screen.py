@@ -145,6 +145,8 @@ def test_files_screen_snapshot(files_daemon: tuple[DaemonProcess, dict[str, str]
         await pilot.press("v")
         await until(pilot, lambda: screen.query_one("#file-problems").row_count >= 2, what="problems")
         await until(pilot, lambda: screen.rows_view.row_at(7) is not None, what="rows")
+        await until(pilot, lambda: any("Problems" in str(k.render()) for k in pilot.app.screen.query("FooterKey")),
+                    what="the footer to offer Problems")
         await pilot.pause()
 
     assert snap_compare(make_app(d, stream=False), terminal_size=(100, 30), run_before=ready)

@@ -140,3 +140,18 @@ def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap
         await pilot.pause()
 
     assert snap_compare(make_app(d, stream=False), terminal_size=(100, 30), run_before=ready)
+
+
+async def test_new_grader_file_from_a_template(graders_daemon: tuple[DaemonProcess, str]) -> None:
+    d, _ = graders_daemon
+    folder = _fresh_graders(d, {"exact.json": EXACT})
+    app = make_app(d, stream=False)
+    async with app.run_test(size=(120, 34)) as pilot:
+        screen = await _graders_screen(pilot, "exact.json")
+        await pilot.press("ctrl+n", *"mine.py", "enter")
+        await until(pilot, lambda: screen.name_open == "mine.py" and "def grade" in screen.editor.text,
+                    what="the new python grader in the editor")
+        assert "def grade(sample, item)" in (folder / "mine.py").read_text()
+        await until(pilot, lambda: "valid grader" in str(screen.query_one("#grader-errors").render()), what="valid")
+        await pilot.press("ctrl+n", *"bad.txt", "enter")
+        assert not (folder / "bad.txt").exists() and screen.name_open == "mine.py"
