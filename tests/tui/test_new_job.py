@@ -154,8 +154,11 @@ def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], sna
         screen.query_one("#hp-batch_size").value = "-2"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "positive" in _error(screen, "hp.batch_size"), what="error")
-        screen.query_one("#nj-submit").focus()  # not an Input: its blinking cursor would make the snapshot flaky
-        screen.query_one("#nj-form").scroll_home(animate=False)
+        screen.set_focus(None)  # no Input focused: its blinking cursor would make the snapshot flaky
+        await pilot.pause()
+        form = screen.query_one("#nj-form")
+        form.scroll_home(animate=False)
+        await until(pilot, lambda: form.scroll_y == 0, what="the form scrolled to the top")
         await pilot.pause()
 
     assert snap_compare(make_app(d, stream=False), terminal_size=(100, 30), run_before=ready)
