@@ -42,6 +42,8 @@ class GradersScreen(RftScreen):
                 tooltip="Sample completions on the chosen file and show the reward spread"),
         Binding("ctrl+n", "new_grader", "New grader", id="graders.new", priority=True,
                 tooltip="Create a grader file (name ending in .json, .yaml or .py)"),
+        Binding("escape", "leave", "Back", id="graders.back",
+                tooltip="Back to the previous screen (asks first when the editor has unsaved edits)"),
     ]
 
     @dataclass
@@ -389,6 +391,25 @@ class GradersScreen(RftScreen):
         model = self.query_one("#pf-model", Input).value.strip() or DEFAULT_MODEL
         self.query_one("#pf-result", Static).update(Text(f"pre-flight on {model}… (samples completions)", style="dim"))
         self.run_preflight(grader, model, file_id)
+
+    def action_leave(self) -> None:
+        box = self.query_one("#grader-new-name", Input)
+        if box.has_focus:
+            box.value = ""
+            box.add_class("hidden")
+            self.query_one("#graders-list").focus()
+            return
+        if not self.dirty:
+            self.app.pop_screen()
+            return
+        from rft_tui.screens.confirm import ConfirmScreen
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen(f"Leave without saving your edits to {self.name_open}?", yes="Leave"),
+                             answered)
 
     def action_new_grader(self) -> None:
         box = self.query_one("#grader-new-name", Input)

@@ -83,6 +83,16 @@ async def test_lists_graders_edits_and_saves_with_validation(graders_daemon: tup
         assert (folder / "a_exact.json").read_text() == EXACT
         await _open(pilot, screen, "b_broken.yaml")
         assert "b_broken.yaml:" in str(errors.render())
+        # leaving with unsaved edits asks first
+        screen.editor.insert("x: 1\n")
+        screen.query_one("#graders-list").focus()
+        await pilot.press("escape")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the leave question")
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen, what="the editor still open")
+        assert screen.dirty
+        await pilot.press("escape", "y")
+        await until(pilot, lambda: type(app.screen).__name__ == "JobsScreen", what="back on the jobs list")
 
 
 async def test_reloads_on_disk_change_and_asks_when_edited(graders_daemon: tuple[DaemonProcess, str]) -> None:
