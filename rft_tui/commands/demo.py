@@ -26,8 +26,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "arithmetic"
 
 # Settings that learn within the demo's budget on a 2-core CPU (see docs/hyperparameters.md).
 DEMO_HYPERPARAMETERS: dict[str, Any] = {
-    "batch_size": 16, "num_generations": 8, "learning_rate": 5e-4, "lora_r": 16, "lora_alpha": 32, "beta": 0.0,
-    "max_steps": 300, "eval_interval": 50, "eval_samples": 200, "temperature": 1.0,
+    "batch_size": 16, "num_generations": 8, "learning_rate": 1e-3, "lora_r": 16, "lora_alpha": 32, "beta": 0.0,
+    "max_steps": 400, "eval_interval": 50, "eval_samples": 200, "temperature": 1.0,
 }
 PRINT_EVERY = 10  # progress lines: one per 10 steps
 

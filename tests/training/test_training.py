@@ -87,7 +87,6 @@ def test_job_records_metrics_samples_validation_checkpoints_and_exports(daemon, 
                           env={**os.environ}, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
-    bad = c._call  # noqa: F841 - keep the client alive for the error check below
     from daemon.client import DaemonError
 
     with pytest.raises(DaemonError) as err:
