@@ -23,12 +23,19 @@ EXACT = (REPO / "examples" / "graders" / "exact_match.json").read_text()
 def graders_daemon() -> Iterator[tuple[DaemonProcess, str]]:
     """One daemon for the module with an imported arithmetic file; each test writes its own grader files."""
     home = Path(tempfile.mkdtemp(prefix="rft-gs-"))
-    d = DaemonProcess(home).start()
+    d = DaemonProcess(home, env={"RFT_MODEL_CACHE": str(_model_cache())}).start()
     with d.client() as c:
         file_id = c.import_file(str(write_jsonl(home / "arith.jsonl", arithmetic_rows(10, 20)))).id
     yield d, file_id
     d.stop()
     shutil.rmtree(home, ignore_errors=True)
+
+
+def _model_cache() -> Path:
+    """The built-in model cache the training tests share (built once per machine; pre-flight samples from it)."""
+    if os.environ.get("RFT_MODEL_CACHE"):
+        return Path(os.environ["RFT_MODEL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rft-tui" / "test-models"
 
 
 def _fresh_graders(d: DaemonProcess, files: dict[str, str]) -> Path:
@@ -165,3 +172,21 @@ async def test_new_grader_file_from_a_template(graders_daemon: tuple[DaemonProce
         await until(pilot, lambda: "valid grader" in str(screen.query_one("#grader-errors").render()), what="valid")
         await pilot.press("ctrl+n", *"bad.txt", "enter")
         assert not (folder / "bad.txt").exists() and screen.name_open == "mine.py"
+
+
+@pytest.mark.slow
+async def test_preflight_shows_the_reward_spread(graders_daemon: tuple[DaemonProcess, str]) -> None:
+    """Real sampling on the built-in model (cached like the training tests' model)."""
+    d, file_id = graders_daemon
+    _fresh_graders(d, {"exact.json": EXACT})
+    app = make_app(d, stream=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _graders_screen(pilot, "exact.json")
+        await until(pilot, lambda: screen.query_one("#pg-file").value == file_id, what="the training file")
+        await pilot.press("ctrl+f")
+        result = screen.query_one("#pf-result")
+        await until(pilot, lambda: "verdict" in str(result.render()), timeout=240, what="the pre-flight report")
+        text = str(result.render())
+        assert "builtin:tiny-arith: 16 rows x 8 completions" in text
+        assert "zero-signal rows" in text and "reward mean" in text and "grader errors none" in text
+        assert sum(line.count("█") for line in text.splitlines()) > 0  # the histogram has bars
