@@ -25,6 +25,7 @@ from rft_tui.widgets.samples_table import SamplesTable, sub_rewards_text
 from rft_tui.widgets.validation_table import CHANGE_FILTERS, SORTS, ValidationTable, aggregates, compare, summary_text
 
 TABS = ("overview", "rewards", "validation", "samples", "events")
+LAZY_TAB = {"job": "overview", "samples": "samples", "events": "events"}  # fetched per step only when shown
 PAUSABLE = (api.JobStatus.running, api.JobStatus.queued, api.JobStatus.validating_files, api.JobStatus.paused)
 
 
@@ -67,6 +68,7 @@ class JobScreen(RftScreen):
         self.sort = "row"
         self.selected_step: int | None = None
         self._shown = JobView()
+        self._stale: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -155,16 +157,23 @@ class JobScreen(RftScreen):
         T = api.StreamEventType
         if event.type is T.job_metrics:
             self.refresh_kind("metrics")
-            self.refresh_kind("job")
-            self.refresh_kind("samples")
+            self.refresh_lazy("job", "samples")
         elif event.type is T.job_validation:
             self.refresh_kind("validation")
             self.refresh_kind("job")
         elif event.type is T.job_status:
             self.refresh_kind("job")
-            self.refresh_kind("events")
+            self.refresh_lazy("events")
         elif event.type is T.job_event:
-            self.refresh_kind("events")
+            self.refresh_lazy("events")
+
+    def refresh_lazy(self, *kinds: str) -> None:
+        """Fetch now what the visible tab shows; the rest when its tab is opened (keeps live steps cheap)."""
+        for kind in kinds:
+            if LAZY_TAB.get(kind, self.active_tab) == self.active_tab:
+                self.refresh_kind(kind)
+            else:
+                self._stale.add(kind)
 
     @on(m.JobFetched)
     def _job(self, message: m.JobFetched) -> None:
@@ -237,7 +246,9 @@ class JobScreen(RftScreen):
                 self.query_one(EventsLog).add_events(view.events)
             if view.log is not old.log and view.log is not None:
                 self.query_one(WorkerLog).show_tail(view.log.lines)
-        self.refresh_bindings()
+        status = (lambda v: v.job.status if v.job else None)
+        if status(view) != status(old) or bool(view.checkpoints) != bool(old.checkpoints):
+            self.refresh_bindings()  # the footer recomposes: only when what check_action reads changed
 
     def _render_job(self, job: api.FineTuningJob) -> None:
         self.sub_title = f"{job.id} · {job.status.value}"
@@ -307,6 +318,9 @@ class JobScreen(RftScreen):
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
+        for kind in [k for k in self._stale if LAZY_TAB.get(k) == self.active_tab]:
+            self._stale.discard(kind)
+            self.refresh_kind(kind)
         self.refresh_bindings()
 
     # ------------------------------------------------------------------ actions

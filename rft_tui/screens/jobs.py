@@ -92,14 +92,16 @@ class JobsScreen(RftScreen):
     @on(JobFetched)
     def _job_fetched(self, message: JobFetched) -> None:
         job = message.job
-        is_new = job.id not in self.jobs
+        previous = self.jobs.get(job.id)
+        is_new = previous is None
         self.jobs[job.id] = job
         if self._matches(job):
             self.table.upsert(job, self.app.clock(), at_top=is_new)
         else:
             self.table.remove(job.id)
         self._update_hint()
-        self.refresh_bindings()
+        if is_new or previous.status is not job.status:  # type: ignore[union-attr]
+            self.refresh_bindings()  # the footer recomposes: only when what check_action reads changed
 
     @on(JobActionDone)
     def _action_done(self, message: JobActionDone) -> None:
