@@ -51,7 +51,6 @@ async def shoot(daemon: DaemonProcess, out: Path) -> list[Path]:
                      and app.screen.view.selected is not None)
         screen = app.screen
         screen.action_show_tab("rewards")
-        screen.action_toggle_graders()
         await pilot.pause(0.3)
         written.append(Path(app.save_screenshot("job-rewards.svg", str(out))))
         screen.action_show_tab("validation")
