@@ -218,10 +218,10 @@ class JobScreen(RftScreen):
 
     @on(m.ExportDone)
     def _export_done(self, message: m.ExportDone) -> None:
-        result = message.result
-        where = result.get("path") or result.get("output_dir") if isinstance(result, dict) else None
-        self.notify(f"Exported {message.checkpoint_id}" + (f" to {where}" if where else f": {result}"),
-                    title="Export", timeout=10)
+        result = message.result if isinstance(message.result, dict) else {}
+        where = result.get("merged_dir") or result.get("adapter_dir") or result.get("output_dir")
+        self.notify(f"Exported {message.checkpoint_id}" + (f" to {where}" if where else ""), title="Export",
+                    timeout=10)
         self.refresh_kind("events")
 
     # ------------------------------------------------------------------ rendering
@@ -376,23 +376,32 @@ class JobScreen(RftScreen):
             self.app.action_new_job(prefill=self.view.job)  # type: ignore[attr-defined]
 
     def action_export(self) -> None:
-        ckpt = self.query_one(ov.CheckpointsTable).selected_id
-        if ckpt is None:
+        """Ask where (a directory on the daemon's machine), then export the highlighted checkpoint's adapter."""
+        from pathlib import Path
+
+        from rft_tui.screens.prompt import PromptScreen
+
+        table = self.query_one(ov.CheckpointsTable)
+        step = table.selected_step
+        if step is None:
             return
+        default = str(Path.home() / "rft-exports" / f"{self.job_id}-step-{step}")
 
+        def chosen(output_dir: str | None) -> None:
+            if output_dir:
+                self.notify(f"Exporting step {step} to {output_dir}…", timeout=4)
+                self.export(step, output_dir)
+
+        self.app.push_screen(PromptScreen(f"Export the LoRA adapter of step {step} to (on the daemon's machine):",
+                                          default), chosen)
+
+    def export(self, step: int, output_dir: str) -> None:
         async def call() -> None:
-            client = self.app.client
-            method = getattr(client, "export_job", None) or getattr(client, "export_checkpoint", None)
-            if method is not None:
-                result = await method(self.job_id, checkpoint=ckpt)
-            else:
-                result = await client._call("POST", f"/v1/fine_tuning/jobs/{self.job_id}/export", None,
-                                            json={"checkpoint": ckpt})
-            if hasattr(result, "model_dump"):
-                result = result.model_dump(mode="json")
-            self.post_message(m.ExportDone(self.job_id, ckpt, result))
+            result = await self.app.client.export_job(
+                self.job_id, api.JobExportRequest(output_dir=output_dir, checkpoint_step=step))
+            self.post_message(m.ExportDone(self.job_id, result.checkpoint, result.model_dump(mode="json")))
 
-        self.run_worker(call(), name=f"export {ckpt}", group="export", exit_on_error=False)
+        self.run_worker(call(), name=f"export step {step}", group="export", exit_on_error=False)
 
     def action_toggle_smoothing(self) -> None:
         order = ("both", "smoothed", "raw")

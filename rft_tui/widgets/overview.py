@@ -101,3 +101,9 @@ class CheckpointsTable(DataTable[str]):
         if not self.row_count:
             return None
         return self.checkpoint_ids[min(self.cursor_row, len(self.checkpoint_ids) - 1)]
+
+    @property
+    def selected_step(self) -> int | None:
+        if not self.row_count:
+            return None
+        return int(str(self.get_row_at(min(self.cursor_row, self.row_count - 1))[0]))
