@@ -352,7 +352,7 @@ def preflight(obj: CliContext, model: str, training_file: str, validation_file: 
         ("grader errors", f"{report.grader_error_rate:.1%} {report.grader_errors or ''}".strip()),
         ("longest prompt+completion", f"{report.longest_total_tokens} tokens (prompt {report.longest_prompt_tokens}, "
                                       f"completion {report.longest_completion_tokens})"),
-        ("elapsed", fmt_duration(report.elapsed_s)),
+        ("elapsed", f"{report.elapsed_s:.1f} s"),
     ])
     click.echo("\nreward histogram:")
     peak = max((c for _, c in report.reward_histogram), default=0) or 1
