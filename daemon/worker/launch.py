@@ -28,5 +28,5 @@ def worker_command(job_row: dict[str, Any]) -> list[str]:
     n = num_processes(job_row)
     if n == 1:
         return [sys.executable, "-m", worker_module(), job_id]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+    return [sys.executable, "-m", "daemon.worker.torchrun", "--standalone", f"--nproc_per_node={n}",
             "-m", worker_module(), job_id]

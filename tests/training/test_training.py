@@ -162,15 +162,20 @@ def test_grader_that_always_raises_counts_errors_and_the_job_finishes(daemon, st
 
 
 @pytest.mark.slow
-def test_two_process_torchrun_job_logs_each_step_once(daemon, start_job, rft_home):
+def test_two_process_torchrun_job_pauses_resumes_and_logs_each_step_once(daemon, start_job, rft_home):
     c = daemon.client()
-    job = start_job(max_steps=3, eval_interval=3, num_processes=2)
+    job = start_job(max_steps=6, eval_interval=3, num_processes=2)
+    wait_step(c, job.id, 1, timeout=300)
+    c.pause_job(job.id)
+    paused = wait_status(c, job.id, {S.paused} | TERMINAL)
+    assert paused.status is S.paused, worker_log(rft_home, job.id)
+    c.resume_job(job.id)
     done = wait_status(c, job.id, TERMINAL, timeout=300)
     assert done.status is S.succeeded, worker_log(rft_home, job.id)
-    assert "torch.distributed.run" in worker_log(rft_home, job.id) or "nproc_per_node=2" in worker_log(rft_home, job.id)
-    assert [m.step for m in c.metrics(job.id).data] == [1, 2, 3]
-    assert c.validation(job.id).steps == [0, 3]
-    assert [ck.step_number for ck in c.list_checkpoints(job.id).data] == [3]
+    assert "nproc_per_node=2" in worker_log(rft_home, job.id)
+    assert [m.step for m in c.metrics(job.id).data] == [1, 2, 3, 4, 5, 6]
+    assert c.validation(job.id).steps[0] == 0 and c.validation(job.id).steps[-1] == 6
+    assert max(ck.step_number for ck in c.list_checkpoints(job.id).data) == 6
 
 
 @pytest.mark.slow

@@ -1,0 +1,22 @@
+"""`python -m daemon.worker.torchrun ARGS...`: torchrun that survives the pause signal.
+
+The daemon pauses a job by sending SIGUSR1 to its process group. torchrun itself has no handler for it
+(the default action kills it, and with it every rank), so this wrapper ignores SIGUSR1 and execs torchrun;
+the ranks install their own handler (ControlFlags), agree to stop at the next step boundary, checkpoint,
+and exit 0, and torchrun then exits normally.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def main() -> None:
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # kept across exec; the ranks override it with a handler
+    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
