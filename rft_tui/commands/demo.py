@@ -118,13 +118,10 @@ def command(obj: CliContext, no_tui: bool, max_steps: int | None, seed: int, as_
     if not as_json:
         click.echo(f"Started {job.id}: builtin:tiny-arith on examples/arithmetic (exact match + partial credit)")
     if not no_tui and not as_json and sys.stdout.isatty():
-        try:
-            from rft_tui.launch import launch_tui
-        except ImportError:
-            launch_tui = None  # type: ignore[assignment]
-        if launch_tui is not None:
-            launch_tui(obj, open_job=job.id)
-            return
+        from rft_tui.launch import launch_tui
+
+        launch_tui(obj, open_job=job.id)
+        return
     job = follow(client, job.id, as_json)
     result = summary(client, job)
     if as_json:
