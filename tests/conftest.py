@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -51,3 +52,29 @@ def daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
 def fake_worker_daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
     """A real daemon whose jobs run tests/support/fake_worker.py (writes metrics the worker's way, fast)."""
     return daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_CANCEL_GRACE_S": "3"})
+
+
+def _model_cache_dir() -> Path:
+    """A persistent cache shared by test sessions (the build is seeded and versioned, so reuse is safe)."""
+    if os.environ.get("RFT_MODEL_CACHE"):
+        return Path(os.environ["RFT_MODEL_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "rft-tui" / "test-models"
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """Build `builtin:tiny-arith` once per machine (or reuse the cache); pass it to daemons as RFT_MODEL_CACHE."""
+    from daemon.models import ensure_builtin_model
+    from daemon.paths import Paths
+
+    cache = _model_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    old = os.environ.get("RFT_MODEL_CACHE")
+    os.environ["RFT_MODEL_CACHE"] = str(cache)
+    try:
+        ensure_builtin_model(Paths.resolve(cache / "home"), progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("RFT_MODEL_CACHE")
+    return cache

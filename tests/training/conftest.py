@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,32 +18,6 @@ ARITH = REPO / "examples" / "arithmetic"
 
 # Small and fast: 4 prompts x 4 completions per step.
 FAST_HP: dict[str, Any] = {"batch_size": 4, "num_generations": 4, "eval_samples": 8, "max_steps": 4, "eval_interval": 2}
-
-
-def _cache_dir() -> Path:
-    """A persistent cache shared by test sessions (the build is seeded and versioned, so reuse is safe)."""
-    if os.environ.get("RFT_MODEL_CACHE"):
-        return Path(os.environ["RFT_MODEL_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "rft-tui" / "test-models"
-
-
-@pytest.fixture(scope="session")
-def model_cache() -> Path:
-    """Build `builtin:tiny-arith` once (or reuse the cache) before any training test runs."""
-    from daemon.models import ensure_builtin_model
-    from daemon.paths import Paths
-
-    cache = _cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    old = os.environ.get("RFT_MODEL_CACHE")
-    os.environ["RFT_MODEL_CACHE"] = str(cache)
-    try:
-        ensure_builtin_model(Paths.resolve(cache / "home"), progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("RFT_MODEL_CACHE")
-    return cache
 
 
 @pytest.fixture(autouse=True)

@@ -20,22 +20,15 @@ EXACT = (REPO / "examples" / "graders" / "exact_match.json").read_text()
 
 
 @pytest.fixture(scope="module")
-def graders_daemon() -> Iterator[tuple[DaemonProcess, str]]:
+def graders_daemon(model_cache: Path) -> Iterator[tuple[DaemonProcess, str]]:
     """One daemon for the module with an imported arithmetic file; each test writes its own grader files."""
     home = Path(tempfile.mkdtemp(prefix="rft-gs-"))
-    d = DaemonProcess(home, env={"RFT_MODEL_CACHE": str(_model_cache())}).start()
+    d = DaemonProcess(home, env={"RFT_MODEL_CACHE": str(model_cache)}).start()
     with d.client() as c:
         file_id = c.import_file(str(write_jsonl(home / "arith.jsonl", arithmetic_rows(10, 20)))).id
     yield d, file_id
     d.stop()
     shutil.rmtree(home, ignore_errors=True)
-
-
-def _model_cache() -> Path:
-    """The built-in model cache the training tests share (built once per machine; pre-flight samples from it)."""
-    if os.environ.get("RFT_MODEL_CACHE"):
-        return Path(os.environ["RFT_MODEL_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rft-tui" / "test-models"
 
 
 def _fresh_graders(d: DaemonProcess, files: dict[str, str]) -> Path:
