@@ -105,6 +105,13 @@ def _harden(limits: dict, parent_pid: int) -> dict:
             resource.setrlimit(getattr(resource, name), (value, value))
         except (ValueError, OSError) as exc:
             report["notes"].append(f"{name}: {exc}")
+    # 2b. One CPU (OpenAI's limit): pin to a single core, spreading workers over the allowed ones.
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {allowed[os.getpid() % len(allowed)]})
+        report["cpus"] = 1
+    except (AttributeError, OSError) as exc:
+        report["notes"].append(f"cpu affinity: {exc}")
     # 3. No new processes or threads: RLIMIT_NPROC=0 (not enforced for root, hence the user switch).
     try:
         resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))

@@ -229,3 +229,8 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_each_worker_runs_on_one_cpu(pool: PythonGraderPool) -> None:
+    result = grade(pool, "import os\nreturn 1.0 if len(os.sched_getaffinity(0)) == 1 else 0.0")
+    assert result.reward == 1.0 and not result.errors
