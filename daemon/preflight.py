@@ -57,6 +57,7 @@ def run(snapshot: dict[str, Any], n_rows: int, k: int) -> api.PreflightReport:
     from daemon.models import load_model, load_tokenizer
     from daemon.paths import Paths
     from daemon.worker.grpo import read_rows
+    from daemon.worker.prompts import render_prompt, row_tools
     from daemon.worker.rewards import GraderReward, message_text
 
     started = time.time()
@@ -74,11 +75,7 @@ def run(snapshot: dict[str, Any], n_rows: int, k: int) -> api.PreflightReport:
     model.eval()
     rows = read_rows(snapshot["training_file"]["path"])
     chosen = sorted(random.Random(seed).sample(range(len(rows)), min(n_rows, len(rows))))
-    prompts = []
-    for i in chosen:
-        msgs = [{"role": m.get("role", "user"), "content": message_text(m.get("content"))} for m in rows[i]["messages"]]
-        prompts.append(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-                       if getattr(tok, "chat_template", None) else "\n".join(m["content"] for m in msgs))
+    prompts = [render_prompt(tok, rows[i]["messages"], row_tools(rows[i])) for i in chosen]
     max_new = int(hp.get("max_completion_length", 256))
     outputs: list[list[str]] = []
     comp_lens: list[list[int]] = []

@@ -22,7 +22,8 @@ from transformers import TrainerCallback
 from daemon.models import load_model, load_tokenizer
 from daemon.paths import Paths
 from daemon.worker.reporting import ControlFlags, JobReporter
-from daemon.worker.rewards import GraderReward, message_text
+from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
+from daemon.worker.rewards import GraderReward
 from daemon.worker.validation import Validator, choose_rows
 
 KEEP_BEST = 3
@@ -50,13 +51,20 @@ def read_rows(path: str) -> list[dict[str, Any]]:
     return rows
 
 
-def training_dataset(rows: list[dict[str, Any]]) -> Any:
-    """Conversational `prompt` column (TRL wants `prompt`, not `messages`) + the item as JSON text."""
+def training_dataset(rows: list[dict[str, Any]], tokenizer: Any = None) -> Any:
+    """Conversational `prompt` column (TRL wants `prompt`, not `messages`) + the item as JSON text.
+
+    Rows with `tools` are rendered to text prompts through the chat template (with their tools), all rows alike.
+    """
     from datasets import Dataset
 
+    if tokenizer is not None and any_tools(rows):
+        return Dataset.from_list([
+            {"prompt": render_prompt(tokenizer, r["messages"], row_tools(r)),
+             "item_json": json.dumps(r["item"], ensure_ascii=False)} for r in rows
+        ])
     return Dataset.from_list([
-        {"prompt": [{"role": m.get("role", "user"), "content": message_text(m.get("content"))} for m in r["messages"]],
-         "item_json": json.dumps(r["item"], ensure_ascii=False)}
+        {"prompt": chat_messages(r["messages"]), "item_json": json.dumps(r["item"], ensure_ascii=False)}
         for r in rows
     ])
 
@@ -287,7 +295,7 @@ class TrainingRun:
                                    samples_per_step=int(hp.get("samples_per_step", 8)), seed=int(hp["seed"]))
         args = grpo_config(hp, out_dir, self.world)
         trainer = GRPOTrainer(model=model, reward_funcs=[self.reward], args=args,
-                              train_dataset=training_dataset(train_rows), processing_class=tokenizer,
+                              train_dataset=training_dataset(train_rows, tokenizer), processing_class=tokenizer,
                               peft_config=lora_config(hp), callbacks=[JobCallback(self)])
         self.device = trainer.accelerator.device
         from transformers.trainer_callback import PrinterCallback

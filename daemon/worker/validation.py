@@ -10,6 +10,7 @@ import random
 import time
 from typing import Any
 
+from daemon.worker.prompts import render_prompt, row_tools
 from daemon.worker.rewards import GraderReward, message_text, result_errors
 
 VALIDATION_BATCH = 64
@@ -40,14 +41,8 @@ class Validator:
         self.reward = reward
         self.max_new_tokens = max_new_tokens
         self.device = device
-        self.prompts = [self._render(rows[i]["messages"]) for i in indices]
+        self.prompts = [render_prompt(tokenizer, rows[i]["messages"], row_tools(rows[i])) for i in indices]
         self.prompt_texts = [message_text(rows[i]["messages"][-1].get("content")) for i in indices]
-
-    def _render(self, messages: list[dict[str, Any]]) -> str:
-        msgs = [{"role": m.get("role", "user"), "content": message_text(m.get("content"))} for m in messages]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        return "\n".join(m["content"] for m in msgs)
 
     def generate(self, model: Any) -> list[str]:
         import torch

@@ -201,3 +201,22 @@ def test_preflight_with_an_unknown_file_is_a_clear_error(daemon, arith_grader):
         daemon.client().preflight({"model": "builtin:tiny-arith", "training_file": "file-nope",
                                    "method": {"type": "reinforcement", "reinforcement": {"grader": arith_grader}}})
     assert err.value.status_code == 400 and "file-nope" in str(err.value)
+
+
+def test_rows_with_tools_train_through_text_prompts(daemon, arith_grader, rft_home, tmp_path):
+    """OpenAI rows may carry `tools`: they reach the chat template, and GRPO trains on the rendered prompts."""
+    import json
+
+    tool = {"type": "function", "function": {"name": "calculator", "parameters": {"type": "object"}}}
+    rows = [json.loads(line) for line in (ARITH / "train.jsonl").read_text().splitlines()[:32]]
+    train = tmp_path / "train_tools.jsonl"
+    train.write_text("".join(json.dumps({**r, "tools": [tool]}) + "\n" for r in rows))
+    c = daemon.client()
+    job = c.create_job({"model": "builtin:tiny-arith", "training_file": c.upload_file(str(train)).id,
+                        "validation_file": c.import_file(str(ARITH / "valid.jsonl")).id, "seed": 3,
+                        "method": {"type": "reinforcement", "reinforcement": {"grader": arith_grader, "hyperparameters": {
+                            "batch_size": 4, "num_generations": 4, "eval_samples": 4, "max_steps": 2}}}})
+    done = wait_status(c, job.id, TERMINAL)
+    assert done.status is S.succeeded, worker_log(rft_home, job.id)
+    assert [m.step for m in c.metrics(job.id).data] == [1, 2]
+    assert all(s.prompt.endswith("=") for s in c.samples(job.id).data)
