@@ -302,7 +302,8 @@ class Store:
     def checkpoints(self, job_id: str, include_deleted: bool = False) -> list[api.JobCheckpoint]:
         cond = "" if include_deleted else " AND deleted_at IS NULL"
         rows = self.query(f"SELECT * FROM checkpoints WHERE job_id = ?{cond} ORDER BY step DESC", [job_id])
-        return [checkpoint_object(r) for r in rows]
+        reasons = kept_because(rows)
+        return [checkpoint_object(r, reasons.get(r["id"], [])) for r in rows]
 
 
 # ---------------------------------------------------------------------- shared row helpers
@@ -339,13 +340,30 @@ def event_object(row: dict[str, Any]) -> api.JobEvent:
                         message=row["message"], data=_load(row["data"]), type=row["type"])
 
 
-def checkpoint_object(row: dict[str, Any]) -> api.JobCheckpoint:
+def kept_because(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Why each live checkpoint is kept: the latest, and the 3 best by validation reward."""
+    live = [r for r in rows if r["deleted_at"] is None]
+    reasons: dict[str, list[str]] = {r["id"]: [] for r in live}
+    if live:
+        reasons[max(live, key=lambda r: r["step"])["id"]].append("latest")
+    scored = sorted((r for r in live if r["valid_reward_mean"] is not None),
+                    key=lambda r: (-r["valid_reward_mean"], -r["step"]))
+    for rank, r in enumerate(scored[:3], start=1):
+        reasons[r["id"]].append(f"best #{rank}")
+    return reasons
+
+
+def checkpoint_object(row: dict[str, Any], reasons: list[str] | None = None) -> api.JobCheckpoint:
     metrics = _load(row["metrics"], {})
+    known = set(api.CheckpointMetrics.model_fields)
     return api.JobCheckpoint(
         id=row["id"], created_at=row["created_at"],
         fine_tuned_model_checkpoint=f"ft:{row['job_id']}:ckpt-step-{row['step']}",
-        fine_tuning_job_id=row["job_id"], metrics=api.CheckpointMetrics(**{"step": row["step"], **metrics}),
-        step_number=row["step"], path=row["path"], kept_because=metrics.get("kept_because", []),
+        fine_tuning_job_id=row["job_id"],
+        metrics=api.CheckpointMetrics(**{k: v for k, v in metrics.items()
+                                         if k != "step" and (k in known or isinstance(v, (int, float)))},
+                                      step=row["step"]),
+        step_number=row["step"], path=row["path"], kept_because=reasons or [],
     )
 
 

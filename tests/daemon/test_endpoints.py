@@ -74,7 +74,10 @@ def test_job_lifecycle_endpoints(fake_worker_daemon: DaemonProcess, tmp_path: Pa
         v = c.validation(job.id)
         assert v.steps == [0, 3, 6] and v.step == 6 and len(v.data) == 10
         assert c.validation(job.id, step=0).data[0].step == 0
-        assert {ck.step_number for ck in c.list_checkpoints(job.id).data} == {3, 6}
+        ckpts = {ck.step_number: ck for ck in c.list_checkpoints(job.id).data}
+        assert set(ckpts) == {3, 6}
+        assert ckpts[6].kept_because == ["latest", "best #1"] and ckpts[3].kept_because == ["best #2"]
+        assert ckpts[6].metrics.valid_reward_mean > ckpts[3].metrics.valid_reward_mean
         assert c.samples(job.id).data[0].completion == "2"
         events = c.list_events(job.id, limit=100).data
         kinds = [e.type for e in events]

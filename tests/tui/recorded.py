@@ -138,8 +138,7 @@ def _train(reporter: JobReporter, job: RecordedJob, problems: list[tuple[str, st
             reward = validate(step)
             d = ckpt_dir / f"step-{step}"
             d.mkdir(parents=True, exist_ok=True)
-            reporter.add_checkpoint(step, str(d), {"valid_reward_mean": reward, "train_reward_mean": values["reward"],
-                                                   "kept_because": ["best"] if step >= 30 else ["latest"]})
+            reporter.add_checkpoint(step, str(d), {"valid_reward_mean": reward, "train_reward_mean": values["reward"]})
 
 
 def _finish(store: Store, job: RecordedJob) -> None:
