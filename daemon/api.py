@@ -586,6 +586,42 @@ class GraderValidateResponse(WireModel):
     item_fields: list[str] = []
 
 
+class GraderTestRequest(StrictRequest):
+    """Extension: grade a dataset column (each row's reference answer, or a column of outputs) with a grader."""
+
+    grader: dict[str, Any]
+    file_id: str
+    field: str | None = None
+    limit: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class GraderTestExample(WireModel):
+    line: int
+    sample: str
+    reward: float
+    errors: list[str] = []
+
+
+class GraderTestReport(WireModel):
+    object: Literal["grader.test"] = "grader.test"
+    file_id: str
+    field: str
+    rows: int
+    graded: int
+    missing_field: int
+    reward_mean: float | None
+    reward_std: float | None
+    reward_min: float | None
+    reward_max: float | None
+    pass_rate: float | None
+    histogram: list[tuple[float, int]]
+    errors: dict[str, int]
+    rows_with_errors: int
+    sub_reward_means: dict[str, float] = {}
+    lowest: list[GraderTestExample] = []
+    elapsed_s: float = 0.0
+
+
 class GraderFile(WireModel):
     """Extension: a grader kept as a file under `$RFT_HOME/graders/`."""
 

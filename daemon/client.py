@@ -225,6 +225,11 @@ class _Api(Generic[R]):
         return self._call("POST", "/v1/fine_tuning/alpha/graders/validate", api.GraderValidateResponse,
                           json=api.GraderValidateRequest(grader=grader))
 
+    def test_grader(self, grader: dict[str, Any], file_id: str, field: str | None = None, limit: int = 1000) -> Any:
+        return self._call("POST", "/v1/fine_tuning/alpha/graders/test", api.GraderTestReport,
+                          json=api.GraderTestRequest(grader=grader, file_id=file_id, field=field, limit=limit),
+                          timeout=None)
+
     def list_grader_files(self) -> Any:
         return self._call("GET", "/v1/graders", api.ListObject[api.GraderFile])
 

@@ -100,3 +100,22 @@ def test_home_option_on_commands(tmp_path: Path, rft_home: Path) -> None:
         assert (other / "rft.db").exists() and not (rft_home / "rft.db").exists()
     finally:
         cli(rft_home, "daemon", "stop", "--home", str(other), check=False)
+
+
+def test_graders_test_grades_a_dataset_column(rft_home: Path, tmp_path: Path) -> None:
+    rows = [{"messages": [{"role": "user", "content": f"{a}+1="}], "answer": str(a + 1), "guess": str(a + (a % 2))}
+            for a in range(10, 30)]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    grader = tmp_path / "g.json"
+    grader.write_text(json.dumps(EXACT_GRADER))
+    try:
+        ref = json.loads(cli(rft_home, "graders", "test", str(grader), "--file", str(data), "--json").stdout)
+        assert ref["field"] == "answer" and ref["graded"] == 20 and ref["reward_mean"] == 1.0
+        guess = cli(rft_home, "graders", "test", str(grader), "--file", str(data), "--field", "guess").stdout
+        assert "20 of 20" in guess and "0.500 / 0.500" in guess  # every even number is off by one
+        assert "lowest-scoring rows:" in guess and "line 1: 0.000  '10'" in guess
+        missing = json.loads(cli(rft_home, "graders", "test", str(grader), "--file", str(data), "--field", "nope",
+                                 "--json").stdout)
+        assert missing["graded"] == 0 and missing["missing_field"] == 20
+    finally:
+        cli(rft_home, "daemon", "stop", check=False)
