@@ -219,10 +219,6 @@ class JobStatus(str, Enum):
     def is_terminal(self) -> bool:
         return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
-    def is_active(self) -> bool:
-        """A worker process exists (or is about to) for the job."""
-        return self is JobStatus.running
-
 
 # Allowed transitions of the job state machine; every one is recorded as an event.
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

@@ -241,6 +241,15 @@ class _Api(Generic[R]):
                           json=api.GraderFileSave(content=content, expected_modified_at=expected_modified_at))
 
 
+def _transport_error(endpoint: Endpoint, method: str, path: str, e: Exception) -> DaemonError:
+    """A request that got no HTTP answer, as the typed error a caller can print in one line."""
+    if isinstance(e, (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError)):
+        return DaemonNotRunning(f"Cannot reach the daemon at {endpoint.socket or endpoint.base_url}: {e}")
+    if isinstance(e, httpx.TimeoutException):
+        return DaemonError(f"The daemon did not answer {method} {path} in time ({type(e).__name__})")
+    return DaemonError(f"{method} {path} failed: {type(e).__name__}: {e}")
+
+
 def _params(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
@@ -299,12 +308,8 @@ class Client(_Api[Any]):
     def _call(self, method: str, path: str, model: Any = None, json: Any = None, **kw: Any) -> Any:
         try:
             resp = self._http.request(method, path, json=_payload(json), **kw)
-        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
-            raise DaemonNotRunning(f"Cannot reach the daemon at {self.endpoint.socket or self.endpoint.base_url}: {e}") from e
-        except httpx.TimeoutException as e:
-            raise DaemonError(f"The daemon did not answer {method} {path} in time ({type(e).__name__})") from e
-        except httpx.HTTPError as e:
-            raise DaemonError(f"{method} {path} failed: {type(e).__name__}: {e}") from e
+        except (httpx.HTTPError, OSError) as e:
+            raise _transport_error(self.endpoint, method, path, e) from e
         return _parse(model, resp)
 
     def upload_file(self, path: str, purpose: str = "fine-tune", force: bool = False,
@@ -348,12 +353,8 @@ class AsyncClient(_Api[Any]):
     async def _call(self, method: str, path: str, model: Any = None, json: Any = None, **kw: Any) -> Any:
         try:
             resp = await self._http.request(method, path, json=_payload(json), **kw)
-        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
-            raise DaemonNotRunning(f"Cannot reach the daemon at {self.endpoint.socket or self.endpoint.base_url}: {e}") from e
-        except httpx.TimeoutException as e:
-            raise DaemonError(f"The daemon did not answer {method} {path} in time ({type(e).__name__})") from e
-        except httpx.HTTPError as e:
-            raise DaemonError(f"{method} {path} failed: {type(e).__name__}: {e}") from e
+        except (httpx.HTTPError, OSError) as e:
+            raise _transport_error(self.endpoint, method, path, e) from e
         return _parse(model, resp)
 
     async def stream(self, job_id: str | None = None) -> AsyncIterator[api.StreamEvent]:

@@ -58,13 +58,13 @@ def _file_ref(store: Store, file_id: str, param: str) -> dict[str, Any]:
             "bytes": row["bytes"], "path": row["path"]}
 
 
-def validate_grader_spec(grader: dict[str, Any]) -> None:
+def validate_grader_spec(grader: dict[str, Any], param: str = "method.reinforcement.grader") -> None:
+    """400 naming `param` with every problem the graders package finds in the spec."""
     import graders
 
     errors = graders.validate_grader(grader)
     if errors:
-        raise bad_request(f"Invalid grader: {'; '.join(errors)}", param="method.reinforcement.grader",
-                          code="invalid_grader")
+        raise bad_request(f"Invalid grader: {'; '.join(errors)}", param=param, code="invalid_grader")
 
 
 def check_files(store: Store, paths: Paths, req: api.JobCreateRequest, train: dict[str, Any],

@@ -164,8 +164,6 @@ def greedy_exact_match(model: Any, tokenizer: Any, pairs: list[tuple[int, int]],
 def build_tiny_arith(out_dir: Path, progress: bool = True, seed: int = SFT_SEED) -> dict[str, Any]:
     """Build and supervised-train the built-in model into `out_dir`; stops at ~35% exact match (room for RL)."""
     import torch
-    from tqdm import tqdm
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     started = time.time()
     threads = torch.get_num_threads()

@@ -68,18 +68,18 @@ class Paths:
     @property
     def socket(self) -> Path:
         """`run/daemon.sock`, or a short per-home path in a 0700 temp dir when that is too long."""
-        sock = self.run / "daemon.sock"
-        if len(os.fsencode(str(sock))) <= SOCKET_PATH_MAX:
-            return sock
-        return self.short_run_dir() / "daemon.sock"
+        return self._run_socket("daemon.sock")
 
     @property
     def notify_socket(self) -> Path:
         """Datagram socket workers poke after each committed step (best effort)."""
-        sock = self.run / "notify.sock"
+        return self._run_socket("notify.sock")
+
+    def _run_socket(self, name: str) -> Path:
+        sock = self.run / name
         if len(os.fsencode(str(sock))) <= SOCKET_PATH_MAX:
             return sock
-        return self.short_run_dir() / "notify.sock"
+        return self.short_run_dir() / name
 
     def short_run_dir(self) -> Path:
         digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]

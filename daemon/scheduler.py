@@ -81,7 +81,7 @@ class Scheduler:
             os.environ.get("RFT_CANCEL_GRACE_S", "20"))
         self.command = command
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._watched: dict[str, tuple[int, int, bool]] = {}  # job id -> (pid, pidfd, is_child)
+        self._watched: dict[str, int] = {}  # job id -> pidfd (children are also in _children, for reaping)
         self._kill_timers: dict[str, asyncio.TimerHandle] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._known_steps: dict[str, tuple[int | None, int]] = {}
@@ -105,7 +105,7 @@ class Scheduler:
         for row in self.store.jobs_with_status(S.running):
             if same_process(row["worker_pid"], row["worker_start_time"]):
                 self.store.add_event(row["id"], f"Daemon re-adopted worker pid {row['worker_pid']}")
-                self._watch(row["id"], row["worker_pid"], is_child=False)
+                self._watch(row["id"], row["worker_pid"])
             else:
                 self._settle(row["id"], returncode=None, while_away=True)
         for row in self.store.jobs_with_status(S.validating_files):
@@ -212,48 +212,41 @@ class Scheduler:
         )
         if not ok:  # cancelled while we spawned
             self._kill_group(proc.pid)
-        self._watch(job_id, proc.pid, is_child=True)
+        self._watch(job_id, proc.pid)
         return ok
 
-    def _watch(self, job_id: str, pid: int, is_child: bool) -> None:
+    def _watch(self, job_id: str, pid: int) -> None:
         assert self.loop is not None
         try:
             fd = os.pidfd_open(pid)
         except (ProcessLookupError, OSError):
             self.loop.call_soon(self._on_exit, job_id, pid)
             return
-        self._watched[job_id] = (pid, fd, is_child)
+        self._watched[job_id] = fd
         self.loop.add_reader(fd, self._on_exit, job_id, pid)
 
     def _unwatch(self, job_id: str) -> None:
-        entry = self._watched.pop(job_id, None)
-        if entry and self.loop is not None:
-            self.loop.remove_reader(entry[1])
-            os.close(entry[1])
+        fd = self._watched.pop(job_id, None)
+        if fd is not None and self.loop is not None:
+            self.loop.remove_reader(fd)
+            os.close(fd)
 
     def _on_exit(self, job_id: str, pid: int) -> None:
-        entry = self._watched.get(job_id)
         self._unwatch(job_id)
-        returncode: int | None = None
+        returncode: int | None = None  # known for our own children; re-adopted workers report via the store
         proc = self._children.pop(pid, None)
         if proc is not None:
             try:
                 returncode = proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 returncode = None
-        elif entry and entry[2]:
-            try:
-                _, status = os.waitpid(pid, 0)
-                returncode = os.waitstatus_to_exitcode(status)
-            except ChildProcessError:
-                pass
         timer = self._kill_timers.pop(job_id, None)
         if timer:
             timer.cancel()
         # the worker may have left children in its group (torchrun ranks): make sure they are gone
         row = self.store.get_job_row(job_id)
         if row and row["worker_pgid"]:
-            self._kill_group(row["worker_pgid"], sig=signal.SIGKILL, quiet=True)
+            self._kill_group(row["worker_pgid"])
         self._settle(job_id, returncode)
         self.kick()
 
@@ -327,7 +320,7 @@ class Scheduler:
         self._kill_timers[job_id] = self.loop.call_later(self.cancel_grace_s, escalate)
 
     @staticmethod
-    def _kill_group(pgid: int, sig: signal.Signals = signal.SIGKILL, quiet: bool = False) -> None:
+    def _kill_group(pgid: int, sig: signal.Signals = signal.SIGKILL) -> None:
         try:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):

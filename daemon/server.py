@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -55,7 +54,6 @@ class DaemonContext:
     scheduler: Scheduler
     started_at: float = field(default_factory=time.time)
     socket_path: str | None = None
-    token: str | None = None
     watch_tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -89,15 +87,16 @@ class AccessGuard:
             return
         server = scope.get("server")
         over_unix = server is None or server[1] is None
+        headers = dict(scope.get("headers") or [])
         if not over_unix:  # Unix peers were checked (SO_PEERCRED) when they connected
-            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            header = headers.get(b"authorization", b"").decode("latin-1")
             supplied = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
             if not self.token or not hmac.compare_digest(supplied, self.token):
                 await _deny(send, 401, "A valid bearer token is required over TCP (see run/token).",
                             "authentication_error")
                 return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        ctype = dict(scope.get("headers") or []).get(b"content-type", b"")
+        length = headers.get(b"content-length")
+        ctype = headers.get(b"content-type", b"")
         limit = MAX_UPLOAD_BYTES if ctype.startswith(b"multipart/") else MAX_JSON_BODY
         if length is not None:
             try:
@@ -317,8 +316,7 @@ def serve(home: str | None = None, tcp: str | None = None, log_level: str = "war
     scheduler = Scheduler(paths, store, bus, max_running=max_running)
     socket_path = str(paths.socket)
     token = load_or_create_token(paths) if tcp else None
-    ctx = DaemonContext(paths=paths, store=store, bus=bus, scheduler=scheduler, socket_path=socket_path,
-                        token=token)
+    ctx = DaemonContext(paths=paths, store=store, bus=bus, scheduler=scheduler, socket_path=socket_path)
     app = create_app(ctx)
     guarded = AccessGuard(app, token=token)
 

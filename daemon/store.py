@@ -38,12 +38,13 @@ def connect(path: str | Path) -> sqlite_utils.Database:
     return db
 
 
-def _json(value: Any) -> str | None:
+def dumps(value: Any) -> str | None:
+    """JSON for a TEXT column (NaN/inf refused: store `None` instead)."""
     return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False,
                                                  default=str)
 
 
-def _load(text: str | None, default: Any = None) -> Any:
+def loads(text: str | None, default: Any = None) -> Any:
     if text is None:
         return default
     return json.loads(text)
@@ -100,10 +101,6 @@ class Store:
         rows = self.query(sql, params)
         return rows[0] if rows else None  # type: ignore[return-value]
 
-    def data_version(self) -> int:
-        with self._lock:
-            return int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
-
     # ------------------------------------------------------------------ files
 
     def insert_file(self, row: dict[str, Any]) -> None:
@@ -145,7 +142,7 @@ class Store:
             cols = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", list(row.values()))
-            _insert_event(conn, row["id"], event)
+            insert_event(conn, row["id"], event)
 
     def get_job_row(self, job_id: str) -> dict[str, Any] | None:
         return self.query_one("SELECT * FROM jobs WHERE id = ?", [job_id])
@@ -194,14 +191,14 @@ class Store:
                 fields.setdefault("finished_at", int(time.time()))
             sets = ", ".join(f"{k} = ?" for k in fields)
             conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
-            _insert_event(conn, job_id, message or f"Job {new.value.replace('_', ' ')}", level=level,
+            insert_event(conn, job_id, message or f"Job {new.value.replace('_', ' ')}", level=level,
                           data={"status": new.value, "previous_status": old.value})
         return True
 
     def job_object(self, row: dict[str, Any], with_snapshot: bool = True) -> api.FineTuningJob:
-        method = _load(row["method"], {})
-        resolved = _load(row["resolved_hyperparameters"])
-        hp_source = resolved or _load(row["hyperparameters"], {})
+        method = loads(row["method"], {})
+        resolved = loads(row["resolved_hyperparameters"])
+        hp_source = resolved or loads(row["hyperparameters"], {})
         error = None
         if row["error_code"] or row["error_message"]:
             error = api.JobError(code=row["error_code"] or "error", message=row["error_message"] or "",
@@ -223,7 +220,7 @@ class Store:
             hyperparameters={k: hp_source.get(k, "auto") for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
             model=row["model"], seed=row["seed"], status=api.JobStatus(row["status"]),
             trained_tokens=row["trained_tokens"], training_file=row["training_file"],
-            validation_file=row["validation_file"], metadata=_load(row["metadata"]), method=method,
+            validation_file=row["validation_file"], metadata=loads(row["metadata"]), method=method,
             user_provided_suffix=row["suffix"],
             estimated_finish=int(now + eta) if eta is not None and row["status"] == "running" else None,
             progress=api.JobProgress(
@@ -232,7 +229,7 @@ class Store:
                 valid_reward_best=row["valid_reward_best"], started_at=row["started_at"],
                 elapsed_s=round(elapsed, 3), eta_s=None if eta is None else round(eta, 1),
             ),
-            resolved_hyperparameters=resolved, snapshot=_load(row["snapshot"]) if with_snapshot else None,
+            resolved_hyperparameters=resolved, snapshot=loads(row["snapshot"]) if with_snapshot else None,
             worker=worker,
         )
 
@@ -241,7 +238,7 @@ class Store:
     def add_event(self, job_id: str, message: str, level: str = "info", data: dict[str, Any] | None = None,
                   type: str = "message") -> None:
         with self.tx() as conn:
-            _insert_event(conn, job_id, message, level=level, data=data, type=type)
+            insert_event(conn, job_id, message, level=level, data=data, type=type)
 
     def list_events(self, job_id: str, after: str | None = None, limit: int = 20,
                     order: str = "desc") -> tuple[list[api.JobEvent], bool]:
@@ -266,7 +263,7 @@ class Store:
             'SELECT step, created_at, "values" FROM metrics WHERE job_id = ? AND step > ? ORDER BY step LIMIT ?',
             [job_id, -1 if after_step is None else after_step, limit],
         )
-        return [api.MetricStep(step=r["step"], created_at=r["created_at"], values=_load(r["values"], {}))
+        return [api.MetricStep(step=r["step"], created_at=r["created_at"], values=loads(r["values"], {}))
                 for r in rows]
 
     def last_metric_step(self, job_id: str) -> int | None:
@@ -282,8 +279,8 @@ class Store:
                           [job_id, step])
         return [api.ValidationRow(step=r["step"], row_index=r["row_index"], prompt=r["prompt"],
                                   reference=r["reference"], output=r["output"], reward=r["reward"],
-                                  sub_rewards=_load(r["sub_rewards"], {}), errors=_load(r["errors"], {}),
-                                  item=_load(r["item"])) for r in rows]
+                                  sub_rewards=loads(r["sub_rewards"], {}), errors=loads(r["errors"], {}),
+                                  item=loads(r["item"])) for r in rows]
 
     def samples(self, job_id: str, after_step: int | None = None, limit: int = 200,
                 before_id: int | None = None) -> tuple[list[api.TrainingSample], bool]:
@@ -296,8 +293,8 @@ class Store:
                           [*params, limit + 1])
         has_more = len(rows) > limit
         return [api.TrainingSample(id=r["id"], step=r["step"], prompt=r["prompt"], completion=r["completion"],
-                                   reward=r["reward"], sub_rewards=_load(r["sub_rewards"], {}),
-                                   errors=_load(r["errors"], {})) for r in rows[:limit]], has_more
+                                   reward=r["reward"], sub_rewards=loads(r["sub_rewards"], {}),
+                                   errors=loads(r["errors"], {})) for r in rows[:limit]], has_more
 
     def checkpoints(self, job_id: str, include_deleted: bool = False) -> list[api.JobCheckpoint]:
         cond = "" if include_deleted else " AND deleted_at IS NULL"
@@ -309,19 +306,14 @@ class Store:
 # ---------------------------------------------------------------------- shared row helpers
 
 
-def _insert_event(conn: sqlite3.Connection, job_id: str, message: str, level: str = "info",
-                  data: dict[str, Any] | None = None, type: str = "message") -> int:
-    cur = conn.execute(
-        "INSERT INTO job_events (job_id, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-        [job_id, int(time.time()), level, type, message, _json(data)],
-    )
-    return int(cur.lastrowid or 0)
-
-
 def insert_event(conn: sqlite3.Connection, job_id: str, message: str, level: str = "info",
                  data: dict[str, Any] | None = None, type: str = "message") -> int:
     """Insert one job event inside the caller's transaction (used by workers too)."""
-    return _insert_event(conn, job_id, message, level=level, data=data, type=type)
+    cur = conn.execute(
+        "INSERT INTO job_events (job_id, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+        [job_id, int(time.time()), level, type, message, dumps(data)],
+    )
+    return int(cur.lastrowid or 0)
 
 
 def event_id(seq: int) -> str:
@@ -337,7 +329,7 @@ def _event_seq(event_id_: str) -> int | None:
 
 def event_object(row: dict[str, Any]) -> api.JobEvent:
     return api.JobEvent(id=event_id(row["seq"]), created_at=row["created_at"], level=row["level"],
-                        message=row["message"], data=_load(row["data"]), type=row["type"])
+                        message=row["message"], data=loads(row["data"]), type=row["type"])
 
 
 def kept_because(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -354,7 +346,7 @@ def kept_because(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def checkpoint_object(row: dict[str, Any], reasons: list[str] | None = None) -> api.JobCheckpoint:
-    metrics = _load(row["metrics"], {})
+    metrics = loads(row["metrics"], {})
     known = set(api.CheckpointMetrics.model_fields)
     return api.JobCheckpoint(
         id=row["id"], created_at=row["created_at"],
@@ -365,12 +357,3 @@ def checkpoint_object(row: dict[str, Any], reasons: list[str] | None = None) -> 
                                       step=row["step"]),
         step_number=row["step"], path=row["path"], kept_because=reasons or [],
     )
-
-
-def dumps(value: Any) -> str | None:
-    """JSON for a TEXT column (NaN/inf refused: store `None` instead)."""
-    return _json(value)
-
-
-def loads(text: str | None, default: Any = None) -> Any:
-    return _load(text, default)

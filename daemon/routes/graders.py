@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from daemon import api
-from daemon.errors import bad_request
+from daemon.jobs import validate_grader_spec
 
 router = APIRouter(prefix="/v1/fine_tuning/alpha/graders")
 
@@ -46,6 +46,15 @@ def _heavy_executor() -> concurrent.futures.ProcessPoolExecutor:
         return _heavy_pool
 
 
+def in_helper_process(fn: Any, *args: Any, timeout: float) -> Any:
+    """Run `fn(*args)` in the torch-capable helper process; a crashed helper is replaced on the next call."""
+    try:
+        return _heavy_executor().submit(fn, *args).result(timeout=timeout)
+    except concurrent.futures.process.BrokenProcessPool:
+        shutdown_heavy_pool()
+        raise
+
+
 def shutdown_heavy_pool() -> None:
     global _heavy_pool
     with _heavy_lock:
@@ -61,25 +70,13 @@ def grade_once(grader: dict[str, Any], sample: str, item: dict[str, Any]) -> dic
     return graders.run_grader(graders.parse_grader(grader), sample, item).to_dict()
 
 
-def _check(grader: dict[str, Any]) -> None:
-    import graders
-
-    errors = graders.validate_grader(grader)
-    if errors:
-        raise bad_request(f"Invalid grader: {'; '.join(errors)}", param="grader", code="invalid_grader")
-
-
 def _run(body: api.GraderRunRequest) -> dict[str, Any]:
-    _check(body.grader)
+    validate_grader_spec(body.grader, param="grader")
     item = dict(body.item or {})
     if body.reference_answer is not None:
         item.setdefault("reference_answer", body.reference_answer)
     if needs_heavy_libraries(body.grader):
-        try:
-            return _heavy_executor().submit(grade_once, body.grader, body.model_sample, item).result(timeout=600)
-        except concurrent.futures.process.BrokenProcessPool:
-            shutdown_heavy_pool()
-            raise
+        return in_helper_process(grade_once, body.grader, body.model_sample, item, timeout=600)
     return grade_once(body.grader, body.model_sample, item)
 
 
@@ -91,7 +88,7 @@ async def run(body: api.GraderRunRequest) -> dict[str, Any]:
 def _validate(body: api.GraderValidateRequest) -> api.GraderValidateResponse:
     import graders
 
-    _check(body.grader)
+    validate_grader_spec(body.grader, param="grader")
     fields = sorted(graders.template_item_fields(graders.parse_grader(body.grader)))
     return api.GraderValidateResponse(grader=body.grader, errors=[], item_fields=fields)
 
@@ -164,10 +161,9 @@ def grade_file(grader: dict[str, Any], path: str, file_id: str, field: str | Non
 
 
 def _test(body: api.GraderTestRequest, path: str) -> dict[str, Any]:
-    _check(body.grader)
+    validate_grader_spec(body.grader, param="grader")
     if needs_heavy_libraries(body.grader):
-        return _heavy_executor().submit(grade_file, body.grader, path, body.file_id, body.field,
-                                        body.limit).result(timeout=3600)
+        return in_helper_process(grade_file, body.grader, path, body.file_id, body.field, body.limit, timeout=3600)
     return grade_file(body.grader, path, body.file_id, body.field, body.limit)
 
 

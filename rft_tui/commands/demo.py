@@ -20,6 +20,7 @@ import click
 from daemon import api
 from daemon.client import Client
 from rft_tui.cli import CliContext, pass_ctx
+from rft_tui.commands.jobs import JobChanges
 from rft_tui.output import fmt_duration, fmt_float, handle_errors, json_option, print_json, print_table
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "arithmetic"
@@ -64,6 +65,7 @@ def follow(client: Client, job_id: str, as_json: bool) -> api.FineTuningJob:
     last_step = 0
     seen_valid: set[int] = set()
     started = time.monotonic()
+    changes = JobChanges(client, job_id)
     while True:
         job = client.get_job(job_id)
         page = client.metrics(job_id, after_step=last_step)
@@ -85,9 +87,7 @@ def follow(client: Client, job_id: str, as_json: bool) -> api.FineTuningJob:
                                f"exact {fmt_float(v.summary.get('pass_rate'))}")
         if job.status.is_terminal() or job.status is api.JobStatus.paused:
             return job
-        from rft_tui.commands.jobs import _wait_for_change
-
-        _wait_for_change(client, job_id, timeout=2.0)
+        changes.wait(timeout=2.0)
 
 
 def summary(client: Client, job: api.FineTuningJob) -> dict[str, Any]:

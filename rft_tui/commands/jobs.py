@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +220,7 @@ def events(obj: CliContext, job_id: str, limit: int, follow: bool, as_json: bool
     if not follow:
         return
     last = evs[-1].id if evs else None
+    changes = JobChanges(client, job_id)
     while True:
         new = client.list_events(job_id, after=last, limit=1000, order="asc").data if last else \
             list(reversed(client.list_events(job_id, limit=1000).data))
@@ -232,28 +232,36 @@ def events(obj: CliContext, job_id: str, limit: int, follow: bool, as_json: bool
             if not new:
                 return
             continue
-        _wait_for_change(client, job_id)
+        changes.wait()
 
 
-def _wait_for_change(client: Client, job_id: str, timeout: float = 2.0) -> None:
-    """Block until the daemon streams something about the job (or a short timeout passes)."""
-    import threading
+class JobChanges:
+    """One stream subscription for a job: `wait()` returns when the daemon announces something about it.
 
-    done = threading.Event()
+    A single background thread holds the stream for the whole follow, so waiting costs no new connection or
+    thread per round; a change that arrives between two waits is not lost. If the stream drops, `wait` falls
+    back to its timeout (plain polling).
+    """
 
-    def listen() -> None:
+    def __init__(self, client: Client, job_id: str) -> None:
+        import threading
+
+        self._changed = threading.Event()
+        self._client = client
+        self._job_id = job_id
+        threading.Thread(target=self._listen, daemon=True).start()
+
+    def _listen(self) -> None:
         try:
-            for ev in client.stream(job_id=job_id):
+            for ev in self._client.stream(job_id=self._job_id):
                 if ev.type is not api.StreamEventType.heartbeat:
-                    break
+                    self._changed.set()
         except DaemonError:
             pass
-        finally:
-            done.set()
 
-    t = threading.Thread(target=listen, daemon=True)
-    t.start()
-    done.wait(timeout)
+    def wait(self, timeout: float = 2.0) -> None:
+        self._changed.wait(timeout)
+        self._changed.clear()
 
 
 @group.command()
@@ -288,15 +296,6 @@ def checkpoints(obj: CliContext, job_id: str, as_json: bool) -> None:
     print_table(["id", "step", "valid reward", "train reward", "created", "path"],
                 [(c.id, c.step_number, fmt_float(c.metrics.valid_reward_mean), fmt_float(c.metrics.train_reward_mean),
                   fmt_time(c.created_at), c.path) for c in page.data])
-
-
-def wait_for_status(client: Client, job_id: str, statuses: set[api.JobStatus], timeout: float) -> api.FineTuningJob:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get_job(job_id)
-        if job.status in statuses or time.monotonic() > deadline:
-            return job
-        _wait_for_change(client, job_id, timeout=1.0)
 
 
 # ------------------------------------------------------------------------------------------ training extras
