@@ -499,6 +499,24 @@ class JobLog(WireModel):
     lines: list[str]
 
 
+class ModelCheckRequest(StrictRequest):
+    """Body of `POST /v1/models/check` (extension): is this model reference loadable, without loading it."""
+
+    model: str = Field(min_length=1, max_length=512)
+
+
+class ModelCheck(WireModel):
+    """What a model reference resolves to; a reference that cannot load is a 400 naming `model` instead."""
+
+    object: Literal["model_check"] = "model_check"
+    model: str
+    source: Literal["builtin", "local", "hub"]
+    id: str
+    revision: str | None = None
+    cached: bool
+    detail: str = ""
+
+
 class PreflightRequest(JobCreateRequest):
     """Extension: same arguments as a job, plus how much to sample."""
 

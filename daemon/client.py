@@ -170,6 +170,9 @@ class _Api(Generic[R]):
     def create_job(self, request: api.JobCreateRequest | dict[str, Any]) -> Any:
         return self._call("POST", "/v1/fine_tuning/jobs", api.FineTuningJob, json=request)
 
+    def check_model(self, model: str) -> Any:
+        return self._call("POST", "/v1/models/check", api.ModelCheck, json=api.ModelCheckRequest(model=model))
+
     def preflight(self, request: api.PreflightRequest | dict[str, Any]) -> Any:
         return self._call("POST", "/v1/fine_tuning/preflight", api.PreflightReport, json=request, timeout=None)
 

@@ -13,15 +13,18 @@ without paying for torch.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fcntl
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from daemon.paths import Paths
 
 BUILTIN_PREFIX = "builtin:"
 TINY_ARITH = "builtin:tiny-arith"
+BUILTIN_MODEL_NAMES: tuple[str, ...] = (TINY_ARITH,)
 BUILD_VERSION = 2  # bump when the recipe changes: old caches are rebuilt
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>", "<bos>"]
@@ -176,7 +180,6 @@ def build_tiny_arith(out_dir: Path, progress: bool = True, seed: int = SFT_SEED)
 
 def _train_tiny_arith(out_dir: Path, progress: bool, seed: int, started: float) -> dict[str, Any]:
     import torch
-    from tqdm import tqdm
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -190,8 +193,7 @@ def _train_tiny_arith(out_dir: Path, progress: bool, seed: int, started: float) 
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     exact = 0.0
     step = 0
-    bar = tqdm(total=SFT_MAX_STEPS, desc="building builtin:tiny-arith", unit="step", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
+    bar = BuildProgress(progress, started)
     model.train()
     for step in range(1, SFT_MAX_STEPS + 1):
         batch = [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(SFT_BATCH)]
@@ -210,13 +212,12 @@ def _train_tiny_arith(out_dir: Path, progress: bool, seed: int, started: float) 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        bar.update(1)
+        bar.step(step, exact)
         if step % SFT_EVAL_EVERY == 0:
             exact = greedy_exact_match(model, tokenizer, probe)
-            bar.set_postfix(loss=f"{loss.item():.3f}", exact_match=f"{exact:.2f}")
+            bar.evaluated(loss.item(), exact)
             if exact >= SFT_TARGET_EXACT_MATCH:
                 break
-    bar.close()
     model.generation_config = GenerationConfig(pad_token_id=pad, eos_token_id=eos, bos_token_id=tokenizer.bos_token_id,
                                                do_sample=False, max_new_tokens=8)
     model.save_pretrained(out_dir)
@@ -225,7 +226,196 @@ def _train_tiny_arith(out_dir: Path, progress: bool, seed: int, started: float) 
             "probe_exact_match": exact, "parameters": sum(p.numel() for p in model.parameters()),
             "build_seconds": round(time.time() - started, 1), "torch": torch.__version__}
     (out_dir / "build.json").write_text(json.dumps(info, indent=2))
+    bar.done(step, exact)
     return info
+
+
+class BuildProgress:
+    """The build's progress on stderr: a bar on a terminal, one plain line every few seconds otherwise (logs and
+    pipes get no carriage returns), and always a closing "built ..." line.
+
+    The build stops as soon as the probe reaches SFT_TARGET_EXACT_MATCH, usually well before SFT_MAX_STEPS, so the
+    bar's total is an upper bound; the closing line says where it stopped.
+    """
+
+    LINE_EVERY_S = 5.0
+
+    def __init__(self, enabled: bool, started: float, stream: Any = None) -> None:
+        self.enabled = enabled
+        self.started = started
+        self.stream = stream or sys.stderr
+        self.tty = enabled and self.stream.isatty()
+        self.last_line = time.monotonic()
+        self.bar: Any = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=SFT_MAX_STEPS, unit="step", file=self.stream, dynamic_ncols=True,
+                            desc=f"building {TINY_ARITH} (stops at {SFT_TARGET_EXACT_MATCH:.0%} exact match)")
+        elif enabled:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # its "Writing model shards" bar would end a plain log with \r
+            self._print(f"building {TINY_ARITH}: supervised training on CPU until {SFT_TARGET_EXACT_MATCH:.0%} "
+                        f"exact match (at most {SFT_MAX_STEPS} steps)")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def step(self, step: int, exact: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.enabled and time.monotonic() - self.last_line >= self.LINE_EVERY_S:
+            self.last_line = time.monotonic()
+            self._print(f"building {TINY_ARITH}: step {step}, exact match {exact:.2f}, "
+                        f"{time.time() - self.started:.0f} s")
+
+    def evaluated(self, loss: float, exact: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", exact_match=f"{exact:.2f}")
+
+    def done(self, step: int, exact: float) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.enabled:
+            self._print(f"built {TINY_ARITH} in {time.time() - self.started:.0f} s: {step} steps, "
+                        f"exact match {exact:.2f} (done)")
+
+
+# ------------------------------------------------------------------------------------------ the model check
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?(@[A-Za-z0-9._/-]+)?$")
+HUB_CHECK_TIMEOUT_S = float(os.environ.get("RFT_HUB_CHECK_TIMEOUT_S", "2"))
+
+
+class ModelNotFound(ValueError):
+    """A model reference that no worker could load: the message says why and suggests close names."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model reference resolves to, found without torch: `source` is builtin, local or hub."""
+
+    model: str
+    source: str
+    id: str
+    revision: str | None
+    cached: bool
+    detail: str
+
+
+def check_model_ref(model: str, hub_timeout: float | None = None) -> ModelRef:
+    """Resolve `model` in well under a second (or `hub_timeout` for an uncached hub id) or raise ModelNotFound.
+
+    The worker only finds out ~a minute later (after importing torch) that a misspelled id cannot load, so
+    creating or checking a job asks here first: built-in names, a local directory with config.json, or a hub
+    id that is in the local Hugging Face cache or that the hub answers for (one short metadata request,
+    skipped when HF_HUB_OFFLINE is set).
+    """
+    model = model.strip()
+    if not model:
+        raise ModelNotFound("A model is required (e.g. builtin:tiny-arith, org/name or a local directory).")
+    if is_builtin(model):
+        if model not in BUILTIN_MODEL_NAMES:
+            raise _not_found(f"Unknown built-in model '{model}' (built-in models: {', '.join(BUILTIN_MODEL_NAMES)}).",
+                             model)
+        return ModelRef(model, "builtin", model, None, True, "built-in model")
+    if BUILTIN_PREFIX + model in BUILTIN_MODEL_NAMES:
+        raise _not_found(f"'{model}' is not a hub model; built-in models are named with the '{BUILTIN_PREFIX}' prefix.",
+                         model)
+    if model.startswith(("/", ".", "~")):
+        return _check_local(model)
+    if not HUB_ID.match(model):
+        raise _not_found(f"'{model}' is not a built-in model (builtin:NAME), a local directory or a hub id "
+                         "like org/name[@revision].", model)
+    return _check_hub(model, HUB_CHECK_TIMEOUT_S if hub_timeout is None else hub_timeout)
+
+
+def _check_local(model: str) -> ModelRef:
+    try:
+        path = Path(model).expanduser()
+    except RuntimeError as e:  # "~someone" for a user that does not exist
+        raise ModelNotFound(f"Cannot expand '{model}' ({str(e).rstrip('.')}); give an absolute path.") from None
+    if not (path / "config.json").is_file():
+        what = "has no config.json" if path.is_dir() else "does not exist"
+        raise _not_found(f"Model directory {model} {what}.", str(path), _sibling_models(path))
+    return ModelRef(model, "local", str(path.resolve()), None, True, "local directory")
+
+
+def _check_hub(model: str, timeout: float) -> ModelRef:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    name, _, revision = model.partition("@")
+    try:
+        cached = try_to_load_from_cache(name, "config.json", revision=revision or None)
+    except Exception:  # noqa: BLE001 - a broken cache entry is the same as no entry
+        cached = None
+    if isinstance(cached, str):
+        return ModelRef(model, "hub", name, revision or "main", True, "in the local Hugging Face cache")
+    if constants.HF_HUB_OFFLINE:
+        raise _not_found(f"'{model}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set.", model)
+    return _ask_hub(model, name, revision or None, timeout)
+
+
+def _ask_hub(model: str, name: str, revision: str | None, timeout: float) -> ModelRef:
+    """One metadata request: the id exists (and this user may read it) or it does not."""
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        model_info(name, revision=revision, timeout=timeout)
+    except GatedRepoError:
+        raise ModelNotFound(f"'{name}' is gated on the Hugging Face hub: accept its licence on the model page "
+                            "and log in (hf auth login) first.") from None
+    except RepositoryNotFoundError:
+        raise _not_found(f"There is no model '{name}' on the Hugging Face hub (or it is private).", model) from None
+    except RevisionNotFoundError:
+        raise ModelNotFound(f"Model '{name}' has no revision '{revision}' on the Hugging Face hub.") from None
+    except Exception as e:  # noqa: BLE001 - offline, DNS, timeout: the worker could not download it either
+        raise _not_found(f"'{model}' is not in the local Hugging Face cache and the hub could not be reached "
+                         f"({type(e).__name__}: {str(e)[:120]}).", model) from None
+    return ModelRef(model, "hub", name, revision or "main", False, "on the Hugging Face hub (downloaded by the worker)")
+
+
+def cached_hub_models() -> list[str]:
+    """Model repo ids in the local Hugging Face cache (huggingface_hub's own scan; empty if there is none)."""
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        info = scan_cache_dir()
+    except Exception:  # noqa: BLE001 - no cache dir, or a corrupted one: nothing to suggest
+        return []
+    return sorted(repo.repo_id for repo in info.repos if repo.repo_type == "model")
+
+
+def _sibling_models(path: Path) -> list[str]:
+    parent = path.parent
+    try:
+        return [str(p) for p in parent.iterdir() if (p / "config.json").is_file()] if parent.is_dir() else []
+    except OSError:
+        return []
+
+
+def _not_found(message: str, wrong: str, candidates: list[str] | None = None) -> ModelNotFound:
+    return ModelNotFound(message + _did_you_mean(wrong, candidates))
+
+
+def _did_you_mean(wrong: str, candidates: list[str] | None = None) -> str:
+    """` Did you mean 'x'?` for the closest built-in or cached model names, or '' when none is close."""
+    names = list(candidates) if candidates is not None else [*BUILTIN_MODEL_NAMES, *cached_hub_models()]
+    keys: dict[str, str] = {}
+    for name in names:
+        keys.setdefault(name.lower(), name)
+        keys.setdefault(name.removeprefix(BUILTIN_PREFIX).lower(), name)
+        keys.setdefault(name.rsplit("/", 1)[-1].lower(), name)
+    queries = {q.lower() for q in (wrong, wrong.partition("@")[0].rsplit("/", 1)[-1]) if q}
+    score: dict[str, float] = {}
+    for key, name in keys.items():
+        best = max(difflib.SequenceMatcher(None, q, key).ratio() for q in queries)
+        score[name] = max(score.get(name, 0.0), best)
+    top = max(score.values(), default=0.0)
+    picks = sorted((n for n, r in score.items() if r >= max(0.6, top - 0.1)), key=lambda n: -score[n])[:3]
+    return " Did you mean " + " or ".join(f"'{p}'" for p in picks) + "?" if picks else ""
 
 
 # ------------------------------------------------------------------------------------------ loading

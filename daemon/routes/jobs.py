@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from daemon import api
 from daemon.errors import ApiError, bad_request, conflict, not_found
 from daemon.jobs import build_job
+from daemon.routes.models import checked_model
 from daemon.scheduler import log_tail
 from daemon.server import DaemonContext, ctx_of
 
@@ -30,6 +31,7 @@ def _limit(limit: int, maximum: int = 10_000) -> int:
 @router.post("", response_model=api.FineTuningJob)
 async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTuningJob:
     ctx = ctx_of(request)
+    await checked_model(body.model)  # a misspelled model fails now, not a minute later in the worker
     row = await run_in_threadpool(build_job, ctx.store, ctx.paths, body)
     ctx.store.insert_job(row, "Validating training file")
     ctx.bus.publish(api.StreamEventType.job_created, job_id=row["id"], status=api.JobStatus.validating_files)

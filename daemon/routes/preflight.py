@@ -18,10 +18,13 @@ from fastapi import APIRouter, Request
 from daemon import api
 from daemon.errors import ApiError, bad_request, conflict, not_found
 from daemon.jobs import build_job
+from daemon.routes.models import checked_model
+from daemon.routes.models import router as models_router
 from daemon.server import ctx_of
 from daemon.store import loads
 
 router = APIRouter()
+router.include_router(models_router)  # POST /v1/models/check (server.py registers this module's router)
 
 PREFLIGHT_TIMEOUT_S = float(os.environ.get("RFT_PREFLIGHT_TIMEOUT_S", "900"))
 EXPORT_TIMEOUT_S = 900.0
@@ -61,6 +64,7 @@ async def preflight(request: Request, body: api.PreflightRequest) -> api.Preflig
     from starlette.concurrency import run_in_threadpool
 
     job_req = api.JobCreateRequest.model_validate(body.model_dump(exclude={"rows", "completions_per_row"}))
+    await checked_model(job_req.model)  # a misspelled model fails here, not in the pre-flight subprocess
     row = await run_in_threadpool(build_job, ctx.store, ctx.paths, job_req)
     payload = {"snapshot": loads(row["snapshot"]), "rows": body.rows, "completions_per_row": body.completions_per_row}
     result = await run_module("daemon.preflight", [], json.dumps(payload).encode(), ctx.paths.home, PREFLIGHT_TIMEOUT_S)

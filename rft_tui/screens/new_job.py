@@ -122,11 +122,15 @@ class NewJobScreen(RftScreen):
 
     @work(exclusive=True, group="newjob-check", exit_on_error=False)
     async def check(self, request: api.JobCreateRequest) -> None:
-        """Validate the files (against each other, with the grader's fields) and the grader before creating."""
+        """Validate the model, the files (against each other, with the grader's fields) and the grader."""
         client = self.app.client
         grader = request.method.reinforcement.grader
         problems: dict[str, str] = {}
         notes: list[str] = []
+        try:
+            await client.check_model(request.model)
+        except ApiRequestError as e:
+            problems[field_for_param(e.param) or "model"] = e.error.message
         try:
             await client.validate_grader(grader)
         except ApiRequestError as e:
@@ -191,7 +195,7 @@ class NewJobScreen(RftScreen):
         self.busy = False
         self.submit_after_check = False
         if not message.problems:
-            notes.append("\n✓ files and grader look good", style="green")
+            notes.append("\n✓ model, files and grader look good", style="green")
         self.query_one("#nj-notes", Static).update(notes)
 
     @on(JobRefused)
@@ -334,7 +338,7 @@ class NewJobScreen(RftScreen):
         self.busy = True
         self.submit_after_check = then_submit
         self.checked_request = request
-        self.query_one("#nj-notes", Static).update(Text("checking files and grader…", style="dim"))
+        self.query_one("#nj-notes", Static).update(Text("checking the model, files and grader…", style="dim"))
         self.check(request)
 
 

@@ -122,6 +122,31 @@ async def test_problems_show_next_to_their_fields_and_the_form_stays(
             assert len(c.list_jobs(limit=100).data) == jobs_before
 
 
+async def test_check_checks_the_model(form_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
+    """Check (ctrl+k) says what Create would: a misspelled model is caught with a suggestion, nothing is created."""
+    d, ids = form_daemon
+    app = make_app(d, stream=False)
+    async with app.run_test(size=(110, 40)) as pilot:
+        screen = await _form(pilot)
+        with d.client() as c:
+            jobs_before = len(c.list_jobs(limit=100).data)
+        notes = screen.query_one("#nj-notes")
+        _fill(screen, ids["train"], ids["valid"])
+        for typo in ("builtin:tiny-arithh", "tiny-arith"):
+            screen.query_one("#nj-model").value = typo
+            await pilot.press("ctrl+k")
+            await until(pilot, lambda: "did you mean 'builtin:tiny-arith'" in _error(screen, "model").lower(),
+                        what=f"the model check's suggestion for {typo}")
+            await until(pilot, lambda: not screen.busy, what="the check to finish")
+            assert "look good" not in str(notes.render())
+        screen.query_one("#nj-model").value = "builtin:tiny-arith"
+        await pilot.press("ctrl+k")
+        await until(pilot, lambda: "look good" in str(notes.render()), what="a clean check")
+        assert _error(screen, "model") == ""
+        with d.client() as c:
+            assert len(c.list_jobs(limit=100).data) == jobs_before
+
+
 async def test_duplicate_prefills_from_the_job(form_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
     d, ids = form_daemon
     grader = {**EXACT_GRADER, "name": "dup"}
