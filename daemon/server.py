@@ -310,6 +310,8 @@ def serve(home: str | None = None, tcp: str | None = None, log_level: str = "war
     sweep_partial_imports(paths)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # our own records (starts, stops, job transitions, errors) always reach the daemon log; libraries stay quiet
+    logging.getLogger("rft").setLevel(min(logging.INFO, logging.getLogger().level))
     store = Store(paths.db)
     bus = EventBus()
     max_running = int(os.environ.get("RFT_MAX_RUNNING_JOBS", "1"))
