@@ -67,6 +67,7 @@ class Health(WireModel):
     socket: str | None = None
     running_jobs: int = 0
     queued_jobs: int = 0
+    store: Literal["ok", "busy"] = "ok"  # "busy": another process holds the database lock; writes may 503
 
 
 class DaemonStatusFile(WireModel):
