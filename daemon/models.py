@@ -421,6 +421,21 @@ def _did_you_mean(wrong: str, candidates: list[str] | None = None) -> str:
 # ------------------------------------------------------------------------------------------ loading
 
 
+def model_ref(model: dict[str, Any] | str) -> str:
+    """The one string that loads a job's model: `id`, or `id@revision` for a hub model pinned to a revision.
+
+    `model` is a job snapshot's `model` ({"id", "source", "revision"}) or already a reference; the worker,
+    pre-flight and export all load through this, so an export of `org/name@rev` merges into `rev`.
+    """
+    if isinstance(model, str):
+        return model
+    ref = str(model["id"])
+    revision = model.get("revision")
+    if model.get("source") == "hub" and revision and revision != "main" and "@" not in ref:
+        ref = f"{ref}@{revision}"
+    return ref
+
+
 def resolve_model_path(model_id: str, paths: Paths, progress: bool = False) -> tuple[str, str | None]:
     """(what `from_pretrained` gets, revision) for a built-in id, a local directory or a hub id."""
     if is_builtin(model_id):

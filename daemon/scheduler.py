@@ -23,8 +23,7 @@ from daemon import api
 from daemon.bus import EventBus
 from daemon.paths import Paths
 from daemon.store import Store
-from daemon.worker.launch import worker_command
-from daemon.worker.reporting import CANCEL_SIGNAL, PAUSE_SIGNAL
+from daemon.worker_protocol import ATTEMPT_HEADER, CANCEL_SIGNAL, PAUSE_SIGNAL, pause_signal_held, worker_command
 
 log = logging.getLogger("rft.scheduler")
 
@@ -67,8 +66,23 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
     return text.splitlines()[-lines:]
 
 
+def attempt_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines the latest worker attempt wrote (after its header), never an earlier attempt's."""
+    tail = log_tail(path, 2000)
+    starts = [i for i, ln in enumerate(tail) if ln.startswith(ATTEMPT_HEADER)]
+    if starts:
+        tail = tail[starts[-1] + 1:]
+    return tail[-lines:]
+
+
 class Scheduler:
-    """Owns job status transitions after creation; runs on the daemon's event loop."""
+    """Owns job status transitions after creation; runs on the daemon's event loop.
+
+    A job's status is what the user was told: cancel answers `cancelled` at once and the job stays so,
+    while the worker's teardown (SIGTERM, then SIGKILL after a grace period) happens behind it. A job
+    whose worker is still tearing down keeps its `worker_pid`, and counts against the one-job-per-GPU-set
+    rule until the worker is gone.
+    """
 
     def __init__(self, paths: Paths, store: Store, bus: EventBus, max_running: int = 1,
                  cancel_grace_s: float | None = None,
@@ -90,11 +104,18 @@ class Scheduler:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        log.info("daemon pid %d started on %s (max %d running job(s))", os.getpid(), self.paths.home,
+                 self.max_running)
         self.recover()
         self.kick()
 
     def shutdown(self) -> None:
         """Stop watching; workers keep running (they outlive the daemon by design)."""
+        if self._watched:
+            log.info("daemon pid %d stopping; %d worker(s) keep running: %s", os.getpid(), len(self._watched),
+                     ", ".join(sorted(self._watched)))
+        else:
+            log.info("daemon pid %d stopping", os.getpid())
         for job_id in list(self._watched):
             self._unwatch(job_id)
         for t in self._kill_timers.values():
@@ -105,16 +126,29 @@ class Scheduler:
         for row in self.store.jobs_with_status(S.running):
             if same_process(row["worker_pid"], row["worker_start_time"]):
                 self.store.add_event(row["id"], f"Daemon re-adopted worker pid {row['worker_pid']}")
+                log.info("job %s: re-adopted worker pid %d", row["id"], row["worker_pid"])
                 self._watch(row["id"], row["worker_pid"])
             else:
                 self._settle(row["id"], returncode=None, while_away=True)
+        for row in self.store.query("SELECT * FROM jobs WHERE worker_pid IS NOT NULL AND status != ?",
+                                    [S.running.value]):
+            # a cancelled job whose worker was still stopping when the daemon went down
+            if same_process(row["worker_pid"], row["worker_start_time"]):
+                self._watch(row["id"], row["worker_pid"])
+                self._signal_group(row, CANCEL_SIGNAL)
+                self._arm_kill(row["id"], row)
+            else:
+                self._release_worker(row["id"], row, returncode=None)
         for row in self.store.jobs_with_status(S.validating_files):
             self.validate_and_queue(row["id"])
 
     # ------------------------------------------------------------------ queue
 
     def running_count(self) -> int:
-        return len(self.store.jobs_with_status(S.running))
+        """Jobs holding a GPU set: running ones, and cancelled ones whose worker has not exited yet."""
+        row = self.store.query_one("SELECT COUNT(*) AS n FROM jobs WHERE status = ? OR worker_pid IS NOT NULL",
+                                   [S.running.value])
+        return int(row["n"]) if row else 0
 
     def kick(self) -> None:
         """Start queued jobs, FIFO, while there is a free GPU set."""
@@ -143,31 +177,36 @@ class Scheduler:
     # ------------------------------------------------------------------ control
 
     def cancel(self, job_id: str) -> api.JobStatus:
+        """Cancel now: the job is `cancelled` when this returns (OpenAI's answer); the worker stops behind it."""
         row = self._row(job_id)
         status = S(row["status"])
         if status.is_terminal():
             return status
-        if status is S.running and row["worker_pid"]:
-            self.store.update_job(job_id, requested_action="cancel")
-            self.store.add_event(job_id, "Cancellation requested")
+        live = status is S.running and bool(row["worker_pid"])
+        message = "Job cancelled" + ("; stopping the worker" if live else "")
+        if not self._transition(job_id, S.cancelled, message, expect=[status], requested_action="cancel"):
+            return S(self._row(job_id)["status"])  # it changed under us (the worker just ended): say what it is
+        if live:
             self._signal_group(row, CANCEL_SIGNAL)
             self._arm_kill(job_id, row)
-            return status
-        self._transition(job_id, S.cancelled, "Job cancelled")
         self.kick()
         return S.cancelled
 
     def pause(self, job_id: str) -> api.JobStatus:
+        """Queued: paused now. Running: the worker stops before training starts, or checkpoints at the next step."""
         row = self._row(job_id)
         status = S(row["status"])
         if status is S.running and row["worker_pid"]:
-            self.store.update_job(job_id, requested_action="pause")
-            self.store.add_event(job_id, "Pause requested: checkpointing")
+            if row["requested_action"] != "pause":
+                self.store.update_job(job_id, requested_action="pause")
+                self.store.add_event(job_id, "Pause requested: the worker checkpoints at the next step "
+                                             "(or stops at once if training has not started)")
+                log.info("job %s: pause requested (worker pid %d)", job_id, row["worker_pid"])
             self._signal_group(row, PAUSE_SIGNAL)
             return status
         if status in (S.queued, S.validating_files):
-            self._transition(job_id, S.paused, "Job paused before it started")
-            return S.paused
+            self._transition(job_id, S.paused, "Job paused before it started", expect=[status])
+            return S(self._row(job_id)["status"])
         return status
 
     def resume(self, job_id: str) -> api.JobStatus:
@@ -176,8 +215,9 @@ class Scheduler:
             return S(row["status"])
         ckpts = self.store.checkpoints(job_id)
         resume_from = ckpts[0].path if ckpts else None
-        self.store.update_job(job_id, resume_from=resume_from, requested_action=None)
-        self._transition(job_id, S.queued, "Job resumed" + (f" from step {ckpts[0].step_number}" if ckpts else ""))
+        where = f" from step {ckpts[0].step_number}" if ckpts else " from the beginning (no checkpoint yet)"
+        self._transition(job_id, S.queued, "Job resumed" + where, expect=[S.paused], resume_from=resume_from,
+                         requested_action=None)
         self.kick()
         return S(self._row(job_id)["status"])
 
@@ -189,12 +229,15 @@ class Scheduler:
         job_dir.mkdir(parents=True, exist_ok=True)
         cmd = self.command(row)
         env = {**os.environ, "RFT_HOME": str(self.paths.home), "RFT_JOB_ID": job_id, "PYTHONUNBUFFERED": "1"}
+        attempt = (row["attempts"] or 0) + 1
         logf = open(self.paths.job_log(job_id), "ab")
-        logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+        logf.write(f"\n{ATTEMPT_HEADER}{attempt} {time.strftime('%Y-%m-%d %H:%M:%S')} starting: "
+                   f"{' '.join(cmd)}\n".encode())
         logf.flush()
         try:
-            proc = subprocess.Popen(cmd, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=logf,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            with pause_signal_held():  # a pause before the worker's handler exists waits for it
+                proc = subprocess.Popen(cmd, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=logf,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             self._transition(job_id, S.failed, f"Could not start the worker: {e}", level="error",
                              error_code="worker_start_failed", error_message=str(e))
@@ -208,10 +251,13 @@ class Scheduler:
             job_id, S.running, f"Worker started (pid {proc.pid})", expect=[S.queued],
             worker_pid=proc.pid, worker_pgid=proc.pid, worker_start_time=start, worker_outcome=None,
             worker_outcome_detail=None, requested_action=None, started_at=row["started_at"] or now,
-            attempts=(row["attempts"] or 0) + 1,
+            attempts=attempt,
         )
-        if not ok:  # cancelled while we spawned
+        if not ok:  # cancelled or paused while we spawned
+            log.info("job %s: no longer queued; stopping the worker it just got (pid %d)", job_id, proc.pid)
             self._kill_group(proc.pid)
+        else:
+            log.info("job %s: worker pid %d started (attempt %d): %s", job_id, proc.pid, attempt, " ".join(cmd))
         self._watch(job_id, proc.pid)
         return ok
 
@@ -243,22 +289,28 @@ class Scheduler:
         timer = self._kill_timers.pop(job_id, None)
         if timer:
             timer.cancel()
+        log.info("job %s: worker pid %d exited (%s)", job_id, pid,
+                 "exit status unknown" if returncode is None else _describe_returncode(returncode))
         # the worker may have left children in its group (torchrun ranks): make sure they are gone
         row = self.store.get_job_row(job_id)
         if row and row["worker_pgid"]:
             self._kill_group(row["worker_pgid"])
-        self._settle(job_id, returncode)
+        if row is None or row["worker_pid"] in (None, pid):  # not a worker this job no longer counts on
+            self._settle(job_id, returncode)
         self.kick()
 
     def _settle(self, job_id: str, returncode: int | None, while_away: bool = False) -> None:
         """Turn a finished worker into the job's next state, with a reason a person can act on."""
         row = self.store.get_job_row(job_id)
-        if row is None or S(row["status"]) is not S.running:
+        if row is None:
+            return
+        if S(row["status"]) is not S.running:
+            # answered already (cancelled): the status stands, whatever the worker wrote on its way out
+            if row["worker_pid"]:
+                self._release_worker(job_id, row, returncode)
             return
         outcome, detail = row["worker_outcome"], row["worker_outcome_detail"]
-        ran = max(0.0, time.time() - (row["worker_start_time"] or time.time()))
-        clear = dict(worker_pid=None, worker_pgid=None, worker_start_time=None, requested_action=None,
-                     run_seconds=(row["run_seconds"] or 0) + ran)
+        clear = self._cleared(row)
         requested = row["requested_action"]
         if requested == "cancel" or outcome == "cancelled":
             self._transition(job_id, S.cancelled, "Job cancelled", **clear)
@@ -268,6 +320,11 @@ class Scheduler:
             self._transition(job_id, S.paused, "Job paused" + (f": {detail}" if detail else ""), **clear)
         elif outcome == "failed":
             self._fail(job_id, detail or "the worker reported a failure", clear, row)
+        elif requested == "pause" and returncode == -PAUSE_SIGNAL:
+            # a worker that let the pause signal through without a handler: it stopped at once, unsaved
+            self._transition(job_id, S.paused, "Job paused: the worker had no pause handler and stopped at once "
+                             f"(nothing saved since the last checkpoint); resume starts {self._resume_point(job_id)}",
+                             **clear)
         elif while_away and self.store.checkpoints(job_id):
             ckpt = self.store.checkpoints(job_id)[0]
             self._transition(job_id, S.queued,
@@ -277,9 +334,27 @@ class Scheduler:
             why = "the worker died" if returncode is None else _describe_exit(returncode)
             self._fail(job_id, why, clear, row, returncode=returncode)
 
+    def _resume_point(self, job_id: str) -> str:
+        ckpts = self.store.checkpoints(job_id)
+        return f"from step {ckpts[0].step_number}" if ckpts else "from the beginning"
+
+    @staticmethod
+    def _cleared(row: dict[str, Any]) -> dict[str, Any]:
+        """Fields that forget a worker, adding its run time to the job's."""
+        ran = max(0.0, time.time() - (row["worker_start_time"] or time.time()))
+        return dict(worker_pid=None, worker_pgid=None, worker_start_time=None, requested_action=None,
+                    run_seconds=(row["run_seconds"] or 0) + ran)
+
+    def _release_worker(self, job_id: str, row: dict[str, Any], returncode: int | None) -> None:
+        """A cancelled job's worker is gone: free its GPU set; the job's status and answer stay as they were."""
+        self.store.update_job(job_id, **self._cleared(row))
+        how = "" if returncode is None else f" ({_describe_returncode(returncode)})"
+        self.store.add_event(job_id, f"Worker pid {row['worker_pid']} stopped{how}")
+        self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
+
     def _fail(self, job_id: str, reason: str, clear: dict[str, Any], row: dict[str, Any],
               returncode: int | None = None) -> None:
-        tail = log_tail(self.paths.job_log(job_id))
+        tail = attempt_log_tail(self.paths.job_log(job_id))  # this attempt's lines, never a previous worker's
         text = "\n".join(tail)
         code = "worker_failed"
         hint = ""
@@ -287,7 +362,7 @@ class Scheduler:
             code = "out_of_memory"
             hint = (" Out of memory: lower batch_size, num_generations or max_completion_length, or use a "
                     "smaller model.")
-        last = next((ln for ln in reversed(tail) if ln.strip() and not ln.startswith("===")), "")
+        last = next((ln for ln in reversed(tail) if ln.strip()), "")
         message = f"{reason}.{hint}" + (f" Last log line: {last.strip()[:300]}" if last else "")
         self._transition(job_id, S.failed, message, level="error", error_code=code, error_message=message,
                          **clear)
@@ -315,6 +390,8 @@ class Scheduler:
             if current and current["worker_pid"] == row["worker_pid"]:
                 self.store.add_event(job_id, f"Worker ignored SIGTERM for {self.cancel_grace_s:.0f} s; "
                                              "sending SIGKILL", level="warn")
+                log.warning("job %s: worker pid %s ignored SIGTERM for %.0f s; sending SIGKILL", job_id,
+                            row["worker_pid"], self.cancel_grace_s)
                 self._kill_group(pgid)
 
         self._kill_timers[job_id] = self.loop.call_later(self.cancel_grace_s, escalate)
@@ -356,10 +433,23 @@ class Scheduler:
 
     def _transition(self, job_id: str, new: api.JobStatus, message: str, level: str = "info",
                     expect: list[api.JobStatus] | None = None, **fields: Any) -> bool:
+        before = self.store.get_job_row(job_id)
+        old = before["status"] if before else "?"
         ok = self.store.transition(job_id, new, message, level=level, expect=expect, **fields)
         if ok:
+            log.log(logging.ERROR if level == "error" else logging.WARNING if level == "warn" else logging.INFO,
+                    "job %s: %s -> %s: %s", job_id, old, new.value, message.splitlines()[0][:500])
             self.bus.publish(api.StreamEventType.job_status, job_id=job_id, status=new)
         return ok
+
+
+def _describe_returncode(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 def _describe_exit(returncode: int) -> str:

@@ -1,8 +1,11 @@
 """`python -m daemon.worker JOB_ID`: run one job's training and record how it ended.
 
 The daemon starts this in the job's directory with RFT_HOME and RFT_JOB_ID set (or under torchrun with N
-ranks). Whatever happens, rank 0 calls `reporter.finish(...)` with succeeded / paused / cancelled / failed;
-a failure's message names the exception (out of memory gets a hint) and the traceback goes to the log.
+ranks). The pause/cancel handlers go in first, before anything heavy is imported: a pause while the worker
+starts up ends the job `paused` at once (nothing to checkpoint yet), a pause later stops at the next step
+boundary with a checkpoint. Whatever happens, rank 0 calls `reporter.finish(...)` with succeeded / paused /
+cancelled / failed; a failure's message names the exception (out of memory gets a hint) and the traceback
+goes to the log.
 """
 
 from __future__ import annotations
@@ -11,48 +14,82 @@ import os
 import sys
 import traceback
 
+from daemon.worker_protocol import ControlFlags, StopBeforeTraining
+
+STOP_DETAIL = {"paused": "checkpointed; resume continues from here", "cancelled": "stopped at a step boundary"}
+LIBRARY_WARNINGS = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "huggingface_hub")
+
+
+def quiet_library_warnings() -> None:
+    """Library FutureWarnings/UserWarnings/DeprecationWarnings say nothing a user can act on; keep the log readable."""
+    import warnings
+
+    for category in (FutureWarning, UserWarning, DeprecationWarning):
+        for lib in LIBRARY_WARNINGS:
+            warnings.filterwarnings("ignore", category=category, module=rf"{lib}(\..*)?$")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
 
 def main(argv: list[str]) -> int:
+    flags = ControlFlags()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     job_id = argv[1] if len(argv) > 1 else os.environ.get("RFT_JOB_ID", "")
     home = os.environ.get("RFT_HOME")
-    if not job_id or not home:
-        print("usage: RFT_HOME=... python -m daemon.worker JOB_ID", file=sys.stderr)
-        return 2
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from daemon.worker.grpo import TrainingRun, oom_message
-
-    run: TrainingRun | None = None
+    run = None
     try:
-        run = TrainingRun(job_id, home)
+        # first thing: a pause now must not kill us. Ranks of a multi-process job stop together at a step
+        # boundary instead (one rank alone must not leave the others waiting in a collective).
+        flags.install(stop_while_starting=world == 1)
+        if not job_id or not home:
+            print("usage: RFT_HOME=... python -m daemon.worker JOB_ID", file=sys.stderr)
+            return 2
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        quiet_library_warnings()
+        from daemon.worker.grpo import TrainingRun
+
+        run = TrainingRun(job_id, home, flags)
         outcome = run.execute()
         if run.reporter is not None:
-            detail = {"paused": "checkpointed; resume continues from here", "cancelled": "stopped at a step boundary"}
-            run.reporter.finish(outcome, detail.get(outcome),
+            run.reporter.finish(outcome, run.stop_detail or STOP_DETAIL.get(outcome),
                                 fine_tuned_model=run.fine_tuned_model_name() if outcome == "succeeded" else None)
         return 0
+    except StopBeforeTraining as stop:
+        flags.training_started()  # no second interruption while we record the outcome
+        print(f"[worker] {stop.outcome} before training started", flush=True)
+        _finish(home, job_id, run, stop.outcome, f"{stop.outcome} before training started")
+        return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the store with its reason
-        import torch
-
+        flags.training_started()
         traceback.print_exc()
-        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-            message = oom_message(exc)
-        elif isinstance(exc, KeyboardInterrupt):
-            message = "interrupted"
-        else:
-            message = f"{type(exc).__name__}: {str(exc)[:2000]}"
-        reporter = run.reporter if run is not None else None
-        if reporter is None and int(os.environ.get("RANK", "0")) == 0:
-            from daemon.worker.reporting import JobReporter
-
-            try:
-                reporter = JobReporter(home, job_id)
-            except Exception:  # noqa: BLE001 - the store itself is unusable: the log has the reason
-                reporter = None
-        if reporter is not None:
-            reporter.event(f"Worker failed: {message}", level="error")
-            reporter.finish("failed", message)
+        _finish(home, job_id, run, "failed", _failure_message(exc), event=True)
         return 1
+
+
+def _failure_message(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError
+        from daemon.worker.grpo import oom_message
+
+        return oom_message(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {str(exc)[:2000]}"
+
+
+def _finish(home: str | None, job_id: str, run: object, outcome: str, message: str, event: bool = False) -> None:
+    """Record the outcome through the run's reporter, or a fresh one (rank 0 only) if the run never got one."""
+    reporter = getattr(run, "reporter", None)
+    if reporter is None and home and job_id and int(os.environ.get("RANK", "0")) == 0:
+        from daemon.worker.reporting import JobReporter
+
+        try:
+            reporter = JobReporter(home, job_id)
+        except Exception:  # noqa: BLE001 - the store itself is unusable: the log has the reason
+            reporter = None
+    if reporter is not None:
+        if event:
+            reporter.event(f"Worker failed: {message}", level="error")
+        reporter.finish(outcome, message)
 
 
 if __name__ == "__main__":

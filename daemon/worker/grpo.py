@@ -9,7 +9,6 @@ saved at each validation and on pause; the 3 best by validation reward plus the 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -19,19 +18,16 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from daemon.models import load_model, load_tokenizer
+from daemon.models import load_model, load_tokenizer, model_ref
 from daemon.paths import Paths
-from daemon.worker.reporting import ControlFlags, JobReporter
+from daemon.store import kept_because
+from daemon.worker.reporting import JobReporter
+from daemon.worker_protocol import ControlFlags
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
 from daemon.worker.rewards import GraderReward
 from daemon.worker.validation import Validator, choose_rows
 
-KEEP_BEST = 3
 SKIP_LOG_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
-
-
-class StopRequested(Exception):
-    """Raised nowhere; outcome markers for the run."""
 
 
 def rank_info() -> tuple[int, int]:
@@ -175,8 +171,7 @@ class JobCallback(TrainerCallback):
         self.last_train_reward = values.get("reward")
         if run.reporter is None:
             return
-        scores = {k: v for k, v in values.items() if k.startswith("rewards/") and k.endswith("/mean")}
-        run.reporter.log_step(step, values, samples=samples, total_steps=state.max_steps, scores=scores,
+        run.reporter.log_step(step, values, samples=samples, total_steps=state.max_steps,
                               trained_tokens=int(tokens) if isinstance(tokens, (int, float)) else None)
         if step % 10 == 0 or step == 1:
             print(f"[step {step}/{state.max_steps}] reward {values.get('reward')} wall {wall:.2f}s", flush=True)
@@ -205,12 +200,11 @@ class JobCallback(TrainerCallback):
 class TrainingRun:
     """Everything one worker process holds for a job."""
 
-    def __init__(self, job_id: str, home: str) -> None:
+    def __init__(self, job_id: str, home: str, flags: ControlFlags) -> None:
         self.job_id = job_id
         self.paths = Paths.resolve(home)
         self.rank, self.world = rank_info()
-        self.flags = ControlFlags()
-        self.flags.install()
+        self.flags = flags  # installed by __main__ before the heavy imports
         self.reporter: JobReporter | None = JobReporter(home, job_id) if self.rank == 0 else None
         reader = self.reporter or JobReporter(home, job_id, rank=self.rank)
         job = reader.job()
@@ -223,6 +217,7 @@ class TrainingRun:
         self.hp: dict[str, Any] = dict(self.spec["hyperparameters"])
         self.eval_interval = int(self.hp.get("eval_interval") or 0)
         self.outcome = "succeeded"
+        self.stop_detail: str | None = None
         self._timing: dict[str, float] = {}
         self.validator: Validator | None = None
 
@@ -230,7 +225,7 @@ class TrainingRun:
 
     def stop_action(self) -> str | None:
         """'cancelled' / 'paused' / None, agreed by every rank (a signal or the job row's request)."""
-        code = 2 if self.flags.cancel.is_set() else 1 if self.flags.pause.is_set() else 0
+        code = {"cancelled": 2, "paused": 1, None: 0}[self.flags.requested()]
         if self.reporter is not None and code == 0:
             requested = self.reporter.requested_action()
             code = 2 if requested == "cancel" else 1 if requested == "pause" else 0
@@ -251,17 +246,12 @@ class TrainingRun:
         return {r[0] for r in rows}
 
     def prune_checkpoints(self) -> None:
-        """Keep the best KEEP_BEST by validation reward plus the latest; delete the rest (files and rows)."""
+        """Delete (files and rows) the checkpoints the store's one rule does not keep (best 3 + latest)."""
         assert self.reporter is not None
         live = self.reporter.live_checkpoints()
-        if not live:
-            return
-        latest = max(live, key=lambda c: c["step"])
-        scored = [c for c in live if c["valid_reward_mean"] is not None]
-        best = sorted(scored, key=lambda c: (-c["valid_reward_mean"], -c["step"]))[:KEEP_BEST]
-        keep = {latest["id"], *(c["id"] for c in best)}
+        reasons = kept_because(live)
         for c in live:
-            if c["id"] not in keep:
+            if not reasons.get(c["id"]):
                 shutil.rmtree(c["path"], ignore_errors=True)
                 self.reporter.mark_checkpoint_deleted(c["id"])
 
@@ -271,9 +261,7 @@ class TrainingRun:
         from trl import GRPOTrainer
 
         hp, spec = self.hp, self.spec
-        model_id = spec["model"]["id"] if isinstance(spec.get("model"), dict) else spec["model"]
-        if spec.get("model", {}).get("source") == "hub" and spec["model"].get("revision") not in (None, "main"):
-            model_id = f"{model_id}@{spec['model']['revision']}"
+        model_id = model_ref(spec["model"])
         threads = os.environ.get("RFT_TORCH_THREADS")
         if threads:
             torch.set_num_threads(int(threads))
@@ -313,8 +301,16 @@ class TrainingRun:
             self.reporter.started(int(hp["max_steps"]), message=(
                 f"Training {model_id} with LoRA r={hp['lora_r']} ({trainable:,} of {total:,} parameters trainable) "
                 f"on {len(train_rows)} rows, {self.world} process(es), {where}"))
-        trainer.train(resume_from_checkpoint=self.resume_from)
-        self.reward.close()
+        try:
+            self.flags.training_started()
+            early = self.stop_action()  # asked while we loaded: stop now, nothing new to save
+            if early is not None:
+                self.stop_detail = f"{early} before training started"
+                print(f"[worker] {self.stop_detail}", flush=True)
+                return early
+            trainer.train(resume_from_checkpoint=self.resume_from)
+        finally:
+            self.reward.close()
         return self.outcome
 
     def _instrument(self, trainer: Any) -> None:
@@ -342,7 +338,3 @@ class TrainingRun:
 def oom_message(exc: BaseException) -> str:
     return (f"out of memory: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}. Lower batch_size, "
             "num_generations or max_completion_length, or use a smaller model.")
-
-
-def finite_or_none(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None

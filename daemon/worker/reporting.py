@@ -10,9 +10,7 @@ No torch here.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,29 +18,9 @@ from typing import Any
 
 from daemon.paths import Paths
 from daemon.store import connect, dumps, finite, insert_event, loads
-
-# Signals the daemon sends a worker's process group.
-CANCEL_SIGNAL = signal.SIGTERM
-PAUSE_SIGNAL = signal.SIGUSR1
+from daemon.worker_protocol import CANCEL_SIGNAL, PAUSE_SIGNAL, ControlFlags  # noqa: F401 - workers import these here
 
 MAX_SAMPLES_PER_STEP = 16
-
-
-class ControlFlags:
-    """Cancel/pause requests, set from signal handlers or the job row; read by the training loop."""
-
-    def __init__(self) -> None:
-        self.cancel = threading.Event()
-        self.pause = threading.Event()
-
-    def install(self) -> None:
-        signal.signal(CANCEL_SIGNAL, lambda *_: self.cancel.set())
-        signal.signal(PAUSE_SIGNAL, lambda *_: self.pause.set())
-        signal.signal(signal.SIGINT, lambda *_: self.cancel.set())
-
-    @property
-    def stop_requested(self) -> bool:
-        return self.cancel.is_set() or self.pause.is_set()
 
 
 class JobReporter:
@@ -98,8 +76,7 @@ class JobReporter:
         self.notify()
 
     def log_step(self, step: int, values: Mapping[str, Any], samples: Iterable[Mapping[str, Any]] = (),
-                 total_steps: int | None = None, scores: Mapping[str, Any] | None = None,
-                 trained_tokens: int | None = None) -> bool:
+                 total_steps: int | None = None, trained_tokens: int | None = None) -> bool:
         """Record one training step atomically; False (and nothing written) if the step exists already."""
         clean = {k: finite(v) for k, v in values.items()}
         with self._tx() as conn:
@@ -128,11 +105,7 @@ class JobReporter:
                 sets.append("trained_tokens = ?")
                 params.append(int(trained_tokens))
             conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", [*params, self.job_id])
-            job_total = total_steps or conn.execute("SELECT total_steps FROM jobs WHERE id = ?",
-                                                    [self.job_id]).fetchone()[0]
-            event_scores = {"train_reward_mean": train_reward, **_clean_map(scores)}
-            insert_event(conn, self.job_id, f"Step {step}/{job_total or '?'}", type="metrics",
-                         data={"step": step, "total_steps": job_total, "scores": event_scores})
+            # no event per step: progress lives in the metrics rows, events are for status (issue 10, bug 11)
         self.notify()
         return True
 
@@ -201,9 +174,11 @@ class JobReporter:
         """Record how this worker ended (succeeded, paused, cancelled, failed) for the daemon to settle."""
         assert outcome in {"succeeded", "paused", "cancelled", "failed"}, outcome
         with self._tx() as conn:
+            # a job the user cancelled stays cancelled without a model, whatever this worker got to finish
             conn.execute(
-                "UPDATE jobs SET worker_outcome = ?, worker_outcome_detail = ?, "
-                "fine_tuned_model = COALESCE(?, fine_tuned_model), updated_at = ? WHERE id = ?",
+                "UPDATE jobs SET worker_outcome = ?, worker_outcome_detail = ?, fine_tuned_model = CASE "
+                "WHEN status = 'cancelled' THEN fine_tuned_model ELSE COALESCE(?, fine_tuned_model) END, "
+                "updated_at = ? WHERE id = ?",
                 [outcome, detail, fine_tuned_model, time.time(), self.job_id],
             )
         self.notify(force=True)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon_proc import REPO
+from tests.support.daemon_proc import REPO, wait_until
 from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
 
 
-def cli(home: Path, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(home: Path, *args: str, check: bool = True, timeout: float = 120,
+        columns: int = 200) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RFT_HOME": str(home), "PYTHONPATH": str(REPO),
-           "RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.02", "COLUMNS": "200"}
+           "RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.02", "COLUMNS": str(columns)}
     out = subprocess.run([sys.executable, "-m", "rft_tui", *args], env=env, capture_output=True, text=True,
                          timeout=timeout, stdin=subprocess.DEVNULL)
     if check and out.returncode != 0:
@@ -54,7 +55,7 @@ def test_cli_end_to_end(rft_home: Path, user_files: dict[str, str]) -> None:
         assert job["resolved_hyperparameters"]["max_steps"] == 8
 
         follow = cli(rft_home, "jobs", "events", job["id"], "--follow", timeout=120).stdout
-        assert "Job succeeded" in follow and "Step 8/8" in follow
+        assert "Job succeeded" in follow and "Validation at step 8" in follow  # progress per step: `jobs metrics`
 
         show = cli(rft_home, "jobs", "show", job["id"]).stdout
         assert "succeeded" in show and "8/8" in show and "learning_rate" in show  # resolved hyperparameters
@@ -74,20 +75,21 @@ def test_cli_errors_are_one_clear_line(rft_home: Path, user_files: dict[str, str
     try:
         unknown = cli(rft_home, "jobs", "show", "ftjob-nope", check=False)
         assert unknown.returncode == 1
-        assert unknown.stderr.strip() == "Error [fine_tuning_job_id]: No fine-tuning job with id 'ftjob-nope'."
+        assert unknown.stderr.strip() == "Error [JOB_ID]: No fine-tuning job with id 'ftjob-nope'."
         bad_hp = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", user_files["train"],
                      "-g", user_files["grader"], "--hp", "warp_speed=9", check=False)
         assert bad_hp.returncode == 2 and "unknown hyperparameter 'warp_speed'" in bad_hp.stderr
         bad_val = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", user_files["train"],
                       "-g", user_files["grader"], "--hp", "batch_size=0", check=False)
         assert bad_val.returncode == 1
-        assert "method.reinforcement.hyperparameters.batch_size" in bad_val.stderr
+        assert bad_val.stderr.startswith("Error [--hp batch_size]:")
         assert "Traceback" not in bad_val.stderr + bad_hp.stderr + unknown.stderr
         broken = Path(user_files["grader"]).with_name("broken.json")
         broken.write_text('{"type": "string_check",\n  "name": }')
         bad_grader = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", user_files["train"],
                          "-g", str(broken), check=False)
         assert bad_grader.returncode == 2 and "broken.json:2:" in bad_grader.stderr
+        assert "Invalid value for -g/--grader:" in bad_grader.stderr
     finally:
         cli(rft_home, "daemon", "stop", check=False)
 
@@ -119,3 +121,141 @@ def test_graders_test_grades_a_dataset_column(rft_home: Path, tmp_path: Path) ->
         assert missing["graded"] == 0 and missing["missing_field"] == 20
     finally:
         cli(rft_home, "daemon", "stop", check=False)
+
+
+# ------------------------------------------------------------------ issue 10: what a new user hit in the CLI
+
+
+def _job(home: Path, files: dict[str, str], steps: int) -> dict:
+    return json.loads(cli(home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", files["train"], "-v",
+                          files["valid"], "-g", files["grader"], "--hp", f"max_steps={steps}", "--json").stdout)
+
+
+def _show(home: Path, job_id: str) -> dict:
+    return json.loads(cli(home, "jobs", "show", job_id, "--json").stdout)
+
+
+def test_pause_and_cancel_print_the_outcome_not_the_status_before(rft_home: Path, user_files: dict[str, str]) -> None:
+    """Bug 2: `jobs pause` printed `running` (the status the request found); it waits for `paused` now."""
+    try:
+        job = _job(rft_home, user_files, 3000)
+        wait_until(lambda: (_show(rft_home, job["id"])["progress"]["step"] or 0) >= 2, 60, what="training steps")
+        assert cli(rft_home, "jobs", "pause", job["id"]).stdout.strip() == f"{job['id']}: paused"
+        assert _show(rft_home, job["id"])["status"] == "paused"
+        resumed = cli(rft_home, "jobs", "resume", job["id"]).stdout.strip()
+        assert resumed in (f"{job['id']}: queued", f"{job['id']}: running")
+        wait_until(lambda: _show(rft_home, job["id"])["status"] == "running", 60, what="the resumed job")
+
+        no_wait = cli(rft_home, "jobs", "pause", job["id"], "--no-wait").stdout.strip()
+        assert no_wait == f"{job['id']}: paused" or "pause requested" in no_wait
+        wait_until(lambda: _show(rft_home, job["id"])["status"] == "paused", 60, what="the pause")
+        cli(rft_home, "jobs", "resume", job["id"])
+        wait_until(lambda: _show(rft_home, job["id"])["status"] == "running", 60, what="the resumed job")
+        assert cli(rft_home, "jobs", "cancel", job["id"]).stdout.strip() == f"{job['id']}: cancelled"
+        assert _show(rft_home, job["id"])["status"] == "cancelled"
+    finally:
+        cli(rft_home, "daemon", "stop", check=False)
+
+
+def _overlapping_files(tmp_path: Path) -> tuple[str, str]:
+    train = write_jsonl(tmp_path / "t.jsonl", arithmetic_rows(10, 40))
+    rows = arithmetic_rows(60, 8)
+    rows[0], rows[3] = arithmetic_rows(12, 1)[0], arithmetic_rows(20, 1)[0]  # train lines 3 and 11
+    return str(train), str(write_jsonl(tmp_path / "v.jsonl", rows))
+
+
+def test_validate_names_the_overlapping_lines_whichever_way_round(rft_home: Path, tmp_path: Path) -> None:
+    """Bug 3: swapped, it printed `FAILED: 8 rows, 0 errors`, blamed the training file, reversed the lines."""
+    train, valid = _overlapping_files(tmp_path)
+    try:
+        for first, second in ((valid, train), (train, valid)):
+            out = cli(rft_home, "files", "validate", first, "--against", second, check=False)
+            assert out.returncode == 1
+            lines = out.stdout.splitlines()
+            assert "v.jsonl: ok: 8 rows, 0 errors, 0 warnings" in lines
+            assert "t.jsonl: ok: 40 rows, 0 errors, 0 warnings" in lines
+            pairs = {ln.strip() for ln in lines if ln.strip().startswith("exact:")}
+            if first == valid:
+                assert pairs == {"exact: v.jsonl line 1 = t.jsonl line 3", "exact: v.jsonl line 4 = t.jsonl line 11"}
+            else:
+                assert pairs == {"exact: t.jsonl line 3 = v.jsonl line 1", "exact: t.jsonl line 11 = v.jsonl line 4"}
+            assert lines[-1].startswith("FAILED: 2 prompts in both ")
+            assert "0 errors" not in lines[-1] and "FAILED: 8 rows" not in out.stdout
+        clean = cli(rft_home, "files", "validate", train, "--against", str(write_jsonl(
+            tmp_path / "ok.jsonl", arithmetic_rows(200, 5))))
+        assert clean.stdout.splitlines()[-1] == "ok: no errors"
+    finally:
+        cli(rft_home, "daemon", "stop", check=False)
+
+
+def test_short_ids_and_ambiguous_prefixes(rft_home: Path, user_files: dict[str, str]) -> None:
+    """Bug 9: the TUI shows `ftjob-22777d66`; any unique prefix works, an ambiguous one lists the candidates."""
+    try:
+        a, b = _job(rft_home, user_files, 2), _job(rft_home, user_files, 2)
+        short = a["id"][:14]
+        assert short != b["id"][:14]
+        assert cli(rft_home, "jobs", "show", short).stdout.split()[:2] == ["id", a["id"]]
+        assert json.loads(cli(rft_home, "jobs", "show", a["id"][6:14], "--json").stdout)["id"] == a["id"]
+        assert cli(rft_home, "jobs", "events", short).returncode == 0
+        amb = cli(rft_home, "jobs", "show", "ftjob-", check=False)
+        assert amb.returncode == 1 and "JOB_ID 'ftjob-' matches 2 jobs" in amb.stderr
+        assert a["id"] in amb.stderr and b["id"] in amb.stderr and "Traceback" not in amb.stderr
+        file_id = a["training_file"]
+        assert cli(rft_home, "files", "show", file_id[:9]).stdout.split()[:2] == ["id", file_id]
+        assert cli(rft_home, "files", "rows", file_id[:9], "--limit", "1").stdout.startswith("       1  {")
+        ambiguous_file = cli(rft_home, "files", "show", "file-", check=False)
+        assert ambiguous_file.returncode == 1 and "FILE_ID 'file-' matches 2 files" in ambiguous_file.stderr
+    finally:
+        cli(rft_home, "daemon", "stop", check=False)
+
+
+def test_jobs_list_in_a_pipe_is_one_line_per_job(rft_home: Path, user_files: dict[str, str]) -> None:
+    """Bug 10: in a pipe at 80 columns the ids wrapped over three lines; one line per job, full ids."""
+    try:
+        jobs = [_job(rft_home, user_files, 2) for _ in range(3)]
+        lines = cli(rft_home, "jobs", "list", columns=80).stdout.splitlines()
+        assert len(lines) == 4 and lines[0].split()[:3] == ["id", "status", "model"]
+        assert sorted(ln.split()[0] for ln in lines[1:]) == sorted(j["id"] for j in jobs)
+        assert all(ln.split()[2] == "builtin:tiny-arith" for ln in lines[1:])
+        files = cli(rft_home, "files", "list", columns=80).stdout.splitlines()
+        assert len(files) == 3 and {ln.split()[1] for ln in files[1:]} == {"train.jsonl", "valid.jsonl"}
+    finally:
+        cli(rft_home, "daemon", "stop", check=False)
+
+
+def test_errors_name_the_argument_the_user_typed(rft_home: Path, user_files: dict[str, str],
+                                                 tmp_path: Path) -> None:
+    """Bug 12: `graders validate BAD.json` blamed `--grader`; `-t trian.jsonl` did not name `-t`."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "string_check",\n "name": }')
+    out = cli(rft_home, "graders", "validate", str(bad), check=False)
+    assert out.returncode == 2 and "Invalid value for GRADER: " in out.stderr and "--grader" not in out.stderr
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**EXACT_GRADER, "operation": "equals"}))
+    try:
+        spec = cli(rft_home, "graders", "validate", str(wrong), check=False)
+        assert spec.returncode == 1 and spec.stderr.startswith("Error [GRADER]: ") and "operation" in spec.stderr
+        typo = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", "trian.jsonl", "-g",
+                   user_files["grader"], check=False)
+        assert typo.returncode == 2 and "Invalid value for -t/--training-file: trian.jsonl" in typo.stderr
+        vtypo = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", user_files["train"], "-v",
+                    "vaild.jsonl", "-g", user_files["grader"], check=False)
+        assert "Invalid value for -v/--validation-file: vaild.jsonl" in vtypo.stderr
+        missing = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", user_files["train"], "-g",
+                      user_files["grader"], "-v", "file-0000", check=False)
+        assert missing.returncode == 1 and missing.stderr.startswith("Error [-v/--validation-file]: ")
+    finally:
+        cli(rft_home, "daemon", "stop", check=False)
+
+
+def test_local_files_are_hashed_first_and_sent_only_once(daemon_factory, user_files: dict[str, str]) -> None:
+    """Bug 5: the client uploads bytes (a remote daemon cannot read our paths), and only when the store lacks them."""
+    d = daemon_factory()
+    sent: list[int] = []
+    with d.client() as c:
+        first = c.add_file(user_files["train"], on_progress=sent.append)
+        assert sum(sent) == Path(user_files["train"]).stat().st_size and first.filename == "train.jsonl"
+        sent.clear()
+        again = c.add_file(user_files["train"], on_progress=sent.append)
+        assert again.id == first.id and sent == []
+        assert c.find_file(first.sha256).id == first.id and c.find_file("0" * 64) is None

@@ -102,8 +102,10 @@ def test_cancel_escalates_to_sigkill_when_worker_ignores_sigterm(daemon_factory,
         wait_until(lambda: c.get_job(job.id).progress.step >= 1, 30, what="steps")
         c.cancel_job(job.id)
         done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 30, what="kill")
-        assert done.status is S.cancelled
-        assert any("SIGKILL" in e.message for e in c.list_events(job.id, limit=100).data)
+        assert done.status is S.cancelled  # at once; the worker's teardown goes on behind it
+        wait_until(lambda: c.get_job(job.id).worker is None, 30, what="the worker to be gone")
+        messages = [e.message for e in c.list_events(job.id, limit=100).data]
+        assert any("SIGKILL" in m for m in messages) and any("killed by SIGKILL" in m for m in messages), messages
 
 
 def test_pause_and_resume_keep_steps_continuous(daemon_factory, rft_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -168,3 +170,87 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+# ------------------------------------------------------------------ issue 10: control at any moment
+
+
+def test_pause_while_the_worker_starts_up_ends_paused_and_resumes(daemon_factory, rft_home: Path,  # type: ignore[no-untyped-def]
+                                                                   tmp_path: Path) -> None:
+    """A pause before the worker has its signal handler (it is still importing) pauses; it never kills."""
+    d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_FAKE_STARTUP_S": "1.5"})
+    with d.client() as c:
+        train, valid = make_files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=8, eval_interval=4))
+        for _ in range(2):  # right after create, then right after resume
+            assert c.get_job(job.id).status is S.running  # the worker was spawned by the request itself
+            c.pause_job(job.id)
+            paused = wait_until(lambda: (j := c.get_job(job.id)).status is not S.running and j, 30, what="pause")
+            assert paused.status is S.paused, paused.error
+            c.resume_job(job.id)
+        done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 60, what="end")
+        assert done.status is S.succeeded, done.error
+        messages = [e.message for e in c.list_events(job.id, limit=500).data]
+        assert not any("SIGUSR1" in m for m in messages), messages
+        assert sum("paused before training started" in m for m in messages) == 2, messages
+    assert metric_steps(rft_home, job.id) == list(range(1, 9))
+
+
+def test_failure_quotes_its_own_attempts_log_and_the_daemon_log_records_it(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Attempt 2 dies silently: its error must not quote attempt 1's log; the daemon log has every transition."""
+    d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_FAKE_CRASH_ON_ATTEMPT": "2"})
+    with d.client() as c:
+        train, valid = make_files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=200, eval_interval=100))
+        wait_until(lambda: c.get_job(job.id).progress.step >= 3, 30, what="steps")
+        c.pause_job(job.id)
+        wait_until(lambda: c.get_job(job.id).status is S.paused, 30, what="paused")
+        c.resume_job(job.id)
+        failed = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 30, what="failure")
+        assert failed.status is S.failed and failed.error is not None
+        assert "exited with code 3" in failed.error.message
+        assert "fake worker" not in failed.error.message, failed.error.message  # attempt 1's only line
+        events = c.list_events(job.id, limit=500).data
+        assert not any(e.message.startswith("Step ") for e in events)  # progress is in metrics, not events
+        assert len(events) < 30, [e.message for e in events]
+    d.stop()
+    log = d.log()
+    for line in (f"job {job.id}: validating_files -> queued", f"job {job.id}: queued -> running",
+                 f"job {job.id}: running -> paused", f"job {job.id}: paused -> queued",
+                 f"job {job.id}: running -> failed", "exited (exit code 3)", "started on", "stopping"):
+        assert line in log, f"{line!r} not in the daemon log:\n{log[-3000:]}"
+    assert "ERROR rft.scheduler: job " + job.id in log
+
+
+def test_cancel_answers_cancelled_to_the_openai_sdk_and_the_job_stays_cancelled(daemon_factory, rft_home: Path,  # type: ignore[no-untyped-def]
+                                                                                tmp_path: Path) -> None:
+    """OpenAI answers cancel with the job `cancelled`; teardown (here: SIGTERM ignored, SIGKILL) is internal."""
+    import httpx
+    import openai
+
+    d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.stubborn_worker",
+                                           "RFT_CANCEL_GRACE_S": "2"})
+    sdk = openai.OpenAI(base_url="http://rft-daemon/v1", api_key="local", max_retries=0,
+                        http_client=httpx.Client(transport=httpx.HTTPTransport(uds=d.socket)))
+    with d.client() as c:
+        train, valid = make_files(c, tmp_path)
+        first = c.create_job(job_request(train, valid, max_steps=500))
+        second = c.create_job(job_request(train, valid, max_steps=500))
+        running = wait_until(lambda: (j := c.get_job(first.id)).progress.step >= 1 and j, 30, what="steps")
+        pid = running.worker["pid"]
+        answer = sdk.fine_tuning.jobs.cancel(first.id)
+        assert answer.id == first.id and answer.status == "cancelled"
+        assert sdk.fine_tuning.jobs.retrieve(first.id).status == "cancelled"
+        # the worker ignores SIGTERM and goes on writing steps: the job stays cancelled, and the next job
+        # waits for the GPU set until the worker is gone
+        at_cancel = len(metric_steps(rft_home, first.id))
+        wait_until(lambda: len(metric_steps(rft_home, first.id)) > at_cancel, 10, what="a late step")
+        assert c.get_job(first.id).status is S.cancelled and c.get_job(second.id).status is S.queued
+        wait_until(lambda: c.get_job(second.id).status is S.running, 30, what="the next job")
+        assert not _alive(pid)
+        final = sdk.fine_tuning.jobs.retrieve(first.id)
+        assert final.status == "cancelled" and final.fine_tuned_model is None and final.finished_at
+        messages = [e.message for e in c.list_events(first.id, limit=200).data]
+        assert any(f"Worker pid {pid} stopped" in m for m in messages), messages
+        assert c.get_job(first.id).worker is None
+        assert sdk.fine_tuning.jobs.cancel(second.id).status == "cancelled"  # a job that runs, too

@@ -2,7 +2,9 @@
 
 It walks `total_steps` steps at `RFT_FAKE_STEP_S` seconds each, writing one metric row per step,
 validation rows and a checkpoint every `eval_interval`, through `JobReporter`. It honours cancel
-(SIGTERM) and pause (SIGUSR1: checkpoint, then exit), and resumes after the last step in the store.
+(SIGTERM) and pause (SIGUSR1: checkpoint, then exit; before its first step: exit, nothing to save), and
+resumes after the last step in the store. `RFT_FAKE_STARTUP_S` is start-up time spent before its signal
+handlers exist (the real worker's imports); `RFT_FAKE_CRASH_ON_ATTEMPT=N` exits 3 silently on attempt N.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import sys
 import time
 from pathlib import Path
 
-from daemon.worker.reporting import ControlFlags, JobReporter
+from daemon.worker.reporting import JobReporter
+from daemon.worker_protocol import ControlFlags
 
 
 def main(job_id: str) -> int:
-    flags = ControlFlags()
-    flags.install()
+    time.sleep(float(os.environ.get("RFT_FAKE_STARTUP_S", "0")))  # work done before any handler exists
+    flags = ControlFlags().install()
     reporter = JobReporter(os.environ["RFT_HOME"], job_id)
+    if str(reporter.job()["attempts"]) == os.environ.get("RFT_FAKE_CRASH_ON_ATTEMPT"):
+        return 3
     spec = reporter.spec()
     hp = spec.get("hyperparameters", {})
     total = int(hp.get("max_steps") or 20)
@@ -52,6 +57,9 @@ def main(job_id: str) -> int:
             reporter.finish("cancelled")
             return 0
         if flags.pause.is_set() or reporter.requested_action() == "pause":
+            if step == start:
+                reporter.finish("paused", "paused before training started")
+                return 0
             checkpoint(step - 1, 0.0)
             reporter.finish("paused", f"checkpoint at step {step - 1}")
             return 0

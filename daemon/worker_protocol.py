@@ -1,0 +1,123 @@
+"""What the daemon and a worker agree on: the worker's command line, control signals, the log's attempt header.
+
+Standard library only, so the scheduler can start and signal workers without importing the worker's modules,
+and a worker can install its signal handlers before it imports anything heavy (torch takes seconds to import;
+a pause that arrives meanwhile must not kill it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+# Signals the daemon sends a worker's process group.
+CANCEL_SIGNAL = signal.SIGTERM
+PAUSE_SIGNAL = signal.SIGUSR1
+
+DEFAULT_WORKER_MODULE = "daemon.worker"
+# Each worker attempt starts its section of the job log with this line (so a failure quotes only its own lines).
+ATTEMPT_HEADER = "=== rft-tui worker attempt "
+
+
+def worker_module() -> str:
+    """`RFT_WORKER_MODULE` lets the foundation tests run a small worker that reports the same way."""
+    return os.environ.get("RFT_WORKER_MODULE") or DEFAULT_WORKER_MODULE
+
+
+def num_processes(job_row: dict[str, Any]) -> int:
+    try:
+        resolved = json.loads(job_row.get("resolved_hyperparameters") or "null") or {}
+    except ValueError:
+        resolved = {}
+    n = resolved.get("num_processes", 1)
+    return n if isinstance(n, int) and n > 0 else 1
+
+
+def worker_command(job_row: dict[str, Any]) -> list[str]:
+    """`python -m daemon.worker JOB_ID`, or `torchrun --nproc_per_node N -m daemon.worker JOB_ID`."""
+    job_id = job_row["id"]
+    n = num_processes(job_row)
+    if n == 1:
+        return [sys.executable, "-m", worker_module(), job_id]
+    return [sys.executable, "-m", "daemon.worker.torchrun", "--standalone", f"--nproc_per_node={n}",
+            "-m", worker_module(), job_id]
+
+
+@contextmanager
+def pause_signal_held() -> Iterator[None]:
+    """Start a worker with the pause signal blocked: a pause before its handler exists stays pending, not fatal.
+
+    The default action of SIGUSR1 is to terminate, and a worker needs a moment (the interpreter, our imports)
+    before its handler is installed. A blocked signal is inherited across fork and exec and stays pending;
+    `ControlFlags.install` unblocks it once the handler is in place, so the pause is delivered then.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {PAUSE_SIGNAL})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class StopBeforeTraining(BaseException):
+    """Raised by the control signal handlers while the worker still starts up: there is nothing to save yet.
+
+    A BaseException (like KeyboardInterrupt), so library code that catches Exception does not swallow it.
+    """
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+class ControlFlags:
+    """Cancel/pause requests, set from signal handlers; read by the training loop at step boundaries.
+
+    With `stop_while_starting`, a request that arrives before `training_started()` raises StopBeforeTraining
+    in the main thread, so a pause or cancel during the worker's start-up (imports, model loading) takes
+    effect at once instead of after the first training step.
+    """
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.pause = threading.Event()
+        self.starting = False
+
+    def install(self, stop_while_starting: bool = False) -> "ControlFlags":
+        self.starting = stop_while_starting
+        signal.signal(CANCEL_SIGNAL, self._on_cancel)
+        signal.signal(signal.SIGINT, self._on_cancel)
+        signal.signal(PAUSE_SIGNAL, self._on_pause)
+        # the daemon starts workers with the pause signal blocked (pause_signal_held): deliver any pending one now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {PAUSE_SIGNAL})
+        return self
+
+    def training_started(self) -> None:
+        """From here on a request only sets a flag; the trainer stops at the next step boundary."""
+        self.starting = False
+
+    def _on_cancel(self, *_: Any) -> None:
+        self.cancel.set()
+        self._stop_now("cancelled")
+
+    def _on_pause(self, *_: Any) -> None:
+        self.pause.set()
+        self._stop_now("paused")
+
+    def _stop_now(self, outcome: str) -> None:
+        if self.starting:
+            self.starting = False  # once: the worker's clean-up must not be interrupted again
+            raise StopBeforeTraining(outcome)
+
+    def requested(self) -> str | None:
+        """'cancelled', 'paused' or None (cancel wins over pause)."""
+        return "cancelled" if self.cancel.is_set() else "paused" if self.pause.is_set() else None
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.cancel.is_set() or self.pause.is_set()
