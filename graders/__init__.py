@@ -9,7 +9,8 @@ from graders.batch import BatchGrader, BatchResult, run_grader
 from graders.errors import GraderSpecError
 from graders.loader import load_grader_file, read_grader_file, validate_grader
 from graders.result import ERROR_FLAGS, GraderResult
-from graders.sandbox import PythonGraderPool, SandboxLimits
+from graders.sandbox import PythonGraderPool, SandboxLimits, sandbox_warning
+from graders.sandbox_bwrap import sandbox_mode
 from graders.spec import Grader, parse_grader
 from graders.templates import template_item_fields as _template_item_fields
 
@@ -32,6 +33,8 @@ __all__ = [
     "parse_grader",
     "read_grader_file",
     "run_grader",
+    "sandbox_mode",
+    "sandbox_warning",
     "template_item_fields",
     "validate_grader",
 ]

@@ -19,6 +19,7 @@ ERROR_FLAGS: tuple[str, ...] = (
     "model_grader_refusal_error",
     "model_grader_server_error",
     "other_error",
+    "python_grader_out_of_range_error",
     "python_grader_runtime_error",
     "python_grader_server_error",
     "sample_parse_error",
@@ -26,9 +27,13 @@ ERROR_FLAGS: tuple[str, ...] = (
     "unresponsive_reward_error",
 )
 
+#: Flags that keep the (clamped) reward instead of zeroing it: the grader's value was used, bounded.
+CLAMP_FLAGS: frozenset[str] = frozenset({"python_grader_out_of_range_error"})
+
 #: Flags that carry a free-text companion field in the response.
 DETAIL_FIELDS: dict[str, str] = {
     "model_grader_server_error": "model_grader_server_error_details",
+    "python_grader_out_of_range_error": "python_grader_out_of_range_error_details",
     "python_grader_runtime_error": "python_grader_runtime_error_details",
     "python_grader_server_error": "python_grader_server_error_type",
 }
@@ -56,6 +61,7 @@ class GraderResult:
         "_details",
         "model_grader_token_usage_per_model",
         "sub_results",
+        "sandbox",
     )
 
     def __init__(
@@ -87,6 +93,8 @@ class GraderResult:
         )
         #: A multi grader's per-sub-grader results (not part of the wire JSON).
         self.sub_results: dict[str, GraderResult] = _EMPTY
+        #: How a python grader ran ("bubblewrap" or "off"); None for graders that run no user code.
+        self.sandbox: str | None = None
 
     @classmethod
     def failure(cls, name: str, type: str, flag: str, detail: str | None = None) -> GraderResult:
@@ -96,11 +104,12 @@ class GraderResult:
         return result
 
     def flag(self, flag: str, detail: str | None = None) -> None:
-        """Record an error: the reward becomes 0 and the flag is set."""
+        """Record an error: the reward becomes 0 (kept, clamped, for CLAMP_FLAGS) and the flag is set."""
         if flag not in ERROR_FLAGS:
             raise ValueError(f"unknown error flag {flag!r}")
         self.errors = self.errors | {flag}
-        self.reward = 0.0
+        if flag not in CLAMP_FLAGS:
+            self.reward = 0.0
         if detail:
             self.add_detail(DETAIL_FIELDS.get(flag, "other_error_details"), detail)
 
@@ -127,9 +136,15 @@ class GraderResult:
             out[key] = self.details.get(key)
         return dict(sorted(out.items()))
 
+    def sandbox_mode(self) -> str | None:
+        """This result's sandbox mode, or the first a sub-grader ran under (a multi grader's python parts)."""
+        if self.sandbox is not None:
+            return self.sandbox
+        return next((mode for sub in self.sub_results.values() if (mode := sub.sandbox_mode())), None)
+
     def to_dict(self) -> dict[str, Any]:
-        """The exact JSON of OpenAI's grader run response."""
-        return {
+        """The JSON of OpenAI's grader run response (plus `metadata.sandbox` where user code ran)."""
+        out: dict[str, Any] = {
             "reward": _finite(self.reward),
             "sub_rewards": {k: _finite(v) for k, v in self.sub_rewards.items()},
             "metadata": {
@@ -145,6 +160,10 @@ class GraderResult:
                 k: dict(v) if isinstance(v, dict) else v for k, v in self.model_grader_token_usage_per_model.items()
             },
         }
+        sandbox = self.sandbox_mode()
+        if sandbox is not None:
+            out["metadata"]["sandbox"] = sandbox
+        return out
 
     def _scores_with_details(self) -> dict[str, Any]:
         """OpenAI's errors object has no slot for other_error's text, so it rides in `scores`."""

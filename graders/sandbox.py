@@ -1,8 +1,16 @@
 """A warm pool of sandboxed worker processes that run python graders' `grade(sample, item)`.
 
-The parent enforces the wall-time limit per call (kill + replace the worker), survives broken
-workers, is safe to use from several threads, and leaves no orphans (close(), atexit, and each
-worker's PR_SET_PDEATHSIG, which is why workers are spawned from one long-lived thread).
+Each worker runs ONE grader, ever: the pool is keyed by the grader's identity (sha256 of its source
+and the limits), a worker is started for a key, loads that source once and is never handed another
+key's calls, so nothing one grader does (patched builtins or modules, forged result frames) can reach
+another grader's reward. The pool stays warm and bounded: at most `size` live workers in all; when it
+is full, the least recently used idle worker of another grader makes room.
+
+Each worker runs under bubblewrap (see graders.sandbox_bwrap); where that is impossible the pool
+refuses python graders with one line naming the fix, unless the user set RFT_SANDBOX=off. The parent
+enforces the wall-time limit per call (kill + replace the worker), survives broken workers, is safe
+to use from several threads, and leaves no orphans (close(), atexit, bwrap's --die-with-parent and
+each worker's PR_SET_PDEATHSIG, which is why workers are spawned from one long-lived thread).
 """
 
 from __future__ import annotations
@@ -10,7 +18,9 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import hashlib
+import itertools
 import json
+import math
 import os
 import queue
 import select
@@ -24,18 +34,26 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graders import sandbox_bwrap
+from graders.sandbox_bwrap import sandbox_mode
+
 _WORKER_SCRIPT = str(Path(__file__).with_name("sandbox_worker.py"))
 _MAX_FRAME = 8 * 1024 * 1024
-_NOBODY = 65534
+#: The smallest address space a worker gets once the tmpfs sizes are taken off the memory limit.
+_MIN_ADDRESS_SPACE = 96 * 1024**2
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-call limits, defaulting to OpenAI's python grader limits (2 min, 2 GB)."""
+    """Per-call limits, defaulting to OpenAI's python grader limits (2 min, 2 GB).
+
+    The private /tmp and /dev/shm are tmpfs (memory): their sizes are taken off `memory_bytes`, so
+    the worker's address-space limit is memory_bytes - tmp_bytes - shm_bytes.
+    """
 
     wall_time_s: float = 120.0
     memory_bytes: int = 2 * 1024**3
@@ -44,6 +62,19 @@ class SandboxLimits:
     max_output_chars: int = 16_000
     startup_timeout_s: float = 60.0
     max_calls_per_worker: int = 1_000_000
+    tmp_bytes: int = 64 * 1024**2
+    shm_bytes: int = 64 * 1024**2
+
+    @property
+    def address_space_bytes(self) -> int:
+        """RLIMIT_AS for the worker: the memory limit less what its tmpfs may hold."""
+        return max(_MIN_ADDRESS_SPACE, self.memory_bytes - self.tmp_bytes - self.shm_bytes)
+
+
+def grader_key(source: str, limits: SandboxLimits) -> str:
+    """A grader's identity in the pool: its source and the settings it runs under."""
+    settings = json.dumps(asdict(limits), sort_keys=True)
+    return hashlib.sha256(source.encode("utf-8") + b"\0" + settings.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -60,11 +91,12 @@ class CallOutcome:
 @dataclass(eq=False)
 class _Spawned:
     proc: subprocess.Popen[bytes]
-    workdir: str
+    key: str
+    workdir: str | None
     report: dict[str, Any] = field(default_factory=dict)
     calls: int = 0
     buffer: bytearray = field(default_factory=bytearray)
-    sources: set[str] = field(default_factory=set)
+    loaded: bool = False
 
 
 class WorkerFailed(Exception):
@@ -115,35 +147,42 @@ class _Spawner:
 
 
 class PythonGraderPool:
-    """Warm sandboxed workers; `grade(source, calls)` runs each (sample, item) and never raises."""
+    """Warm sandboxed workers, one grader each; `grade(source, calls)` runs each (sample, item), never raises."""
 
     def __init__(self, size: int | None = None, limits: SandboxLimits | None = None) -> None:
         self.size = max(1, size or os.cpu_count() or 1)
         self.limits = limits or SandboxLimits()
-        self._idle: list[_Spawned] = []
+        #: "bubblewrap", "off" (RFT_SANDBOX=off) or "unavailable: <reason and fix>"; probed once per process.
+        self.mode = sandbox_mode()
+        self._idle: list[_Spawned] = []  # least recently used first
         self._live = 0
         self._cond = threading.Condition()
         self._closed = False
         self._all: set[_Spawned] = set()
+        self._cpu = itertools.count()
         _POOLS.add(self)
         _remove_stale_workdirs()
 
     # -- public -----------------------------------------------------------------------------
 
     def grade(self, source: str, calls: Sequence[tuple[Any, Any]]) -> list[CallOutcome]:
-        """Run grade(sample, item) for each call on one worker, replacing it if it breaks."""
-        key = hashlib.sha256(source.encode("utf-8")).hexdigest()
+        """Run grade(sample, item) for each call on a worker of this grader, replacing it if it breaks."""
+        if self.mode.startswith("unavailable"):
+            refusal = CallOutcome(error="server", error_type="SandboxUnavailable",
+                                  details=f"python graders are refused: the sandbox is {self.mode}")
+            return [refusal for _ in calls]
+        key = grader_key(source, self.limits)
         outcomes: list[CallOutcome] = []
         pending = list(calls)
         while pending:
             try:
-                worker = self._acquire()
+                worker = self._acquire(key)
             except WorkerFailed as exc:
                 failure = CallOutcome(error="server", error_type=exc.error_type, details=exc.details)
                 return outcomes + [failure for _ in pending]
             broken = False
             try:
-                done = self._run(worker, key, source, pending, outcomes)
+                done = self._run(worker, source, pending, outcomes)
             except WorkerFailed as exc:
                 broken = True
                 outcomes.append(CallOutcome(error=exc.kind, error_type=exc.error_type, details=exc.details))
@@ -153,13 +192,21 @@ class PythonGraderPool:
             pending = pending[done:]
         return outcomes
 
-    def worker_report(self) -> dict[str, Any]:
-        """The hardening a worker applied (network namespace, uid, NPROC), for diagnostics."""
-        worker = self._acquire()
+    def worker_report(self, source: str = "def grade(sample, item):\n    return 0.0\n") -> dict[str, Any]:
+        """The confinement a worker of `source` applied (sandbox, uid, pid, limits), for diagnostics."""
+        if self.mode.startswith("unavailable"):
+            return {"sandbox": self.mode}
+        key = grader_key(source, self.limits)
+        worker = self._acquire(key)
         try:
             return dict(worker.report)
         finally:
             self._release(worker, False)
+
+    def worker_pids(self) -> list[int]:
+        """Host pids of the live workers' outermost processes (bwrap, or python when the sandbox is off)."""
+        with self._cond:
+            return [w.proc.pid for w in self._all]
 
     def close(self) -> None:
         """Kill every worker and remove their directories; the pool cannot be used afterwards."""
@@ -179,19 +226,28 @@ class PythonGraderPool:
 
     # -- workers ----------------------------------------------------------------------------
 
-    def _acquire(self) -> _Spawned:
+    def _acquire(self, key: str) -> _Spawned:
+        """An idle worker of this grader, else a new one (evicting another grader's idle worker if full)."""
+        victim: _Spawned | None = None
         with self._cond:
             while True:
                 if self._closed:
                     raise WorkerFailed("server", "PoolClosed", "the python grader pool is closed")
-                if self._idle:
-                    return self._idle.pop()
+                for i in range(len(self._idle) - 1, -1, -1):
+                    if self._idle[i].key == key:
+                        return self._idle.pop(i)
                 if self._live < self.size:
                     self._live += 1
                     break
+                if self._idle:  # full: the least recently used idle worker (of another grader) makes room
+                    victim = self._idle.pop(0)
+                    self._all.discard(victim)
+                    break
                 self._cond.wait()
+        if victim is not None:
+            _kill(victim)
         try:
-            worker = self._start()
+            worker = self._start(key)
         except BaseException:
             with self._cond:
                 self._live -= 1
@@ -217,33 +273,45 @@ class PythonGraderPool:
         if retire or self._closed:
             _kill(worker)
 
-    def _start(self) -> _Spawned:
-        workdir = tempfile.mkdtemp(prefix=f"rft-grader-{os.getpid()}-")
-        if os.geteuid() == 0:
-            os.chown(workdir, _NOBODY, _NOBODY)
-        config = {
-            "memory_bytes": self.limits.memory_bytes,
+    def _config(self) -> dict[str, Any]:
+        sandboxed = self.mode == "bubblewrap"
+        return {
+            "memory_bytes": self.limits.address_space_bytes if sandboxed else self.limits.memory_bytes,
             "file_size_bytes": self.limits.file_size_bytes,
             "open_files": self.limits.open_files,
             "max_output_chars": self.limits.max_output_chars,
             "cpu_s": self.limits.wall_time_s,
+            "cpu_index": next(self._cpu),
+            "sandbox": self.mode,
+            "site_dirs": sandbox_bwrap.site_dirs() if sandboxed else [],
+            "scratch": ["/tmp", "/dev/shm"] if sandboxed else [],
             "parent_pid": os.getpid(),
         }
+
+    def _start(self, key: str) -> _Spawned:
+        config = json.dumps(self._config())
+        workdir: str | None = None
+        seccomp: int | None = None
         try:
-            proc = _Spawner.get().spawn(
-                args=[sys.executable, "-I", "-B", _WORKER_SCRIPT, json.dumps(config)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env={},
-                cwd=workdir,
-                close_fds=True,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if self.mode == "bubblewrap":
+                seccomp = sandbox_bwrap.seccomp_fd()
+                bwrap = sandbox_bwrap.find_bwrap() or "bwrap"
+                args = sandbox_bwrap.worker_command(bwrap, seccomp, self.limits.tmp_bytes, self.limits.shm_bytes,
+                                                    config)
+                popen: dict[str, Any] = {"args": args, "cwd": "/", "pass_fds": (seccomp,)}
+            else:  # RFT_SANDBOX=off: limits only, said everywhere
+                workdir = tempfile.mkdtemp(prefix=f"rft-grader-{os.getpid()}-")
+                popen = {"args": [sys.executable, "-I", "-B", _WORKER_SCRIPT, config], "cwd": workdir}
+            proc = _Spawner.get().spawn(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        env={}, close_fds=True, start_new_session=True, **popen)
+        except (OSError, ValueError) as exc:
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
             raise WorkerFailed("server", "SpawnFailed", str(exc)) from None
-        worker = _Spawned(proc=proc, workdir=workdir)
+        finally:
+            if seccomp is not None:
+                os.close(seccomp)
+        worker = _Spawned(proc=proc, key=key, workdir=workdir)
         try:
             hello = _read_frame(worker, time.monotonic() + self.limits.startup_timeout_s)
         except WorkerFailed:
@@ -252,14 +320,14 @@ class PythonGraderPool:
         worker.report = hello.get("ready", {}) if isinstance(hello, dict) else {}
         return worker
 
-    def _run(self, worker: _Spawned, key: str, source: str, calls: list[tuple[Any, Any]],
+    def _run(self, worker: _Spawned, source: str, calls: list[tuple[Any, Any]],
              outcomes: list[CallOutcome]) -> int:
         """Send the calls, read one frame per call; return how many completed."""
-        request = {"key": key, "calls": [[sample, item] for sample, item in calls]}
-        if key not in worker.sources:
+        request: dict[str, Any] = {"key": worker.key, "calls": [[sample, item] for sample, item in calls]}
+        if not worker.loaded:
             request["source"] = source
         _write_frame(worker, request, time.monotonic() + self.limits.wall_time_s)
-        worker.sources.add(key)
+        worker.loaded = True
         for _ in calls:
             frame = _read_frame(worker, time.monotonic() + self.limits.wall_time_s)
             worker.calls += 1
@@ -277,11 +345,15 @@ def _outcome(frame: Any) -> CallOutcome:
     if frame.get("ok") is True:
         value = frame.get("value")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return CallOutcome(value=float(value), stdout=stdout)
-        raise WorkerFailed("server", "ProtocolError", "the worker sent a non-numeric value")
+            number = float(value) if isinstance(value, float) or abs(value) < 2**1000 else math.inf
+            if math.isfinite(number):
+                return CallOutcome(value=number, stdout=stdout)
+        raise WorkerFailed("server", "ProtocolError", "the worker sent a non-numeric or non-finite value")
     details = frame.get("details") if isinstance(frame.get("details"), str) else ""
     if frame.get("error") == "memory":
         return CallOutcome(error="server", error_type="MemoryError", details=details, stdout=stdout)
+    if frame.get("error") == "fatal":
+        return CallOutcome(error="server", error_type="WorkerError", details=details, stdout=stdout)
     return CallOutcome(error="runtime", error_type="RuntimeError", details=details, stdout=stdout)
 
 
@@ -362,7 +434,8 @@ def _kill(worker: _Spawned) -> None:
                 stream.close()
             except OSError:
                 pass
-    shutil.rmtree(worker.workdir, ignore_errors=True)
+    if worker.workdir:
+        shutil.rmtree(worker.workdir, ignore_errors=True)
 
 
 def _remove_stale_workdirs() -> None:
@@ -371,6 +444,29 @@ def _remove_stale_workdirs() -> None:
         owner = path.name.split("-")[2]
         if owner.isdigit() and not Path(f"/proc/{owner}").exists():
             shutil.rmtree(path, ignore_errors=True)
+
+
+def uses_python(spec: Any) -> bool:
+    """True if a grader spec (OpenAI JSON, or a parsed spec) runs python code anywhere in it."""
+    if hasattr(spec, "model_dump"):
+        spec = spec.model_dump()
+    if isinstance(spec, dict):
+        return spec.get("type") == "python" or any(uses_python(v) for v in spec.values())
+    if isinstance(spec, list):
+        return any(uses_python(v) for v in spec)
+    return False
+
+
+def sandbox_warning(spec: Any) -> str | None:
+    """One line to show where a grader's python code runs without the sandbox (None when sandboxed)."""
+    if not uses_python(spec):
+        return None
+    mode = sandbox_mode()
+    if mode == "off":
+        return "Python grader sandbox is OFF (RFT_SANDBOX=off): grader code runs with this user's access"
+    if mode != "bubblewrap":
+        return f"Python graders will be refused: the sandbox is {mode}"
+    return None
 
 
 _POOLS: weakref.WeakSet[PythonGraderPool] = weakref.WeakSet()

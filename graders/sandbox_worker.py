@@ -1,12 +1,16 @@
-"""The python-grader sandbox worker: a long-lived process that runs `grade(sample, item)` calls.
+"""The python-grader sandbox worker: a long-lived process that runs ONE grader's `grade(sample, item)` calls.
 
-Run as `python -I sandbox_worker.py '<json limits>'` by graders.sandbox; it must not import the
-graders package (it runs untrusted code, so it stays small and self-contained). Hardening happens
-before any user code runs: a new network namespace, resource limits, and (as root) a switch to the
-`nobody` user keeping only CAP_DAC_READ_SEARCH so RLIMIT_NPROC=0 applies and fork/threads fail.
+Run by graders.sandbox as `python -I -B sandbox_worker.py '<json config>'`, normally inside bubblewrap
+(namespaces, no capabilities, read-only runtime, seccomp: see graders.sandbox_bwrap). It must not import
+the graders package (it runs untrusted code, so it stays small and self-contained). Before any user code
+runs it adds the allowed site-packages, sets resource limits (address space = memory limit less the tmpfs
+sizes, file size, open files, no core, RLIMIT_NPROC=0), pins itself to one CPU and asks to die with its
+parent. The first request binds the worker to one grader key; a request for any other key is refused and
+the worker exits, so no state can pass from one grader to another. /tmp and /dev/shm are emptied after
+each request.
 
 Wire protocol on the inherited stdin/stdout pipes: frames of a 4-byte big-endian length + UTF-8 JSON.
-Parent -> worker: {"key", "source"?, "calls": [[sample, item], ...], "cpu_s"}.
+Parent -> worker: {"key", "source"?, "calls": [[sample, item], ...]}.
 Worker -> parent: first {"ready": report}, then one {"ok", "value"|"error", "details", "stdout"} per call.
 """
 
@@ -14,14 +18,15 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import hashlib
 import io
 import json
 import math
 import numbers
 import os
 import resource
+import shutil
 import signal
+import site
 import struct
 import sys
 import traceback
@@ -29,26 +34,12 @@ import traceback
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 PR_SET_PDEATHSIG = 1
-PR_SET_KEEPCAPS = 8
-PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-CAP_DAC_READ_SEARCH = 2
-NOBODY = 65534
 _BLOCKED_EVENTS = frozenset({
     "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
     "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
     "os.kill", "os.killpg", "pty.spawn",
 })
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
 class CappedWriter(io.TextIOBase):
@@ -82,72 +73,45 @@ class CappedWriter(io.TextIOBase):
         return text
 
 
-def _harden(limits: dict, parent_pid: int) -> dict:
-    """Isolate this process before any user code runs; return what was applied."""
+def _harden(config: dict) -> dict:
+    """Confine this process further before any user code runs; return what was applied."""
     libc = ctypes.CDLL(None, use_errno=True)
-    report: dict = {"network_namespace": False, "uid": os.getuid(), "nproc_limit": False, "notes": []}
-    is_root = os.geteuid() == 0
-    # 1. No network: an empty network namespace (only a down loopback).
-    flags = CLONE_NEWNET if is_root else CLONE_NEWUSER | CLONE_NEWNET
-    if libc.unshare(flags) == 0:
-        report["network_namespace"] = True
-    else:
-        report["notes"].append(f"unshare(network) failed: {os.strerror(ctypes.get_errno())}; sockets blocked by audit hook only")
-    # 2. Resource limits.
-    mem = int(limits["memory_bytes"])
+    sandboxed = config.get("sandbox") == "bubblewrap"
+    report: dict = {"sandbox": config.get("sandbox"), "uid": os.getuid(), "pid": os.getpid(),
+                    "network_namespace": sandboxed, "nproc_limit": False, "notes": []}
+    if not sandboxed:  # RFT_SANDBOX=off: at least try for an empty network namespace
+        flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
+        if libc.unshare(flags) == 0:
+            report["network_namespace"] = True
+        else:
+            report["notes"].append(f"unshare(network) failed: {os.strerror(ctypes.get_errno())}")
+    for path in config.get("site_dirs", []):
+        site.addsitedir(path)
+    mem = int(config["memory_bytes"])
+    report["address_space_bytes"] = mem
     for name, value in (
         ("RLIMIT_AS", mem),
-        ("RLIMIT_FSIZE", int(limits["file_size_bytes"])),
-        ("RLIMIT_NOFILE", int(limits["open_files"])),
+        ("RLIMIT_FSIZE", int(config["file_size_bytes"])),
+        ("RLIMIT_NOFILE", int(config["open_files"])),
         ("RLIMIT_CORE", 0),
+        ("RLIMIT_NPROC", 0),
     ):
         try:
             resource.setrlimit(getattr(resource, name), (value, value))
+            report["nproc_limit"] = report["nproc_limit"] or name == "RLIMIT_NPROC"
         except (ValueError, OSError) as exc:
             report["notes"].append(f"{name}: {exc}")
-    # 2b. One CPU (OpenAI's limit): pin to a single core, spreading workers over the allowed ones.
-    try:
+    try:  # one CPU (OpenAI's limit), spreading workers over the allowed ones
         allowed = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {allowed[os.getpid() % len(allowed)]})
+        os.sched_setaffinity(0, {allowed[int(config.get("cpu_index", 0)) % len(allowed)]})
         report["cpus"] = 1
     except (AttributeError, OSError) as exc:
         report["notes"].append(f"cpu affinity: {exc}")
-    # 3. No new processes or threads: RLIMIT_NPROC=0 (not enforced for root, hence the user switch).
-    try:
-        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-        report["nproc_limit"] = True
-    except (ValueError, OSError) as exc:
-        report["notes"].append(f"RLIMIT_NPROC: {exc}")
-    if is_root:
-        try:
-            _drop_root(libc)
-            report["uid"] = os.getuid()
-        except OSError as exc:
-            report["notes"].append(f"could not drop root: {exc}; fork is blocked only by the audit hook")
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    # 4. Die with the parent (set after the credential change, which clears it).
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:
+    if not sandboxed and os.getppid() != int(config.get("parent_pid", os.getppid())):  # parent already gone
         os._exit(0)
     return report
-
-
-def _drop_root(libc: ctypes.CDLL) -> None:
-    """Become `nobody`, keeping only CAP_DAC_READ_SEARCH so the interpreter's files stay readable."""
-    for cap in range(64):
-        if cap != CAP_DAC_READ_SEARCH:
-            libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    if libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS)")
-    os.setgroups([])
-    os.setresgid(NOBODY, NOBODY, NOBODY)
-    os.setresuid(NOBODY, NOBODY, NOBODY)
-    header = _CapHeader(0x20080522, 0)
-    data = (_CapData * 2)()
-    data[0].effective = data[0].permitted = 1 << CAP_DAC_READ_SEARCH
-    if libc.capset(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -156,14 +120,16 @@ def _audit(event: str, args: tuple) -> None:
 
 
 class Worker:
-    """Reads call batches, runs them, writes one result frame per call."""
+    """Reads call batches for its one grader, runs them, writes one result frame per call."""
 
-    def __init__(self, req_fd: int, resp_fd: int, limits: dict) -> None:
+    def __init__(self, req_fd: int, resp_fd: int, config: dict) -> None:
         self.req = os.fdopen(req_fd, "rb", buffering=1 << 16)
         self.resp_fd = resp_fd
-        self.cpu_s = float(limits["cpu_s"])
-        self.output = CappedWriter(int(limits["max_output_chars"]))
-        self.graders: dict[str, object] = {}
+        self.cpu_s = float(config["cpu_s"])
+        self.output = CappedWriter(int(config["max_output_chars"]))
+        self.scratch = [p for p in config.get("scratch", []) if isinstance(p, str)]
+        self.key: str | None = None
+        self.grade: object = None
 
     def send(self, obj: dict) -> None:
         data = json.dumps(obj, allow_nan=True).encode("utf-8")
@@ -180,13 +146,12 @@ class Worker:
         return json.loads(self.req.read(size).decode("utf-8"))
 
     def load(self, key: str, source: str | None) -> object:
-        """The cached `grade` function for a source (or an error string)."""
-        if key in self.graders:
-            return self.graders[key]
+        """Bind this worker to its one grader on the first request; the `grade` function (or an error string)."""
+        if self.key is not None:
+            return self.grade
         if source is None:
             return "worker lost the grader source"
-        if hashlib.sha256(source.encode("utf-8")).hexdigest() != key:
-            return "grader source does not match its key"
+        self.key = key
         namespace: dict = {"__name__": "grader", "__builtins__": __builtins__}
         try:
             exec(compile(source, "<grader>", "exec"), namespace)  # noqa: S102 - the sandbox's purpose
@@ -196,9 +161,7 @@ class Worker:
             raise
         except BaseException:  # noqa: BLE001 - user code may raise anything, SystemExit included
             result = "loading the grader failed:\n" + _tail(traceback.format_exc())
-        if len(self.graders) >= 16:
-            self.graders.pop(next(iter(self.graders)))
-        self.graders[key] = result
+        self.grade = result
         return result
 
     def run_call(self, grade: object, sample: object, item: object) -> dict:
@@ -225,25 +188,59 @@ class Worker:
             if request is None:
                 return
             try:
+                if self.key is not None and request.get("key") != self.key:
+                    self.send({"ok": False, "error": "fatal", "details": "this worker runs one grader only"})
+                    os._exit(4)
                 grade = self.load(request["key"], request.get("source"))
                 for sample, item in request["calls"]:
                     self.send(self.run_call(grade, sample, item))
             except MemoryError:
-                self.graders.clear()
+                self.grade = None
                 gc.collect()
                 self.send({"ok": False, "error": "memory", "details": "MemoryError: the grader ran out of memory"})
                 os._exit(3)  # a fresh worker replaces this one; the heap may be fragmented
+            self.clear_scratch()
+
+    def clear_scratch(self) -> None:
+        """Empty the private /tmp and /dev/shm, so a request's files (and their memory) end with it."""
+        for directory in self.scratch:
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+                except OSError:
+                    pass
 
 
 def _check_value(value: object, stdout: str) -> dict:
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        if math.isfinite(number):
-            return {"ok": True, "value": number}
-        return {"ok": False, "error": "runtime", "details": f"grade() returned {number}", "stdout": stdout}
-    shown = repr(value)[:200] if value is not None else "None"
-    return {"ok": False, "error": "runtime",
-            "details": f"grade() must return a number, got {type(value).__name__}: {shown}", "stdout": stdout}
+    """A finite real number (bool is not one) is a result; anything else is a runtime error saying why."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            kind = "bool" if isinstance(value, bool) else type(value).__name__
+            shown = repr(value)[:200] if value is not None else "None"
+            return {"ok": False, "error": "runtime",
+                    "details": f"grade() must return a number, got {kind}: {shown}", "stdout": stdout}
+        try:
+            number = float(value)
+        except OverflowError:
+            return {"ok": False, "error": "runtime",
+                    "details": f"grade() returned a number too large for a float: {type(value).__name__} of "
+                               f"{int(value).bit_length()} bits", "stdout": stdout}
+        if not isinstance(number, float) or not math.isfinite(number):
+            return {"ok": False, "error": "runtime", "details": f"grade() returned {number}", "stdout": stdout}
+        return {"ok": True, "value": number}
+    except MemoryError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a user type's __float__ / __repr__ may raise anything
+        return {"ok": False, "error": "runtime",
+                "details": f"grade() returned a value that is not a usable number ({type(exc).__name__})",
+                "stdout": stdout}
 
 
 def _tail(text: str, limit: int = 3000) -> str:
@@ -251,13 +248,13 @@ def _tail(text: str, limit: int = 3000) -> str:
 
 
 def main() -> None:
-    limits = json.loads(sys.argv[1])
+    config = json.loads(sys.argv[1])
     req_fd, resp_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    report = _harden(limits, int(limits["parent_pid"]))
-    worker = Worker(req_fd, resp_fd, limits)
+    report = _harden(config)
+    worker = Worker(req_fd, resp_fd, config)
     sys.stdout = sys.stderr = worker.output  # type: ignore[assignment]
     sys.stdin = io.StringIO()
     sys.addaudithook(_audit)

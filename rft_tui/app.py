@@ -149,7 +149,10 @@ class RftApp(App[None]):
         failures = 0
         while True:
             try:
-                await self.client.health()
+                health = await self.client.health()
+                if health.sandbox and health.sandbox != "bubblewrap" and "SANDBOX" not in self.sub_title:
+                    mode = health.sandbox.split(":")[0].upper()  # OFF | UNAVAILABLE
+                    self.sub_title = f"{self.sub_title} · PYTHON GRADER SANDBOX {mode}".lstrip(" ·")
                 failures = 0
                 self.post_message(StreamState(True))
                 async for event in self.client.stream():

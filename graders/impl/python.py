@@ -17,7 +17,8 @@ MAX_CHUNK = 256
 
 
 class PythonEngine(Engine):
-    """Reward = grade()'s value clamped to [0, 1]; errors are flagged as OpenAI flags them."""
+    """Reward = grade()'s value; outside [0, 1] it is clamped and flagged (python_grader_out_of_range_error);
+    errors are flagged as OpenAI flags them. Each result says which sandbox the grader ran in."""
 
     type = "python"
 
@@ -39,15 +40,24 @@ class PythonEngine(Engine):
             outcomes = pool.grade(self.source, chunk)
             return outcomes, (time.perf_counter() - start) / max(1, len(chunk))
 
+        mode = getattr(pool, "mode", None)
+        sandbox = None if mode is None or mode.startswith("unavailable") else mode
         results: list[GraderResult] = []
         for outcomes, each in runtime.map(run, chunks, concurrency=workers):
-            results.extend(self._result(outcome, each) for outcome in outcomes)
+            results.extend(self._result(outcome, each, sandbox) for outcome in outcomes)
         return results
 
-    def _result(self, outcome: CallOutcome, elapsed: float) -> GraderResult:
+    def _result(self, outcome: CallOutcome, elapsed: float, sandbox: str | None) -> GraderResult:
         if outcome.error is None and outcome.value is not None:
-            return GraderResult(min(1.0, max(0.0, outcome.value)), self.name, self.type, execution_time=elapsed)
+            value = outcome.value
+            result = GraderResult(min(1.0, max(0.0, value)), self.name, self.type, execution_time=elapsed)
+            if not 0.0 <= value <= 1.0:
+                result.flag("python_grader_out_of_range_error",
+                            f"grade() returned {value!r}, outside [0, 1]; clamped to {result.reward}")
+            result.sandbox = sandbox
+            return result
         result = GraderResult(0.0, self.name, self.type, execution_time=elapsed)
+        result.sandbox = sandbox
         details = outcome.details or ""
         if outcome.stdout:
             details += "\n--- grader output ---\n" + outcome.stdout[-2000:]

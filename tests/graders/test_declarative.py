@@ -117,6 +117,7 @@ def test_result_json_shape() -> None:
     assert set(data["metadata"]["errors"]) == {
         "formula_parse_error", "invalid_variable_error", "model_grader_parse_error", "model_grader_refusal_error",
         "model_grader_server_error", "model_grader_server_error_details", "other_error",
+        "python_grader_out_of_range_error", "python_grader_out_of_range_error_details",
         "python_grader_runtime_error", "python_grader_runtime_error_details", "python_grader_server_error",
         "python_grader_server_error_type", "sample_parse_error", "truncated_observation_error",
         "unresponsive_reward_error",

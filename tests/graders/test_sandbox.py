@@ -10,13 +10,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from graders import BatchGrader, PythonGraderPool, SandboxLimits, run_grader
+from graders import BatchGrader, PythonGraderPool, SandboxLimits, run_grader, sandbox_bwrap
 from graders.impl.python import PythonEngine
 from graders.impl.base import Runtime
 from graders.spec import parse_grader
 from graders.templates import SampleContext
 
 WALL = 1.5
+
+
+pytestmark = pytest.mark.skipif(sandbox_bwrap.sandbox_mode() != "bubblewrap",
+                                reason=f"the grader sandbox is {sandbox_bwrap.sandbox_mode()}")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +96,7 @@ def test_network_is_unreachable(pool: PythonGraderPool) -> None:
     assert result.errors == {"python_grader_runtime_error"}
     assert raw.reward == 1.0, "raw connect() to 127.0.0.1 succeeded inside the sandbox"
     report = pool.worker_report()
-    assert report["network_namespace"] is True or report["notes"]
+    assert report["network_namespace"] is True and report["sandbox"] == "bubblewrap"
 
 
 def test_huge_print_is_capped_and_does_not_hang(pool: PythonGraderPool) -> None:
@@ -117,12 +121,15 @@ def test_sys_exit_is_a_runtime_error(pool: PythonGraderPool) -> None:
 @pytest.mark.parametrize(
     ("ret", "reward", "errors"),
     [
+        ("0.25", 0.25, set()),
+        ("1", 1.0, set()),
+        ("7.5", 1.0, {"python_grader_out_of_range_error"}),
+        ("1e308", 1.0, {"python_grader_out_of_range_error"}),
+        ("-2", 0.0, {"python_grader_out_of_range_error"}),
         ("float('nan')", 0.0, {"python_grader_runtime_error"}),
         ("float('inf')", 0.0, {"python_grader_runtime_error"}),
-        ("7.5", 1.0, set()),
-        ("-2", 0.0, set()),
-        ("0.25", 0.25, set()),
-        ("True", 1.0, set()),
+        ("True", 0.0, {"python_grader_runtime_error"}),
+        ("10**400", 0.0, {"python_grader_runtime_error"}),
         ("'high'", 0.0, {"python_grader_runtime_error"}),
         ("None", 0.0, {"python_grader_runtime_error"}),
         ("[1]", 0.0, {"python_grader_runtime_error"}),
@@ -131,6 +138,21 @@ def test_sys_exit_is_a_runtime_error(pool: PythonGraderPool) -> None:
 def test_return_values(pool: PythonGraderPool, ret: str, reward: float, errors: set[str]) -> None:
     result = grade(pool, f"return {ret}")
     assert result.reward == reward and result.errors == errors
+    if errors:
+        detail = next(iter(result.details.values()))
+        assert "grade() " in detail, detail  # the error says what the grader returned
+    assert_pool_recovers(pool)
+
+
+def test_out_of_range_is_counted_per_grader_with_the_clamped_reward() -> None:
+    spec = {"type": "python", "name": "p", "source": "def grade(s, i):\n    return float(s['output_text'])\n"}
+    with BatchGrader(spec, max_workers=1) as batch:
+        result = batch.grade(["-5", "0.5", "3"], [{}, {}, {}])
+    assert result.rewards == [0.0, 0.5, 1.0]
+    assert result.errors == {"python_grader_out_of_range_error": 2}
+    wire = result.results[2].to_dict()["metadata"]
+    assert wire["errors"]["python_grader_out_of_range_error"] is True
+    assert "3.0" in wire["errors"]["python_grader_out_of_range_error_details"]
 
 
 def test_exception_details_show_the_graders_traceback(pool: PythonGraderPool) -> None:
@@ -142,11 +164,10 @@ def test_exception_details_show_the_graders_traceback(pool: PythonGraderPool) ->
 def test_writes_are_limited(pool: PythonGraderPool) -> None:
     big = grade(pool, "open('out.bin', 'wb').write(b'x' * (64 * 1024 * 1024))\nreturn 1")
     assert big.errors == {"python_grader_runtime_error"}
-    if os.geteuid() == 0:
-        report = pool.worker_report()
-        assert report["uid"] == 65534, report
-        outside = grade(pool, f"open({os.path.abspath(__file__ + '.sandbox-write')!r}, 'w')\nreturn 1")
-        assert outside.errors == {"python_grader_runtime_error"}
+    assert pool.worker_report()["uid"] == 65534
+    target = os.path.abspath(__file__ + ".sandbox-write")
+    outside = grade(pool, f"open({target!r}, 'w')\nreturn 1")
+    assert outside.errors == {"python_grader_runtime_error"} and not os.path.exists(target)
 
 
 def test_environment_is_empty(pool: PythonGraderPool) -> None:
@@ -193,7 +214,7 @@ def test_batch_grader_closes_its_workers() -> None:
     spec = {"type": "python", "name": "p", "source": "def grade(s, i):\n    return len(s['output_text']) / 10\n"}
     with BatchGrader(spec, max_workers=2) as batch:
         result = batch.grade(["a" * i for i in range(20)], [{}] * 20)
-        pids = [w.proc.pid for w in batch._pool._all]  # type: ignore[union-attr]
+        pids = batch._pool.worker_pids()  # type: ignore[union-attr]
     assert result.rewards == [min(1.0, i / 10) for i in range(20)]
     assert pids
     for pid in pids:
@@ -211,7 +232,7 @@ def test_workers_die_with_their_parent(tmp_path) -> None:
               "from graders import PythonGraderPool\n"
               "p = PythonGraderPool(1)\n"
               "p.grade('def grade(s, i):\\n    return 1\\n', [({'output_text': ''}, {})])\n"
-              "print([w.proc.pid for w in p._all], flush=True)\n"
+              "print(p.worker_pids(), flush=True)\n"
               "import os; os._exit(0)\n") % os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     pids = eval(out.stdout.strip())  # a list of ints printed by the child
@@ -234,3 +255,133 @@ def _alive(pid: int) -> bool:
 def test_each_worker_runs_on_one_cpu(pool: PythonGraderPool) -> None:
     result = grade(pool, "import os\nreturn 1.0 if len(os.sched_getaffinity(0)) == 1 else 0.0")
     assert result.reward == 1.0 and not result.errors
+
+
+# -- one grader per worker, a bounded warm pool ---------------------------------------------------
+
+POISON = """
+import builtins, math, sys, gc
+builtins.float = lambda *a: 1.0
+math.isclose = lambda *a, **k: True
+sys.modules['__main__'].__dict__['grade'] = lambda s, i: 1.0
+for obj in gc.get_objects():
+    if type(obj).__name__ == 'Worker' and hasattr(obj, 'send'):
+        obj.grade = lambda s, i: 1.0
+        obj.key = None
+def grade(sample, item):
+    return 1.0
+"""
+HONEST = "import math\ndef grade(sample, item):\n    return float(math.isclose(len(sample['output_text']), 99))\n"
+
+
+def test_a_worker_runs_one_grader_and_poisoning_does_not_reach_another(pool: PythonGraderPool) -> None:
+    call = [({"output_text": "x"}, {})]
+    for _ in range(3):
+        pool.grade(POISON, call)  # A's own later calls may break (it unbound its worker); B must not
+        assert pool.grade(HONEST, call)[0].value == 0.0, "grader A's patches reached grader B"
+    keys = {w.key for w in pool._all}
+    assert len(keys) == len(pool._all), "two live workers share a grader key"
+
+
+def test_the_pool_stays_bounded_and_evicts_the_least_recently_used_grader() -> None:
+    sources = [f"def grade(s, i):\n    return {k / 10}\n" for k in range(4)]
+    with PythonGraderPool(size=2) as small:
+        for k, source in enumerate(sources):
+            assert small.grade(source, [({}, {})])[0].value == k / 10
+            assert len(small.worker_pids()) <= 2
+        warm = {w.key for w in small._all}
+        assert len(warm) == 2
+        # the two most recent graders stayed warm: grading them again starts nothing
+        before = set(small.worker_pids())
+        small.grade(sources[3], [({}, {})])
+        small.grade(sources[2], [({}, {})])
+        assert set(small.worker_pids()) == before
+
+
+def test_a_worker_refuses_another_graders_key(pool: PythonGraderPool) -> None:
+    from graders.sandbox import _read_frame, _write_frame
+
+    source = "def grade(s, i):\n    return 0.5\n"
+    assert pool.grade(source, [({}, {})])[0].value == 0.5
+    key = next(iter({w.key for w in pool._all}))
+    worker = pool._acquire(key)
+    try:
+        deadline = time.monotonic() + 5
+        _write_frame(worker, {"key": "another-grader", "source": "def grade(s, i):\n    return 1.0\n",
+                              "calls": [[{}, {}]]}, deadline)
+        frame = _read_frame(worker, deadline)
+        assert frame["error"] == "fatal" and "one grader" in frame["details"]
+        assert worker.proc.wait(timeout=5) is not None
+    finally:
+        pool._release(worker, True)
+
+
+def test_scratch_is_private_limited_and_emptied_after_each_request(pool: PythonGraderPool) -> None:
+    fill = grade(pool, "open('/dev/shm/fill', 'wb').write(b'x' * (100 * 1024 * 1024))\nreturn 1")
+    assert fill.errors == {"python_grader_runtime_error"}  # EFBIG / ENOSPC, not host memory
+    assert not os.path.exists("/dev/shm/fill")
+    keep = "import os\ndef grade(s, i):\n    seen = os.listdir('/tmp')\n    open('/tmp/k', 'w').write('1')\n" \
+           "    return 0.0 if seen else 1.0\n"
+    assert pool.grade(keep, [({}, {})])[0].value == 1.0
+    assert pool.grade(keep, [({}, {})])[0].value == 1.0, "a file from the previous request survived"
+
+
+def test_the_sandbox_sees_only_the_runtime(pool: PythonGraderPool) -> None:
+    body = ("import os\nroots = sorted(os.listdir('/'))\n"
+            "procs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+            "return 1.0 if not os.path.exists('/home') and not os.path.exists('/etc/passwd') "
+            "and len(procs) <= 2 else 0.0")
+    result = grade(pool, body)
+    assert result.reward == 1.0 and not result.errors
+    assert result.sandbox == "bubblewrap"
+    assert result.to_dict()["metadata"]["sandbox"] == "bubblewrap"
+
+
+def test_seccomp_program_is_built_for_known_architectures_only() -> None:
+    for arch in ("x86_64", "aarch64"):
+        program = sandbox_bwrap.seccomp_program(arch)
+        assert program and len(program) % 8 == 0
+    with pytest.raises(ValueError, match="riscv"):
+        sandbox_bwrap.seccomp_program("riscv64")
+
+
+def test_address_space_leaves_room_for_the_tmpfs() -> None:
+    limits = SandboxLimits(memory_bytes=2 * 1024**3)
+    assert limits.address_space_bytes == 2 * 1024**3 - limits.tmp_bytes - limits.shm_bytes
+
+
+# -- fail closed, and the explicit opt-out -----------------------------------------------------------
+
+
+def test_without_bubblewrap_python_graders_are_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFT_BWRAP", "/nonexistent/bwrap")
+    with PythonGraderPool(size=1) as refused:
+        assert refused.mode.startswith("unavailable: bubblewrap is not installed")
+        result = grade(refused, "return 1.0")
+    assert result.reward == 0.0 and result.errors == {"python_grader_server_error"}
+    wire = result.to_dict()["metadata"]
+    assert wire["errors"]["python_grader_server_error_type"] == "SandboxUnavailable"
+    line = wire["scores"]["other_error_details"]
+    assert "\n" not in line and "apt-get install bubblewrap" in line and "RFT_SANDBOX=off" in line
+    assert "sandbox" not in wire
+
+
+def test_a_namespace_failure_names_the_sysctl(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely because the "
+                    "kernel does not allow non-privileged user namespaces.' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("RFT_BWRAP", str(fake))
+    mode = sandbox_bwrap.sandbox_mode()
+    assert mode.startswith("unavailable: bubblewrap cannot create a user namespace")
+    assert "kernel.unprivileged_userns_clone=1" in mode and "RFT_SANDBOX=off" in mode
+
+
+def test_sandbox_off_runs_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFT_SANDBOX", "off")
+    with PythonGraderPool(size=1) as off:
+        assert off.mode == "off"
+        result = grade(off, "return 0.75")
+        assert off.worker_report()["sandbox"] == "off"
+    assert result.reward == 0.75 and not result.errors
+    assert result.to_dict()["metadata"]["sandbox"] == "off"
