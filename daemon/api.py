@@ -81,6 +81,7 @@ class DaemonStatusFile(WireModel):
     home: str | None = None
     pid_start_time: float | None = None
 
+    sandbox: str | None = None  # python graders: "bubblewrap" | "off" | "unavailable: <reason and fix>"
 
 # --------------------------------------------------------------------------------------------
 # Files
@@ -599,6 +600,8 @@ class GraderValidateResponse(WireModel):
     grader: dict[str, Any] | None = None
     errors: list[str] = []
     item_fields: list[str] = []
+    python_grader_out_of_range_error: bool = False  # the reward was clamped to [0, 1] (kept, not zeroed)
+    python_grader_out_of_range_error_details: str | None = None
 
 
 class GraderTestRequest(StrictRequest):
@@ -613,6 +616,7 @@ class GraderTestRequest(StrictRequest):
 class GraderTestExample(WireModel):
     line: int
     sample: str
+    sandbox: str | None = None  # python graders: "bubblewrap" or "off" (RFT_SANDBOX=off)
     reward: float
     errors: list[str] = []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -18,9 +19,13 @@ async def health(request: Request) -> api.Health:
     ctx = ctx_of(request)
     counts = {r["status"]: r["n"] for r in ctx.store.query(
         "SELECT status, COUNT(*) AS n FROM jobs WHERE status IN ('running', 'queued') GROUP BY status")}
+    from graders.sandbox_bwrap import sandbox_mode  # probed once per process (bwrap start), off the loop
+
+    sandbox = await asyncio.get_running_loop().run_in_executor(None, sandbox_mode)
     return api.Health(version=__version__, pid=os.getpid(), uptime_s=round(time.time() - ctx.started_at, 3),
                       started_at=int(ctx.started_at), home=str(ctx.paths.home), socket=ctx.socket_path,
-                      running_jobs=counts.get("running", 0), queued_jobs=counts.get("queued", 0))
+                      running_jobs=counts.get("running", 0), queued_jobs=counts.get("queued", 0),
+                      sandbox=sandbox)
 
 
 @router.post("/v1/shutdown")

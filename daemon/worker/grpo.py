@@ -301,6 +301,10 @@ class TrainingRun:
             self.reporter.started(int(hp["max_steps"]), message=(
                 f"Training {model_id} with LoRA r={hp['lora_r']} ({trainable:,} of {total:,} parameters trainable) "
                 f"on {len(train_rows)} rows, {self.world} process(es), {where}"))
+            from graders import sandbox_warning  # python grader sandbox off (or missing): say so at job start
+
+            if warning := sandbox_warning(spec["grader"]):
+                self.reporter.event(warning, level="warn")
         try:
             self.flags.training_started()
             early = self.stop_action()  # asked while we loaded: stop now, nothing new to save

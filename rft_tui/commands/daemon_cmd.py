@@ -85,7 +85,8 @@ def status(obj: CliContext, as_json: bool) -> None:
         return
     print_kv([("status", "running"), ("pid", h.pid), ("version", h.version), ("socket", st.socket),
               ("tcp", st.tcp or "-"), ("home", h.home), ("uptime", fmt_duration(h.uptime_s)),
-              ("running jobs", h.running_jobs), ("queued jobs", h.queued_jobs)])
+              ("running jobs", h.running_jobs), ("queued jobs", h.queued_jobs),
+              ("grader sandbox", h.sandbox or "-")])
 
 
 @group.command()
