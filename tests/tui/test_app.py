@@ -72,6 +72,36 @@ async def test_help_lists_the_active_keys_of_the_screen_with_what_they_do(shared
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
 
 
+@pytest.mark.parametrize("open_screen", ["jobs", "job", "files", "graders", "new_job"])
+async def test_help_opens_at_the_top_at_80x24(shared_recorded_daemon, open_screen: str) -> None:
+    """Help shows its title and first key rows first (this screen's own keys, not Textual's tab/copy), on every screen."""
+    from rft_tui.screens.help import HelpScreen
+
+    app = make_app(shared_recorded_daemon)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.screen.table.row_count == len(recorded.JOBS))
+        opener = {"job": lambda: app.action_open_job(recorded.SUCCEEDED), "files": app.action_open_files,
+                  "graders": app.action_open_graders, "new_job": app.action_new_job}.get(open_screen)
+        if opener is not None:
+            opener()
+            await until(pilot, lambda: len(app.screen_stack) == 2, what=f"the {open_screen} screen")
+        await pilot.pause()
+        app.set_focus(None)  # no focused Input: `?` is a key, not a character to type
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        help_screen = app.screen
+        await until(pilot, lambda: help_screen.at_top, what="help at its first row")
+        assert help_screen.query_one("#help-title").region.height == 1
+        first = help_screen.rows[0]
+        assert first[2], first  # a key of ours, with its tooltip, not Textual's "Focus Next"
+        assert "Focus Next" not in [r[1] for r in help_screen.rows[:5]]
+        await pilot.press("end")  # scrolled away and closed, it opens at the top again
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen), what="help to close")
+        await pilot.press("f1")  # (focus went back to the form's Input, where `?` is a character)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.at_top, what="help again")
+
+
 async def test_command_palette_offers_the_screens_commands(shared_recorded_daemon) -> None:
     from textual.command import CommandPalette
 
