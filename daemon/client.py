@@ -6,6 +6,7 @@ up a stale file and raises typed errors. No torch, no SQLite: the TUI and CLI on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -151,6 +152,11 @@ class _Api(Generic[R]):
     def list_files(self, after: str | None = None, limit: int = 100) -> Any:
         return self._call("GET", "/v1/files", api.ListObject[api.FileObject], params=_params(after=after, limit=limit))
 
+    def find_file(self, sha256: str) -> Any:
+        """The stored file with this content hash, or None (`GET /v1/files?sha256=`)."""
+        page = self._call("GET", "/v1/files", api.ListObject[api.FileObject], params={"sha256": sha256, "limit": 1})
+        return _same_content(page.data, sha256)
+
     def get_file(self, file_id: str) -> Any:
         return self._call("GET", f"/v1/files/{file_id}", api.FileObject)
 
@@ -244,6 +250,20 @@ class _Api(Generic[R]):
                           json=api.GraderFileSave(content=content, expected_modified_at=expected_modified_at))
 
 
+def _same_content(files: list[api.FileObject], sha256: str) -> api.FileObject | None:
+    """The file whose hash matches (a daemon that ignores the `sha256` filter returns others)."""
+    return next((f for f in files if f.sha256 == sha256), None)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The content hash the daemon files a dataset under (so a stored file is never sent twice)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _transport_error(endpoint: Endpoint, method: str, path: str, e: Exception) -> DaemonError:
     """A request that got no HTTP answer, as the typed error a caller can print in one line."""
     if isinstance(e, (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError)):
@@ -325,6 +345,18 @@ class Client(_Api[Any]):
             body: Any = _ProgressReader(f, on_progress) if on_progress else f
             return self._call("POST", "/v1/files", api.FileObject, files={"file": (Path(path).name, body)},
                               data=data, timeout=None)
+
+    def add_file(self, path: str, purpose: str = "fine-tune", force: bool = False,
+                 on_progress: Callable[[int], None] | None = None) -> api.FileObject:
+        """A local file into the store: hash it here, ask the daemon, upload only if it lacks those bytes.
+
+        Works against a daemon on another machine (--ssh, --url): bytes travel, never a local path. A stored copy
+        kept with errors (`force`) is only reused when `force` is asked for again, so errors are still reported.
+        """
+        stored = self.find_file(file_sha256(path))
+        if stored is not None and (force or not stored.status_details):
+            return stored  # type: ignore[no-any-return]
+        return self.upload_file(path, purpose=purpose, force=force, on_progress=on_progress)
 
     def stream(self, job_id: str | None = None) -> Iterator[api.StreamEvent]:
         """Server-sent events, forever (until the caller stops iterating or the daemon goes away)."""

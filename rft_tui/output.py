@@ -29,16 +29,35 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
 
 
+def stdout_is_terminal() -> bool:
+    return click.get_text_stream("stdout").isatty()
+
+
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+    """A table sized to the terminal; the first column (ids) never wraps. Without a terminal: `print_lines`."""
+    if not stdout_is_terminal():
+        if title:
+            click.echo(title)
+        print_lines(headers, rows)
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False, box=None)
-    for h in headers:
-        table.add_column(h, overflow="fold")
+    for i, h in enumerate(headers):
+        table.add_column(h, overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
     Console(soft_wrap=False).print(table)
+
+
+def print_lines(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """One line per row, columns aligned, never wrapped or cut (pipes, logs, `grep`, `awk '{print $1}'`)."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None or v == "" else " ".join(str(v).split()) for v in row]
+                                           for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for r in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def print_kv(pairs: Iterable[tuple[str, Any]]) -> None:
@@ -84,6 +103,43 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
 
 
+def load_grader(path: str, param_hint: str) -> dict[str, Any]:
+    """The grader spec in `path`; parse errors name the argument the user typed (`GRADER`, `-g/--grader`)."""
+    from rft_tui.grader_files import load_grader_dict
+
+    try:
+        return load_grader_dict(path)
+    except click.BadParameter as e:
+        e.param_hint = param_hint
+        raise
+
+
+# API request fields whose CLI argument has another name (the rest match a click parameter's name).
+API_PARAM_ALIASES: dict[str, tuple[str, ...]] = {
+    "grader": ("grader_file", "grader"), "fine_tuning_job_id": ("job_id",), "file_id": ("file_id", "file"),
+    "path": ("file", "paths", "path"), "against": ("against",),
+}
+
+
+def cli_param_name(api_param: str) -> str:
+    """The command-line argument behind an API error's `param`, as the user typed it (`-t/--training-file`)."""
+    ctx = click.get_current_context(silent=True)
+    name = api_param.removeprefix("method.reinforcement.")
+    if name.startswith("hyperparameters."):
+        return f"--hp {name.split('.', 1)[1]}"
+    if ctx is None:
+        return api_param
+    head = name.split(".")[0]
+    by_name = {p.name: p for p in ctx.command.params}
+    for candidate in API_PARAM_ALIASES.get(head, (head,)):
+        param = by_name.get(candidate)
+        if isinstance(param, click.Option):
+            return "/".join(sorted(param.opts, key=len))
+        if isinstance(param, click.Argument):
+            return param.human_readable_name
+    return api_param
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn client errors into one clear line on stderr and exit code 1 (never a traceback)."""
 
@@ -92,7 +148,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except ApiRequestError as e:
-            where = f" [{e.param}]" if e.param else ""
+            where = f" [{cli_param_name(e.param)}]" if e.param else ""
             click.echo(f"Error{where}: {e.error.message}", err=True)
             sys.exit(1)
         except DaemonNotRunning as e:

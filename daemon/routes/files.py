@@ -46,11 +46,15 @@ async def file_rows(request: Request, file_id: str, offset: int = 0, limit: int 
 
 @router.get("/v1/files", response_model=api.ListObject[api.FileObject])
 async def list_files(request: Request, after: str | None = None, limit: int = 100,
-                     purpose: str | None = None) -> api.ListObject[api.FileObject]:
+                     purpose: str | None = None, sha256: str | None = None) -> api.ListObject[api.FileObject]:
     ctx = ctx_of(request)
     if not 1 <= limit <= 10_000:
         raise bad_request("limit must be between 1 and 10000", param="limit")
-    rows = ctx.store.list_file_rows(after=after, limit=limit + 1)
+    if sha256 is not None:  # "is this content stored?": clients hash locally and upload only when it is not
+        found = ctx.store.file_by_sha(sha256.lower())
+        rows = [found] if found is not None else []
+    else:
+        rows = ctx.store.list_file_rows(after=after, limit=limit + 1)
     data = [ctx.store.file_object(r) for r in rows[:limit] if purpose is None or r["purpose"] == purpose]
     return api.ListObject[api.FileObject](data=data, has_more=len(rows) > limit,
                                           first_id=data[0].id if data else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -10,13 +11,39 @@ import click
 
 from daemon.client import Client, DaemonNotRunning, read_status
 from rft_tui import daemon_control
-from rft_tui.cli import CliContext, pass_ctx
+from rft_tui.context import CliContext, pass_ctx
 from rft_tui.output import fmt_duration, handle_errors, json_option, print_json, print_kv
 
 
 @click.group("daemon")
 def group() -> None:
     """Run and inspect the local daemon (one per user and RFT_HOME)."""
+
+
+def run_on_ssh_host(obj: CliContext, args: list[str]) -> None:
+    """With --ssh, `daemon ...` runs on that host against its own daemon (output passed through), then exits."""
+    if obj.ssh is None:
+        return
+    cmd = obj.ssh.remote_argv(["daemon", *args])
+    try:
+        rc = subprocess.call(cmd, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise DaemonNotRunning(f"cannot run {cmd[0]}: {e}") from e
+    if rc == 127:
+        raise DaemonNotRunning(obj.ssh.not_found_message())
+    sys.exit(rc)
+
+
+def _flags(**flags: object) -> list[str]:
+    """`--name value` / `--flag` for the arguments that were given (to repeat a command on the --ssh host)."""
+    out: list[str] = []
+    for name, value in flags.items():
+        opt = "--" + name.replace("_", "-")
+        if value is True:
+            out.append(opt)
+        elif value not in (None, False):
+            out += [opt, str(value)]
+    return out
 
 
 @group.command()
@@ -28,6 +55,7 @@ def group() -> None:
 @handle_errors
 def start(obj: CliContext, foreground: bool, tcp: str | None, log_level: str, as_json: bool) -> None:
     """Start the daemon (in the background unless --foreground)."""
+    run_on_ssh_host(obj, ["start", *_flags(foreground=foreground, tcp=tcp, log_level=log_level, json=as_json)])
     paths = obj.paths.ensure()
     if daemon_control.is_running(paths):
         status = read_status(paths)
@@ -57,6 +85,7 @@ def start(obj: CliContext, foreground: bool, tcp: str | None, log_level: str, as
 @handle_errors
 def stop(obj: CliContext, as_json: bool) -> None:
     """Stop the daemon: ask over the API, wait, then SIGTERM, then SIGKILL. Workers keep running."""
+    run_on_ssh_host(obj, ["stop", *_flags(json=as_json)])
     stopped = daemon_control.stop(obj.paths)
     if as_json:
         print_json({"stopped": stopped})
@@ -70,6 +99,7 @@ def stop(obj: CliContext, as_json: bool) -> None:
 @handle_errors
 def status(obj: CliContext, as_json: bool) -> None:
     """Show whether the daemon runs, its pid, socket, version and uptime."""
+    run_on_ssh_host(obj, ["status", *_flags(json=as_json)])
     try:
         st = read_status(obj.paths)
     except DaemonNotRunning as e:
@@ -96,6 +126,7 @@ def status(obj: CliContext, as_json: bool) -> None:
 @handle_errors
 def restart(obj: CliContext, tcp: str | None, as_json: bool) -> None:
     """Stop and start the daemon; running workers are re-adopted."""
+    run_on_ssh_host(obj, ["restart", *_flags(tcp=tcp, json=as_json)])
     daemon_control.stop(obj.paths)
     pid = daemon_control.start_background(obj.paths, tcp=tcp)
     if as_json:
@@ -108,8 +139,10 @@ def restart(obj: CliContext, tcp: str | None, as_json: bool) -> None:
 @click.option("-n", "--lines", default=50, show_default=True)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @pass_ctx
+@handle_errors
 def logs(obj: CliContext, lines: int, follow: bool) -> None:
     """Print the daemon's log."""
+    run_on_ssh_host(obj, ["logs", *_flags(lines=lines, follow=follow)])
     path = obj.paths.daemon_log
     for line in daemon_control.tail_log(path, lines):
         click.echo(line)

@@ -19,7 +19,7 @@ import click
 
 from daemon import api
 from daemon.client import Client
-from rft_tui.cli import CliContext, pass_ctx
+from rft_tui.context import CliContext, pass_ctx
 from rft_tui.commands.jobs import JobChanges
 from rft_tui.output import fmt_duration, fmt_float, handle_errors, json_option, print_json, print_table
 
@@ -35,8 +35,8 @@ PRINT_EVERY = 10  # progress lines: one per 10 steps
 
 def build_model(obj: CliContext, quiet: bool) -> None:
     """Build the built-in model in a subprocess (its progress bar goes to our stderr)."""
-    if obj.socket or obj.url:
-        return  # a remote daemon builds it on its own machine when the job starts
+    if obj.socket or obj.remote:
+        return  # that daemon builds it on its own machine when the job starts
     cmd = [sys.executable, "-m", "daemon.models", "--home", str(obj.paths.home)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None, text=True)
     if proc.returncode != 0:
@@ -47,8 +47,8 @@ def start_demo_job(client: Client, max_steps: int | None, seed: int) -> api.Fine
     for name in ("train.jsonl", "valid.jsonl", "grader.json"):
         if not (EXAMPLES / name).is_file():
             raise click.ClickException(f"demo file missing: {EXAMPLES / name}")
-    train = client.import_file(str(EXAMPLES / "train.jsonl")).id
-    valid = client.import_file(str(EXAMPLES / "valid.jsonl")).id
+    train = client.add_file(str(EXAMPLES / "train.jsonl")).id  # bytes, not paths: the daemon may be remote
+    valid = client.add_file(str(EXAMPLES / "valid.jsonl")).id
     grader = json.loads((EXAMPLES / "grader.json").read_text())
     hp = dict(DEMO_HYPERPARAMETERS)
     if max_steps:
@@ -110,6 +110,10 @@ def summary(client: Client, job: api.FineTuningJob) -> dict[str, Any]:
 @handle_errors
 def command(obj: CliContext, no_tui: bool, max_steps: int | None, seed: int, as_json: bool) -> None:
     """Teach the built-in model 2-digit addition with GRPO + LoRA and watch it learn."""
+    tui = not no_tui and not as_json and sys.stdout.isatty()
+    if not no_tui and not as_json and not tui:
+        click.echo("rft-tui demo: output is not a terminal, so no TUI: printing progress lines instead "
+                   "(--no-tui says so explicitly; run it in a terminal to watch it live).", err=True)
     if not as_json:
         click.echo("rft-tui demo: building the built-in model if needed ...", err=True)
     build_model(obj, quiet=as_json)
@@ -117,7 +121,7 @@ def command(obj: CliContext, no_tui: bool, max_steps: int | None, seed: int, as_
     job = start_demo_job(client, max_steps, seed)
     if not as_json:
         click.echo(f"Started {job.id}: builtin:tiny-arith on examples/arithmetic (exact match + partial credit)")
-    if not no_tui and not as_json and sys.stdout.isatty():
+    if tui:
         from rft_tui.launch import launch_tui
 
         launch_tui(obj, open_job=job.id)

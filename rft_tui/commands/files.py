@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from daemon import api
-from rft_tui.cli import CliContext, pass_ctx
-from rft_tui.grader_files import load_grader_dict
-from rft_tui.output import fmt_time, handle_errors, json_option, print_json, print_kv, print_table
+from daemon.client import Client
+from rft_tui.commands import ids
+from rft_tui.context import CliContext, pass_ctx
+from rft_tui.output import fmt_time, handle_errors, json_option, load_grader, print_json, print_kv, print_table
 
 PROGRESS_MIN_BYTES = 8 << 20
 
@@ -23,10 +24,10 @@ def group() -> None:
 
 
 def _upload(client: Any, path: str, purpose: str, force: bool) -> api.FileObject:
-    """Upload through the daemon API; a progress bar on a terminal for big files."""
+    """Upload through the daemon API unless it has these bytes already; a progress bar on a terminal for big files."""
     size = Path(path).stat().st_size
     if size < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
-        return client.upload_file(path, purpose=purpose, force=force)
+        return client.add_file(path, purpose=purpose, force=force)
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
@@ -40,7 +41,7 @@ def _upload(client: Any, path: str, purpose: str, force: bool) -> api.FileObject
             if progress.tasks[0].completed >= size:
                 progress.update(task, description=f"validating {Path(path).name}")
 
-        return client.upload_file(path, purpose=purpose, force=force, on_progress=advance)
+        return client.add_file(path, purpose=purpose, force=force, on_progress=advance)
 
 
 @group.command("add")
@@ -88,6 +89,7 @@ def list_(obj: CliContext, limit: int, as_json: bool) -> None:
 def show(obj: CliContext, file_id: str, tokenizer_model: str | None, as_json: bool) -> None:
     """Show one file's details and stats: fields and their types, prompt lengths, short-answer values."""
     client = obj.client(timeout=600.0)
+    file_id = ids.file_id(client, file_id)
     f = client.get_file(file_id)
     report = client.validate_file(api.FileValidateRequest(file_id=file_id, tokenizer_model=tokenizer_model))
     if as_json:
@@ -120,11 +122,17 @@ def _print_stats(stats: api.FileStats) -> None:
         for fs in stats.fields])
 
 
-def _ref(value: str) -> dict[str, str]:
-    """A stored file id, or a local path the daemon reads (it runs as the same user on this box)."""
-    if value.startswith("file-") and not Path(value).exists():
-        return {"file_id": value}
-    return {"path": str(Path(value).expanduser().resolve())}
+def _ref(obj: CliContext, client: Client, value: str, param: str) -> dict[str, str]:
+    """A stored file id (or unique prefix); a local path the local daemon reads in place; for a daemon on another
+    machine (--ssh, --url) the file's bytes are uploaded first (kept even with errors, so they can be reported)."""
+    p = Path(value).expanduser()
+    if ids.looks_like_file_id(value) and not p.exists():
+        return {"file_id": ids.file_id(client, value, param=param)}
+    if not p.is_file():
+        raise click.BadParameter(f"{value} is neither a file id nor an existing file", param_hint=param)
+    if obj.remote:
+        return {"file_id": client.add_file(str(p.resolve()), force=True).id}
+    return {"path": str(p.resolve())}
 
 
 def _problem_line(p: api.Problem) -> str:
@@ -133,14 +141,48 @@ def _problem_line(p: api.Problem) -> str:
     return f"{where}: {p.severity}:{field} {p.message} [{p.code}]"
 
 
-def _print_report(report: api.ValidationReport) -> None:
+OVERLAP_CODES = frozenset({"overlap", "near_duplicate"})
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'s' if count != 1 else ''}"
+
+
+def _print_report(report: api.ValidationReport, overlap: api.OverlapReport | None = None) -> int:
+    """One file's own problems and summary line; overlap problems are left to `_print_overlap`. Its error count."""
+    shared_errors = overlap.exact if overlap else 0
+    shared_warnings = overlap.near if overlap else 0
+    errors, warnings = report.errors - shared_errors, report.warnings - shared_warnings
     for p in report.problems:
-        click.echo(_problem_line(p))
+        if not (overlap and p.code in OVERLAP_CODES):
+            click.echo(_problem_line(p))
     if report.problems_truncated:
-        click.echo(f"{report.file}: ... (list capped; {report.errors} errors and {report.warnings} warnings in all)")
-    state = "ok" if report.ok else "FAILED"
-    click.echo(f"{report.file}: {state}: {report.stats.rows} rows, {report.errors} error"
-               f"{'s' if report.errors != 1 else ''}, {report.warnings} warning{'s' if report.warnings != 1 else ''}")
+        click.echo(f"{report.file}: ... (list capped; {_n(errors, 'error')} and {_n(warnings, 'warning')} in all)")
+    state = "ok" if errors == 0 else "FAILED"
+    click.echo(f"{report.file}: {state}: {report.stats.rows} rows, {_n(errors, 'error')}, {_n(warnings, 'warning')}")
+    return errors
+
+
+def _print_overlap(o: api.OverlapReport, first: str, second: str) -> None:
+    """Prompts found in both files, each side named by its own file and line (whichever way round they were given).
+
+    The daemon reports `train_line` for FILE (the first argument) and `valid_line` for `--against`.
+    """
+    click.echo(f"overlap: {_n(o.exact, 'prompt')} in both {first} and {second} (exact), "
+               f"{_n(o.near, 'near-duplicate')} (>= {o.threshold:.0%} similar)")
+    for p in o.exact_pairs:
+        click.echo(f"  exact: {first} line {p.train_line} = {second} line {p.valid_line}")
+    for p in o.near_pairs:
+        click.echo(f"  near:  {first} line {p.train_line} ~ {second} line {p.valid_line} ({p.similarity:.0%})")
+
+
+def _print_verdict(counts: list[tuple[str, int]], overlap: api.OverlapReport | None, first: str, second: str) -> None:
+    """The last line: what failed, counted, by file (overlap belongs to both files, so it names both)."""
+    failed = [f"{_n(n, 'error')} in {name}" for name, n in counts if n]
+    if overlap and overlap.exact:
+        failed.append(f"{_n(overlap.exact, 'prompt')} in both {first} and {second} "
+                      "(remove them from the validation file, or create the job with --allow-overlap)")
+    click.echo(f"FAILED: {'; '.join(failed)}" if failed else "ok: no errors")
 
 
 @group.command("validate")
@@ -158,30 +200,27 @@ def _print_report(report: api.ValidationReport) -> None:
 def validate(obj: CliContext, file: str, against: str | None, grader_file: str | None,
              tokenizer_model: str | None, max_problems: int, as_json: bool) -> None:
     """Check a JSONL file (path or id): every problem with its line and field. Exit 1 if there are errors."""
-    grader = load_grader_dict(grader_file) if grader_file else None
+    grader = load_grader(grader_file, "--grader") if grader_file else None
+    client = obj.client(timeout=600.0)
+    against_ref = None
     if against is not None:
-        ref = _ref(against)
-        against = ref.get("file_id") or ref["path"]
-    req = api.FileValidateRequest(**_ref(file), against=against, grader=grader, tokenizer_model=tokenizer_model,
-                                  max_problems=max_problems)
-    report = obj.client(timeout=600.0).validate_file(req)
+        ref = _ref(obj, client, against, "--against")
+        against_ref = ref.get("file_id") or ref["path"]
+    req = api.FileValidateRequest(**_ref(obj, client, file, "FILE"), against=against_ref, grader=grader,
+                                  tokenizer_model=tokenizer_model, max_problems=max_problems)
+    report = client.validate_file(req)
     if as_json:
         print_json(report)
-    else:
+    elif report.against is None:
         _print_report(report)
-        if report.against is not None:
-            _print_report(report.against)
+    else:
+        first, second = report.file, report.against.file
+        counts = [(first, _print_report(report)), (second, _print_report(report.against, report.overlap))]
         if report.overlap is not None:
-            o = report.overlap
-            click.echo(f"overlap: {o.exact} validation prompt{'s' if o.exact != 1 else ''} also in training "
-                       f"(exact), {o.near} near-duplicate{'s' if o.near != 1 else ''} "
-                       f"(>= {o.threshold:.0%} similar)")
-            for p in o.exact_pairs:
-                click.echo(f"  exact: valid line {p.valid_line} = train line {p.train_line}")
-            for p in o.near_pairs:
-                click.echo(f"  near:  valid line {p.valid_line} ~ train line {p.train_line} ({p.similarity:.0%})")
-        if report.stats.prompt_tokens:
-            click.echo(f"prompt tokens: {_fmt_dist(report.stats.prompt_tokens)}")
+            _print_overlap(report.overlap, first, second)
+        _print_verdict(counts, report.overlap, first, second)
+    if not as_json and report.stats.prompt_tokens:
+        click.echo(f"prompt tokens: {_fmt_dist(report.stats.prompt_tokens)}")
     if not report.ok:
         sys.exit(1)
 
@@ -195,7 +234,8 @@ def validate(obj: CliContext, file: str, against: str | None, grader_file: str |
 @handle_errors
 def rows(obj: CliContext, file_id: str, offset: int, limit: int, as_json: bool) -> None:
     """Print a page of a stored file's rows (any page is as fast as the first)."""
-    page = obj.client().file_rows(file_id, offset=offset, limit=limit)
+    client = obj.client()
+    page = client.file_rows(ids.file_id(client, file_id), offset=offset, limit=limit)
     if as_json:
         print_json(page)
         return

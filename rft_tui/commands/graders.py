@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from rft_tui.cli import CliContext, pass_ctx
-from rft_tui.grader_files import load_grader_dict
-from rft_tui.output import handle_errors, json_option, print_json, print_kv
+from rft_tui.context import CliContext, pass_ctx
+from rft_tui.output import handle_errors, json_option, load_grader, print_json, print_kv
 
 
 @click.group("graders")
@@ -18,13 +17,13 @@ def group() -> None:
 
 
 @group.command()
-@click.argument("grader_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("grader_file", metavar="GRADER", type=click.Path(exists=True, dir_okay=False))
 @json_option
 @pass_ctx
 @handle_errors
 def validate(obj: CliContext, grader_file: str, as_json: bool) -> None:
-    """Check a grader file: spec, formula, python source, templates."""
-    res = obj.client().validate_grader(load_grader_dict(grader_file))
+    """Check a grader file GRADER (JSON, YAML or .py): spec, formula, python source, templates."""
+    res = obj.client().validate_grader(load_grader(grader_file, "GRADER"))
     if as_json:
         print_json(res)
         return
@@ -34,7 +33,7 @@ def validate(obj: CliContext, grader_file: str, as_json: bool) -> None:
 
 
 @group.command()
-@click.argument("grader_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("grader_file", metavar="GRADER", type=click.Path(exists=True, dir_okay=False))
 @click.option("--sample", required=True, help="The model's output text.")
 @click.option("--item", "item_json", default="{}", help="The dataset row as JSON.")
 @json_option
@@ -46,7 +45,7 @@ def run(obj: CliContext, grader_file: str, sample: str, item_json: str, as_json:
         item: dict[str, Any] = json.loads(item_json)
     except json.JSONDecodeError as e:
         raise click.BadParameter(f"not JSON: {e}", param_hint="--item") from e
-    res = obj.client().run_grader(load_grader_dict(grader_file), sample, item)
+    res = obj.client().run_grader(load_grader(grader_file, "GRADER"), sample, item)
     if as_json:
         print_json(res)
         return
@@ -56,7 +55,7 @@ def run(obj: CliContext, grader_file: str, sample: str, item_json: str, as_json:
 
 
 @group.command()
-@click.argument("grader_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("grader_file", metavar="GRADER", type=click.Path(exists=True, dir_okay=False))
 @click.option("--file", "dataset", required=True, help="Dataset: a file id or a local JSONL path (imported).")
 @click.option("--field", default=None,
               help="Column to grade as the model's output (default: answer, reference_answer, ...).")
@@ -72,9 +71,9 @@ def test(obj: CliContext, grader_file: str, dataset: str, field: str | None, lim
     from rft_tui.commands.jobs import resolve_file
 
     client = obj.client()
-    file_id = resolve_file(client, dataset)
+    file_id = resolve_file(client, dataset, "--file")
     assert file_id is not None
-    rep = client.test_grader(load_grader_dict(grader_file), file_id, field=field, limit=limit)
+    rep = client.test_grader(load_grader(grader_file, "GRADER"), file_id, field=field, limit=limit)
     if as_json:
         print_json(rep)
         return

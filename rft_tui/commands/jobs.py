@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,12 @@ import click
 
 from daemon import api
 from daemon.client import Client, DaemonError
-from rft_tui.cli import CliContext, pass_ctx
-from rft_tui.grader_files import load_grader_dict
-from rft_tui.output import (fmt_duration, fmt_float, fmt_time, handle_errors, json_option, print_json, print_kv,
-                            print_table)
+from rft_tui.commands import ids
+from rft_tui.context import CliContext, pass_ctx
+from rft_tui.output import (fmt_duration, fmt_float, fmt_time, handle_errors, json_option, load_grader, print_json,
+                            print_kv, print_lines, print_table)
+
+PAUSE_TIMEOUT_S = 600.0
 
 
 @click.group("jobs")
@@ -38,16 +41,19 @@ def parse_hp(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def resolve_file(client: Client, ref: str | None) -> str | None:
-    """A file id as is; a local path is imported on the fly."""
+def resolve_file(client: Client, ref: str | None, param_hint: str = "-t/--training-file") -> str | None:
+    """A file id (or a unique prefix of one) as is; a local path is uploaded, unless the store has its bytes.
+
+    Bytes, not the path: the daemon may run on another machine (--ssh, --url).
+    """
     if ref is None:
         return None
-    if ref.startswith("file-") and not Path(ref).exists():
-        return ref
     p = Path(ref).expanduser()
+    if ids.looks_like_file_id(ref) and not p.exists():
+        return ids.file_id(client, ref, param=param_hint)
     if not p.is_file():
-        raise click.BadParameter(f"{ref} is neither a file id nor an existing file")
-    return client.import_file(str(p.resolve())).id
+        raise click.BadParameter(f"{ref} is neither a file id nor an existing file", param_hint=param_hint)
+    return client.add_file(str(p.resolve())).id
 
 
 def job_request_options(fn: Any) -> Any:
@@ -71,11 +77,12 @@ def build_request(client: Client, model: str, training_file: str, validation_fil
                   hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool) -> dict[str, Any]:
     return {
         "model": model,
-        "training_file": resolve_file(client, training_file),
-        "validation_file": resolve_file(client, validation_file),
+        "training_file": resolve_file(client, training_file, "-t/--training-file"),
+        "validation_file": resolve_file(client, validation_file, "-v/--validation-file"),
         "seed": seed, "suffix": suffix, "allow_overlap": allow_overlap,
         "method": {"type": "reinforcement",
-                   "reinforcement": {"grader": load_grader_dict(grader_file), "hyperparameters": parse_hp(hp)}},
+                   "reinforcement": {"grader": load_grader(grader_file, "-g/--grader"),
+                                     "hyperparameters": parse_hp(hp)}},
     }
 
 
@@ -123,9 +130,10 @@ def list_(obj: CliContext, limit: int, after: str | None, status: str | None, as
     if as_json:
         print_json(page)
         return
-    print_table(["id", "status", "model", "step", "train reward", "valid reward", "created"],
-                [(j.id, j.status.value, j.model, _progress(j), fmt_float(j.progress.train_reward_mean), _valid(j),
-                  fmt_time(j.created_at)) for j in page.data])
+    rows = [(j.id, j.status.value, j.model, _progress(j), fmt_float(j.progress.train_reward_mean), _valid(j),
+             fmt_time(j.created_at)) for j in page.data]
+    headers = ["id", "status", "model", "step", "train reward", "valid reward", "created"]
+    print_lines(headers, rows) if not click.get_text_stream("stdout").isatty() else print_table(headers, rows)
     if page.has_more:
         click.echo(f"(more: --after {page.last_id})")
 
@@ -137,7 +145,8 @@ def list_(obj: CliContext, limit: int, after: str | None, status: str | None, as
 @handle_errors
 def show(obj: CliContext, job_id: str, as_json: bool) -> None:
     """Show a job: status, files, progress, and the resolved hyperparameters."""
-    job = obj.client().get_job(job_id)
+    client = obj.client()
+    job = client.get_job(ids.job_id(client, job_id))
     if as_json:
         print_json(job)
         return
@@ -160,33 +169,68 @@ def show(obj: CliContext, job_id: str, as_json: bool) -> None:
                      for k, v in sorted(job.resolved_hyperparameters.items())])
 
 
-def _control(obj: CliContext, job_id: str, action: str, as_json: bool) -> None:
+def wait_for_status(client: Client, job_id: str, done: set[api.JobStatus], timeout: float) -> api.FineTuningJob:
+    """The job once its status is in `done` (or terminal), or as it is when `timeout` runs out."""
+    changes = JobChanges(client, job_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        job: api.FineTuningJob = client.get_job(job_id)
+        left = deadline - time.monotonic()
+        if job.status in done or job.status.is_terminal() or left <= 0:
+            return job
+        changes.wait(timeout=min(2.0, left))
+
+
+def _control(obj: CliContext, job_id: str, action: str, want: set[api.JobStatus], wait: bool, timeout: float,
+             as_json: bool) -> None:
+    """Send pause/cancel, then report the outcome, not the status the request found (unless --no-wait)."""
     client = obj.client()
+    job_id = ids.job_id(client, job_id)
     job = getattr(client, f"{action}_job")(job_id)
+    if wait and job.status not in want and not job.status.is_terminal():
+        job = wait_for_status(client, job_id, want, timeout)
     if as_json:
         print_json(job)
-    else:
+        return
+    if job.status in want:
         click.echo(f"{job.id}: {job.status.value}")
+        return
+    if job.status.is_terminal():
+        click.echo(f"{job.id}: {job.status.value} (it ended before the {action} took effect)")
+        return
+    waited = f"still {job.status.value} after {timeout:.0f} s" if wait else f"{job.status.value}, {action} requested"
+    click.echo(f"{job.id}: {waited}; it will {action} at the next step (check: rft-tui jobs show {job.id})")
+    if wait:
+        raise SystemExit(1)
+
+
+def wait_options(fn: Any) -> Any:
+    fn = click.option("--timeout", type=float, default=PAUSE_TIMEOUT_S, show_default=True,
+                      help="Seconds to wait for the outcome.")(fn)
+    return click.option("--wait/--no-wait", default=True, show_default=True,
+                        help="Wait until the job has stopped, or return once the request is accepted.")(fn)
 
 
 @group.command()
 @click.argument("job_id")
+@wait_options
 @json_option
 @pass_ctx
 @handle_errors
-def cancel(obj: CliContext, job_id: str, as_json: bool) -> None:
-    """Cancel a job (SIGTERM, then SIGKILL after a grace period)."""
-    _control(obj, job_id, "cancel", as_json)
+def cancel(obj: CliContext, job_id: str, wait: bool, timeout: float, as_json: bool) -> None:
+    """Cancel a job (SIGTERM, then SIGKILL after a grace period); prints `cancelled` once it is."""
+    _control(obj, job_id, "cancel", {api.JobStatus.cancelled}, wait, timeout, as_json)
 
 
 @group.command()
 @click.argument("job_id")
+@wait_options
 @json_option
 @pass_ctx
 @handle_errors
-def pause(obj: CliContext, job_id: str, as_json: bool) -> None:
-    """Pause a job: checkpoint, then stop; resume continues from there."""
-    _control(obj, job_id, "pause", as_json)
+def pause(obj: CliContext, job_id: str, wait: bool, timeout: float, as_json: bool) -> None:
+    """Pause a job: checkpoint, then stop; resume continues from there. Prints `paused` once it is."""
+    _control(obj, job_id, "pause", {api.JobStatus.paused}, wait, timeout, as_json)
 
 
 @group.command()
@@ -195,8 +239,9 @@ def pause(obj: CliContext, job_id: str, as_json: bool) -> None:
 @pass_ctx
 @handle_errors
 def resume(obj: CliContext, job_id: str, as_json: bool) -> None:
-    """Resume a paused job from its last checkpoint."""
-    _control(obj, job_id, "resume", as_json)
+    """Resume a paused job from its last checkpoint (queued, then running)."""
+    _control(obj, job_id, "resume", {api.JobStatus.queued, api.JobStatus.running, api.JobStatus.validating_files},
+             False, 0.0, as_json)
 
 
 def _print_event(e: api.JobEvent) -> None:
@@ -213,6 +258,7 @@ def _print_event(e: api.JobEvent) -> None:
 def events(obj: CliContext, job_id: str, limit: int, follow: bool, as_json: bool) -> None:
     """Print a job's events, oldest first."""
     client = obj.client()
+    job_id = ids.job_id(client, job_id)
     page = client.list_events(job_id, limit=limit)
     evs = list(reversed(page.data))
     for e in evs:
@@ -274,7 +320,8 @@ class JobChanges:
 @handle_errors
 def metrics(obj: CliContext, job_id: str, after_step: int | None, keys: str, as_json: bool) -> None:
     """Print a job's per-step metrics."""
-    page = obj.client().metrics(job_id, after_step=after_step)
+    client = obj.client()
+    page = client.metrics(ids.job_id(client, job_id), after_step=after_step)
     if as_json:
         print_json(page)
         return
@@ -289,7 +336,8 @@ def metrics(obj: CliContext, job_id: str, after_step: int | None, keys: str, as_
 @handle_errors
 def checkpoints(obj: CliContext, job_id: str, as_json: bool) -> None:
     """List a job's kept checkpoints with their metrics."""
-    page = obj.client().list_checkpoints(job_id)
+    client = obj.client()
+    page = client.list_checkpoints(ids.job_id(client, job_id))
     if as_json:
         print_json(page)
         return
@@ -314,7 +362,9 @@ def checkpoints(obj: CliContext, job_id: str, as_json: bool) -> None:
 def export(obj: CliContext, job_id: str, out_dir: str, checkpoint_step: int | None, merged: bool, overwrite: bool,
            as_json: bool) -> None:
     """Export a job's checkpoint as a loadable LoRA adapter (OUT_DIR/adapter), optionally merged."""
-    result = obj.client().export_job(job_id, api.JobExportRequest(
+    client = obj.client()
+    job_id = ids.job_id(client, job_id)
+    result = client.export_job(job_id, api.JobExportRequest(
         output_dir=str(Path(out_dir).expanduser().resolve()), checkpoint_step=checkpoint_step, merged=merged,
         overwrite=overwrite))
     if as_json:
@@ -371,6 +421,7 @@ def preflight(obj: CliContext, model: str, training_file: str, validation_file: 
 def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, limit: int, as_json: bool) -> None:
     """Validation rows at a step, side by side with the base model (step 0)."""
     client = obj.client()
+    job_id = ids.job_id(client, job_id)
     page = client.validation(job_id, step=step)
     if as_json:
         print_json(page)
@@ -402,7 +453,8 @@ def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, li
 @handle_errors
 def samples(obj: CliContext, job_id: str, after_step: int | None, limit: int, as_json: bool) -> None:
     """Recent training completions with their rewards and sub-rewards."""
-    page = obj.client().samples(job_id, after_step=after_step, limit=limit)
+    client = obj.client()
+    page = client.samples(ids.job_id(client, job_id), after_step=after_step, limit=limit)
     if as_json:
         print_json(page)
         return

@@ -1,0 +1,197 @@
+"""`rft-tui --ssh HOST <command>` through a REAL OpenSSH server on loopback, against a daemon on the "remote".
+
+The remote is this machine with its own RFT_HOME; its daemon runs under bubblewrap with the local user's data
+directory hidden (a tmpfs over it), so it truly cannot read the local files: `jobs create -t PATH` only works
+when the CLI sends the bytes. sshd runs as root on 127.0.0.1 with keys generated into the test's temp dir.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from daemon.client import Client, read_status
+from daemon.paths import Paths
+from tests.support.daemon_proc import REPO, kill_job_workers, wait_until
+from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
+
+SSHD = "/usr/sbin/sshd"
+RFT_TUI = Path(sys.executable).parent / "rft-tui"
+
+pytestmark = [
+    pytest.mark.skipif(not (os.path.exists(SSHD) and shutil.which("ssh") and shutil.which("ssh-keygen")),
+                       reason="openssh-server is not installed (apt-get install openssh-server openssh-client): "
+                              "the --ssh tests need a real sshd on loopback"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the loopback sshd runs as root (it needs /run/sshd and to log in)"),
+    pytest.mark.skipif(not RFT_TUI.exists(), reason=f"{RFT_TUI} missing: install the project into the venv"),
+]
+
+
+@dataclass
+class Sshd:
+    port: int
+    key: Path
+
+    @property
+    def options(self) -> str:
+        """What a user would put in RFT_SSH_OPTIONS for a host whose key is not in known_hosts yet."""
+        return (f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+                f"-o ConnectTimeout=10 -i {self.key}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            return s.recv(4).startswith(b"SSH")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    keys = tmp_path / "ssh"
+    keys.mkdir()
+    for name in ("hostkey", "userkey"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
+    config = keys / "sshd_config"
+    config.write_text("\n".join([
+        "ListenAddress 127.0.0.1", f"HostKey {keys / 'hostkey'}", f"AuthorizedKeysFile {keys / 'userkey.pub'}",
+        "PermitRootLogin prohibit-password", "PasswordAuthentication no", "StrictModes no", "UsePAM no",
+        f"PidFile {keys / 'sshd.pid'}", "AllowStreamLocalForwarding yes", "MaxStartups 50",
+    ]) + "\n")
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation directory (Debian's unit makes it)
+    port = _free_port()
+    log = open(keys / "sshd.log", "wb")
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=log)
+    log.close()
+    try:
+        wait_until(lambda: proc.poll() is None and _accepts(port), 20,
+                   what=f"sshd on 127.0.0.1:{port} ({(keys / 'sshd.log').read_text(errors='replace')[-500:]})")
+        yield Sshd(port, keys / "userkey")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def local_data() -> Iterator[Path]:
+    """The user's files on the local machine (hidden from the remote daemon)."""
+    d = Path(tempfile.mkdtemp(prefix="rft-local-"))
+    write_jsonl(d / "train.jsonl", arithmetic_rows(10, 40))
+    write_jsonl(d / "valid.jsonl", arithmetic_rows(60, 10))
+    (d / "grader.json").write_text(json.dumps(EXACT_GRADER))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def remote_home(local_data: Path) -> Iterator[Path]:
+    """The remote's RFT_HOME with its daemon (fast fake worker) running where `local_data` does not exist."""
+    home = Path(tempfile.mkdtemp(prefix="rft-r-"))
+    paths = Paths.resolve(home).ensure()
+    cmd = [sys.executable, "-m", "daemon.server", "--home", str(home)]
+    if shutil.which("bwrap"):
+        cmd = ["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(local_data), *cmd]
+    env = {**os.environ, "RFT_HOME": str(home), "PYTHONPATH": str(REPO),
+           "RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.05"}
+    log = open(paths.daemon_log, "ab")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+    log.close()
+
+    def up() -> bool:
+        with Client.connect(socket=read_status(paths, clean_stale=False).socket, timeout=2) as c:
+            return bool(c.health().pid)
+
+    try:
+        wait_until(up, 30, what="the remote daemon")
+        yield home
+    finally:
+        kill_job_workers(paths)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def rft(local_home: Path, sshd: Sshd, *args: str, ssh: list[str] | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`rft-tui --ssh user@127.0.0.1:PORT ...` as a user runs it, with ssh options from RFT_SSH_OPTIONS."""
+    target = ssh if ssh is not None else ["--ssh", f"{getpass.getuser()}@127.0.0.1:{sshd.port}"]
+    env = {**os.environ, "RFT_HOME": str(local_home), "RFT_SSH_OPTIONS": sshd.options, "COLUMNS": "200"}
+    out = subprocess.run([str(RFT_TUI), *target, *args], env=env, capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL)
+    if check and out.returncode != 0:
+        raise AssertionError(f"rft-tui {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def test_every_command_reaches_the_remote_daemon_over_real_ssh(rft_home: Path, sshd: Sshd, remote_home: Path,
+                                                               local_data: Path) -> None:
+    remote = ["--remote-command", str(RFT_TUI), "--remote-home", str(remote_home)]
+    ssh = ["--ssh", f"{getpass.getuser()}@127.0.0.1:{sshd.port}", *remote]
+    remote_paths = Paths.resolve(remote_home)
+    with Client.connect(home=remote_home) as direct:
+        assert direct.list_jobs().data == []
+        rft(rft_home, sshd, "files", "add", str(local_data / "valid.jsonl"), "--json", ssh=ssh)
+        assert [f.filename for f in direct.list_files().data] == ["valid.jsonl"]
+
+        listed = rft(rft_home, sshd, "jobs", "list", ssh=ssh)
+        assert listed.stdout.split() == ["id", "status", "model", "step", "train", "reward", "valid", "reward",
+                                         "created"]  # the remote's (empty) list, not a local daemon's
+        job = json.loads(rft(rft_home, sshd, "jobs", "create", "-m", "builtin:tiny-arith",
+                             "-t", str(local_data / "train.jsonl"), "-v", str(local_data / "valid.jsonl"),
+                             "-g", str(local_data / "grader.json"), "--hp", "max_steps=3", "--json", ssh=ssh).stdout)
+        on_remote = direct.get_job(job["id"])
+        assert direct.get_file(on_remote.training_file).filename == "train.jsonl"
+        assert len(direct.list_files().data) == 2  # valid.jsonl was already there: found by hash, not added again
+
+        # -p PORT instead of host:port; a short id, as the TUI shows it
+        short = job["id"][:14]
+        by_port = ["--ssh", f"{getpass.getuser()}@127.0.0.1", "-p", str(sshd.port), *remote]
+        shown = rft(rft_home, sshd, "jobs", "show", short, ssh=by_port).stdout
+        assert job["id"] in shown and "builtin:tiny-arith" in shown
+        wait_until(lambda: direct.get_job(job["id"]).status.value == "succeeded", 60, what="the remote job")
+        assert job["id"] in rft(rft_home, sshd, "jobs", "list", ssh=ssh).stdout
+        status = json.loads(rft(rft_home, sshd, "daemon", "status", "--json", ssh=ssh).stdout)
+        assert status["pid"] == read_status(remote_paths).pid
+    assert not Paths.resolve(rft_home).db.exists() and not Paths.resolve(rft_home).status_file.exists(), \
+        "no local daemon may be started for --ssh"
+
+
+def test_remote_without_rft_tui_on_its_path_is_a_clear_first_run_message(rft_home: Path, sshd: Sshd) -> None:
+    out = rft(rft_home, sshd, "jobs", "list", check=False,
+              ssh=["--ssh", f"{getpass.getuser()}@127.0.0.1:{sshd.port}", "--remote-command", "rft-tui-not-here"])
+    assert out.returncode == 3, out.stderr
+    assert "`rft-tui-not-here` was not found on" in out.stderr and "--remote-command" in out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+    assert not Paths.resolve(rft_home).db.exists()
+
+
+def test_ssh_settings_from_the_environment(rft_home: Path, sshd: Sshd, remote_home: Path) -> None:
+    """RFT_SSH_PORT, RFT_SSH_REMOTE_COMMAND and RFT_SSH_REMOTE_HOME stand in for the flags."""
+    env = {**os.environ, "RFT_HOME": str(rft_home), "RFT_SSH_OPTIONS": sshd.options, "RFT_SSH_PORT": str(sshd.port),
+           "RFT_SSH_REMOTE_COMMAND": str(RFT_TUI), "RFT_SSH_REMOTE_HOME": str(remote_home)}
+    started = time.monotonic()
+    out = subprocess.run([str(RFT_TUI), "--ssh", f"{getpass.getuser()}@127.0.0.1", "files", "list", "--json"],
+                         env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["data"] == []
+    assert time.monotonic() - started < 30
