@@ -79,8 +79,8 @@ class JobsTable(DataTable[str | Text]):
         shown = self._shown[job.id]
         for key, value in cells.items():
             plain = value.plain if isinstance(value, Text) else value
-            if shown.get(key) != plain:
-                self.update_cell(job.id, key, value)
+            if shown.get(key) != plain:  # a column drawn narrow (`running`, ETA `-`) widens for `cancelled`, `2m51s`
+                self.update_cell(job.id, key, value, update_width=True)
                 shown[key] = plain
 
     def remove(self, job_id: str) -> None:

@@ -153,3 +153,43 @@ async def test_a_new_job_appears_on_top_and_its_row_follows_the_worker(fake_work
         await until(pilot, finished, 60, what="the job to succeed on screen")
         assert str(screen.table.get_row(job.id)[2]).startswith("30/30")
         assert len(seen_steps) >= 2  # the progress cell moved while the job ran
+
+
+def cut_cells(table) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """(row, column, text) of every cell wider than its column: what a user would see cut short."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    cut = []
+    for row_key in table.rows:
+        for column_key, column in table.columns.items():
+            value = table.get_cell(row_key, column_key)
+            plain = value.plain if isinstance(value, Text) else str(value)
+            room = column.content_width if column.auto_width else column.width
+            if cell_len(plain) > room:
+                cut.append((row_key.value, column_key.value, plain))
+    return cut
+
+
+async def test_status_and_eta_cells_are_never_cut_as_they_change(daemon_factory, tmp_path: Path) -> None:
+    """A table first drawn with a short status and no ETA widens when `cancelled` and `1m29s` arrive."""
+    d = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.3",
+                            "RFT_FAKE_STARTUP_S": "3", "RFT_CANCEL_GRACE_S": "3"})
+    with d.client() as c:
+        train, valid = make_files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=400, eval_interval=200))
+        # first drawn while the worker starts: status `running`, ETA `-` (the narrowest the columns get)
+        from tests.support.daemon_proc import wait_until
+
+        wait_until(lambda: c.get_job(job.id).status is api.JobStatus.running, 30, what="the job to run")
+    app = make_app(d, clock=__import__("time").time)
+    async with app.run_test(size=(200, 30)) as pilot:
+        screen = await _loaded(pilot, 1)
+        assert str(screen.table.get_row(job.id)[1]) == "running"
+        await until(pilot, lambda: "m" in str(screen.table.get_cell(job.id, "eta")), 60, what="an ETA in minutes")
+        assert cut_cells(screen.table) == []
+        with d.client() as c:
+            c.cancel_job(job.id)
+        await until(pilot, lambda: str(screen.table.get_cell(job.id, "status")) == "cancelled", 30,
+                    what="the row to say cancelled")
+        assert cut_cells(screen.table) == []
