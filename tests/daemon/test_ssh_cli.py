@@ -66,6 +66,15 @@ def _accepts(port: int) -> bool:
         return False
 
 
+@pytest.fixture(autouse=True)
+def no_local_daemon_left(rft_home: Path) -> Iterator[None]:
+    """Should a command wrongly start a local daemon (the bug), stop it after the test."""
+    yield
+    from rft_tui.daemon_control import stop
+
+    stop(Paths.resolve(rft_home))
+
+
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[Sshd]:
     keys = tmp_path / "ssh"
@@ -185,13 +194,16 @@ def test_remote_without_rft_tui_on_its_path_is_a_clear_first_run_message(rft_hom
     assert not Paths.resolve(rft_home).db.exists()
 
 
-def test_ssh_settings_from_the_environment(rft_home: Path, sshd: Sshd, remote_home: Path) -> None:
+def test_ssh_settings_from_the_environment(rft_home: Path, sshd: Sshd, remote_home: Path, tmp_path: Path) -> None:
     """RFT_SSH_PORT, RFT_SSH_REMOTE_COMMAND and RFT_SSH_REMOTE_HOME stand in for the flags."""
+    with Client.connect(home=remote_home) as direct:
+        stored = direct.upload_file(str(write_jsonl(tmp_path / "remote.jsonl", arithmetic_rows(5, 3))))
     env = {**os.environ, "RFT_HOME": str(rft_home), "RFT_SSH_OPTIONS": sshd.options, "RFT_SSH_PORT": str(sshd.port),
            "RFT_SSH_REMOTE_COMMAND": str(RFT_TUI), "RFT_SSH_REMOTE_HOME": str(remote_home)}
     started = time.monotonic()
     out = subprocess.run([str(RFT_TUI), "--ssh", f"{getpass.getuser()}@127.0.0.1", "files", "list", "--json"],
                          env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["data"] == []
+    assert [f["id"] for f in json.loads(out.stdout)["data"]] == [stored.id]
     assert time.monotonic() - started < 30
+    assert not Paths.resolve(rft_home).db.exists(), "no local daemon may be started for --ssh"
