@@ -42,3 +42,37 @@ def test_demo_no_tui_trains_and_shows_base_vs_final(rft_home, tmp_path):
         assert again.returncode != 0 and "not empty" in again.stderr and "Traceback" not in again.stderr
     finally:
         rft(rft_home, "daemon", "stop", timeout=60)
+
+
+def test_demo_in_a_pipe_says_it_skips_the_tui_and_prints_plain_progress(fake_worker_daemon) -> None:
+    """`rft-tui demo | tee log` silently dropped the TUI; it says so in one line and prints plain lines."""
+    out = subprocess.run([sys.executable, "-m", "rft_tui", "--socket", fake_worker_daemon.socket, "demo",
+                          "--max-steps", "20"], capture_output=True, text=True, timeout=300, cwd=REPO,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    notes = [ln for ln in out.stderr.splitlines() if "not a terminal" in ln]
+    assert len(notes) == 1 and "no TUI" in notes[0]
+    assert "\r" not in out.stdout + out.stderr
+    assert re.search(r"^step +20/20 +train reward", out.stdout, re.M) and ": succeeded" in out.stdout
+
+
+def test_model_build_progress_without_a_terminal_is_plain_lines_and_ends_with_done() -> None:
+    """The build showed a bar that stopped at 44% with no end line (and \\r spam in logs)."""
+    import io
+    import time
+
+    from daemon.models import BuildProgress
+
+    stream = io.StringIO()
+    progress = BuildProgress(True, time.time(), stream=stream)
+    progress.LINE_EVERY_S = 0.0  # a line per step here; every few seconds in real use
+    for step in range(1, 4):
+        progress.step(step, 0.1 * step)
+        progress.evaluated(1.0 / step, 0.1 * step)
+    progress.done(3, 0.36)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert lines[0].startswith("building builtin:tiny-arith: supervised training on CPU until 35% exact match")
+    assert [re.sub(r", \d+ s$", "", ln) for ln in lines[1:4]] == [
+        f"building builtin:tiny-arith: step {s}, exact match {0.1 * s:.2f}" for s in (1, 2, 3)]
+    assert re.fullmatch(r"built builtin:tiny-arith in \d+ s: 3 steps, exact match 0\.36 \(done\)", lines[-1])
