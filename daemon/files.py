@@ -21,11 +21,12 @@ from typing import Any, BinaryIO
 
 from daemon import api
 from daemon.datasets import index as row_index
+from daemon.datasets.depth import MAX_ROW_DEPTH, deeper_than, depth_message
 from daemon.datasets.overlap import as_problems, overlap_report
 from daemon.datasets.scan import ScanResult, Scanner, scan_file
-from daemon.errors import ApiError, bad_request, not_found
+from daemon.errors import ApiError, bad_request, disk_full, not_found
 from daemon.paths import Paths
-from daemon.store import Store
+from daemon.store import Store, is_disk_full_error
 
 CHUNK = 1 << 20
 DEFAULT_MAX_PROBLEMS = 200
@@ -54,6 +55,7 @@ def import_stream(store: Store, paths: Paths, src: BinaryIO, filename: str, purp
     paths.files.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     scanner = Scanner(filename, max_problems=DEFAULT_MAX_PROBLEMS)
+    placed: list[Path] = []  # files this import put in the store; removed again unless it completes
     fd, tmp = tempfile.mkstemp(dir=paths.files, prefix=".import-")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -61,6 +63,8 @@ def import_stream(store: Store, paths: Paths, src: BinaryIO, filename: str, purp
                 digest.update(chunk)
                 out.write(chunk)
                 scanner.feed(chunk)
+            out.flush()
+            os.fsync(out.fileno())  # ENOSPC on delayed allocation surfaces here, not after the rename
         result = scanner.finish()
         report = result.report
         if report.errors and not force:
@@ -70,10 +74,11 @@ def import_stream(store: Store, paths: Paths, src: BinaryIO, filename: str, purp
         if existing is not None:
             return store.file_object(existing)
         dest = stored_path(paths, sha)
+        os.chmod(tmp, 0o400)  # immutable and private
         os.replace(tmp, dest)
         tmp = ""
-        os.chmod(dest, 0o444)
-        row_index.write_index(dest, sha, result.offsets, result.lines)
+        placed.append(dest)
+        placed.append(row_index.write_index(dest, sha, result.offsets, result.lines))
         store.insert_file({
             "id": file_id_for(sha), "sha256": sha, "bytes": scanner.bytes, "filename": filename,
             "purpose": purpose, "created_at": int(time.time()), "rows": report.stats.rows, "path": str(dest),
@@ -82,16 +87,76 @@ def import_stream(store: Store, paths: Paths, src: BinaryIO, filename: str, purp
                                else None),
             "stats": report.model_dump_json(),
         })
+        placed.clear()
         return store.file_object(store.file_by_sha(sha))  # type: ignore[arg-type]
+    except BaseException as e:
+        _remove_unrecorded(store, placed)
+        if is_disk_full_error(e):
+            raise disk_full(str(paths.home)) from None
+        raise
     finally:
         if tmp:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
 
+def _remove_unrecorded(store: Store, placed: list[Path]) -> None:
+    """An import that failed after placing files removes them, unless a row for that content exists."""
+    if not placed:
+        return
+    sha = placed[0].stem
+    with contextlib.suppress(Exception):
+        if store.file_by_sha(sha) is not None:
+            return  # a concurrent import of the same content completed: its files are in use
+    for p in placed:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def sweep_orphans(store: Store, paths: Paths) -> list[str]:
+    """At start-up: remove half-written temp files and stored copies no file row points at."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(paths.files))
+    except FileNotFoundError:
+        return removed
+    known = {Path(r["path"]).name for r in store.query("SELECT path FROM files")}
+    known_stems = {Path(n).stem for n in known}
+    for entry in entries:
+        name = entry.name
+        if name.startswith((".import-", ".idx-", ".overlap-")):
+            orphan = True
+        elif name.endswith(".jsonl"):
+            orphan = name not in known
+        elif name.endswith(".idx"):
+            orphan = Path(name).stem not in known_stems
+        else:
+            orphan = False
+        if orphan and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(name)
+    return removed
+
+
+def local_path(path: str, param: str) -> Path:
+    """A client-supplied local path with `~` expanded; a 400 naming the field when `~user` is unknown."""
+    if not path.startswith("~"):
+        return Path(path)
+    try:
+        expanded = os.path.expanduser(path)
+    except (RuntimeError, KeyError):
+        expanded = path
+    if expanded.startswith("~"):
+        user = path[1:].split("/", 1)[0]
+        raise bad_request(f"{param}: cannot expand {path!r}: there is no user {user!r} on this machine "
+                          "(give an absolute path).", param=param, code="invalid_path")
+    return Path(expanded)
+
+
 def import_path(store: Store, paths: Paths, path: str, purpose: str = "fine-tune",
                 force: bool = False) -> api.FileObject:
-    p = Path(path).expanduser()
+    p = local_path(path, "path")
     if not p.is_file():
         raise bad_request(f"No such file: {path}", param="path", code="file_not_found")
     try:
@@ -201,7 +266,7 @@ def _resolve(store: Store, ref: str, param: str) -> tuple[str, dict[str, Any] | 
         return str(_stored_data_path(row)), row
     if ref.startswith("file-") and not Path(ref).exists():
         raise not_found("file", ref, param=param)
-    p = Path(ref).expanduser()
+    p = local_path(ref, param)
     if not p.is_file():
         raise bad_request(f"No such file: {ref}", param=param, code="file_not_found")
     if not os.access(p, os.R_OK):
@@ -275,10 +340,16 @@ def stored_overlap(paths: Paths, train: dict[str, Any], valid: dict[str, Any]) -
     t = scan_file(str(_stored_data_path(train)), train["filename"], collect_prompts=True)
     v = scan_file(str(_stored_data_path(valid)), valid["filename"], collect_prompts=True)
     report = compute_overlap(t, v, DEFAULT_MAX_PROBLEMS)
-    fd, tmp = tempfile.mkstemp(dir=paths.files, prefix=".overlap-")
-    with os.fdopen(fd, "w") as out:
-        out.write(report.model_dump_json())
-    os.replace(tmp, cache)
+    tmp = ""
+    try:  # only a cache: a full disk costs a rescan next time, never the answer
+        fd, tmp = tempfile.mkstemp(dir=paths.files, prefix=".overlap-")
+        with os.fdopen(fd, "w") as out:
+            out.write(report.model_dump_json())
+        os.replace(tmp, cache)
+    except OSError:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     return report
 
 
@@ -342,7 +413,7 @@ def token_stats(paths: Paths, model_id: str, data_path: str) -> dict[str, float]
             try:
                 obj = json.loads(f.readline())
                 messages = obj["messages"]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue
             counts.append(_count_tokens(tokenizer, messages))
     if not counts:
@@ -412,9 +483,11 @@ def _file_row(line: int, raw: bytes, start: int) -> api.FileRow:
     except UnicodeDecodeError as e:
         return api.FileRow(line=line, raw=raw.decode("utf-8", "replace").strip(),
                            error=f"not UTF-8: byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line")
+    if deeper_than(text, MAX_ROW_DEPTH):
+        return api.FileRow(line=line, raw=text[:1000], error=depth_message(MAX_ROW_DEPTH))
     try:
         obj = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         return api.FileRow(line=line, raw=text, error=f"not valid JSON: {getattr(e, 'msg', e)}")
     if not isinstance(obj, dict):
         return api.FileRow(line=line, raw=text, error="not a JSON object")

@@ -7,9 +7,11 @@ Saving refuses content that does not *parse* (JSON/YAML syntax, Python syntax, n
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -106,14 +108,18 @@ class GraderStore:
         return self.folder / check_name(name)
 
     def list(self) -> list[api.GraderFile]:
+        """Every grader-named entry; symlinks, FIFOs and other non-regular files are listed as problems."""
         self.folder.mkdir(parents=True, exist_ok=True)
         out: list[api.GraderFile] = []
         for entry in sorted(os.scandir(self.folder), key=lambda e: e.name):
-            if entry.is_file() and is_grader_file_name(entry.name):
-                try:
-                    out.append(self._describe(entry.name, with_content=False))
-                except FileNotFoundError:
-                    continue  # deleted while listing
+            if not is_grader_file_name(entry.name) or entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                out.append(self._describe(entry.name, with_content=False))
+            except FileNotFoundError:
+                continue  # deleted while listing
+            except NotRegularFile as e:
+                out.append(self._not_regular(entry.name, e))
         return out
 
     def get(self, name: str) -> api.GraderFile:
@@ -123,6 +129,14 @@ class GraderStore:
         except FileNotFoundError:
             raise ApiError(404, f"No grader file named {name!r} in {self.folder}.", param="name",
                            code="grader_file_not_found") from None
+        except NotRegularFile as e:
+            raise ApiError(409, f"{e}; it was not opened.", param="name",
+                           code="grader_file_not_regular") from None
+
+    def _not_regular(self, name: str, e: "NotRegularFile") -> api.GraderFile:
+        return api.GraderFile(name=name, path=str(self.folder / name), format=grader_format(name),  # type: ignore[arg-type]
+                              modified_at=e.mtime, bytes=0, content=None, valid=False,
+                              errors=[f"{e}; it was not opened"])
 
     def save(self, name: str, body: api.GraderFileSave) -> api.GraderFile:
         path = self.path_of(name)
@@ -144,7 +158,7 @@ class GraderStore:
         if expected is None:
             return
         try:
-            current = _mtime(path)
+            current = os.lstat(path).st_mtime_ns / 1e9
         except FileNotFoundError:
             raise conflict(f"{name} was deleted on disk since you loaded it; reload or save under a new name.",
                            param="expected_modified_at", code="grader_file_changed") from None
@@ -155,8 +169,7 @@ class GraderStore:
 
     def _describe(self, name: str, with_content: bool) -> api.GraderFile:
         path = self.folder / name
-        st = path.stat()
-        raw = path.read_bytes()
+        st, raw = read_regular(path)
         valid: bool
         errors: list[str]
         try:
@@ -174,8 +187,47 @@ class GraderStore:
                               content=text if with_content else None, valid=valid, errors=errors)
 
 
-def _mtime(path: Path) -> float:
-    return path.stat().st_mtime_ns / 1e9
+class NotRegularFile(Exception):
+    """A grader-named entry that is a symlink, FIFO, socket or device: reported, never followed or read."""
+
+    def __init__(self, path: Path, kind: str, mtime: float) -> None:
+        super().__init__(f"{path.name} is {kind}, not a regular file; graders are read only from regular files")
+        self.kind = kind
+        self.mtime = mtime
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_regular(path: Path, limit: int = MAX_GRADER_BYTES * 4) -> tuple[os.stat_result, bytes]:
+    """Stat and content of a regular file, opened without following a symlink or blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
+            raise NotRegularFile(path, "a symlink", os.lstat(path).st_mtime_ns / 1e9) from None
+        if e.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket, or a FIFO nobody writes to
+            st = os.lstat(path)
+            raise NotRegularFile(path, _kind(st.st_mode), st.st_mtime_ns / 1e9) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(path, _kind(st.st_mode), st.st_mtime_ns / 1e9)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            size += len(chunk)
+        return st, b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -186,7 +238,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)  # grader source is private, like the rest of the store
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,10 +93,44 @@ class Paths:
         return self.job_dir(job_id) / "worker.log"
 
     def ensure(self) -> "Paths":
-        """Create the layout; `run/` (and a short socket dir) are owner-only (0700)."""
-        for d in (self.home, self.files, self.graders, self.jobs, self.models):
-            d.mkdir(parents=True, exist_ok=True)
-        for d in {self.run, self.socket.parent}:
+        """Create the layout, owner-only: every directory 0700 (the store holds grader source and data)."""
+        for d in (self.home, self.files, self.graders, self.jobs, self.models, self.run, self.socket.parent):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(d, 0o700)
+        for d in {self.run, self.socket.parent}:  # the socket's dirs; the daemon tightens the rest, and says so
+            if stat.S_IMODE(os.lstat(d).st_mode) & 0o077:
+                os.chmod(d, 0o700)
         return self
+
+
+def tighten_permissions(home: Path) -> list[str]:
+    """Remove group/other access from `home` and everything in it (symlinks are not followed).
+
+    Returns "path old->new" for each change, so the daemon can say once what it tightened.
+    """
+    changed: list[str] = []
+
+    def fix(path: str, st: os.stat_result) -> None:
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            new = mode & 0o700
+            try:
+                os.chmod(path, new, follow_symlinks=False)
+            except (OSError, NotImplementedError):
+                return
+            rel = os.path.relpath(path, home)
+            changed.append(f"{'home' if rel == '.' else rel} {mode:04o}->{new:04o}")
+
+    try:
+        fix(str(home), os.lstat(home))
+    except FileNotFoundError:
+        return changed
+    for root, dirs, files in os.walk(home, followlinks=False):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISLNK(st.st_mode):
+                fix(path, st)
+    return changed

@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import struct
 import sys
 import time
@@ -29,19 +30,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon import __version__, api
 from daemon.bus import EventBus
-from daemon.errors import ApiError
-from daemon.paths import Paths
+from daemon.datasets.depth import MAX_JSON_DEPTH, deeper_than, depth_message
+from daemon.errors import ApiError, disk_full, store_busy
+from daemon.paths import Paths, tighten_permissions
 from daemon.scheduler import Scheduler, process_start_time
-from daemon.store import Store
+from daemon.store import Store, StoreBusy, StoreUnusable, check_database_file, is_busy_error, is_disk_full_error
 
 log = logging.getLogger("rft.daemon")
 
 MAX_JSON_BODY = 8 * 1024 * 1024  # JSON bodies; uploads are multipart and streamed
 MAX_UPLOAD_BYTES = 8 * 1024**3
+BODY_READ_TIMEOUT_S = 30.0  # a body that sends no byte for this long is answered 408 and closed
 
 
 @dataclass
@@ -74,12 +77,81 @@ def peer_uid(transport_socket: socket.socket) -> int | None:
     return uid
 
 
-class AccessGuard:
-    """Refuses TCP requests without the bearer token, and bodies over the size limits."""
+class BodyRefused(Exception):
+    """The request body broke a limit (size, read timeout, nesting); answered by AccessGuard itself."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+class BodyReader:
+    """Counts a request body as it streams and times out a stalled one (no byte for `timeout_s`)."""
+
+    def __init__(self, receive: Receive, limit: int, timeout_s: float) -> None:
+        self._receive = receive
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self.seen = 0
+        self.complete = False
+        self.refused: BodyRefused | None = None
+
+    async def receive(self) -> Message:
+        if self.refused is not None:
+            raise self.refused
+        if self.complete:  # after the body: only http.disconnect is left to wait for, however long
+            return await self._receive()
+        try:
+            message = await asyncio.wait_for(self._receive(), self.timeout_s)
+        except asyncio.TimeoutError:
+            self.refused = BodyRefused(408, f"The request body stalled: no data for {self.timeout_s:g} s.",
+                                       "request_timeout")
+            raise self.refused from None
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                self.refused = BodyRefused(413, f"Request body is larger than {self.limit} bytes.",
+                                           "request_too_large")
+                raise self.refused
+            self.complete = not message.get("more_body", False)
+        return message
+
+    async def read_all(self) -> bytes:
+        chunks: list[bytes] = []
+        while not self.complete:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+        return b"".join(chunks)
+
+    def replay(self, body: bytes) -> Receive:
+        """A receive that hands the app the body already read, then waits on the real one."""
+        pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> Message:
+            if pending:
+                return pending.pop()
+            return await self.receive()
+
+        return receive
+
+
+class AccessGuard:
+    """Refuses TCP requests without the bearer token, and bodies that break the limits.
+
+    Limits hold as the body streams, chunked or not: past MAX_JSON_BODY / MAX_UPLOAD_BYTES the request is
+    answered 413 at once (nothing more is read or buffered); a body that stalls for `body_timeout_s` gets a
+    408; a JSON body nested deeper than MAX_JSON_DEPTH gets a 400 before anything parses it. Refusals
+    close the connection, since the rest of the body is never read.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, body_timeout_s: float | None = None) -> None:
         self.app = app
         self.token = token
+        self.body_timeout_s = body_timeout_s if body_timeout_s is not None else body_read_timeout()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,23 +168,71 @@ class AccessGuard:
                             "authentication_error")
                 return
         length = headers.get(b"content-length")
-        ctype = headers.get(b"content-type", b"")
-        limit = MAX_UPLOAD_BYTES if ctype.startswith(b"multipart/") else MAX_JSON_BODY
+        multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
+        limit = MAX_UPLOAD_BYTES if multipart else MAX_JSON_BODY
         if length is not None:
             try:
                 too_big = int(length) > limit
             except ValueError:
                 too_big = True
             if too_big:
-                await _deny(send, 413, f"Request body is larger than {limit} bytes.", "invalid_request_error")
+                await _deny(send, 413, f"Request body is larger than {limit} bytes.", "invalid_request_error",
+                            code="request_too_large", close=True)
                 return
-        await self.app(scope, receive, send)
+        body = BodyReader(receive, limit, self.body_timeout_s)
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if body.refused is not None:
+                return  # the app is answering a body it could not read; the refusal is the answer
+            started = True
+            await send(message)
+
+        try:
+            if multipart:  # streamed to the form parser (spooled to disk), counted on the way
+                await self.app(scope, body.receive, guarded_send)
+            else:  # JSON: at most MAX_JSON_BODY, which the app would buffer anyway; checked before parsing
+                data = await body.read_all()
+                if len(data) > MAX_JSON_DEPTH and await _too_deep(data):
+                    await _deny(send, 400, f"Invalid request body: {depth_message(MAX_JSON_DEPTH)}.",
+                                "invalid_request_error", code="json_too_deep")
+                    return
+                await self.app(scope, body.replay(data), guarded_send)
+        except Exception:
+            if body.refused is None:
+                raise
+        if body.refused is not None and not started:
+            refused = body.refused
+            if refused.status == 408:
+                log.warning("closed a connection whose request body stalled for %g s", self.body_timeout_s)
+            await _deny(send, refused.status, refused.message, "invalid_request_error", code=refused.code,
+                        close=True)
 
 
-async def _deny(send: Send, status: int, message: str, type_: str) -> None:
-    body = json.dumps({"error": {"message": message, "type": type_, "param": None, "code": None}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+async def _too_deep(data: bytes) -> bool:
+    if len(data) < 256 * 1024:
+        return deeper_than(data, MAX_JSON_DEPTH)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(deeper_than, data, MAX_JSON_DEPTH)
+
+
+def body_read_timeout() -> float:
+    """Seconds a request body may go without a byte (RFT_BODY_READ_TIMEOUT_S overrides; tests lower it)."""
+    try:
+        return float(os.environ.get("RFT_BODY_READ_TIMEOUT_S", BODY_READ_TIMEOUT_S))
+    except ValueError:
+        return BODY_READ_TIMEOUT_S
+
+
+async def _deny(send: Send, status: int, message: str, type_: str, code: str | None = None,
+                close: bool = False) -> None:
+    body = json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -164,7 +284,8 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None,
-                                       "code": None}}, status_code=exc.status_code)
+                                       "code": None}}, status_code=exc.status_code,
+                            headers=exc.headers)  # e.g. a 405's Allow
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -172,8 +293,24 @@ def create_app(ctx: DaemonContext) -> FastAPI:
         return JSONResponse({"error": {"message": f"Internal error: {type(exc).__name__}: {exc}",
                                        "type": "server_error", "param": None, "code": None}}, status_code=500)
 
+    async def _store_fault(request: Request, exc: Exception) -> JSONResponse:
+        """One place maps a locked database (503 store_busy) and a full disk (507 disk_full)."""
+        if is_busy_error(exc):
+            err = store_busy(str(ctx.paths.db), ctx.store.busy_timeout_s)
+            return JSONResponse(err.body(), status_code=err.status)
+        if is_disk_full_error(exc):
+            err = disk_full(str(ctx.paths.home))
+            return JSONResponse(err.body(), status_code=err.status)
+        return await _unexpected(request, exc)
+
+    for fault in (sqlite3.OperationalError, StoreBusy, OSError):
+        app.add_exception_handler(fault, _store_fault)
+
     for module in (health, files_routes, jobs, graders_routes, grader_files_routes, stream, preflight_routes):
         app.include_router(module.router)
+    from daemon.routes import contract
+
+    app.openapi = lambda: contract(app)  # type: ignore[method-assign]  # declares what the guards answer too
     return app
 
 
@@ -258,13 +395,13 @@ def peer_checked_protocol() -> type:
     class PeerCheckedH11Protocol(H11Protocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             sock = transport.get_extra_info("socket")
+            super().connection_made(transport)  # set up fully, so closing runs the normal clean-up path
             if sock is not None and sock.family == socket.AF_UNIX:
                 uid = peer_uid(sock)
                 if uid is None or uid != os.getuid():
-                    log.warning("refusing a connection from uid %s", uid)
+                    log.warning("refused a connection on the Unix socket from uid %s (only uid %s may connect)",
+                                uid, os.getuid())
                     transport.close()
-                    return
-            super().connection_made(transport)
 
     return PeerCheckedH11Protocol
 
@@ -295,24 +432,58 @@ def load_or_create_token(paths: Paths) -> str:
     return token
 
 
-def sweep_partial_imports(paths: Paths) -> int:
-    """Remove temp files of imports that a killed daemon left half-written (they never became files)."""
-    removed = 0
-    for tmp in paths.files.glob(".import-*"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            removed += 1
-    return removed
+def make_private(paths: Paths) -> None:
+    """Tighten a home that other users could read (0700 dirs, 0600/0400 files); say so in one line."""
+    with contextlib.suppress(OSError):  # our own CLI creates the log before the daemon runs: not news
+        os.chmod(paths.daemon_log, 0o600)
+    changed = tighten_permissions(paths.home)
+    if changed:
+        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        log.warning("made %s private (group/other access removed from %d path%s): %s", paths.home,
+                    len(changed), "s" if len(changed) != 1 else "", shown)
+
+
+def open_store(paths: Paths) -> Store:
+    """The store, or exit with one line on stderr (no traceback) when rft.db is unusable or locked."""
+    try:
+        check_database_file(paths.db)
+        return Store(paths.db)
+    except StoreUnusable as e:
+        _refuse_to_start(str(e))
+    except sqlite3.DatabaseError as e:
+        if is_busy_error(e):
+            _refuse_to_start(f"{paths.db} is locked by another process; stop it (or wait) and start again.")
+        if is_disk_full_error(e):
+            _refuse_to_start(disk_full(str(paths.home)).message)
+        _refuse_to_start(f"{paths.db} cannot be opened ({e}); nothing was changed. Move it aside "
+                         f"(mv {paths.db} {paths.db}.bad) or restore it from a backup.")
+    raise AssertionError("unreachable")
+
+
+def _refuse_to_start(message: str) -> None:
+    print(f"rft-tui daemon: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 def serve(home: str | None = None, tcp: str | None = None, log_level: str = "warning") -> None:
-    paths = Paths.resolve(home).ensure()
-    sweep_partial_imports(paths)
+    os.umask(0o077)  # everything the daemon and its workers create is owner-only
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # our own records (starts, stops, job transitions, errors) always reach the daemon log; libraries stay quiet
     logging.getLogger("rft").setLevel(min(logging.INFO, logging.getLogger().level))
-    store = Store(paths.db)
+    paths = Paths.resolve(home).ensure()
+    try:
+        check_database_file(paths.db)  # first: a refused start says one line and touches nothing
+    except StoreUnusable as e:
+        _refuse_to_start(str(e))
+    make_private(paths)
+    store = open_store(paths)
+    from daemon.files import sweep_orphans
+
+    removed = sweep_orphans(store, paths)
+    if removed:
+        log.warning("removed %d half-written or orphaned file(s) from %s: %s", len(removed), paths.files,
+                    ", ".join(removed[:5]) + (" ..." if len(removed) > 5 else ""))
     bus = EventBus()
     max_running = int(os.environ.get("RFT_MAX_RUNNING_JOBS", "1"))
     scheduler = Scheduler(paths, store, bus, max_running=max_running)
@@ -329,7 +500,7 @@ def serve(home: str | None = None, tcp: str | None = None, log_level: str = "war
     try:
         unix_sock.bind(socket_path)
     finally:
-        os.umask(old_umask)
+        os.umask(old_umask)  # 077 (set above): workers inherit it
     os.chmod(socket_path, 0o600)
     unix_sock.listen(128)
     sockets = [unix_sock]

@@ -6,8 +6,11 @@ while the daemon is down. Rows become wire objects (`daemon.api`) here and nowhe
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
 import secrets
 import sqlite3
 import threading
@@ -22,17 +25,86 @@ import sqlite_utils
 from daemon import api
 from daemon.migrations import apply_migrations
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 30_000  # workers: wait long rather than lose a step
+DAEMON_BUSY_TIMEOUT_S = float(os.environ.get("RFT_STORE_BUSY_TIMEOUT_S", "5"))  # request path: bounded
+HEALTH_PROBE_TIMEOUT_MS = 200
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def connect(path: str | Path) -> sqlite_utils.Database:
-    """A WAL connection with a busy timeout, schema migrated."""
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-                           isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode=WAL")
+class StoreBusy(Exception):
+    """Another process held the database lock longer than the bounded wait (answered as 503 store_busy)."""
+
+
+class StoreUnusable(Exception):
+    """`rft.db` exists but is not a usable SQLite database; the message says which file and what to do."""
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """SQLite's 'database is locked' / 'database table is locked' / SQLITE_BUSY, however it surfaced."""
+    if isinstance(exc, StoreBusy):
+        return True
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def is_disk_full_error(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from the OS, or SQLite's SQLITE_FULL ('database or disk is full')."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc).lower()
+
+
+def check_database_file(path: str | Path) -> None:
+    """Refuse an existing `rft.db` that is not a SQLite database (0 bytes included), without writing to it.
+
+    An absent file is fine (a new store is created). Opening is read-only, so a damaged file is never
+    "repaired" into an empty store.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StoreUnusable(f"{p}: cannot read the database ({e.strerror}); fix its permissions or restore it "
+                            "from a backup.") from None
+    what = "is empty (0 bytes)" if not head else "is not a SQLite database"
+    if head != SQLITE_MAGIC:
+        raise StoreUnusable(f"{p} {what}; nothing was changed. Move it aside (mv {p} {p}.bad) to start with "
+                            "an empty store, or restore it from a backup.")
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=DAEMON_BUSY_TIMEOUT_S)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        if is_busy_error(e):
+            return  # locked by someone else right now: not corrupt; the store opens when it can
+        raise StoreUnusable(f"{p} is damaged ({e}); nothing was changed. Move it aside (mv {p} {p}.bad) to "
+                            "start with an empty store, or restore it from a backup.") from None
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _open(path: str | Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, check_same_thread=False,
+                           isolation_level=None)
+    return _configure(conn, busy_timeout_ms)
+
+
+def connect(path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite_utils.Database:
+    """A WAL connection with a busy timeout, schema migrated."""
+    conn = _open(path, busy_timeout_ms)
+    conn.execute("PRAGMA journal_mode=WAL")
     db = sqlite_utils.Database(conn)
     apply_migrations(db)
     return db
@@ -66,40 +138,131 @@ def new_job_id() -> str:
 
 
 class Store:
-    """Thread-safe access to the store from one process (one connection, one lock)."""
+    """The daemon's side of the store, safe from any thread.
 
-    def __init__(self, path: str | Path) -> None:
+    Each thread gets its own connection (WAL readers never wait for a writer), and writers in this
+    process queue on one lock with a bounded wait, so a database locked by another process costs a
+    request at most `busy_timeout_s` and a 503 `store_busy`, never a stalled event loop.
+    """
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = DAEMON_BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
-        self.db = connect(self.path)
-        self._lock = threading.RLock()
+        self.busy_timeout_s = busy_timeout_s
+        self._busy_ms = max(1, int(busy_timeout_s * 1000))
+        self.db = connect(self.path, self._busy_ms)  # migrates; becomes the creating thread's connection
+        self._local = threading.local()
+        self._local.conn = self.db.conn
+        self._conns: dict[int, sqlite3.Connection] = {threading.get_ident(): self.db.conn}
+        self._conns_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._probe_conn: sqlite3.Connection | None = None
+        self._probe_lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
-        with self._lock:
-            self.db.conn.close()
+        with self._conns_lock:
+            self._closed = True
+            conns = list(self._conns.values())
+            self._conns.clear()
+        with self._probe_lock:
+            if self._probe_conn is not None:
+                conns.append(self._probe_conn)
+                self._probe_conn = None
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use; dead threads' connections are closed)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        conn = _open(self.path, self._busy_ms)
+        with self._conns_lock:
+            if self._closed:
+                conn.close()
+                raise sqlite3.ProgrammingError("the store is closed")
+            alive = {t.ident for t in threading.enumerate()}
+            for ident in [i for i in self._conns if i not in alive or i == threading.get_ident()]:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conns.pop(ident).close()
+            self._conns[threading.get_ident()] = conn
+        self._local.conn = conn
+        return conn
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: all or nothing."""
-        with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
+        """One IMMEDIATE transaction: all or nothing; StoreBusy after the bounded wait for the lock."""
+        started = time.monotonic()
+        if not self._write_lock.acquire(timeout=self.busy_timeout_s):
+            raise StoreBusy(f"the store at {self.path} stayed locked for {self.busy_timeout_s:g} s")
+        try:
+            conn = self.conn
+            left_ms = self._busy_ms - int((time.monotonic() - started) * 1000)
+            if left_ms < self._busy_ms - 10:  # queued behind another writer: the wait is bounded in total
+                conn.execute(f"PRAGMA busy_timeout={max(1, left_ms)}")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            else:
+                conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
                 raise
             else:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._write_lock.release()
+
+    def wait_writable(self) -> None:
+        """Wait (bounded) until a write could start; StoreBusy/'database is locked' -> 503 if it cannot.
+
+        For callers that must then write from the event loop (the scheduler): the wait happens here, in a
+        worker thread, so a database locked by another process never stalls the loop.
+        """
+        with self.tx():
+            pass
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            cur = self.db.conn.execute(sql, params)
-            cols = [d[0] for d in cur.description] if cur.description else []
-            return [dict(zip(cols, r)) for r in cur.fetchall()]  # type: ignore[misc]
+        cur = self.conn.execute(sql, params)
+        cols = [d[0] for d in cur.description] if cur.description else []
+        return [dict(zip(cols, r)) for r in cur.fetchall()]  # type: ignore[misc]
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None  # type: ignore[return-value]
+
+    def probe(self) -> tuple[str, dict[str, int] | None]:
+        """("ok"|"busy", job counts by status or None): answers within ~2 x HEALTH_PROBE_TIMEOUT_MS.
+
+        "busy" means another process holds the write lock (or locked readers out) right now; a write
+        request would wait up to `busy_timeout_s` and then get a 503.
+        """
+        with self._probe_lock:
+            if self._probe_conn is None:
+                self._probe_conn = _open(self.path, HEALTH_PROBE_TIMEOUT_MS)
+            conn = self._probe_conn
+            counts: dict[str, int] | None = None
+            try:
+                counts = {r[0]: r[1] for r in conn.execute(
+                    "SELECT status, COUNT(*) FROM jobs WHERE status IN ('running', 'queued') GROUP BY status")}
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            except sqlite3.OperationalError as e:
+                if not is_busy_error(e):
+                    raise
+                return "busy", counts
+            return "ok", counts
 
     # ------------------------------------------------------------------ files
 

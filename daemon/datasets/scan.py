@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from daemon import api
+from daemon.datasets.depth import MAX_ROW_DEPTH, deeper_than, depth_message
 from daemon.datasets.rows import check_row, normalize_prompt, prompt_text
 
 LONG_PROMPT_CHARS = 32_768
@@ -116,13 +117,21 @@ class Scanner:
             self.prompt_chars.append(0)
             self.error(n, "invalid_utf8", f"not UTF-8: byte 0x{stripped[e.start]:02x} at byte {e.start + 1} of the line")
             return
+        if deeper_than(stripped, MAX_ROW_DEPTH):
+            self.prompt_chars.append(0)
+            self.error(n, "too_deep", f"not a usable row: {depth_message(MAX_ROW_DEPTH)}")
+            return
         try:
             obj, end = _scan_once(text, 0)  # the C scanner, without json.loads' per-call Python wrapper
             if end != len(text):
                 raise ValueError
-        except (StopIteration, ValueError):
+        except (StopIteration, ValueError, RecursionError):
             try:
                 obj = _decode_json(text)  # slow path, for its precise error message
+            except RecursionError:
+                self.prompt_chars.append(0)
+                self.error(n, "too_deep", f"not a usable row: {depth_message(MAX_ROW_DEPTH)}")
+                return
             except ValueError as e:
                 self.prompt_chars.append(0)
                 msg = getattr(e, "msg", str(e))

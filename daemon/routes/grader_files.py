@@ -54,7 +54,8 @@ async def save_grader_file(request: Request, name: str, body: api.GraderFileSave
 
 def _grader_names(folder: Path) -> set[str]:
     try:
-        return {e.name for e in os.scandir(folder) if e.is_file() and is_grader_file_name(e.name)}
+        return {e.name for e in os.scandir(folder)
+                if is_grader_file_name(e.name) and not e.is_dir(follow_symlinks=False)}
     except FileNotFoundError:
         return set()
 
@@ -67,7 +68,7 @@ def classify_changes(folder: Path, touched: set[str], known: set[str]) -> list[t
     """
     out: list[tuple[str, str]] = []
     for name in sorted(touched):
-        exists = (folder / name).is_file()
+        exists = os.path.lexists(folder / name)  # lstat: a symlink or FIFO is listed as a problem, never opened
         if exists:
             out.append((name, "modified" if name in known else "added"))
             known.add(name)
