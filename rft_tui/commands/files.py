@@ -129,7 +129,7 @@ def _ref(obj: CliContext, client: Client, value: str, param: str) -> dict[str, s
     if ids.looks_like_file_id(value) and not p.exists():
         return {"file_id": ids.file_id(client, value, param=param)}
     if not p.is_file():
-        raise click.BadParameter(f"{value} is neither a file id nor an existing file", param_hint=param)
+        raise click.BadParameter(ids.not_a_file(value), param_hint=param)
     if obj.remote:
         return {"file_id": client.add_file(str(p.resolve()), force=True).id}
     return {"path": str(p.resolve())}

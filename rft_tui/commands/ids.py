@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -61,3 +63,16 @@ def file_id(client: Client, ref: str, param: str = "FILE_ID") -> str:
 def looks_like_file_id(ref: str) -> bool:
     """`file-…`: a stored file's id (or prefix) rather than a local path."""
     return ref.startswith("file-")
+
+
+def not_a_file(ref: str) -> str:
+    """Why `ref` is neither a file id nor a file, with the closest file names beside it (a typo is the usual cause)."""
+    p = Path(ref).expanduser()
+    try:
+        siblings = [c.name for c in p.parent.iterdir() if c.is_file()] if p.parent.is_dir() else []
+    except OSError:
+        siblings = []
+    close = difflib.get_close_matches(p.name, siblings, n=2, cutoff=0.8)
+    hint = f" (did you mean {' or '.join(str(p.parent / c) if str(p.parent) != '.' else c for c in close)}?)" \
+        if close else ""
+    return f"{ref} is neither a file id nor an existing file{hint}"

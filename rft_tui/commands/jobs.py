@@ -52,7 +52,7 @@ def resolve_file(client: Client, ref: str | None, param_hint: str = "-t/--traini
     if ids.looks_like_file_id(ref) and not p.exists():
         return ids.file_id(client, ref, param=param_hint)
     if not p.is_file():
-        raise click.BadParameter(f"{ref} is neither a file id nor an existing file", param_hint=param_hint)
+        raise click.BadParameter(ids.not_a_file(ref), param_hint=param_hint)
     return client.add_file(str(p.resolve())).id
 
 

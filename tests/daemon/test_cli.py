@@ -238,9 +238,11 @@ def test_errors_name_the_argument_the_user_typed(rft_home: Path, user_files: dic
         typo = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", "trian.jsonl", "-g",
                    user_files["grader"], check=False)
         assert typo.returncode == 2 and "Invalid value for -t/--training-file: trian.jsonl" in typo.stderr
+        vaild = str(Path(user_files["valid"]).with_name("vaild.jsonl"))
         vtypo = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", user_files["train"], "-v",
-                    "vaild.jsonl", "-g", user_files["grader"], check=False)
-        assert "Invalid value for -v/--validation-file: vaild.jsonl" in vtypo.stderr
+                    vaild, "-g", user_files["grader"], check=False)
+        assert f"Invalid value for -v/--validation-file: {vaild} is neither a file id nor an existing file " \
+               f"(did you mean {user_files['valid']}?)" in vtypo.stderr
         missing = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", user_files["train"], "-g",
                       user_files["grader"], "-v", "file-0000", check=False)
         assert missing.returncode == 1 and missing.stderr.startswith("Error [-v/--validation-file]: ")
