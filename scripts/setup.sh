@@ -12,3 +12,6 @@ fi
 # torch first: the CPU build (2.13.0) here; on a CUDA box pip picks the matching CUDA wheel from PyPI.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[${extras}]"
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "note: python graders need bubblewrap for their sandbox: sudo apt-get install bubblewrap" >&2
+fi
