@@ -87,6 +87,9 @@ class ControlFlags:
         self.cancel = threading.Event()
         self.pause = threading.Event()
         self.starting = False
+        # set when a handler raised StopBeforeTraining: whatever exception start-up then ends with (a C
+        # extension's init turns it into "ImportError: initialization failed"), the cause is this stop
+        self.interrupted: str | None = None
 
     def install(self, stop_while_starting: bool = False) -> "ControlFlags":
         self.starting = stop_while_starting
@@ -112,6 +115,7 @@ class ControlFlags:
     def _stop_now(self, outcome: str) -> None:
         if self.starting:
             self.starting = False  # once: the worker's clean-up must not be interrupted again
+            self.interrupted = outcome
             raise StopBeforeTraining(outcome)
 
     def requested(self) -> str | None:

@@ -28,6 +28,7 @@ def quiet_library_warnings() -> None:
         for lib in LIBRARY_WARNINGS:
             warnings.filterwarnings("ignore", category=category, module=rf"{lib}(\..*)?$")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights: 0%|..." bars in the log
 
 
 def main(argv: list[str]) -> int:
@@ -54,13 +55,14 @@ def main(argv: list[str]) -> int:
             run.reporter.finish(outcome, run.stop_detail or STOP_DETAIL.get(outcome),
                                 fine_tuned_model=run.fine_tuned_model_name() if outcome == "succeeded" else None)
         return 0
-    except StopBeforeTraining as stop:
-        flags.training_started()  # no second interruption while we record the outcome
-        print(f"[worker] {stop.outcome} before training started", flush=True)
-        _finish(home, job_id, run, stop.outcome, f"{stop.outcome} before training started")
-        return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the store with its reason
-        flags.training_started()
+        flags.training_started()  # no second interruption while we record the outcome
+        if isinstance(exc, StopBeforeTraining) or flags.interrupted:
+            # our own stop, raised into whatever start-up was doing (possibly re-raised as another exception)
+            outcome = exc.outcome if isinstance(exc, StopBeforeTraining) else str(flags.interrupted)
+            print(f"[worker] {outcome} before training started ({type(exc).__name__})", flush=True)
+            _finish(home, job_id, run, outcome, f"{outcome} before training started")
+            return 0
         traceback.print_exc()
         _finish(home, job_id, run, "failed", _failure_message(exc), event=True)
         return 1
