@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from daemon.server import peer_uid
-from tests.support.daemon_proc import DaemonProcess
+from tests.support.daemon_proc import DaemonProcess, wait_until
 
 
 def mode(p: Path | str) -> int:
@@ -47,6 +47,7 @@ def test_another_uid_is_refused(fake_worker_daemon: DaemonProcess) -> None:
     """A process of another uid that can reach the socket still gets no answer."""
     sock_path = fake_worker_daemon.socket
     # open the directory and socket up, so only the peer check stands in the way
+    os.chmod(fake_worker_daemon.paths.home, 0o711)  # the store is private (0700): open a path to the socket
     os.chmod(fake_worker_daemon.paths.run, 0o755)
     os.chmod(sock_path, 0o666)
     try:
@@ -71,10 +72,16 @@ def test_another_uid_is_refused(fake_worker_daemon: DaemonProcess) -> None:
         os.close(r)
     finally:
         os.chmod(fake_worker_daemon.paths.run, 0o700)
+        os.chmod(fake_worker_daemon.paths.home, 0o700)
         os.chmod(sock_path, 0o600)
     assert outcome.startswith("refused"), outcome
     with fake_worker_daemon.client() as c:  # the owner still gets in
         assert c.health().pid == fake_worker_daemon.pid
+    # the refusal is one line in the daemon log, not an asyncio traceback
+    refused = wait_until(lambda: [ln for ln in fake_worker_daemon.log().splitlines() if "refused a connection" in ln],
+                         10, what="the refusal in the daemon log")
+    assert len(refused) == 1 and "uid 65534" in refused[0], refused
+    assert "Traceback" not in fake_worker_daemon.log() and "AttributeError" not in fake_worker_daemon.log()
 
 
 def _free_port() -> int:
