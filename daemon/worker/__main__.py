@@ -32,6 +32,7 @@ def quiet_library_warnings() -> None:
 
 
 def main(argv: list[str]) -> int:
+    os.umask(0o077)  # checkpoints, logs and anything else we write are owner-only, like the rest of the store
     flags = ControlFlags()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     job_id = argv[1] if len(argv) > 1 else os.environ.get("RFT_JOB_ID", "")
@@ -75,7 +76,23 @@ def _failure_message(exc: BaseException) -> str:
         return oom_message(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
+    if _disk_full(exc):
+        from daemon.errors import disk_full_message
+
+        return "disk full: " + disk_full_message(os.environ.get("RFT_HOME", "."))
     return f"{type(exc).__name__}: {str(exc)[:2000]}"
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC/EDQUOT/SQLITE_FULL anywhere in the chain (torch re-raises a failed checkpoint write as RuntimeError)."""
+    from daemon.store import is_disk_full_error
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if is_disk_full_error(exc) or "No space left on device" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _finish(home: str | None, job_id: str, run: object, outcome: str, message: str, event: bool = False) -> None:
