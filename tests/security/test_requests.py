@@ -151,3 +151,32 @@ def test_unknown_user_home_is_a_400_naming_the_field(guarded_daemon: DaemonProce
     assert resp.status_code == 400, resp.text
     err = resp.json()["error"]
     assert err["param"] == field and "nosuchuser-rft" in err["message"]
+
+
+@pytest.mark.parametrize("size_mb", [64, pytest.param(513, marks=pytest.mark.slow)])
+def test_big_chunked_multipart_upload_streams_with_flat_memory(guarded_daemon: DaemonProcess, size_mb: int) -> None:
+    """A multipart upload far over the JSON limit is allowed and streamed: daemon RSS stays flat."""
+    d = guarded_daemon
+    baseline = _rss(d.pid)
+    peak = baseline
+    pad = "y" * 1000
+
+    def body() -> Iterator[bytes]:
+        nonlocal peak
+        yield (b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n'
+               b"Content-Type: application/jsonl\r\n\r\n")
+        for block in range(size_mb):
+            rows = "".join(json.dumps({"messages": [{"role": "user", "content": f"{block}.{i} {pad}"}],
+                                       "answer": str(i)}) + "\n" for i in range(1000))
+            peak = max(peak, _rss(d.pid))
+            data = rows.encode()
+            yield data + b" " * max(0, MB - len(data) - 1) + b"\n"
+        yield b'\r\n--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n--b--\r\n'
+
+    with _http(d, timeout=600) as h:
+        resp = h.post("/v1/files", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+    peak = max(peak, _rss(d.pid))
+    assert resp.status_code == 200, resp.text[:500]
+    assert resp.json()["bytes"] >= size_mb * MB and resp.json()["rows"] == size_mb * 1000
+    print(f"{size_mb} MB chunked multipart upload: daemon RSS {baseline / MB:.0f} MB -> peak {peak / MB:.0f} MB")
+    assert peak - baseline < 100 * MB, f"daemon RSS grew {(peak - baseline) / MB:.0f} MB"

@@ -287,3 +287,23 @@ def test_a_full_disk_is_a_clear_507_and_leaves_nothing_half_written(daemon_facto
         assert not orphan.exists()
     finally:
         d.stop()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full for a real ENOSPC")
+def test_a_worker_that_fills_the_disk_fails_with_that_reason(rft_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's failure message for a real ENOSPC (also when re-raised, as torch does) names the store."""
+    from daemon.worker.__main__ import _failure_message
+
+    monkeypatch.setenv("RFT_HOME", str(rft_home))
+    with pytest.raises(OSError) as real:
+        with open("/dev/full", "wb", buffering=0) as f:
+            f.write(b"checkpoint")
+    try:
+        try:
+            raise real.value
+        except OSError as e:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed") from e
+    except RuntimeError as wrapped:
+        for exc in (real.value, wrapped):
+            message = _failure_message(exc)
+            assert message.startswith("disk full:") and str(rft_home) in message and "free" in message, message
