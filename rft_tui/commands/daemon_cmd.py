@@ -101,20 +101,26 @@ def status(obj: CliContext, as_json: bool) -> None:
     """Show whether the daemon runs, its pid, socket, version and uptime."""
     run_on_ssh_host(obj, ["status", *_flags(json=as_json)])
     try:
-        st = read_status(obj.paths)
+        if obj.url or obj.socket:  # the daemon those name, wherever it runs
+            where, tcp = obj.socket or "-", obj.url
+            with obj.client(autostart=False, timeout=5) as c:
+                h = c.health()
+        else:
+            st = read_status(obj.paths)
+            where, tcp = st.socket, st.tcp
+            with Client.connect(socket=st.socket, timeout=5) as c:
+                h = c.health()
     except DaemonNotRunning as e:
         if as_json:
             print_json({"running": False, "reason": str(e)})
         else:
             click.echo(f"Not running: {e}")
         sys.exit(3)
-    with Client.connect(socket=st.socket, timeout=5) as c:
-        h = c.health()
     if as_json:
         print_json({"running": True, **h.model_dump(mode="json")})
         return
-    print_kv([("status", "running"), ("pid", h.pid), ("version", h.version), ("socket", st.socket),
-              ("tcp", st.tcp or "-"), ("home", h.home), ("uptime", fmt_duration(h.uptime_s)),
+    print_kv([("status", "running"), ("pid", h.pid), ("version", h.version), ("socket", where),
+              ("tcp", tcp or "-"), ("home", h.home), ("uptime", fmt_duration(h.uptime_s)),
               ("running jobs", h.running_jobs), ("queued jobs", h.queued_jobs),
               ("grader sandbox", h.sandbox or "-")])
 

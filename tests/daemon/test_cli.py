@@ -261,3 +261,17 @@ def test_local_files_are_hashed_first_and_sent_only_once(daemon_factory, user_fi
         again = c.add_file(user_files["train"], on_progress=sent.append)
         assert again.id == first.id and sent == []
         assert c.find_file(first.sha256).id == first.id and c.find_file("0" * 64) is None
+
+
+def test_daemon_status_reports_the_daemon_that_socket_names(tmp_path: Path, rft_home: Path) -> None:
+    """`--socket`/`--url` name a daemon elsewhere: `daemon status` asks it, not the local RFT_HOME."""
+    other = tmp_path / "o"
+    try:
+        started = json.loads(cli(rft_home, "daemon", "start", "--home", str(other), "--json").stdout)
+        status = json.loads(cli(rft_home, "--socket", started["socket"], "daemon", "status", "--json").stdout)
+        assert status["running"] and status["pid"] == started["pid"]
+        gone = cli(rft_home, "--socket", str(tmp_path / "none.sock"), "daemon", "status", check=False)
+        assert gone.returncode == 3 and gone.stdout.startswith("Not running: Cannot reach the daemon")
+        assert not (rft_home / "rft.db").exists()
+    finally:
+        cli(rft_home, "daemon", "stop", "--home", str(other), check=False)
