@@ -696,6 +696,8 @@ def job_sort_key(job: FineTuningJob) -> tuple[int, str]:
 class JobExportRequest(StrictRequest):
     output_dir: str = Field(min_length=1)
     checkpoint_step: int | None = Field(default=None, ge=0, description="default: the best kept checkpoint")
+    checkpoint: str | None = Field(default=None, description="'best' (default: by validation reward), 'latest' "
+                                   "or a step number; wins over checkpoint_step")
     merged: bool = False
     overwrite: bool = False
 
@@ -710,3 +712,5 @@ class JobExportResult(WireModel):
     merged_dir: str | None = None
     base_model: str
     files: list[str] = []
+    chosen_because: str | None = None  # why this checkpoint: "best validation reward (0.62 at step 40)", "latest", ...
+    model_card: str | None = None  # README.md written into output_dir

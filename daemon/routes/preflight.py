@@ -17,7 +17,9 @@ from fastapi import APIRouter, Request
 
 from daemon import api
 from daemon.errors import ApiError, bad_request, conflict, not_found
+from daemon.export_card import choose_checkpoint, model_card, parse_choice
 from daemon.jobs import build_job
+from daemon.models import model_ref
 from daemon.routes.models import checked_model
 from daemon.routes.models import router as models_router
 from daemon.server import ctx_of
@@ -81,16 +83,8 @@ async def export_job(request: Request, job_id: str, body: api.JobExportRequest) 
     if not ckpts:
         raise conflict(f"Job {job_id} has no checkpoint to export yet.", param="fine_tuning_job_id",
                        code="no_checkpoint")
-    if body.checkpoint_step is not None:
-        match = [c for c in ckpts if c.step_number == body.checkpoint_step]
-        if not match:
-            raise bad_request(f"Job {job_id} has no kept checkpoint at step {body.checkpoint_step} "
-                              f"(kept: {sorted(c.step_number for c in ckpts)})", param="checkpoint_step",
-                              code="checkpoint_not_found")
-        ckpt = match[0]
-    else:
-        scored = [c for c in ckpts if c.metrics.valid_reward_mean is not None]
-        ckpt = max(scored, key=lambda c: (c.metrics.valid_reward_mean, c.step_number)) if scored else ckpts[0]
+    choice = parse_choice(body.checkpoint, body.checkpoint_step)  # best (default), latest or a step
+    ckpt, why = choose_checkpoint(job_id, ckpts, choice)
     out = Path(body.output_dir).expanduser()
     if not out.is_absolute():
         raise bad_request("output_dir must be an absolute path", param="output_dir")
@@ -100,10 +94,11 @@ async def export_job(request: Request, job_id: str, body: api.JobExportRequest) 
     if not ckpt.path or not Path(ckpt.path).is_dir():
         raise conflict(f"Checkpoint {ckpt.id} is gone from disk ({ckpt.path})", code="checkpoint_missing")
     snapshot = loads(row["snapshot"]) or {}
-    model = snapshot.get("model") or {}
-    base = model.get("id") if isinstance(model, dict) else str(model)
-    args = [ckpt.path, str(out), "--base", base or row["model"]] + (["--merged"] if body.merged else [])
-    result = await run_module("daemon.worker.export", args, None, ctx.paths.home, EXPORT_TIMEOUT_S)
+    base = model_ref(snapshot.get("model") or row["model"])  # keeps @revision: a merge loads that revision
+    card = model_card(row, snapshot, ckpt, why)
+    args = [ckpt.path, str(out), "--base", base, "--card-stdin"] + (["--merged"] if body.merged else [])
+    result = await run_module("daemon.worker.export", args, card.encode(), ctx.paths.home, EXPORT_TIMEOUT_S)
     return api.JobExportResult(job_id=job_id, checkpoint=ckpt.id, step=ckpt.step_number, output_dir=str(out),
                                adapter_dir=result["adapter_dir"], merged_dir=result.get("merged_dir"),
-                               base_model=base or row["model"], files=result.get("files", []))
+                               base_model=base, files=result.get("files", []), chosen_because=why,
+                               model_card=result.get("model_card"))

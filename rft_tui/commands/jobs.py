@@ -352,28 +352,30 @@ def checkpoints(obj: CliContext, job_id: str, as_json: bool) -> None:
 @group.command("export")
 @click.argument("job_id")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--checkpoint", "checkpoint_step", type=int, default=None,
-              help="Checkpoint step to export (default: the best kept checkpoint by validation reward).")
+@click.option("--checkpoint", "checkpoint", default="best", show_default=True, metavar="best|latest|STEP",
+              help="Which kept checkpoint: the best by validation reward, the latest, or the one at step STEP.")
 @click.option("--merged", is_flag=True, help="Also write the base model with the adapter merged in (OUT_DIR/merged).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT_DIR.")
 @json_option
 @pass_ctx
 @handle_errors
-def export(obj: CliContext, job_id: str, out_dir: str, checkpoint_step: int | None, merged: bool, overwrite: bool,
+def export(obj: CliContext, job_id: str, out_dir: str, checkpoint: str, merged: bool, overwrite: bool,
            as_json: bool) -> None:
     """Export a job's checkpoint as a loadable LoRA adapter (OUT_DIR/adapter), optionally merged."""
     client = obj.client()
     job_id = ids.job_id(client, job_id)
     result = client.export_job(job_id, api.JobExportRequest(
-        output_dir=str(Path(out_dir).expanduser().resolve()), checkpoint_step=checkpoint_step, merged=merged,
+        output_dir=str(Path(out_dir).expanduser().resolve()), checkpoint=checkpoint, merged=merged,
         overwrite=overwrite))
     if as_json:
         print_json(result)
         return
-    click.echo(f"Exported {result.checkpoint} (step {result.step}) of {job_id}")
+    click.echo(f"Exported {result.checkpoint} (step {result.step}: {result.chosen_because or checkpoint}) of {job_id}")
     click.echo(f"  adapter: {result.adapter_dir}  (base model: {result.base_model})")
     if result.merged_dir:
         click.echo(f"  merged:  {result.merged_dir}")
+    if result.model_card:
+        click.echo(f"  model card: {result.model_card}")
 
 
 @group.command("preflight")
