@@ -9,6 +9,7 @@ handlers exist (the real worker's imports); `RFT_FAKE_CRASH_ON_ATTEMPT=N` exits 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -40,6 +41,10 @@ def main(job_id: str) -> int:
         d = ckpt_root / f"step-{step}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "state.txt").write_text(str(step))
+        # what export copies (no weights: the fake worker has no model); PEFT would also leave its README template
+        (d / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": spec["model"]["id"],
+                                                           "peft_type": "LORA", "revision": None}))
+        (d / "README.md").write_text("PEFT template: [More Information Needed]")
         reporter.add_checkpoint(step, str(d), {"valid_reward_mean": reward, "train_reward_mean": reward})
 
     def validate(step: int) -> float:

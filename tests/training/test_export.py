@@ -83,3 +83,36 @@ def test_exported_adapter_names_the_base_revision(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert config["revision"] == "0a1b2c3" and config["base_model_name_or_path"] == "org/model"
     assert not (tmp_path / "out" / "README.md").exists() and all(not f.endswith("README.md") for f in files)
+
+
+def test_cli_export_names_the_checkpoint_and_writes_the_card(fake_worker_daemon, rft_home: Path,  # type: ignore[no-untyped-def]
+                                                             tmp_path: Path) -> None:
+    """`rft-tui jobs export --checkpoint latest|STEP` (and the default, best) say what they took and why."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.daemon_proc import REPO, wait_until
+    from tests.support.jobs import job_request, make_files
+
+    with fake_worker_daemon.client() as c:
+        train, valid = make_files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=6, eval_interval=3))
+        wait_until(lambda: c.get_job(job.id).status.value == "succeeded", 60, what="the job")
+        ckpts = c.list_checkpoints(job.id).data
+
+    def export(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "rft_tui", "jobs", "export", job.id, *args],
+                             env={**os.environ, "RFT_HOME": str(rft_home), "PYTHONPATH": str(REPO)},
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    best = next(ck for ck in ckpts if "best #1" in ck.kept_because)
+    said = export(str(tmp_path / "best"))
+    assert f"(step {best.step_number}: best validation reward (" in said and "model card:" in said
+    card = (tmp_path / "best" / "README.md").read_text()
+    assert job.id in card and "builtin:tiny-arith" in card and "`exact` (string_check)" in card
+    assert (tmp_path / "best" / "adapter" / "README.md").read_text() == card  # not PEFT's template
+    assert "(step 6: latest)" in export(str(tmp_path / "latest"), "--checkpoint", "latest")
+    assert "(step 3: step 3, as asked)" in export(str(tmp_path / "three"), "--checkpoint", "3")
