@@ -73,8 +73,11 @@ class SandboxLimits:
 
 def grader_key(source: str, limits: SandboxLimits) -> str:
     """A grader's identity in the pool: its source and the settings it runs under."""
-    settings = json.dumps(asdict(limits), sort_keys=True)
-    return hashlib.sha256(source.encode("utf-8") + b"\0" + settings.encode("utf-8")).hexdigest()
+    return _key(source, json.dumps(asdict(limits), sort_keys=True).encode("utf-8"))
+
+
+def _key(source: str, settings: bytes) -> str:
+    return hashlib.sha256(source.encode("utf-8") + b"\0" + settings).hexdigest()
 
 
 @dataclass
@@ -160,6 +163,7 @@ class PythonGraderPool:
         self._closed = False
         self._all: set[_Spawned] = set()
         self._cpu = itertools.count()
+        self._settings = json.dumps(asdict(self.limits), sort_keys=True).encode("utf-8")
         _POOLS.add(self)
         _remove_stale_workdirs()
 
@@ -171,7 +175,7 @@ class PythonGraderPool:
             refusal = CallOutcome(error="server", error_type="SandboxUnavailable",
                                   details=f"python graders are refused: the sandbox is {self.mode}")
             return [refusal for _ in calls]
-        key = grader_key(source, self.limits)
+        key = _key(source, self._settings)
         outcomes: list[CallOutcome] = []
         pending = list(calls)
         while pending:

@@ -232,7 +232,8 @@ def test_workers_die_with_their_parent(tmp_path) -> None:
               "from graders import PythonGraderPool\n"
               "p = PythonGraderPool(1)\n"
               "p.grade('def grade(s, i):\\n    return 1\\n', [({'output_text': ''}, {})])\n"
-              "print(p.worker_pids(), flush=True)\n"
+              "import psutil\n"
+              "print([c.pid for c in psutil.Process().children(recursive=True)], flush=True)\n"
               "import os; os._exit(0)\n") % os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     pids = eval(out.stdout.strip())  # a list of ints printed by the child
@@ -375,6 +376,21 @@ def test_a_namespace_failure_names_the_sysctl(monkeypatch: pytest.MonkeyPatch, t
     mode = sandbox_bwrap.sandbox_mode()
     assert mode.startswith("unavailable: bubblewrap cannot create a user namespace")
     assert "kernel.unprivileged_userns_clone=1" in mode and "RFT_SANDBOX=off" in mode
+
+
+def test_a_job_is_told_when_its_python_grader_runs_unsandboxed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from graders import sandbox_warning
+
+    python = {"type": "python", "name": "p", "source": "def grade(s, i):\n    return 1\n"}
+    multi = {"type": "multi", "name": "m", "graders": {"p": python}, "calculate_output": "p"}
+    exact = {"type": "string_check", "name": "e", "input": "a", "reference": "a", "operation": "eq"}
+    assert sandbox_warning(python) is None and sandbox_warning(exact) is None
+    monkeypatch.setenv("RFT_SANDBOX", "off")
+    assert "sandbox is OFF" in (sandbox_warning(multi) or "")
+    assert sandbox_warning(exact) is None
+    monkeypatch.setenv("RFT_SANDBOX", "")
+    monkeypatch.setenv("RFT_BWRAP", "/nonexistent/bwrap")
+    assert "will be refused" in (sandbox_warning(python) or "")
 
 
 def test_sandbox_off_runs_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

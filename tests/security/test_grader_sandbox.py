@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
+from daemon import api
 from graders import PythonGraderPool, sandbox_mode
 from tests.support.daemon_proc import REPO, DaemonProcess, wait_until
 from tests.support.nonroot import NormalUser, UserDaemon, normal_user, private_home
@@ -429,3 +430,27 @@ def test_with_the_sandbox_off_graders_run_and_say_so(daemon_factory) -> None:  #
                                 "x", {}).model_dump(mode="json")
     assert response["reward"] == 0.75 and response["metadata"]["sandbox"] == "off"
     assert _status_line(d.home).split()[-1] == "off"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["bubblewrap", "off"])
+def test_a_job_grades_in_the_sandbox_or_says_it_is_off(daemon_factory, model_cache: Path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """A real training job (the torch worker's own grader pool): sandboxed, or one warn event at start."""
+    from tests.training.conftest import ARITH, FAST_HP, wait_status
+
+    d = daemon_factory(env={"RFT_SANDBOX": "off" if mode == "off" else "", "RFT_MODEL_CACHE": str(model_cache)})
+    grader = {"type": "python", "name": "exact",
+              "source": "def grade(sample, item):\n    return float(sample['output_text'].strip() == item['answer'])\n"}
+    with d.client() as c:
+        train = c.import_file(str(ARITH / "train.jsonl")).id
+        valid = c.import_file(str(ARITH / "valid.jsonl")).id
+        job = c.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid,
+                            "seed": 7, "method": {"type": "reinforcement", "reinforcement": {
+                                "grader": grader, "hyperparameters": {**FAST_HP, "max_steps": 1, "eval_samples": 4}}}})
+        done = wait_status(c, job.id, {api.JobStatus.succeeded, api.JobStatus.failed, api.JobStatus.cancelled})
+        events = c.list_events(job.id, limit=200).data
+        metrics = c.metrics(job.id).data
+    assert done.status is api.JobStatus.succeeded, done.error
+    warnings = [e for e in events if e.level == "warn" and "sandbox" in e.message.lower()]
+    assert len(warnings) == (1 if mode == "off" else 0), [e.message for e in events]
+    assert metrics and all(m.values["grader/graded"] > 0 and m.values["grader/errored"] == 0 for m in metrics)
