@@ -412,6 +412,8 @@ def _death(worker: _Spawned, fallback: str) -> str:
         code = worker.proc.wait(timeout=1.0)
     except subprocess.TimeoutExpired:
         return fallback
+    if code > 128 and worker.workdir is None:  # bwrap reports a child killed by signal N as 128 + N
+        code = 128 - code
     if code < 0:
         try:
             name = signal.Signals(-code).name
