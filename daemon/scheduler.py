@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,7 @@ class Scheduler:
             os.environ.get("RFT_CANCEL_GRACE_S", "20"))
         self.command = command
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._watched: dict[str, int] = {}  # job id -> pidfd (children are also in _children, for reaping)
         self._kill_timers: dict[str, asyncio.TimerHandle] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -104,6 +106,7 @@ class Scheduler:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._loop_thread = threading.get_ident()
         log.info("daemon pid %d started on %s (max %d running job(s))", os.getpid(), self.paths.home,
                  self.max_running)
         self.recover()
@@ -151,7 +154,11 @@ class Scheduler:
         return int(row["n"]) if row else 0
 
     def kick(self) -> None:
-        """Start queued jobs, FIFO, while there is a free GPU set."""
+        """Start queued jobs, FIFO, while there is a free GPU set (on the event loop, whoever asks)."""
+        if not self._on_loop_thread():
+            assert self.loop is not None
+            self.loop.call_soon_threadsafe(self.kick)  # spawning watches a pidfd: loop work
+            return
         while self.running_count() < self.max_running:
             queued = self.store.jobs_with_status(S.queued)
             if not queued:
@@ -380,6 +387,9 @@ class Scheduler:
 
     def _arm_kill(self, job_id: str, row: dict[str, Any]) -> None:
         assert self.loop is not None
+        if not self._on_loop_thread():  # a control request handled on a thread-pool thread
+            self.loop.call_soon_threadsafe(self._arm_kill, job_id, row)
+            return
         if job_id in self._kill_timers:
             return
         pgid = row["worker_pgid"] or row["worker_pid"]
@@ -424,6 +434,10 @@ class Scheduler:
         self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
 
     # ------------------------------------------------------------------ helpers
+
+    def _on_loop_thread(self) -> bool:
+        """Control calls may come from request handlers on thread-pool threads; loop state is the loop's."""
+        return self._loop_thread is None or threading.get_ident() == self._loop_thread
 
     def _row(self, job_id: str) -> dict[str, Any]:
         row = self.store.get_job_row(job_id)

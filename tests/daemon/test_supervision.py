@@ -254,3 +254,22 @@ def test_cancel_answers_cancelled_to_the_openai_sdk_and_the_job_stays_cancelled(
         assert any(f"Worker pid {pid} stopped" in m for m in messages), messages
         assert c.get_job(first.id).worker is None
         assert sdk.fine_tuning.jobs.cancel(second.id).status == "cancelled"  # a job that runs, too
+
+
+def test_a_cancelled_jobs_worker_is_stopped_by_the_next_daemon(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The daemon dies while a cancelled job's worker ignores SIGTERM: the next daemon finishes the teardown."""
+    env = {**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.stubborn_worker", "RFT_CANCEL_GRACE_S": "600"}
+    d1: DaemonProcess = daemon_factory(env=env)
+    with d1.client() as c:
+        train, valid = make_files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=500))
+        nxt = c.create_job(job_request(train, valid, max_steps=500))
+        pid = wait_until(lambda: (j := c.get_job(job.id)).progress.step >= 1 and j, 30, what="steps").worker["pid"]
+        assert c.cancel_job(job.id).status is S.cancelled
+    d1.kill(signal.SIGKILL)
+    assert _alive(pid)  # it ignored SIGTERM, and nobody escalated
+    d2: DaemonProcess = daemon_factory(env={**env, "RFT_CANCEL_GRACE_S": "1"})
+    with d2.client() as c:
+        wait_until(lambda: c.get_job(job.id).worker is None, 30, what="the old worker to be stopped")
+        assert not _alive(pid) and c.get_job(job.id).status is S.cancelled
+        wait_until(lambda: c.get_job(nxt.id).status is S.running, 30, what="the next job")
