@@ -42,10 +42,9 @@ def test_exact_and_near_overlap_are_reported_with_both_lines(cli: Cli, tmp_path:
 
     out = cli("files", "validate", str(train), "--against", str(valid))
     assert out.returncode == 1
-    assert "valid.jsonl:3: error: messages: prompt also in the training file at line 6 [overlap]" in out.stdout
-    assert "valid.jsonl:5: warning: messages: prompt is " in out.stdout and "training line 7" in out.stdout
-    assert "exact: valid line 3 = train line 6" in out.stdout
-    assert "near:  valid line 5 ~ train line 7" in out.stdout
+    assert "exact: train.jsonl line 6 = valid.jsonl line 3" in out.stdout  # each file named with its own line
+    assert "near:  train.jsonl line 7 ~ valid.jsonl line 5 (" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith("FAILED: 1 prompt in both train.jsonl and valid.jsonl")
 
 
 def test_disjoint_example_files_pass(cli: Cli) -> None:
@@ -69,7 +68,7 @@ def test_jobs_create_refuses_overlap_bad_rows_and_missing_grader_fields(fake_wor
         t, v = c.import_file(str(train)).id, c.import_file(str(valid)).id
 
         out = cli("jobs", "create", "-m", "builtin:tiny-arith", "-t", t, "-v", v, "-g", str(grader))
-        assert out.returncode == 1 and out.stderr.startswith("Error [validation_file]: 1 validation row(s)")
+        assert out.returncode == 1 and out.stderr.startswith("Error [-v/--validation-file]: 1 validation row(s)")
         assert "validation line 3 = training line 6" in out.stderr and "--allow-overlap" in out.stderr
         assert c.list_jobs().data == []
 

@@ -73,7 +73,7 @@ def test_truncated_stored_copy_is_a_clear_error(cli: Cli, tmp_path: Path) -> Non
         f.truncate(data.stat().st_size // 2)
     out = cli("files", "rows", obj["id"], "--offset", "15")
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert out.stderr.startswith("Error [file_id]: The stored copy of " + obj["id"])
+    assert out.stderr.startswith("Error [FILE_ID]: The stored copy of " + obj["id"])
     assert "corrupt or truncated" in out.stderr and "Import the original file again" in out.stderr
     data.unlink()
     with cli.daemon.client() as c, pytest.raises(ApiRequestError) as err:
@@ -97,7 +97,8 @@ def test_forced_file_shows_bad_rows_with_their_error(cli: Cli, tmp_path: Path) -
 
 def test_bad_paging_arguments(cli: Cli, tmp_path: Path) -> None:
     obj = _import(cli, write(tmp_path / "p.jsonl", row() + "\n"))
-    for args, param in ((("--limit", "0"), "limit"), (("--offset", "-1"), "offset"), (("--limit", "5000"), "limit")):
+    for args, param in ((("--limit", "0"), "--limit"), (("--offset", "-1"), "--offset"),
+                        (("--limit", "5000"), "--limit")):  # the option the user typed
         out = cli("files", "rows", obj["id"], *args)
         assert out.returncode == 1 and out.stderr.startswith(f"Error [{param}]:"), out.stderr
 

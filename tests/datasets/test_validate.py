@@ -137,6 +137,7 @@ def test_validate_a_stored_file_by_id_and_show_its_stats(cli: Cli) -> None:
 
 def test_bad_requests_are_one_line_errors(cli: Cli, tmp_path: Path) -> None:
     out = cli("files", "validate", str(tmp_path / "nope.jsonl"))
-    assert out.returncode == 1 and out.stderr.startswith("Error [path]: No such file") and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Invalid value for FILE: " in out.stderr and "Traceback" not in out.stderr
+    assert f"{tmp_path / 'nope.jsonl'} is neither a file id nor an existing file" in out.stderr
     out = cli("files", "validate", "file-doesnotexist")
     assert out.returncode == 1 and "No file with id 'file-doesnotexist'" in out.stderr
