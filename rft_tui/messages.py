@@ -201,11 +201,28 @@ class GraderSaveRefused(Message):
 
 
 @dataclass
-class GraderRan(Message):
-    """The playground's result: the grader's answer for one sample and item."""
+class LocalGraderLoaded(Message):
+    """A grader file opened (or saved) by path, outside `$RFT_HOME/graders` (an example, any file)."""
 
-    result: api.GraderRunResponse
-    sample: str
+    path: str
+    content: str
+    modified_at: float
+    errors: list[str]
+    saved: bool = False
+
+
+@dataclass
+class GraderTested(Message):
+    """The playground's result: the grader run on every row of a file (`graders test`)."""
+
+    report: api.GraderTestReport
+
+
+@dataclass
+class GraderTestFailed(Message):
+    """The daemon refused the playground's run (say, the file lacks the column); shown in the playground."""
+
+    message: str
 
 
 @dataclass

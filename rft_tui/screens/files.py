@@ -30,6 +30,8 @@ class FilesScreen(RftScreen):
     HELP_TITLE = "Files"
     CSS_PATH = "files.tcss"
     AUTO_FOCUS = "#files-list"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
         Binding("v", "validate", "Validate", id="files.validate", tooltip="Validate the selected file"),
         Binding("a", "validate_against", "Validate against…", id="files.against",
@@ -147,7 +149,9 @@ class FilesScreen(RftScreen):
             return  # answer for a file the user has moved away from
         self.report = message
         labels = {fid: f.filename for fid, f in self.files.items()}
-        self.query_one(FileProblemsTable).show(message.report, message.file_id, message.against, labels)
+        problems = self.query_one(FileProblemsTable)
+        problems.show(message.report, message.file_id, message.against, labels)
+        self.set_class(problems.row_count == 0, "-clean")  # a short terminal gives a clean file's rows the room
         self._show_info()
         self.refresh_bindings()
         if message.file_id == self.selected_id:
@@ -173,6 +177,7 @@ class FilesScreen(RftScreen):
             self.report = None
             self.query_one(FileProblemsTable).clear()
             self.query_one(FileProblemsTable).border_subtitle = ""
+            self.set_class(True, "-clean")
         f = self.files.get(file_id) if file_id else None
         self.rows_view.show_file(file_id, (f.rows or 0) if f else 0)
         self.rows_view.border_title = f"Rows of {f.filename}" if f else "Rows"

@@ -1,45 +1,58 @@
-"""Graders: the grader files, an editor that validates on save and follows edits made on disk, a playground
-that runs the grader on a row of a file, and a pre-flight check of the reward signal before training."""
+"""Graders: your grader files, the examples and any file you open by path; an editor that validates on save
+and follows edits made on disk; a playground that runs the grader over a whole file; a pre-flight check.
+
+Under 110 columns the panes stack: the list on top, then the editor or (ctrl+g) the playground.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets import Button, Footer, Header, Input, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from daemon import api
 from daemon.client import ApiRequestError
-from rft_tui.messages import (DaemonEvent, FilesLoaded, GraderFileLoaded, GraderFilesLoaded, GraderRan,
-                              GraderSaveRefused, PreflightDone)
+from rft_tui.grader_files import GraderFileChanged, example_graders, read_text_file, write_text_file
+from rft_tui.messages import (DaemonEvent, FilesLoaded, GraderFileLoaded, GraderFilesLoaded, GraderSaveRefused,
+                              GraderTested, GraderTestFailed, LocalGraderLoaded, PreflightDone)
 from rft_tui.screens.base import RftScreen
-from rft_tui.widgets.file_picker import file_label
-from rft_tui.widgets.grader_results import preflight_text, run_text
+from rft_tui.widgets.grader_playground import GraderPlayground
+from rft_tui.widgets.grader_results import file_report_text, preflight_text
 from rft_tui.widgets.grader_text import NEW_GRADER_TEMPLATES, GraderTextError, grader_from_text, language_of
 
-DEFAULT_MODEL = "builtin:tiny-arith"
+HOME, PATH = "home:", "path:"
 
 
 class GradersScreen(RftScreen):
-    """Left: grader files. Middle: the editor and its errors. Right: playground and pre-flight."""
+    """Left: grader files (yours, the examples, opened by path). Middle: the editor and its errors.
+    Right: the playground (a whole file's rows) and pre-flight."""
 
     HELP_TITLE = "Graders"
     CSS_PATH = "graders.tcss"
     AUTO_FOCUS = "#graders-list"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="graders.save", priority=True,
-                tooltip="Save the grader file (validated by the daemon; errors show under the editor)"),
-        Binding("ctrl+r", "run_grader", "Run on row", id="graders.run", priority=True,
-                tooltip="Run the grader on the chosen row and sample (playground)"),
+                tooltip="Save the grader file (validated by the daemon; an example is saved as a copy in your "
+                        "graders)"),
+        Binding("ctrl+g", "playground", "Playground", id="graders.playground", priority=True,
+                tooltip="Move between the editor and the playground (Tab indents inside the editor)"),
+        Binding("ctrl+r", "run_grader", "Run on file", id="graders.run", priority=True,
+                tooltip="Run the grader over the playground's file: score distribution, errors, lowest rows"),
+        Binding("ctrl+o", "open_path", "Open file", id="graders.open", priority=True,
+                tooltip="Open any grader file by its path (.json, .yaml, .yml or .py)"),
         Binding("ctrl+f", "preflight", "Pre-flight", id="graders.preflight", priority=True,
-                tooltip="Sample completions on the chosen file and show the reward spread"),
+                tooltip="Sample completions on the playground's file and show the reward spread"),
         Binding("ctrl+n", "new_grader", "New grader", id="graders.new", priority=True,
                 tooltip="Create a grader file (name ending in .json, .yaml or .py)"),
         Binding("escape", "leave", "Back", id="graders.back",
@@ -52,18 +65,14 @@ class GradersScreen(RftScreen):
 
         grader: api.GraderFile
 
-    @dataclass
-    class RowForPlayground(Message):
-        """The playground's chosen row, fetched; run the grader on it."""
-
-        item: dict[str, object]
-        sample: str | None
-
     def __init__(self) -> None:
         super().__init__()
         self.graders: dict[str, api.GraderFile] = {}
         self.files: list[api.FileObject] = []
-        self.name_open: str | None = None
+        self.examples: list[Path] = example_graders()
+        self.opened_paths: list[Path] = []  # files opened by path this session (listed under "Opened")
+        self.name_open: str | None = None  # a file name in $RFT_HOME/graders, or a path (see path_open)
+        self.path_open: Path | None = None  # set when the open grader is a file outside $RFT_HOME/graders
         self.modified_at: float | None = None
         self.disk_text = ""
         self._asking_reload = False
@@ -75,30 +84,17 @@ class GradersScreen(RftScreen):
         with Horizontal(id="graders-body"):
             with Vertical(id="graders-left"):
                 listing = OptionList(id="graders-list")
-                listing.border_title = "Grader files"
+                listing.border_title = "Graders"
                 yield listing
                 yield Input(placeholder="new file name, e.g. mine.json", id="grader-new-name", classes="hidden")
+                yield Input(placeholder="path to a grader file (enter opens)", id="grader-open-path",
+                            classes="hidden")
             with Vertical(id="grader-main"):
                 editor = TextArea.code_editor("", id="grader-editor", soft_wrap=False)
                 editor.border_title = "No grader open"
                 yield editor
                 yield Static("", id="grader-errors")
-            with VerticalScroll(id="playground"):
-                yield Label("Playground", classes="section-title")
-                yield Select[str]([], prompt="file for rows", id="pg-file", compact=True)
-                with Horizontal(classes="row"):
-                    yield Label("row #", classes="field-label")
-                    yield Input("1", id="pg-row", type="integer", compact=True)
-                yield Input(placeholder="sample (empty: the row's field)", id="pg-sample", compact=True)
-                with Horizontal(classes="row"):
-                    yield Label("field", classes="field-label")
-                    yield Input("answer", id="pg-field", compact=True)
-                yield Button("Run on row (ctrl+r)", id="pg-run", compact=True)
-                yield Static("", id="pg-result")
-                yield Label("Pre-flight", classes="section-title")
-                yield Input(DEFAULT_MODEL, id="pf-model", placeholder="model", compact=True)
-                yield Button("Pre-flight (ctrl+f)", id="pf-run", compact=True)
-                yield Static("", id="pf-result")
+            yield GraderPlayground(id="playground")
         yield Footer()
 
     @property
@@ -106,8 +102,16 @@ class GradersScreen(RftScreen):
         return self.query_one("#grader-editor", TextArea)
 
     @property
+    def playground(self) -> GraderPlayground:
+        return self.query_one(GraderPlayground)
+
+    @property
     def dirty(self) -> bool:
         return self.name_open is not None and self.editor.text != self.disk_text
+
+    @property
+    def is_example(self) -> bool:
+        return self.path_open is not None and self.path_open in self.examples
 
     def on_mount(self) -> None:
         self.load_graders()
@@ -151,79 +155,164 @@ class GradersScreen(RftScreen):
         self.post_message(GraderFileLoaded(saved, saved=True))
 
     @work(exclusive=True, group="grader-run", exit_on_error=False)
-    async def run_on_row(self, grader: dict[str, object], file_id: str, row: int, sample: str | None,
-                         field: str) -> None:
-        page = await self.app.client.file_rows(file_id, offset=row - 1, limit=1)
-        if not page.data or page.data[0].data is None:
-            raise ValueError(f"row {row} of {file_id} is missing or not a JSON object")
-        item = dict(page.data[0].data)
-        if sample is None:
-            if field not in item:
-                raise ValueError(f"row {row} has no field {field!r}; type a sample instead")
-            sample = str(item[field])
-        result = await self.app.client.run_grader(grader, sample, item)
-        self.post_message(GraderRan(result, sample))
+    async def run_on_file(self, grader: dict[str, object], file_id: str, field: str | None, limit: int) -> None:
+        """Every row of the file through the grader (the `graders test` endpoint the CLI uses)."""
+        try:
+            report = await self.app.client.test_grader(grader, file_id, field=field, limit=limit)
+        except ApiRequestError as e:
+            self.post_message(GraderTestFailed(e.error.message))
+            return
+        self.post_message(GraderTested(report))
+
+    @work(exclusive=True, group="grader-open", exit_on_error=False)
+    async def open_path(self, path: Path, saved: bool = False) -> None:
+        """Read a grader file outside $RFT_HOME/graders and have the daemon check it."""
+        try:
+            text, mtime = await asyncio.to_thread(read_text_file, path)
+        except (OSError, UnicodeDecodeError) as e:
+            self.post_message(GraderTestFailed(f"Cannot open {path}: {e}"))
+            return
+        self.post_message(LocalGraderLoaded(str(path), text, mtime, await self._problems(path.name, text), saved))
+
+    async def _problems(self, name: str, text: str) -> list[str]:
+        try:
+            grader = grader_from_text(name, text)
+        except GraderTextError as e:
+            return [str(e)]
+        try:
+            await self.app.client.validate_grader(grader)
+        except ApiRequestError as e:
+            return [e.error.message]
+        return []
+
+    @work(exclusive=True, group="grader-save", exit_on_error=False)
+    async def save_path(self, path: Path, content: str, expected: float | None) -> None:
+        try:
+            await asyncio.to_thread(write_text_file, path, content, expected)
+        except GraderFileChanged as e:
+            self.post_message(GraderSaveRefused(str(path), str(e), conflict=True))
+            return
+        except OSError as e:
+            self.post_message(GraderSaveRefused(str(path), f"cannot write {path}: {e}"))
+            return
+        self.open_path(path, saved=True)
 
     @work(exclusive=True, group="grader-preflight", exit_on_error=False)
     async def run_preflight(self, grader: dict[str, object], model: str, training_file: str) -> None:
         request = api.PreflightRequest(model=model, training_file=training_file,
                                        method=api.JobMethod(reinforcement=api.ReinforcementMethod(grader=grader)))
-        self.post_message(PreflightDone(await self.app.client.preflight(request)))
+        try:
+            report = await self.app.client.preflight(request)
+        except ApiRequestError as e:  # a misspelled model, a grader the rows cannot feed: say it here
+            self.playground.show_preflight(Text(f"✗ {e.error.message}", style="red"))
+            return
+        self.post_message(PreflightDone(report))
 
     # ------------------------------------------------------------------ handlers (own state)
 
     @on(GraderFilesLoaded)
     def _graders_loaded(self, message: GraderFilesLoaded) -> None:
         self.graders = {g.name: g for g in message.graders}
-        listing = self.query_one("#graders-list", OptionList)
-        highlighted = self.name_open
-        listing.clear_options()
-        for g in message.graders:
-            mark = Text("✓ ", style="green") if g.valid else Text("✗ ", style="red")
-            listing.add_option(Option(mark + Text(g.name), id=g.name))
-        if highlighted in self.graders:
-            listing.highlighted = list(self.graders).index(highlighted)
+        self._fill_list()
         if not message.graders:
-            self.query_one("#grader-errors", Static).update(
-                Text("No grader files yet: press ctrl+n to create one.", style="dim"))
+            self.query_one("#grader-errors", Static).update(Text(
+                "No grader files of your own yet: ctrl+n creates one, or open an example from the list.",
+                style="dim"))
         elif self.name_open is None:
             self.open_grader(message.graders[0].name)
+
+    def _fill_list(self) -> None:
+        """Your graders, then the examples, then files opened by path; the open one highlighted."""
+        listing = self.query_one("#graders-list", OptionList)
+        listing.clear_options()
+        options: list[Option] = [_heading("Your graders")]
+        for g in self.graders.values():
+            mark = Text("✓ ", style="green") if g.valid else Text("✗ ", style="red")
+            options.append(Option(mark + Text(g.name), id=HOME + g.name))
+        if self.examples:
+            options.append(_heading("Examples"))
+            options += [Option(Text(_example_label(p)), id=PATH + str(p)) for p in self.examples]
+        others = [p for p in self.opened_paths if p not in self.examples]
+        if others:
+            options.append(_heading("Opened"))
+            options += [Option(Text(str(p)), id=PATH + str(p)) for p in others]
+        options.append(Option(Text("Open a file… (ctrl+o)", style="italic"), id="open"))
+        listing.add_options(options)
+        current = (PATH + str(self.path_open)) if self.path_open else (HOME + self.name_open if self.name_open else None)
+        ids = [o.id for o in options]
+        if current in ids:
+            listing.highlighted = ids.index(current)
 
     @on(FilesLoaded)
     def _files_loaded(self, message: FilesLoaded) -> None:
         self.files = message.files
-        select = self.query_one("#pg-file", Select)
-        select.set_options([(file_label(f), f.id) for f in message.files])
-        if message.files:
-            select.value = message.files[0].id
+        self.playground.show_files(message.files)
 
     @on(OptionList.OptionSelected, "#graders-list")
     def _grader_chosen(self, event: OptionList.OptionSelected) -> None:
-        name = event.option.id
-        if not name or name == self.name_open:
+        choice = event.option.id or ""
+        if choice == "open":
+            self.action_open_path()
+            return
+        current = (PATH + str(self.path_open)) if self.path_open else (HOME + (self.name_open or ""))
+        if choice == current:
             self.editor.focus()
             return
-        if not self.dirty:
+        self._unless_dirty(f"open {choice.partition(':')[2]}", lambda: self._open_choice(choice))
+
+    def _open_choice(self, choice: str) -> None:
+        kind, _, name = choice.partition(":")
+        if kind + ":" == PATH:
+            self.open_path(Path(name))
+        else:
             self.open_grader(name)
+
+    def _unless_dirty(self, what: str, then: object) -> None:
+        """Run `then()` now, or after the user agrees to drop unsaved edits."""
+        if not self.dirty:
+            then()  # type: ignore[operator]
             return
         from rft_tui.screens.confirm import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.open_grader(name)
+                then()  # type: ignore[operator]
 
-        self.app.push_screen(ConfirmScreen(f"Discard your unsaved edits to {self.name_open} and open {name}?",
+        self.app.push_screen(ConfirmScreen(f"Discard your unsaved edits to {self.name_open} and {what}?",
                                            yes="Discard"), answered)
 
     @on(GraderFileLoaded)
     def _grader_loaded(self, message: GraderFileLoaded) -> None:
         grader = message.grader
-        self._show_file(grader, replace_text=not message.saved or grader.name != self.name_open)
+        replace = not message.saved or grader.name != self.name_open or self.path_open is not None
+        self.path_open = None
+        self._show_file(grader, replace_text=replace)
         self.graders[grader.name] = grader.model_copy(update={"content": None})
         if message.saved:
             self.notify(f"Saved {grader.name}" + ("" if grader.valid else " (with errors)"),
                         severity="information" if grader.valid else "warning", timeout=3)
             self.load_graders()
+        self._fill_list()
+
+    @on(LocalGraderLoaded)
+    def _local_loaded(self, message: LocalGraderLoaded) -> None:
+        path = Path(message.path)
+        self.path_open = path
+        if path not in self.opened_paths and path not in self.examples:
+            self.opened_paths.append(path)
+        self.name_open = str(path)
+        self.modified_at = message.modified_at
+        self.disk_text = message.content
+        if not message.saved:
+            self.editor.load_text(message.content)
+            language = language_of(path.name)
+            self.editor.language = language if language in self.editor.available_languages else None
+        self.editor.border_title = str(path) + (" (example)" if self.is_example else "")
+        self._show_errors(message.errors, valid=not message.errors)
+        if message.saved:
+            self.notify(f"Saved {path}", timeout=3)
+        self._fill_list()
+        self.refresh_bindings()
 
     def _show_file(self, grader: api.GraderFile, replace_text: bool) -> None:
         self.name_open = grader.name
@@ -257,7 +346,11 @@ class GradersScreen(RftScreen):
         from rft_tui.screens.confirm import ConfirmScreen
 
         def answered(overwrite: bool | None) -> None:
-            if overwrite:
+            if not overwrite:
+                return
+            if self.path_open is not None and str(self.path_open) == message.name:
+                self.save_path(self.path_open, self.editor.text, None)
+            else:
                 self.save(message.name, self.editor.text, None)
 
         self.app.push_screen(ConfirmScreen(f"{message.name} changed on disk since you opened it. "
@@ -272,7 +365,7 @@ class GradersScreen(RftScreen):
             return
         self.load_graders()
         data = event.data or {}
-        if data.get("name") != self.name_open:
+        if self.path_open is not None or data.get("name") != self.name_open:
             return
         if data.get("change") == "deleted":
             self._show_errors([], note=f"{self.name_open} was deleted on disk; ctrl+s saves it again.")
@@ -283,8 +376,8 @@ class GradersScreen(RftScreen):
     @on(ChangedOnDisk)
     def _changed_on_disk(self, message: ChangedOnDisk) -> None:
         grader = message.grader
-        if grader.name != self.name_open or grader.modified_at == self.modified_at:
-            return  # our own save, or already seen
+        if self.path_open is not None or grader.name != self.name_open or grader.modified_at == self.modified_at:
+            return  # our own save, already seen, or another file is open now
         if grader.content == self.editor.text:
             self._show_file(grader, replace_text=False)
             return
@@ -305,18 +398,23 @@ class GradersScreen(RftScreen):
         self.app.push_screen(ConfirmScreen(f"{grader.name} changed on disk. Reload it and lose your unsaved edits?",
                                            yes="Reload"), answered)
 
-    @on(GraderRan)
-    def _ran(self, message: GraderRan) -> None:
-        self.query_one("#pg-result", Static).update(run_text(message.result, message.sample))
+    @on(GraderTested)
+    def _tested(self, message: GraderTested) -> None:
+        self.playground.show_result(file_report_text(message.report))
+
+    @on(GraderTestFailed)
+    def _test_failed(self, message: GraderTestFailed) -> None:
+        self.playground.show_result(Text(f"✗ {message.message}", style="red"))
 
     @on(PreflightDone)
     def _preflight_done(self, message: PreflightDone) -> None:
-        self.query_one("#pf-result", Static).update(preflight_text(message.report))
+        self.playground.show_preflight(preflight_text(message.report))
 
     @on(TextArea.Changed, "#grader-editor")
     def _edited(self) -> None:
         if self.name_open:
-            self.editor.border_title = f"{self.name_open}{' ●' if self.dirty else ''}"
+            title = str(self.path_open) + (" (example)" if self.is_example else "") if self.path_open else self.name_open
+            self.editor.border_title = f"{title}{' ●' if self.dirty else ''}"
 
     @on(Button.Pressed, "#pg-run")
     def _run_pressed(self) -> None:
@@ -340,7 +438,27 @@ class GradersScreen(RftScreen):
         box.value = ""
         box.add_class("hidden")
         self.name_open = None
+        self.path_open = None
         self.save(name, NEW_GRADER_TEMPLATES[language], None)
+
+    @on(Input.Submitted, "#grader-open-path")
+    def _path_given(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        try:
+            path = Path(text).expanduser().resolve()
+        except (RuntimeError, OSError) as e:
+            self.notify(f"Cannot use {text}: {e}", severity="error")
+            return
+        if language_of(path.name) is None:
+            self.notify("A grader file ends in .json, .yaml, .yml or .py", severity="error")
+            return
+        box = self.query_one("#grader-open-path", Input)
+        box.value = ""
+        box.add_class("hidden")
+        self.editor.focus()
+        self._unless_dirty(f"open {path}", lambda: self.open_path(path))
 
     # ------------------------------------------------------------------ actions
 
@@ -360,44 +478,76 @@ class GradersScreen(RftScreen):
         return True
 
     def action_save(self) -> None:
-        if self.name_open is not None:
+        if self.name_open is None:
+            return
+        if self.is_example and self.path_open is not None:
+            self._save_example_copy(self.path_open)
+        elif self.path_open is not None:
+            self.save_path(self.path_open, self.editor.text, self.modified_at)
+        else:
             self.save(self.name_open, self.editor.text, self.modified_at)
+
+    def _save_example_copy(self, example: Path) -> None:
+        """Examples stay as shipped: saving one keeps your version in $RFT_HOME/graders under its name."""
+        name = example.name if example.parent.name == "graders" else f"{example.parent.name}{example.suffix}"
+        text = self.editor.text
+        if name not in self.graders:
+            self.save(name, text, None)
+            return
+        from rft_tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.save(name, text, None)
+
+        self.app.push_screen(ConfirmScreen(f"You already have a grader {name}. Overwrite it with this example?",
+                                           yes="Overwrite"), answered)
+
+    def action_playground(self) -> None:
+        """Tab indents in the editor, so this key moves between the editor and the playground."""
+        in_playground = self.focused is not None and self.playground in self.focused.ancestors_with_self
+        self.set_class(not in_playground, "-playground")
+        if in_playground:
+            self.editor.focus()
+        else:
+            self.call_after_refresh(self.query_one("#pg-file").focus)
 
     def action_run_grader(self) -> None:
         grader = self._current_grader()
-        file_id = self.query_one("#pg-file", Select).value
         if grader is None:
             return
-        if not isinstance(file_id, str):
-            self.notify("Choose a file for the playground's rows", severity="warning")
+        run = self.playground.run_request()
+        if isinstance(run, str):
+            self.notify(run, severity="warning")
             return
-        try:
-            row = int(self.query_one("#pg-row", Input).value or "1")
-        except ValueError:
-            row = 1
-        sample = self.query_one("#pg-sample", Input).value
-        field = self.query_one("#pg-field", Input).value.strip() or "answer"
-        self.query_one("#pg-result", Static).update(Text("running…", style="dim"))
-        self.run_on_row(grader, file_id, max(1, row), sample or None, field)
+        self.set_class(True, "-playground")  # on a narrow terminal, show where the answer goes
+        name = next((file.filename for file in self.files if file.id == run.file_id), run.file_id)
+        self.playground.show_result(Text(f"grading up to {run.limit} rows of {name}…", style="dim"))
+        self.run_on_file(grader, run.file_id, run.field, run.limit)
 
     def action_preflight(self) -> None:
         grader = self._current_grader()
-        file_id = self.query_one("#pg-file", Select).value
+        file_id = self.playground.file_id
         if grader is None:
             return
-        if not isinstance(file_id, str):
+        if file_id is None:
             self.notify("Choose a training file for the pre-flight", severity="warning")
             return
-        model = self.query_one("#pf-model", Input).value.strip() or DEFAULT_MODEL
-        self.query_one("#pf-result", Static).update(Text(f"pre-flight on {model}… (samples completions)", style="dim"))
+        self.set_class(True, "-playground")
+        model = self.playground.model
+        self.playground.show_preflight(Text(f"pre-flight on {model}… (samples completions)", style="dim"))
         self.run_preflight(grader, model, file_id)
 
     def action_leave(self) -> None:
-        box = self.query_one("#grader-new-name", Input)
-        if box.has_focus:
-            box.value = ""
-            box.add_class("hidden")
-            self.query_one("#graders-list").focus()
+        for box_id in ("#grader-new-name", "#grader-open-path"):
+            box = self.query_one(box_id, Input)
+            if box.has_focus:
+                box.value = ""
+                box.add_class("hidden")
+                self.query_one("#graders-list").focus()
+                return
+        if self.has_class("-narrow") and self.has_class("-playground"):
+            self.action_playground()  # back to the editor first
             return
         if not self.dirty:
             self.app.pop_screen()
@@ -416,11 +566,28 @@ class GradersScreen(RftScreen):
         box.remove_class("hidden")
         box.focus()
 
+    def action_open_path(self) -> None:
+        box = self.query_one("#grader-open-path", Input)
+        box.remove_class("hidden")
+        box.focus()
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("New grader file", "Create a grader under RFT_HOME/graders", self.action_new_grader)
+        yield SystemCommand("Open grader file…", "Open any grader file by its path", self.action_open_path)
         yield SystemCommand("Reload grader files", "List the grader files again", self.load_graders)
+        for example in self.examples:
+            yield SystemCommand(f"Open example {_example_label(example)}", str(example),
+                                lambda p=example: self._unless_dirty(f"open {p}", lambda: self.open_path(p)))
         if self.name_open:
             yield SystemCommand(f"Save {self.name_open}", "Validate and save", self.action_save)
-            yield SystemCommand("Run grader on row", "Playground", self.action_run_grader)
+            yield SystemCommand("Run grader on file", "Playground: every row of the chosen file",
+                                self.action_run_grader)
             yield SystemCommand("Pre-flight", "Reward spread before training", self.action_preflight)
 
+
+def _heading(text: str) -> Option:
+    return Option(Text(text, style="bold dim"), disabled=True)
+
+
+def _example_label(path: Path) -> str:
+    return path.name if path.parent.name == "graders" else f"{path.parent.name}/{path.name}"

@@ -1,4 +1,4 @@
-"""Text for the Graders screen: a playground run's reward and flags, and a pre-flight report."""
+"""Text for the Graders screen: the playground's run over a file, and a pre-flight report."""
 
 from __future__ import annotations
 
@@ -6,30 +6,41 @@ from rich.text import Text
 
 from daemon import api
 
-BAR_WIDTH = 24
+BAR_WIDTH = 20
 
 
-def run_text(result: api.GraderRunResponse, sample: str) -> Text:
+def file_report_text(report: api.GraderTestReport) -> Text:
+    """A file's grading at a glance: how many rows, the score distribution, errors and the lowest rows."""
     out = Text()
-    out.append("reward ", style="bold")
-    out.append(f"{result.reward:.4f}", style="green" if result.reward >= 0.5 else "yellow")
-    out.append(f"   ({result.metadata.execution_time * 1000:.1f} ms)\n", style="dim")
-    out.append("sample ", style="bold")
-    out.append(repr(sample if len(sample) <= 60 else sample[:57] + "...") + "\n")
-    if result.sub_rewards:
-        out.append("sub-rewards\n", style="bold")
-        for name, value in result.sub_rewards.items():
-            out.append(f"  {name}: {value:.4f}\n" if isinstance(value, (int, float)) else f"  {name}: {value}\n")
-    errors = result.metadata.errors.model_dump()
-    flags = [k for k, v in errors.items() if v is True]
+    out.append(f"{report.graded} of {report.rows} rows", style="bold")
+    out.append(f", column '{report.field}'  ({report.elapsed_s:.2f}s)\n", style="dim")
+    if report.missing_field:
+        out.append(f"{report.missing_field} rows lack '{report.field}'\n", style="yellow")
+    if report.reward_mean is not None:
+        out.append(f"mean {report.reward_mean:.3f}  std {report.reward_std or 0:.3f}\n"
+                   f"min  {report.reward_min:.3f}  max {report.reward_max:.3f}\n")
+    if report.pass_rate is not None:
+        out.append("reward 1.0 ", style="bold")
+        out.append(f"{report.pass_rate:.0%} of rows\n", style="green" if report.pass_rate >= 0.9 else "yellow")
+    peak = max((c for _b, c in report.histogram), default=0) or 1
+    for bucket, count in report.histogram:
+        out.append(f"  {bucket:3.1f}–{min(1.0, bucket + 0.1):3.1f} {'█' * round(BAR_WIDTH * count / peak):<{BAR_WIDTH}}"
+                   f" {count}\n")
     out.append("errors ", style="bold")
-    if not flags:
-        out.append("none\n", style="green")
+    if report.errors:
+        out.append(", ".join(f"{k} ×{v}" for k, v in sorted(report.errors.items()))
+                   + f" ({report.rows_with_errors} rows)\n", style="red")
     else:
-        out.append(", ".join(flags) + "\n", style="red")
-        for k, v in errors.items():
-            if k.endswith(("_details", "_type")) and v:
-                out.append(f"  {v}\n", style="red")
+        out.append("none\n", style="green")
+    if report.sub_reward_means:
+        out.append("sub-rewards ", style="bold")
+        out.append(", ".join(f"{k} {v:.3f}" for k, v in report.sub_reward_means.items()) + "\n")
+    if report.lowest and report.reward_min is not None and report.reward_min < 1.0:
+        out.append("lowest rows\n", style="bold")
+        for ex in report.lowest:
+            sample = ex.sample if len(ex.sample) <= 30 else ex.sample[:29] + "…"
+            out.append(f"  line {ex.line}: {ex.reward:.3f} {sample!r}")
+            out.append(f" [{', '.join(ex.errors)}]\n" if ex.errors else "\n", style="red")
     return out
 
 

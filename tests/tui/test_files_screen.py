@@ -150,3 +150,38 @@ def test_files_screen_snapshot(files_daemon: tuple[DaemonProcess, dict[str, str]
         await pilot.pause()
 
     assert snap_compare(make_app(d, stream=False), terminal_size=(100, 30), run_before=ready)
+
+
+async def test_at_80x24_the_rows_get_the_room(files_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
+    """SSH-sized terminal: the file list on top, rows full width below (it showed 2 rows beside the list)."""
+    d, ids = files_daemon
+    app = make_app(d, stream=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _files_screen(pilot)
+        assert screen.has_class("-narrow") and screen.has_class("-short")
+        await _select(pilot, screen, ids["train"])
+        await until(pilot, lambda: screen.report is not None, what="the clean file validated")
+        await until(pilot, lambda: screen.rows_view.row_at(9) is not None, what="rows")
+        await pilot.pause()
+        rows = screen.rows_view
+        assert rows.size.width >= 76 and rows.size.height >= 10  # a clean file: no problems pane
+        assert not screen.query_one("#file-problems").display
+        await _select(pilot, screen, ids["bad"])
+        await until(pilot, lambda: screen.query_one("#file-problems").row_count >= 2, what="problems")
+        await pilot.pause()
+        assert screen.query_one("#file-problems").display and rows.size.height >= 4
+
+
+def test_files_screen_at_80x24(files_daemon: tuple[DaemonProcess, dict[str, str]], snap_compare: Any) -> None:
+    d, ids = files_daemon
+
+    async def ready(pilot: Any) -> None:
+        screen = await _files_screen(pilot)
+        await _select(pilot, screen, ids["bad"])
+        await until(pilot, lambda: screen.query_one("#file-problems").row_count >= 2, what="problems")
+        await until(pilot, lambda: screen.rows_view.row_at(3) is not None, what="rows")
+        await until(pilot, lambda: any("Problems" in str(k.render()) for k in pilot.app.screen.query("FooterKey")),
+                    what="the footer to offer Problems")
+        await pilot.pause()
+
+    assert snap_compare(make_app(d, stream=False), terminal_size=(80, 24), run_before=ready)

@@ -51,7 +51,7 @@ async def _graders_screen(pilot: Any, opened: str) -> Any:
 async def _open(pilot: Any, screen: Any, name: str) -> None:
     listing = screen.query_one("#graders-list")
     listing.focus()
-    listing.highlighted = [o.id for o in listing._options].index(name)
+    listing.highlighted = [o.id for o in listing._options].index("home:" + name)
     await pilot.press("enter")
     await until(pilot, lambda: screen.name_open == name, what=f"{name} open")
 
@@ -62,7 +62,7 @@ async def test_lists_graders_edits_and_saves_with_validation(graders_daemon: tup
     app = make_app(d, stream=False)
     async with app.run_test(size=(120, 34)) as pilot:
         screen = await _graders_screen(pilot, "a_exact.json")
-        labels = [str(o.prompt) for o in screen.query_one("#graders-list")._options]
+        labels = [str(o.prompt) for o in screen.query_one("#graders-list")._options if (o.id or "").startswith("home:")]
         assert labels == ["✓ a_exact.json", "✗ b_broken.yaml"]
         assert screen.editor.text == EXACT
         # a spec error is saved but shown inline
@@ -122,21 +122,102 @@ async def test_reloads_on_disk_change_and_asks_when_edited(graders_daemon: tuple
         assert "changed on disk" in question
 
 
-async def test_playground_runs_grader_on_a_row(graders_daemon: tuple[DaemonProcess, str]) -> None:
-    d, file_id = graders_daemon
+@pytest.fixture(scope="module")
+def guesses_file(graders_daemon: tuple[DaemonProcess, str]) -> str:
+    """20 arithmetic rows with a `guess` column: right on even rows, off by one on odd ones."""
+    d, _ = graders_daemon
+    rows = arithmetic_rows(10, 20)
+    for i, row in enumerate(rows):
+        row["guess"] = row["answer"] if i % 2 == 0 else str(int(row["answer"]) + 1)
+    with d.client() as c:
+        return str(c.import_file(str(write_jsonl(d.home / "guesses.jsonl", rows))).id)
+
+
+async def test_playground_runs_the_grader_over_a_whole_file(graders_daemon: tuple[DaemonProcess, str],
+                                                            guesses_file: str) -> None:
+    d, _ = graders_daemon
+    _fresh_graders(d, {"exact.json": EXACT})
+    app = make_app(d, stream=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _graders_screen(pilot, "exact.json")
+        await until(pilot, lambda: screen.files, what="the files")
+        screen.query_one("#pg-file").value = guesses_file
+        screen.query_one("#pg-field").value = "guess"
+        await pilot.press("ctrl+r")
+        result = screen.query_one("#pg-result")
+        await until(pilot, lambda: "20 of 20 rows" in str(result.render()), what="every row graded")
+        text = str(result.render())
+        assert "column 'guess'" in text and "mean 0.500" in text and "reward 1.0 50% of rows" in text
+        assert "errors none" in text and "lowest rows" in text and "line 2: 0.000" in text  # line 2: 11+12 guessed 24
+        bars = {line.split()[0]: line.split()[-1] for line in text.splitlines() if "–" in line}
+        assert bars["0.0–0.1"] == "10" and bars["0.9–1.0"] == "10"  # the distribution: half right, half wrong
+        # a column the rows lack: said in the playground, not a traceback
+        screen.query_one("#pg-field").value = "nope"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: "nope" in str(result.render()) and "20 of 20" not in str(result.render()),
+                    what="the missing column reported")
+
+
+async def test_tab_indents_and_ctrl_g_moves_to_the_playground(graders_daemon: tuple[DaemonProcess, str]) -> None:
+    from tests.tui.conftest import footer_actions
+
+    d, _ = graders_daemon
     _fresh_graders(d, {"exact.json": EXACT})
     app = make_app(d, stream=False)
     async with app.run_test(size=(120, 34)) as pilot:
         screen = await _graders_screen(pilot, "exact.json")
-        await until(pilot, lambda: screen.query_one("#pg-file").value == file_id, what="the playground's file")
-        screen.query_one("#pg-row").value = "3"
-        await pilot.press("ctrl+r")
-        result = screen.query_one("#pg-result")
-        await until(pilot, lambda: "reward 1.0000" in str(result.render()), what="reward 1 for the row's answer")
-        assert "'25'" in str(result.render()) and "errors none" in str(result.render())  # row 3: 12+13=25
-        screen.query_one("#pg-sample").value = "26"
-        await pilot.press("ctrl+r")
-        await until(pilot, lambda: "reward 0.0000" in str(result.render()), what="reward 0 for a wrong sample")
+        assert "playground" in footer_actions(app)
+        screen.editor.focus()
+        screen.editor.move_cursor((1, 0))
+        await pilot.press("tab")
+        assert screen.editor.has_focus and screen.editor.document.get_line(1).startswith("    " + '  "type"')
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: app.focused is not None and app.focused.id == "pg-file", what="the playground")
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: screen.editor.has_focus, what="back in the editor")
+        await pilot.press("f1")
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen", what="help")
+        rows = {r[1]: r for r in app.screen.rows}
+        assert rows["Playground"][0] == "^g" and "Tab indents" in rows["Playground"][2]
+
+
+async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[DaemonProcess, str],
+                                                     tmp_path: Path) -> None:
+    d, _ = graders_daemon
+    folder = _fresh_graders(d, {"exact.json": EXACT})
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("type: string_check\nname: yes\ninput: '{{sample.output_text}}'\nreference: 'yes'\n"
+                         "operation: eq\n")
+    app = make_app(d, stream=False)
+    async with app.run_test(size=(120, 34)) as pilot:
+        screen = await _graders_screen(pilot, "exact.json")
+        # any file by path: open, edit, save back to that file
+        await pilot.press("ctrl+o", *str(elsewhere), "enter")
+        await until(pilot, lambda: screen.name_open == str(elsewhere) and "reference: 'yes'" in screen.editor.text,
+                    what="the file opened by path")
+        await until(pilot, lambda: "valid grader" in str(screen.query_one("#grader-errors").render()), what="valid")
+        screen.editor.load_text(screen.editor.text.replace("'yes'", "'no'"))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "reference: 'no'" in elsewhere.read_text(), what="saved to the same path")
+        assert not (folder / "elsewhere.yaml").exists()
+        # the examples are listed; one opens, and saving keeps a copy in $RFT_HOME/graders
+        listing = screen.query_one("#graders-list")
+        ids = [o.id or "" for o in listing._options]
+        example = next(i for i in ids if i.endswith("examples/graders/numeric_tolerance.py"))
+        listing.focus()
+        listing.highlighted = ids.index(example)
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.name_open == example.removeprefix("path:") and "def grade" in screen.editor.text,
+                    what="the example open")
+        shipped = Path(example.removeprefix("path:")).read_text()
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: (folder / "numeric_tolerance.py").exists() and screen.name_open == "numeric_tolerance.py",
+                    what="a copy saved in RFT_HOME/graders")
+        assert (folder / "numeric_tolerance.py").read_text() == shipped
+        assert Path(example.removeprefix("path:")).read_text() == shipped  # the example itself is unchanged
+        # a path that is not a grader file is refused with a message
+        await pilot.press("ctrl+o", *str(tmp_path / "notes.txt"), "enter")
+        assert screen.name_open == "numeric_tolerance.py"
 
 
 def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap_compare: Any) -> None:
@@ -145,11 +226,36 @@ def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap
 
     async def ready(pilot: Any) -> None:
         screen = await _graders_screen(pilot, "exact.json")
-        await until(pilot, lambda: screen.query_one("#pg-file").value == file_id, what="file")
+        await until(pilot, lambda: screen.files, what="files")
+        screen.query_one("#pg-file").value = file_id
         await until(pilot, lambda: "valid grader" in str(screen.query_one("#grader-errors").render()), what="valid")
         await pilot.pause()
 
-    assert snap_compare(make_app(d, stream=False), terminal_size=(100, 30), run_before=ready)
+    assert snap_compare(make_app(d, stream=False), terminal_size=(120, 34), run_before=ready)
+
+
+@pytest.mark.parametrize("pane", ["editor", "playground"])
+def test_graders_screen_at_80x24(graders_daemon: tuple[DaemonProcess, str], snap_compare: Any, pane: str) -> None:
+    """SSH-sized terminal: the list on top, the editor (or, ctrl+g, the playground with a file's results) below."""
+    d, file_id = graders_daemon
+    _fresh_graders(d, {"exact.json": EXACT, "tolerance.py": (REPO / "examples/graders/numeric_tolerance.py").read_text()})
+
+    async def ready(pilot: Any) -> None:
+        screen = await _graders_screen(pilot, "exact.json")
+        await until(pilot, lambda: screen.files, what="files")
+        screen.query_one("#pg-file").value = file_id
+        await until(pilot, lambda: "valid grader" in str(screen.query_one("#grader-errors").render()), what="valid")
+        assert screen.has_class("-narrow")
+        assert screen.editor.size.width >= 76  # was 16 columns beside the list and the playground
+        if pane == "playground":
+            await pilot.press("ctrl+g", "ctrl+r")
+            await until(pilot, lambda: "20 of 20 rows" in str(screen.query_one("#pg-result").render()), what="results")
+            assert screen.playground.size.width >= 76 and screen.playground.size.height >= 12
+            screen.playground.scroll_end(animate=False)
+            screen.set_focus(None)
+        await pilot.pause()
+
+    assert snap_compare(make_app(d, stream=False), terminal_size=(80, 24), run_before=ready)
 
 
 async def test_new_grader_file_from_a_template(graders_daemon: tuple[DaemonProcess, str]) -> None:

@@ -91,7 +91,7 @@ def test_open_help_new_job_form_watch_rewards_cancel_quit(tmux: Tmux, daemon_fac
     env = {"RFT_HOME": str(d.home), "TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
     tmux.start(f"{RFT_TUI} --socket {d.socket}", env)
 
-    tmux.wait_for(lambda s: "No jobs yet" in s and "Help" in s, what="the Jobs screen with its footer")
+    tmux.wait_for(lambda s: "No jobs yet" in s and "New job" in s, what="the Jobs screen with its footer")
     tmux.keys("?")
     # help opens at its top: the title and the screen's own first key (n, New job) are on screen
     tmux.wait_for(lambda s: "Keys — Jobs" in s and re.search(r"\bn\s+New job\s+Start a new", s),
