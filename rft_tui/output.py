@@ -43,12 +43,27 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: st
     from rich.console import Console
     from rich.table import Table
 
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    console = Console(soft_wrap=False)
+    shown = _columns_that_fit(headers, cells, console.width)
+    if len(shown) < len(headers):
+        hidden = ", ".join(h for h in headers[len(shown):])
+        click.echo(f"({hidden}: hidden at {console.width} columns; a wider terminal or --json shows them)", err=True)
     table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False, box=None)
-    for i, h in enumerate(headers):
-        table.add_column(h, overflow="fold", no_wrap=i == 0)
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    Console(soft_wrap=False).print(table)
+    for i, h in enumerate(shown):  # one line per row; a value wider than the terminal ends in an ellipsis
+        table.add_column(h, no_wrap=True, overflow="ellipsis" if i else "fold")
+    for row in cells:
+        table.add_row(*row[:len(shown)])
+    console.print(table)
+
+
+def _columns_that_fit(headers: Sequence[str], cells: list[list[str]], width: int) -> Sequence[str]:
+    """The leading columns whose full width fits the terminal (at least two): ids and values are never cut up."""
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    n = len(headers)
+    while n > 2 and sum(widths[:n]) + 2 * (n - 1) > width:
+        n -= 1
+    return headers[:n]
 
 
 def print_lines(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

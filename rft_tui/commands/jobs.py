@@ -14,7 +14,7 @@ from daemon.client import Client, DaemonError
 from rft_tui.commands import ids
 from rft_tui.context import CliContext, pass_ctx
 from rft_tui.output import (fmt_duration, fmt_float, fmt_time, handle_errors, json_option, load_grader, print_json,
-                            print_kv, print_lines, print_table)
+                            print_kv, print_table)
 
 PAUSE_TIMEOUT_S = 600.0
 
@@ -130,10 +130,10 @@ def list_(obj: CliContext, limit: int, after: str | None, status: str | None, as
     if as_json:
         print_json(page)
         return
-    rows = [(j.id, j.status.value, j.model, _progress(j), fmt_float(j.progress.train_reward_mean), _valid(j),
-             fmt_time(j.created_at)) for j in page.data]
-    headers = ["id", "status", "model", "step", "train reward", "valid reward", "created"]
-    print_lines(headers, rows) if not click.get_text_stream("stdout").isatty() else print_table(headers, rows)
+    # most telling first: at 80 columns the table shows up to `valid reward` (print_table drops what does not fit)
+    print_table(["id", "status", "step", "train reward", "valid reward", "model", "created"],
+                [(j.id, j.status.value, _progress(j), fmt_float(j.progress.train_reward_mean), _valid(j), j.model,
+                  fmt_time(j.created_at)) for j in page.data])
     if page.has_more:
         click.echo(f"(more: --after {page.last_id})")
 

@@ -214,13 +214,46 @@ def test_jobs_list_in_a_pipe_is_one_line_per_job(rft_home: Path, user_files: dic
     try:
         jobs = [_job(rft_home, user_files, 2) for _ in range(3)]
         lines = cli(rft_home, "jobs", "list", columns=80).stdout.splitlines()
-        assert len(lines) == 4 and lines[0].split()[:3] == ["id", "status", "model"]
+        assert len(lines) == 4 and lines[0].split()[:3] == ["id", "status", "step"]
         assert sorted(ln.split()[0] for ln in lines[1:]) == sorted(j["id"] for j in jobs)
-        assert all(ln.split()[2] == "builtin:tiny-arith" for ln in lines[1:])
+        assert all("builtin:tiny-arith" in ln and len(ln) > 80 for ln in lines[1:])  # every column, never cut
         files = cli(rft_home, "files", "list", columns=80).stdout.splitlines()
         assert len(files) == 3 and {ln.split()[1] for ln in files[1:]} == {"train.jsonl", "valid.jsonl"}
+
+        # on an 80-column terminal: one line per job, whole ids; what does not fit is named on stderr
+        on_tty = _on_terminal(rft_home, 80, "jobs", "list")
+        rows = [ln for ln in on_tty.splitlines() if ln.startswith("ftjob-")]
+        assert sorted(ln.split()[0] for ln in rows) == sorted(j["id"] for j in jobs)
+        assert all(len(ln.rstrip()) <= 80 for ln in on_tty.splitlines())
+        assert "(model, created: hidden at 80 columns" in on_tty
     finally:
         cli(rft_home, "daemon", "stop", check=False)
+
+
+def _on_terminal(home: Path, columns: int, *args: str) -> str:
+    """`rft-tui ARGS` with stdout and stderr on a pseudo-terminal `columns` wide; what the terminal showed."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "RFT_HOME": str(home), "PYTHONPATH": str(REPO), "COLUMNS": str(columns), "TERM": "dumb",
+           "RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.02"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rft_tui", *args], env=env, stdout=slave, stderr=slave,
+                              stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal is drained and closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
 def test_errors_name_the_argument_the_user_typed(rft_home: Path, user_files: dict[str, str],
