@@ -406,6 +406,20 @@ def peer_checked_protocol() -> type:
     return PeerCheckedH11Protocol
 
 
+                    return
+            self._headers_timer = self.loop.call_later(body_read_timeout(), self._headers_timed_out)
+
+        def _headers_timed_out(self) -> None:
+            """A connection that never completes its first request's headers is closed (no slowloris)."""
+            if self.cycle is None and not self.transport.is_closing():
+                log.info("closed a connection that sent no complete request in %g s", body_read_timeout())
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            timer = getattr(self, "_headers_timer", None)
+            if timer is not None:
+                timer.cancel()
+            super().connection_lost(exc)
 def write_status_file(paths: Paths, socket_path: str, tcp: str | None) -> None:
     me = os.getpid()
     status = api.DaemonStatusFile(pid=me, socket=socket_path, version=__version__, started_at=int(time.time()),

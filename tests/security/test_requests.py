@@ -180,3 +180,16 @@ def test_big_chunked_multipart_upload_streams_with_flat_memory(guarded_daemon: D
     assert resp.json()["bytes"] >= size_mb * MB and resp.json()["rows"] == size_mb * 1000
     print(f"{size_mb} MB chunked multipart upload: daemon RSS {baseline / MB:.0f} MB -> peak {peak / MB:.0f} MB")
     assert peak - baseline < 100 * MB, f"daemon RSS grew {(peak - baseline) / MB:.0f} MB"
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(guarded_daemon: DaemonProcess) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(BODY_TIMEOUT_S * 10)
+    s.connect(guarded_daemon.socket)
+    s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: rft\r\nX-Slow: ")
+    started = time.monotonic()
+    assert s.recv(65536) == b""  # closed, without an answer
+    assert BODY_TIMEOUT_S * 0.8 <= time.monotonic() - started < BODY_TIMEOUT_S * 5
+    s.close()
+    with _http(guarded_daemon) as h:
+        assert h.get("/v1/health").status_code == 200

@@ -84,7 +84,7 @@ def test_a_loose_existing_home_is_tightened_and_said_once(daemon_factory, rft_ho
 HOLD_LOCK = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
+conn.execute("BEGIN EXCLUSIVE")  # (locking_mode=EXCLUSIVE cannot be had while the daemon holds the WAL open)
 print("locked", flush=True)
 sys.stdin.readline()  # hold until the test says so (or 60 s pass: the test is gone)
 conn.execute("COMMIT")
@@ -143,7 +143,7 @@ def test_a_database_locked_by_another_process_never_stalls_the_daemon(  # type: 
             assert health()["store"] == "busy"
         for t in threads:
             t.join()
-        assert h.get("/v1/files").status_code == 200  # reads go on (WAL)
+        assert h.get("/v1/files").status_code == 200  # readers go on (WAL)
         for name, (status, body, took) in writes.items():
             assert status == 503, (name, body)
             err = body["error"]
