@@ -33,7 +33,7 @@ async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTu
     ctx = ctx_of(request)
     await checked_model(body.model)  # a misspelled model fails now, not a minute later in the worker
     row = await run_in_threadpool(build_job, ctx.store, ctx.paths, body)
-    ctx.store.insert_job(row, "Validating training file")
+    await run_in_threadpool(ctx.store.insert_job, row, "Validating training file")
     ctx.bus.publish(api.StreamEventType.job_created, job_id=row["id"], status=api.JobStatus.validating_files)
     ctx.scheduler.validate_and_queue(row["id"])
     return ctx.store.job_object(_job_row(ctx, row["id"]))
@@ -93,16 +93,19 @@ async def cancel_job(request: Request, job_id: str) -> api.FineTuningJob:
 
 
 @router.post("/{job_id}/pause", response_model=api.FineTuningJob)
+    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
 async def pause_job(request: Request, job_id: str) -> api.FineTuningJob:
     return _control(request, job_id, "pause")
 
 
 @router.post("/{job_id}/resume", response_model=api.FineTuningJob)
+    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
 async def resume_job(request: Request, job_id: str) -> api.FineTuningJob:
     return _control(request, job_id, "resume")
 
 
 @router.get("/{job_id}/events", response_model=api.ListObject[api.JobEvent])
+    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
 async def list_events(request: Request, job_id: str, after: str | None = None, limit: int = 20,
                       order: str = "desc") -> api.ListObject[api.JobEvent]:
     ctx = ctx_of(request)
