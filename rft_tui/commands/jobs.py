@@ -362,11 +362,14 @@ def checkpoints(obj: CliContext, job_id: str, as_json: bool) -> None:
 def export(obj: CliContext, job_id: str, out_dir: str, checkpoint: str, merged: bool, overwrite: bool,
            as_json: bool) -> None:
     """Export a job's checkpoint as a loadable LoRA adapter (OUT_DIR/adapter), optionally merged."""
+    if obj.remote and not Path(out_dir).is_absolute():
+        raise click.BadParameter(f"{out_dir}: with --ssh/--url the daemon writes OUT_DIR on its own machine; give an "
+                                 "absolute path there", param_hint="OUT_DIR")
     client = obj.client()
     job_id = ids.job_id(client, job_id)
     result = client.export_job(job_id, api.JobExportRequest(
-        output_dir=str(Path(out_dir).expanduser().resolve()), checkpoint=checkpoint, merged=merged,
-        overwrite=overwrite))
+        output_dir=out_dir if obj.remote else str(Path(out_dir).expanduser().resolve()), checkpoint=checkpoint,
+        merged=merged, overwrite=overwrite))
     if as_json:
         print_json(result)
         return
@@ -376,6 +379,8 @@ def export(obj: CliContext, job_id: str, out_dir: str, checkpoint: str, merged: 
         click.echo(f"  merged:  {result.merged_dir}")
     if result.model_card:
         click.echo(f"  model card: {result.model_card}")
+    if obj.remote:
+        click.echo(f"  (on the daemon's machine: {obj.label})")
 
 
 @group.command("preflight")

@@ -179,6 +179,8 @@ def test_every_command_reaches_the_remote_daemon_over_real_ssh(rft_home: Path, s
         assert job["id"] in shown and "builtin:tiny-arith" in shown
         wait_until(lambda: direct.get_job(job["id"]).status.value == "succeeded", 60, what="the remote job")
         assert job["id"] in rft(rft_home, sshd, "jobs", "list", ssh=ssh).stdout
+        relative = rft(rft_home, sshd, "jobs", "export", job["id"], "out", ssh=ssh, check=False)
+        assert relative.returncode == 2 and "the daemon writes OUT_DIR on its own machine" in relative.stderr
         status = json.loads(rft(rft_home, sshd, "daemon", "status", "--json", ssh=ssh).stdout)
         assert status["pid"] == read_status(remote_paths).pid
     assert not Paths.resolve(rft_home).db.exists() and not Paths.resolve(rft_home).status_file.exists(), \
