@@ -163,7 +163,7 @@ def test_every_command_reaches_the_remote_daemon_over_real_ssh(rft_home: Path, s
         assert [f.filename for f in direct.list_files().data] == ["valid.jsonl"]
 
         listed = rft(rft_home, sshd, "jobs", "list", ssh=ssh)
-        assert listed.stdout.split() == ["id", "status", "model", "step", "train", "reward", "valid", "reward",
+        assert listed.stdout.split() == ["id", "status", "step", "train", "reward", "valid", "reward", "model",
                                          "created"]  # the remote's (empty) list, not a local daemon's
         job = json.loads(rft(rft_home, sshd, "jobs", "create", "-m", "builtin:tiny-arith",
                              "-t", str(local_data / "train.jsonl"), "-v", str(local_data / "valid.jsonl"),
