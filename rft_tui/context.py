@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from daemon.client import Client, Endpoint, Paths
+from daemon.client import Client, Endpoint
+from daemon.paths import Paths
 
 if TYPE_CHECKING:
     from rft_tui.ssh_forward import SshForward, SshSettings

@@ -30,7 +30,7 @@ def print_json(value: Any) -> None:
 
 
 def stdout_is_terminal() -> bool:
-    return click.get_text_stream("stdout").isatty()
+    return sys.stdout.isatty()
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
@@ -72,7 +72,7 @@ def print_lines(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
                                            for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def print_kv(pairs: Iterable[tuple[str, Any]]) -> None:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from daemon.client import DaemonNotRunning
 
@@ -128,7 +129,7 @@ class SshForward:
         return [self.ssh, "-N", *s.base_options, "-o", "ExitOnForwardFailure=yes",
                 "-o", "StreamLocalBindUnlink=yes", "-L", f"{self.local_socket}:{remote_socket}", self.target]
 
-    def _remote_json(self, verb: str) -> dict:
+    def _remote_json(self, verb: str) -> dict[str, Any]:
         cmd = self.query_command(verb)
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=QUERY_TIMEOUT_S,
@@ -136,9 +137,11 @@ class SshForward:
         except (OSError, subprocess.TimeoutExpired) as e:
             raise SshForwardError(f"`{shlex.join(cmd)}` failed: {e}") from e
         try:
-            return json.loads(out.stdout)
+            answer = json.loads(out.stdout)
         except ValueError:
-            pass
+            answer = None
+        if isinstance(answer, dict):
+            return answer
         if out.returncode == COMMAND_NOT_FOUND:
             raise SshForwardError(self.settings.not_found_message())
         detail = (out.stderr or out.stdout).strip().splitlines()

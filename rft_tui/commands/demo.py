@@ -103,7 +103,8 @@ def summary(client: Client, job: api.FineTuningJob) -> dict[str, Any]:
 
 @click.command("demo")
 @click.option("--no-tui", is_flag=True, help="Print progress lines instead of opening the TUI.")
-@click.option("--max-steps", type=int, default=None, help=f"Training steps (default {DEMO_HYPERPARAMETERS['max_steps']}).")
+@click.option("--max-steps", type=int, default=None,
+              help=f"Training steps (default {DEMO_HYPERPARAMETERS['max_steps']}).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 @pass_ctx
@@ -145,6 +146,7 @@ def command(obj: CliContext, no_tui: bool, max_steps: int | None, seed: int, as_
                    f"{fmt_float(final.summary.get('pass_rate'))}) over {len(final.data)} rows")
     click.echo(f"job {job.id}: {job.status.value}" + (f" ({job.error.message})" if job.error else ""))
     for ck in result["checkpoints"]:
-        click.echo(f"checkpoint step {ck.step_number}: valid reward {fmt_float(ck.metrics.valid_reward_mean)}  {ck.path}")
+        click.echo(f"checkpoint step {ck.step_number}: valid reward {fmt_float(ck.metrics.valid_reward_mean)}  "
+                   f"{ck.path}")
     if result["checkpoints"]:
         click.echo(f"export one with: rft-tui jobs export {job.id} OUT_DIR [--checkpoint STEP] [--merged]")

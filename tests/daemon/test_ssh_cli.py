@@ -87,7 +87,7 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         "PermitRootLogin prohibit-password", "PasswordAuthentication no", "StrictModes no", "UsePAM no",
         f"PidFile {keys / 'sshd.pid'}", "AllowStreamLocalForwarding yes", "MaxStartups 50",
     ]) + "\n")
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation directory (Debian's unit makes it)
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation directory (systemd makes it)
     port = _free_port()
     log = open(keys / "sshd.log", "wb")
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=log)
