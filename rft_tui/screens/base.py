@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from textual import on
+from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -26,6 +27,11 @@ def error_text(error: BaseException | None) -> str:
 class RftScreen(Screen[None]):
     """Base screen: reports a failed worker (workers run with exit_on_error=False) through the app,
     and runs fetches so that a burst of requests for the same thing becomes at most one more fetch."""
+
+    # The app's help key, bound again here so the footer lists it first among the screen's keys: at 80 columns
+    # (SSH) the app's own keys come last and are cut off, and `?` is the one a new user needs to find.
+    BINDINGS = [Binding("f1,question_mark", "app.help", "Help", id="screen.help", key_display="?",
+                        tooltip="List the keys of this screen")]
 
     @dataclass
     class FetchDone(Message):

@@ -48,7 +48,7 @@ class HelpScreen(ModalScreen[None]):
             if binding.id:
                 ours.add(what)
         # this screen's and the app's keys first, then the focused widget's, then Textual's own (tab, copy…)
-        order = sorted(merged, key=lambda w: (w not in ours, w in widget_keys))
+        order = sorted(merged, key=lambda w: (w not in ours, w in widget_keys, w[0].endswith("help")))
         rows = [(", ".join(merged[w]), w[1], tips[w]) for w in order]
         title = getattr(screen, "HELP_TITLE", None) or screen.__class__.__name__.removesuffix("Screen")
         return cls(f"Keys — {title}", rows)
