@@ -92,6 +92,9 @@ def import_stream(store: Store, paths: Paths, src: BinaryIO, filename: str, purp
     except BaseException as e:
         _remove_unrecorded(store, placed)
         if is_disk_full_error(e):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # before measuring what is free
+            tmp = ""
             raise disk_full(str(paths.home)) from None
         raise
     finally:

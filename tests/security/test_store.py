@@ -264,6 +264,7 @@ def test_a_full_disk_is_a_clear_507_and_leaves_nothing_half_written(daemon_facto
             assert full.status_code == 507, full.text
             err = full.json()["error"]
             assert err["code"] == "disk_full" and str(d.paths.home) in err["message"] and "free" in err["message"]
+            print(f"import #{i + 1} on the 60 MB tmpfs: {full.status_code} {err}")
             rows = {f["id"] for f in h.get("/v1/files", params={"limit": 1000}).json()["data"]}
             stored = {p.name for p in d.paths.files.iterdir()}
             assert not [n for n in stored if n.startswith(".")], stored  # no temp files left
