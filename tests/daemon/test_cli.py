@@ -308,3 +308,23 @@ def test_daemon_status_reports_the_daemon_that_socket_names(tmp_path: Path, rft_
         assert not (rft_home / "rft.db").exists()
     finally:
         cli(rft_home, "daemon", "stop", "--home", str(other), check=False)
+
+
+def test_ssh_target_forms_and_the_remote_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`host:port`, `-p`, IPv6, extra ssh options and a remote RFT_HOME with a space, quoted for the remote shell."""
+    from rft_tui.ssh_forward import SshForwardError, SshSettings
+
+    monkeypatch.delenv("RFT_SSH", raising=False)
+    s = SshSettings.parse("ada@gpu:2222")
+    assert (s.target, s.port) == ("ada@gpu", 2222)
+    assert SshSettings.parse("gpu", port=22).port == 22 and SshSettings.parse("gpu").port is None
+    assert (SshSettings.parse("ada@[::1]:2200").target, SshSettings.parse("[::1]:2200").port) == ("ada@::1", 2200)
+    for bad, message in (("gpu:22", "different ports"), ("gpu:ssh", "must be a number"),
+                         ("-oProxyCommand=x", "expects")):
+        with pytest.raises(SshForwardError, match=message):
+            SshSettings.parse(bad, port=23 if bad == "gpu:22" else None)
+    s = SshSettings.parse("ada@gpu", port=2222, options="-F cfg -i 'my key'", remote_command="~/v/bin/rft-tui",
+                          remote_home="/data/rft home")
+    assert s.remote_argv(["daemon", "status", "--json"]) == [
+        "ssh", "-o", "BatchMode=yes", "-p", "2222", "-F", "cfg", "-i", "my key", "ada@gpu", "~/v/bin/rft-tui",
+        "--home", "'/data/rft home'", "daemon", "status", "--json"]
