@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any, Generic, Literal, TypeVar, Union
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
 
 API_VERSION = "1"
 
@@ -33,15 +33,32 @@ class StrictRequest(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    """OpenAI's error object: what went wrong, its kind, the request field it concerns, a stable code."""
+
     message: str
-    type: str = "invalid_request_error"
-    param: str | None = None
-    code: str | None = None
+    type: str = Field(default="invalid_request_error",
+                      description="invalid_request_error | authentication_error | server_error")
+    param: str | None = Field(default=None, description="the request field at fault, dotted (method.x.y)")
+    code: str | None = Field(default=None, description="stable machine-readable reason, e.g. file_not_found")
 
 
 class ErrorResponse(BaseModel):
+    """The body of every 4xx/5xx answer, as OpenAI sends it (request validation errors included, as 400)."""
+
     error: ErrorDetail
 
+
+#: Marks a grader spec in request schemas; /openapi.json swaps each one for `components/schemas/Grader`.
+GRADER_SCHEMA_MARK = "x-rft-grader-spec"
+#: A grader spec on the wire: a plain dict here (this module cannot import `graders`, which validates it);
+#: /openapi.json describes it with the graders package's own discriminated union (daemon/routes/__init__.py).
+GraderSpec = Annotated[dict[str, Any], WithJsonSchema(
+    {"type": "object", "description": "an OpenAI grader spec (string_check, text_similarity, python, "
+     "score_model, label_model or multi)", GRADER_SCHEMA_MARK: True}, mode="validation")]
+
+
+#: Integers the store can compare (SQLite's 64-bit INTEGER); query numbers are declared within them.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 T = TypeVar("T")
 
@@ -67,6 +84,7 @@ class Health(WireModel):
     socket: str | None = None
     running_jobs: int = 0
     queued_jobs: int = 0
+    sandbox: str | None = None  # python graders: "bubblewrap" | "off" | "unavailable: <reason and fix>"
     store: Literal["ok", "busy"] = "ok"  # "busy": another process holds the database lock; writes may 503
 
 
@@ -81,7 +99,6 @@ class DaemonStatusFile(WireModel):
     home: str | None = None
     pid_start_time: float | None = None
 
-    sandbox: str | None = None  # python graders: "bubblewrap" | "off" | "unavailable: <reason and fix>"
 
 # --------------------------------------------------------------------------------------------
 # Files
@@ -92,6 +109,12 @@ class FilePurpose(str, Enum):
     fine_tune_results = "fine-tune-results"
     evals = "evals"
     user_data = "user_data"
+
+
+#: The purposes a request may name (kept a plain string once validated, as the store keeps it).
+FilePurposeName = Literal["fine-tune", "fine-tune-results", "evals", "user_data"]
+#: Longest local path the daemon accepts (Linux PATH_MAX).
+MAX_PATH_CHARS = 4096
 
 
 class FileObject(WireModel):
@@ -118,8 +141,8 @@ class FileDeleted(WireModel):
 
 
 class FileImportRequest(StrictRequest):
-    path: str
-    purpose: str = "fine-tune"
+    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS, description="a local path; `~` is this user's home")
+    purpose: FilePurposeName = "fine-tune"
     force: bool = Field(default=False, description="keep a file with errors (jobs still refuse it)")
 
 
@@ -142,10 +165,17 @@ class FileRowsPage(WireModel):
 
 
 class FileValidateRequest(StrictRequest):
-    file_id: str | None = None
-    path: str | None = None
+    """Exactly one of `file_id` (a stored file) or `path` (a local file)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["file_id"], "properties": {"file_id": {"type": "string"}}},
+        {"required": ["path"], "properties": {"path": {"type": "string"}}},
+    ]})
+
+    file_id: str | None = Field(default=None, min_length=1)
+    path: str | None = Field(default=None, min_length=1, max_length=MAX_PATH_CHARS)
     against: str | None = Field(default=None, description="file id or path of the validation file")
-    grader: dict[str, Any] | None = None
+    grader: GraderSpec | None = None
     tokenizer_model: str | None = None
     max_problems: int = Field(default=200, ge=1, le=100_000)
 
@@ -222,6 +252,10 @@ class JobStatus(str, Enum):
         return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
+_STATUS_NAMES = "|".join(s.value for s in JobStatus)
+#: `GET /v1/fine_tuning/jobs?status=`: job statuses separated by commas (spaces around them allowed).
+JOB_STATUS_FILTER_PATTERN = rf"^ *(?:(?:{_STATUS_NAMES}) *)?(?:, *(?:(?:{_STATUS_NAMES}) *)?)*$"
+
 # Allowed transitions of the job state machine; every one is recorded as an event.
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.validating_files: frozenset({JobStatus.queued, JobStatus.failed, JobStatus.cancelled}),
@@ -241,38 +275,48 @@ IntOrAuto = Union[Auto, int]
 FloatOrAuto = Union[Auto, float]
 
 
+def _or_auto(schema: dict[str, Any]) -> WithJsonSchema:
+    """The schema of `"auto"` or a bounded number (the bounds are enforced by the validators below)."""
+    return WithJsonSchema({"anyOf": [{"type": "string", "enum": ["auto"]}, schema], "default": "auto"})
+
+
+PositiveIntOrAuto = Annotated[IntOrAuto, _or_auto({"type": "integer", "minimum": 1})]
+PositiveFloatOrAuto = Annotated[FloatOrAuto, _or_auto({"type": "number", "exclusiveMinimum": 0})]
+NonNegativeFloatOrAuto = Annotated[FloatOrAuto, _or_auto({"type": "number", "minimum": 0})]
+
+
 class ReinforcementHyperparameters(BaseModel):
     """OpenAI's RFT hyperparameters (all `"auto"` by default) plus the local ones."""
 
     model_config = ConfigDict(extra="forbid")
 
     # OpenAI's names
-    n_epochs: IntOrAuto = "auto"
-    batch_size: IntOrAuto = "auto"
-    learning_rate_multiplier: FloatOrAuto = "auto"
-    eval_interval: IntOrAuto = "auto"
-    eval_samples: IntOrAuto = "auto"
-    compute_multiplier: FloatOrAuto = "auto"
+    n_epochs: PositiveIntOrAuto = "auto"
+    batch_size: PositiveIntOrAuto = "auto"
+    learning_rate_multiplier: PositiveFloatOrAuto = "auto"
+    eval_interval: PositiveIntOrAuto = "auto"
+    eval_samples: PositiveIntOrAuto = "auto"
+    compute_multiplier: PositiveFloatOrAuto = "auto"
     reasoning_effort: Literal["default", "low", "medium", "high"] | None = None
     seed: IntOrAuto = "auto"
     # local ones
-    num_generations: IntOrAuto = "auto"
-    max_completion_length: IntOrAuto = "auto"
-    max_prompt_length: IntOrAuto = "auto"
-    temperature: FloatOrAuto = "auto"
-    beta: FloatOrAuto = "auto"
+    num_generations: PositiveIntOrAuto = "auto"
+    max_completion_length: PositiveIntOrAuto = "auto"
+    max_prompt_length: PositiveIntOrAuto = "auto"
+    temperature: PositiveFloatOrAuto = "auto"
+    beta: NonNegativeFloatOrAuto = "auto"
     loss_type: Union[Auto, Literal["grpo", "dr_grpo", "dapo", "bnpo"]] = "auto"
-    learning_rate: FloatOrAuto = "auto"
-    lora_r: IntOrAuto = "auto"
-    lora_alpha: IntOrAuto = "auto"
-    lora_dropout: FloatOrAuto = "auto"
+    learning_rate: PositiveFloatOrAuto = "auto"
+    lora_r: PositiveIntOrAuto = "auto"
+    lora_alpha: PositiveIntOrAuto = "auto"
+    lora_dropout: NonNegativeFloatOrAuto = "auto"
     lora_target_modules: Union[Auto, list[str]] = "auto"
-    max_steps: IntOrAuto = "auto"
+    max_steps: PositiveIntOrAuto = "auto"
     precision: Union[Auto, Literal["fp32", "bf16", "fp16"]] = "auto"
     use_vllm: Union[Auto, bool] = "auto"
-    num_processes: IntOrAuto = "auto"
-    save_total_limit: IntOrAuto = "auto"
-    gradient_accumulation_steps: IntOrAuto = "auto"
+    num_processes: PositiveIntOrAuto = "auto"
+    save_total_limit: PositiveIntOrAuto = "auto"
+    gradient_accumulation_steps: PositiveIntOrAuto = "auto"
     samples_per_step: IntOrAuto = "auto"
 
     @field_validator(
@@ -306,7 +350,7 @@ HYPERPARAMETER_NAMES: tuple[str, ...] = tuple(ReinforcementHyperparameters.model
 
 class ReinforcementMethod(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grader: dict[str, Any]
+    grader: GraderSpec
     hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
 
 
@@ -316,7 +360,10 @@ class JobMethod(BaseModel):
     reinforcement: ReinforcementMethod
 
 
-_SUFFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+SUFFIX_PATTERN = r"^[A-Za-z0-9_.-]{0,64}$"
+_SUFFIX_RE = re.compile(SUFFIX_PATTERN)
+#: numpy (through transformers' set_seed) takes seeds in [0, 2**32 - 1]; a job is refused outside it.
+MAX_SEED = 2**32 - 1
 
 
 class JobCreateRequest(StrictRequest):
@@ -325,11 +372,15 @@ class JobCreateRequest(StrictRequest):
     model: str = Field(min_length=1, max_length=512)
     training_file: str = Field(min_length=1)
     validation_file: str | None = None
-    seed: int | None = None
-    suffix: str | None = None
-    metadata: dict[str, str] | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    suffix: str | None = Field(default=None, json_schema_extra={"pattern": SUFFIX_PATTERN, "maxLength": 64})
+    metadata: dict[Annotated[str, StringConstraints(max_length=64)],
+                   Annotated[str, StringConstraints(max_length=512)]] | None = Field(
+        default=None, json_schema_extra={"maxProperties": 16}, description="up to 16 keys (64 chars) and values (512)")
     method: JobMethod
-    hyperparameters: dict[str, Any] | None = None  # OpenAI's deprecated top-level field; rejected if set
+    # OpenAI's deprecated top-level field: refused unless empty (use method.reinforcement.hyperparameters)
+    hyperparameters: dict[str, Any] | None = Field(default=None, json_schema_extra={"maxProperties": 0},
+                                                   deprecated=True)
     integrations: list[Any] | None = None
     # local extensions
     allow_overlap: bool = False
@@ -552,7 +603,7 @@ class PreflightReport(WireModel):
 
 
 class GraderRunRequest(StrictRequest):
-    grader: dict[str, Any]
+    grader: GraderSpec
     model_sample: str
     item: dict[str, Any] | None = None
     reference_answer: Any | None = None
@@ -566,6 +617,8 @@ class GraderRunMetadataErrors(WireModel):
     model_grader_server_error: bool = False
     model_grader_server_error_details: str | None = None
     other_error: bool = False
+    python_grader_out_of_range_error: bool = False  # the reward was clamped to [0, 1] (kept, not zeroed)
+    python_grader_out_of_range_error_details: str | None = None
     python_grader_runtime_error: bool = False
     python_grader_runtime_error_details: str | None = None
     python_grader_server_error: bool = False
@@ -580,6 +633,7 @@ class GraderRunMetadata(WireModel):
     execution_time: float = 0.0
     name: str = ""
     sampled_model_name: str | None = None
+    sandbox: str | None = None  # python graders: "bubblewrap" or "off" (RFT_SANDBOX=off)
     scores: dict[str, Any] = {}
     token_usage: int | None = None
     type: str = ""
@@ -593,21 +647,19 @@ class GraderRunResponse(WireModel):
 
 
 class GraderValidateRequest(StrictRequest):
-    grader: dict[str, Any]
+    grader: GraderSpec
 
 
 class GraderValidateResponse(WireModel):
     grader: dict[str, Any] | None = None
     errors: list[str] = []
     item_fields: list[str] = []
-    python_grader_out_of_range_error: bool = False  # the reward was clamped to [0, 1] (kept, not zeroed)
-    python_grader_out_of_range_error_details: str | None = None
 
 
 class GraderTestRequest(StrictRequest):
     """Extension: grade a dataset column (each row's reference answer, or a column of outputs) with a grader."""
 
-    grader: dict[str, Any]
+    grader: GraderSpec
     file_id: str
     field: str | None = None
     limit: int = Field(default=1000, ge=1, le=1_000_000)
@@ -616,7 +668,6 @@ class GraderTestRequest(StrictRequest):
 class GraderTestExample(WireModel):
     line: int
     sample: str
-    sandbox: str | None = None  # python graders: "bubblewrap" or "off" (RFT_SANDBOX=off)
     reward: float
     errors: list[str] = []
 
@@ -655,8 +706,17 @@ class GraderFile(WireModel):
     errors: list[str] = []
 
 
+#: A grader file's name under `$RFT_HOME/graders/` (daemon/grader_store.py checks the same rule): a letter or
+#: digit, then letters, digits, '_', '-' and single dots, ending in .json, .yaml, .yml or .py; 128 chars at most.
+GRADER_FILE_NAME_PATTERN = (r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*"
+                            r"\.([jJ][sS][oO][nN]|[yY][aA]?[mM][lL]|[pP][yY])$")
+MAX_GRADER_FILE_NAME = 128
+MAX_GRADER_FILE_BYTES = 1024 * 1024
+
+
 class GraderFileSave(StrictRequest):
-    content: str
+    content: str = Field(json_schema_extra={"maxLength": MAX_GRADER_FILE_BYTES},
+                         description="the file's text; at most 1 MiB once UTF-8 encoded")
     expected_modified_at: float | None = None
 
 

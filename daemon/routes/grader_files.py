@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from daemon import api
 from daemon.grader_store import GraderStore, is_grader_file_name
+from daemon.routes import errors
 
 if TYPE_CHECKING:
     from daemon.server import DaemonContext
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("rft.daemon.graders")
 router = APIRouter(prefix="/v1/graders")
 WATCH_DEBOUNCE_MS = 150
+# Declared for the contract; GraderStore.check_name enforces the same rule with a friendlier 400.
+_NAME = PathParam(json_schema_extra={"pattern": api.GRADER_FILE_NAME_PATTERN, "maxLength": api.MAX_GRADER_FILE_NAME},
+                  description="a file name under $RFT_HOME/graders/ ending in .json, .yaml, .yml or .py")
 
 
 def _store(request: Request) -> GraderStore:
@@ -39,13 +44,13 @@ async def list_grader_files(request: Request) -> api.ListObject[api.GraderFile]:
                                           last_id=data[-1].name if data else None)
 
 
-@router.get("/{name}", response_model=api.GraderFile)
-async def get_grader_file(request: Request, name: str) -> api.GraderFile:
+@router.get("/{name}", response_model=api.GraderFile, responses=errors(400, 404, 409))
+async def get_grader_file(request: Request, name: str = _NAME) -> api.GraderFile:
     return await run_in_threadpool(_store(request).get, name)
 
 
-@router.put("/{name}", response_model=api.GraderFile)
-async def save_grader_file(request: Request, name: str, body: api.GraderFileSave) -> api.GraderFile:
+@router.put("/{name}", response_model=api.GraderFile, responses=errors(400, 409, 507))
+async def save_grader_file(request: Request, body: api.GraderFileSave, name: str = _NAME) -> api.GraderFile:
     return await run_in_threadpool(_store(request).save, name, body)
 
 

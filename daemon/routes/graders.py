@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from daemon import api
 from daemon.jobs import validate_grader_spec
+from daemon.routes import errors
 
 router = APIRouter(prefix="/v1/fine_tuning/alpha/graders")
 
@@ -80,7 +81,7 @@ def _run(body: api.GraderRunRequest) -> dict[str, Any]:
     return grade_once(body.grader, body.model_sample, item)
 
 
-@router.post("/run", response_model=api.GraderRunResponse)
+@router.post("/run", response_model=api.GraderRunResponse, responses=errors(400))
 async def run(body: api.GraderRunRequest) -> dict[str, Any]:
     return await run_in_threadpool(_run, body)
 
@@ -93,7 +94,7 @@ def _validate(body: api.GraderValidateRequest) -> api.GraderValidateResponse:
     return api.GraderValidateResponse(grader=body.grader, errors=[], item_fields=fields)
 
 
-@router.post("/validate", response_model=api.GraderValidateResponse)
+@router.post("/validate", response_model=api.GraderValidateResponse, responses=errors(400))
 async def validate(body: api.GraderValidateRequest) -> api.GraderValidateResponse:
     return await run_in_threadpool(_validate, body)
 
@@ -167,7 +168,7 @@ def _test(body: api.GraderTestRequest, path: str) -> dict[str, Any]:
     return grade_file(body.grader, path, body.file_id, body.field, body.limit)
 
 
-@router.post("/test", response_model=api.GraderTestReport)
+@router.post("/test", response_model=api.GraderTestReport, responses=errors(400, 404, 503))
 async def test(request: Request, body: api.GraderTestRequest) -> dict[str, Any]:
     """Extension: grade each row's reference answer (or a column of outputs) to check a grader on real data."""
     from daemon.files import get_file

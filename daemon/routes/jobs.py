@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from daemon import api
 from daemon.errors import ApiError, bad_request, conflict, not_found
 from daemon.jobs import build_job
+from daemon.routes import errors
 from daemon.routes.models import checked_model
 from daemon.scheduler import log_tail
 from daemon.server import DaemonContext, ctx_of
@@ -28,7 +31,7 @@ def _limit(limit: int, maximum: int = 10_000) -> int:
     return limit
 
 
-@router.post("", response_model=api.FineTuningJob)
+@router.post("", response_model=api.FineTuningJob, responses=errors(400, 503, 507))
 async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTuningJob:
     ctx = ctx_of(request)
     await checked_model(body.model)  # a misspelled model fails now, not a minute later in the worker
@@ -39,9 +42,10 @@ async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTu
     return ctx.store.job_object(_job_row(ctx, row["id"]))
 
 
-@router.get("", response_model=api.ListObject[api.FineTuningJob])
-async def list_jobs(request: Request, after: str | None = None, limit: int = 20,
-                    status: str | None = None) -> Response:
+@router.get("", response_model=api.ListObject[api.FineTuningJob], responses=errors(503))
+def list_jobs(request: Request, after: str | None = None, limit: int = Query(20, ge=1, le=10_000),
+              status: str | None = Query(None, pattern=api.JOB_STATUS_FILTER_PATTERN,
+                                         description="statuses separated by commas")) -> Response:
     ctx = ctx_of(request)
     _limit(limit)
     statuses = None
@@ -59,8 +63,8 @@ async def list_jobs(request: Request, after: str | None = None, limit: int = 20,
     return Response(page.model_dump_json(), media_type="application/json")
 
 
-@router.get("/{job_id}", response_model=api.FineTuningJob)
-async def retrieve_job(request: Request, job_id: str) -> api.FineTuningJob:
+@router.get("/{job_id}", response_model=api.FineTuningJob, responses=errors(404, 503))
+def retrieve_job(request: Request, job_id: str) -> api.FineTuningJob:
     ctx = ctx_of(request)
     return ctx.store.job_object(_job_row(ctx, job_id))
 
@@ -87,27 +91,27 @@ def _control(request: Request, job_id: str, action: str) -> api.FineTuningJob:
     return ctx.store.job_object(_job_row(ctx, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=api.FineTuningJob)
+@router.post("/{job_id}/cancel", response_model=api.FineTuningJob, responses=errors(404, 409, 503, 507))
 async def cancel_job(request: Request, job_id: str) -> api.FineTuningJob:
+    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
     return _control(request, job_id, "cancel")
 
 
-@router.post("/{job_id}/pause", response_model=api.FineTuningJob)
-    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
+@router.post("/{job_id}/pause", response_model=api.FineTuningJob, responses=errors(404, 409, 503, 507))
 async def pause_job(request: Request, job_id: str) -> api.FineTuningJob:
+    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
     return _control(request, job_id, "pause")
 
 
-@router.post("/{job_id}/resume", response_model=api.FineTuningJob)
-    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
+@router.post("/{job_id}/resume", response_model=api.FineTuningJob, responses=errors(404, 409, 503, 507))
 async def resume_job(request: Request, job_id: str) -> api.FineTuningJob:
+    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
     return _control(request, job_id, "resume")
 
 
-@router.get("/{job_id}/events", response_model=api.ListObject[api.JobEvent])
-    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
-async def list_events(request: Request, job_id: str, after: str | None = None, limit: int = 20,
-                      order: str = "desc") -> api.ListObject[api.JobEvent]:
+@router.get("/{job_id}/events", response_model=api.ListObject[api.JobEvent], responses=errors(404, 503))
+def list_events(request: Request, job_id: str, after: str | None = None, limit: int = Query(20, ge=1, le=10_000),
+                order: Literal["asc", "desc"] = "desc") -> api.ListObject[api.JobEvent]:
     ctx = ctx_of(request)
     _job_row(ctx, job_id)
     _limit(limit)
@@ -118,9 +122,9 @@ async def list_events(request: Request, job_id: str, after: str | None = None, l
                                         last_id=data[-1].id if data else None)
 
 
-@router.get("/{job_id}/checkpoints", response_model=api.ListObject[api.JobCheckpoint])
-async def list_checkpoints(request: Request, job_id: str, after: str | None = None,
-                           limit: int = 10) -> api.ListObject[api.JobCheckpoint]:
+@router.get("/{job_id}/checkpoints", response_model=api.ListObject[api.JobCheckpoint], responses=errors(404, 503))
+def list_checkpoints(request: Request, job_id: str, after: str | None = None,
+                     limit: int = Query(10, ge=1, le=1000)) -> api.ListObject[api.JobCheckpoint]:
     ctx = ctx_of(request)
     _job_row(ctx, job_id)
     _limit(limit, 1000)
@@ -134,9 +138,9 @@ async def list_checkpoints(request: Request, job_id: str, after: str | None = No
                                              last_id=page[-1].id if page else None)
 
 
-@router.get("/{job_id}/metrics", response_model=api.MetricsPage)
-async def metrics(request: Request, job_id: str, after_step: int | None = None,
-                  limit: int = 10_000) -> Response:
+@router.get("/{job_id}/metrics", response_model=api.MetricsPage, responses=errors(404, 503))
+def metrics(request: Request, job_id: str, after_step: int | None = Query(None, ge=api.INT64_MIN, le=api.INT64_MAX),
+            limit: int = Query(10_000, ge=1, le=100_000)) -> Response:
     ctx = ctx_of(request)
     _job_row(ctx, job_id)
     _limit(limit, 100_000)
@@ -147,8 +151,9 @@ async def metrics(request: Request, job_id: str, after_step: int | None = None,
     return Response(body.model_dump_json(), media_type="application/json")
 
 
-@router.get("/{job_id}/validation", response_model=api.ValidationPage)
-async def validation(request: Request, job_id: str, step: int | None = None) -> api.ValidationPage:
+@router.get("/{job_id}/validation", response_model=api.ValidationPage, responses=errors(404, 503))
+def validation(request: Request, job_id: str,
+               step: int | None = Query(None, ge=api.INT64_MIN, le=api.INT64_MAX)) -> api.ValidationPage:
     ctx = ctx_of(request)
     _job_row(ctx, job_id)
     steps = ctx.store.validation_steps(job_id)
@@ -166,9 +171,10 @@ async def validation(request: Request, job_id: str, step: int | None = None) -> 
     return api.ValidationPage(job_id=job_id, step=step, steps=steps, data=rows, summary=summary)
 
 
-@router.get("/{job_id}/samples", response_model=api.SamplesPage)
-async def samples(request: Request, job_id: str, after_step: int | None = None, limit: int = 100,
-                  before_id: int | None = None) -> api.SamplesPage:
+@router.get("/{job_id}/samples", response_model=api.SamplesPage, responses=errors(404, 503))
+def samples(request: Request, job_id: str, after_step: int | None = Query(None, ge=api.INT64_MIN, le=api.INT64_MAX),
+            limit: int = Query(100, ge=1, le=10_000),
+            before_id: int | None = Query(None, ge=api.INT64_MIN, le=api.INT64_MAX)) -> api.SamplesPage:
     ctx = ctx_of(request)
     _job_row(ctx, job_id)
     _limit(limit, 10_000)
@@ -176,8 +182,8 @@ async def samples(request: Request, job_id: str, after_step: int | None = None, 
     return api.SamplesPage(job_id=job_id, data=data, has_more=has_more)
 
 
-@router.get("/{job_id}/log", response_model=api.JobLog)
-async def job_log(request: Request, job_id: str, lines: int = 200) -> api.JobLog:
+@router.get("/{job_id}/log", response_model=api.JobLog, responses=errors(404, 503))
+def job_log(request: Request, job_id: str, lines: int = Query(200, ge=1, le=100_000)) -> api.JobLog:
     ctx = ctx_of(request)
     _job_row(ctx, job_id)
     _limit(lines, 100_000)

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from daemon import api
 from daemon.errors import bad_request
 from daemon.models import ModelNotFound, check_model_ref
+from daemon.routes import errors
 
 router = APIRouter()
 
@@ -26,6 +27,6 @@ async def checked_model(model: str, param: str = "model") -> api.ModelCheck:
                           cached=ref.cached, detail=ref.detail)
 
 
-@router.post("/v1/models/check", response_model=api.ModelCheck)
+@router.post("/v1/models/check", response_model=api.ModelCheck, responses=errors(400))
 async def check_model(body: api.ModelCheckRequest) -> api.ModelCheck:
     return await checked_model(body.model)

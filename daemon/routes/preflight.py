@@ -19,6 +19,7 @@ from daemon import api
 from daemon.errors import ApiError, bad_request, conflict, not_found
 from daemon.export_card import choose_checkpoint, model_card, parse_choice
 from daemon.jobs import build_job
+from daemon.routes import errors
 from daemon.models import model_ref
 from daemon.routes.models import checked_model
 from daemon.routes.models import router as models_router
@@ -60,7 +61,7 @@ async def run_module(module: str, args: list[str], stdin: bytes | None, home: Pa
     return result
 
 
-@router.post("/v1/fine_tuning/preflight", response_model=api.PreflightReport)
+@router.post("/v1/fine_tuning/preflight", response_model=api.PreflightReport, responses=errors(400, 503, 504))
 async def preflight(request: Request, body: api.PreflightRequest) -> api.PreflightReport:
     ctx = ctx_of(request)
     from starlette.concurrency import run_in_threadpool
@@ -73,7 +74,8 @@ async def preflight(request: Request, body: api.PreflightRequest) -> api.Preflig
     return api.PreflightReport.model_validate(result)
 
 
-@router.post("/v1/fine_tuning/jobs/{job_id}/export", response_model=api.JobExportResult)
+@router.post("/v1/fine_tuning/jobs/{job_id}/export", response_model=api.JobExportResult,
+             responses=errors(400, 404, 409, 503, 504))
 async def export_job(request: Request, job_id: str, body: api.JobExportRequest) -> api.JobExportResult:
     ctx = ctx_of(request)
     row = ctx.store.get_job_row(job_id)

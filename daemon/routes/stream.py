@@ -9,13 +9,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from daemon import api
+from daemon.routes import media
 from daemon.server import ctx_of
 
 router = APIRouter()
 HEARTBEAT_S = 15.0
 
 
-@router.get("/v1/stream")
+@router.get("/v1/stream", response_class=StreamingResponse, responses=media(
+    "text/event-stream", "Server-sent events: `event: <StreamEvent.type>` and `data: <StreamEvent JSON>` per change, "
+    "a comment line first and heartbeats every 15 s (daemon.api.StreamEvent)"))
 async def stream(request: Request, job_id: str | None = None) -> StreamingResponse:
     ctx = ctx_of(request)
     queue = ctx.bus.subscribe()
