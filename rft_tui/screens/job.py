@@ -37,7 +37,7 @@ class JobScreen(RftScreen):
     JobScreen #hp-title, JobScreen #ckpt-title { text-style: bold; margin-top: 1; }
     JobScreen #valid-bar { height: auto; }
     JobScreen #valid-bar Select { width: 34; }
-    JobScreen #valid-summary { padding: 0 1; height: auto; }
+    JobScreen #valid-summary { padding: 0 1; height: auto; width: 1fr; }  /* wraps at 80 columns instead of cut */
     JobScreen #rewards-help { height: 1; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
