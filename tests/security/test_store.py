@@ -279,8 +279,12 @@ def test_a_full_disk_is_a_clear_507_and_leaves_nothing_half_written(daemon_facto
                 {"type": "string_check", "name": "n", "input": "a", "reference": "a", "operation": "eq"})})
             assert g.status_code == 507 and g.json()["error"]["code"] == "disk_full", g.text
             assert not list(d.paths.graders.iterdir())
+            ids = sorted(rows)
+            job = h.post("/v1/fine_tuning/jobs", json=job_request(ids[0], ids[1], max_steps=2))
+            assert job.status_code == 507 and job.json()["error"]["code"] == "disk_full", job.text  # SQLITE_FULL
             filler.unlink()
             assert h.get("/v1/health").json()["status"] == "ok"  # and it keeps serving
+            assert h.get("/v1/fine_tuning/jobs").json()["data"] == []  # no half-created job
         d.stop()
         orphan = d.paths.files / ("0" * 64 + ".jsonl")
         orphan.write_text("{}\n")
