@@ -402,10 +402,6 @@ def peer_checked_protocol() -> type:
                     log.warning("refused a connection on the Unix socket from uid %s (only uid %s may connect)",
                                 uid, os.getuid())
                     transport.close()
-
-    return PeerCheckedH11Protocol
-
-
                     return
             self._headers_timer = self.loop.call_later(body_read_timeout(), self._headers_timed_out)
 
@@ -420,6 +416,10 @@ def peer_checked_protocol() -> type:
             if timer is not None:
                 timer.cancel()
             super().connection_lost(exc)
+
+    return PeerCheckedH11Protocol
+
+
 def write_status_file(paths: Paths, socket_path: str, tcp: str | None) -> None:
     me = os.getpid()
     status = api.DaemonStatusFile(pid=me, socket=socket_path, version=__version__, started_at=int(time.time()),
