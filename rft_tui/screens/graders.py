@@ -7,7 +7,7 @@ Under 110 columns the panes stack: the list on top, then the editor or (ctrl+g) 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from daemon import api
 from daemon.client import ApiRequestError
 from rft_tui.grader_files import GraderFileChanged, example_graders, read_text_file, write_text_file
 from rft_tui.messages import (DaemonEvent, FilesLoaded, GraderFileLoaded, GraderFilesLoaded, GraderSaveRefused,
-                              GraderTested, GraderTestFailed, LocalGraderLoaded, PreflightDone)
+                              GraderTested, GraderTestFailed, LocalGraderLoaded, PreflightDone, WorkerFailed)
 from rft_tui.screens.base import RftScreen
 from rft_tui.widgets.grader_playground import GraderPlayground
 from rft_tui.widgets.grader_results import file_report_text, preflight_text
@@ -170,7 +170,7 @@ class GradersScreen(RftScreen):
         try:
             text, mtime = await asyncio.to_thread(read_text_file, path)
         except (OSError, UnicodeDecodeError) as e:
-            self.post_message(GraderTestFailed(f"Cannot open {path}: {e}"))
+            self.app.post_message(WorkerFailed(f"Cannot open {path}", str(e)))
             return
         self.post_message(LocalGraderLoaded(str(path), text, mtime, await self._problems(path.name, text), saved))
 
@@ -267,16 +267,16 @@ class GradersScreen(RftScreen):
         else:
             self.open_grader(name)
 
-    def _unless_dirty(self, what: str, then: object) -> None:
+    def _unless_dirty(self, what: str, then: Callable[[], object]) -> None:
         """Run `then()` now, or after the user agrees to drop unsaved edits."""
         if not self.dirty:
-            then()  # type: ignore[operator]
+            then()
             return
         from rft_tui.screens.confirm import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:
-                then()  # type: ignore[operator]
+                then()
 
         self.app.push_screen(ConfirmScreen(f"Discard your unsaved edits to {self.name_open} and {what}?",
                                            yes="Discard"), answered)

@@ -218,6 +218,11 @@ async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[Daemo
         # a path that is not a grader file is refused with a message
         await pilot.press("ctrl+o", *str(tmp_path / "notes.txt"), "enter")
         assert screen.name_open == "numeric_tolerance.py"
+        # a grader path that does not exist: one notification naming it; the open grader stays
+        await pilot.press("escape", "ctrl+o", *str(tmp_path / "missing.json"), "enter")
+        await until(pilot, lambda: any("missing.json" in n.message for n in app._notifications),
+                    what="a notification naming the missing file")
+        assert screen.name_open == "numeric_tolerance.py"
 
 
 def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap_compare: Any) -> None:
@@ -281,7 +286,8 @@ async def test_preflight_shows_the_reward_spread(graders_daemon: tuple[DaemonPro
     app = make_app(d, stream=False)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _graders_screen(pilot, "exact.json")
-        await until(pilot, lambda: screen.query_one("#pg-file").value == file_id, what="the training file")
+        await until(pilot, lambda: screen.files, what="the files")
+        screen.query_one("#pg-file").value = file_id
         await pilot.press("ctrl+f")
         result = screen.query_one("#pf-result")
         await until(pilot, lambda: "verdict" in str(result.render()), timeout=240, what="the pre-flight report")
