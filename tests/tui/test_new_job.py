@@ -170,7 +170,9 @@ async def test_duplicate_prefills_from_the_job(form_daemon: tuple[DaemonProcess,
         assert dup.method["reinforcement"]["hyperparameters"]["lora_r"] == 4
 
 
-def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], snap_compare: Any) -> None:
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)], ids=["100x30", "80x24"])
+def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], snap_compare: Any,
+                          size: tuple[int, int]) -> None:
     d, ids = form_daemon
 
     async def ready(pilot: Any) -> None:
@@ -186,4 +188,4 @@ def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], sna
         await until(pilot, lambda: form.scroll_y == 0, what="the form scrolled to the top")
         await pilot.pause()
 
-    assert snap_compare(make_app(d, stream=False), terminal_size=(100, 30), run_before=ready)
+    assert snap_compare(make_app(d, stream=False), terminal_size=size, run_before=ready)

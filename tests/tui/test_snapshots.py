@@ -1,4 +1,4 @@
-"""SVG snapshots of every TUI-core screen on recorded data with the clock pinned (100x30, and one 80x24).
+"""SVG snapshots of every TUI-core screen on recorded data with the clock pinned (100x30, and 80x24 for SSH).
 
 Update after an intended change: `pytest tests/tui/test_snapshots.py --snapshot-update`, then look at
 the SVGs in tests/tui/__snapshots__/ before committing them.
@@ -69,3 +69,25 @@ TABS_READY = {
 def test_job_screen_tab(snap_compare: Any, shared_recorded_daemon: Any, tab: str, ready: Any) -> None:
     app = make_app(shared_recorded_daemon)
     assert snap_compare(app, terminal_size=SIZE, run_before=_job_tab(app, tab, ready))
+
+
+def test_help_screen_80x24(snap_compare: Any, shared_recorded_daemon: Any) -> None:
+    """Help at 80x24 opens at its top: title and the screen's own first keys."""
+    from rft_tui.screens.help import HelpScreen
+
+    app = make_app(shared_recorded_daemon)
+    jobs_ready = _jobs_ready(app)
+
+    async def run_before(pilot: Any) -> None:
+        await jobs_ready(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.at_top, what="help at its top")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("tab,ready", list(TABS_READY.items()), ids=list(TABS_READY))
+def test_job_screen_tab_80x24(snap_compare: Any, shared_recorded_daemon: Any, tab: str, ready: Any) -> None:
+    app = make_app(shared_recorded_daemon)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_job_tab(app, tab, ready))
