@@ -22,13 +22,15 @@ from textual.widgets.option_list import Option
 
 from daemon import api
 from daemon.client import ApiRequestError
-from rft_tui.grader_files import GraderFileChanged, example_graders, read_text_file, write_text_file
+from rft_tui.grader_files import (GRADER_SUFFIXES, GraderFileChanged, example_graders, read_text_file,
+                                  write_text_file)
 from rft_tui.messages import (DaemonEvent, FilesLoaded, GraderFileLoaded, GraderFilesLoaded, GraderSaveRefused,
                               GraderTested, GraderTestFailed, LocalGraderLoaded, PreflightDone, WorkerFailed)
 from rft_tui.screens.base import RftScreen
 from rft_tui.widgets.grader_playground import GraderPlayground
 from rft_tui.widgets.grader_results import file_report_text, preflight_text
 from rft_tui.widgets.grader_text import NEW_GRADER_TEMPLATES, GraderTextError, grader_from_text, language_of
+from rft_tui.widgets.path_suggester import PathSuggester
 
 HOME, PATH = "home:", "path:"
 
@@ -87,8 +89,8 @@ class GradersScreen(RftScreen):
                 listing.border_title = "Graders"
                 yield listing
                 yield Input(placeholder="new file name, e.g. mine.json", id="grader-new-name", classes="hidden")
-                yield Input(placeholder="path to a grader file (enter opens)", id="grader-open-path",
-                            classes="hidden")
+                yield Input(placeholder="path to a grader file (→ completes, enter opens)", id="grader-open-path",
+                            classes="hidden", suggester=PathSuggester(GRADER_SUFFIXES))
             with Vertical(id="grader-main"):
                 editor = TextArea.code_editor("", id="grader-editor", soft_wrap=False)
                 editor.border_title = "No grader open"

@@ -192,7 +192,10 @@ async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[Daemo
     async with app.run_test(size=(120, 34)) as pilot:
         screen = await _graders_screen(pilot, "exact.json")
         # any file by path: open, edit, save back to that file
-        await pilot.press("ctrl+o", *str(elsewhere), "enter")
+        await pilot.press("ctrl+o", *str(tmp_path / "elsew"))  # the path completes: → takes the suggestion
+        box = screen.query_one("#grader-open-path")
+        await until(pilot, lambda: box._suggestion == str(elsewhere), what="the path completed")
+        await pilot.press("right", "enter")
         await until(pilot, lambda: screen.name_open == str(elsewhere) and "reference: 'yes'" in screen.editor.text,
                     what="the file opened by path")
         await until(pilot, lambda: "valid grader" in str(screen.query_one("#grader-errors").render()), what="valid")
