@@ -8,7 +8,6 @@ Saving refuses content that does not *parse* (JSON/YAML syntax, Python syntax, n
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import stat
@@ -19,26 +18,14 @@ from typing import Any
 
 from daemon import api
 from daemon.errors import ApiError, bad_request, conflict
+from graders.errors import GraderFileError
+from graders.loader import GRADER_FILE_FORMATS as GRADER_SUFFIXES
+from graders.loader import parse_grader_text
 
-GRADER_SUFFIXES: dict[str, str] = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".py": "python"}
 MAX_GRADER_BYTES = 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MTIME_TOLERANCE_S = 1e-6
 _save_lock = threading.Lock()
-
-
-class GraderParseError(ValueError):
-    """The content does not parse; `line`/`column` are 1-based where the parser knows them."""
-
-    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
-        super().__init__(message)
-        self.line = line
-        self.column = column
-
-    def where(self, name: str) -> str:
-        if self.line is None:
-            return name
-        return f"{name}:{self.line}" + (f":{self.column}" if self.column is not None else "")
 
 
 def is_grader_file_name(name: str) -> bool:
@@ -56,36 +43,8 @@ def check_name(name: str) -> str:
 
 
 def grader_format(name: str) -> str:
+    """`json`, `yaml` or `python` (the name has passed `check_name`)."""
     return GRADER_SUFFIXES[Path(name).suffix.lower()]
-
-
-def parse_grader_text(name: str, text: str) -> dict[str, Any]:
-    """The grader dict a file's text holds; GraderParseError (with line/column) when it does not parse."""
-    fmt = grader_format(name)
-    if fmt == "python":
-        try:
-            compile(text, name, "exec")
-        except SyntaxError as e:
-            raise GraderParseError(f"Python syntax error: {e.msg}", e.lineno, e.offset) from None
-        return {"type": "python", "name": Path(name).stem, "source": text}
-    if fmt == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise GraderParseError(f"not valid JSON: {e.msg}", e.lineno, e.colno) from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise GraderParseError(f"not valid YAML: {problem}", mark.line + 1 if mark else None,
-                                   mark.column + 1 if mark else None) from None
-    if not isinstance(data, dict):
-        raise GraderParseError(f"a grader file holds one {fmt.upper()} object, not {type(data).__name__}", 1, 1)
-    return data
 
 
 def grader_spec_errors(grader: dict[str, Any]) -> list[str]:
@@ -145,9 +104,9 @@ class GraderStore:
             raise bad_request(f"{name}: grader file is {len(data)} bytes; the limit is {MAX_GRADER_BYTES}.",
                               param="content", code="grader_file_too_large")
         try:
-            parse_grader_text(name, body.content)
-        except GraderParseError as e:
-            raise bad_request(f"{e.where(name)}: {e}", param="content", code="grader_parse_error") from None
+            parse_grader_text(body.content, name)
+        except GraderFileError as e:
+            raise bad_request(str(e), param="content", code="grader_parse_error") from None
         self.folder.mkdir(parents=True, exist_ok=True)
         with _save_lock:
             self._check_unchanged(name, path, body.expected_modified_at)
@@ -174,11 +133,11 @@ class GraderStore:
         errors: list[str]
         try:
             text = raw.decode("utf-8")
-            grader = parse_grader_text(name, text)
+            grader = parse_grader_text(text, name)
         except UnicodeDecodeError as e:
             text, valid, errors = raw.decode("utf-8", "replace"), False, [f"{name}: not UTF-8 text ({e.reason})"]
-        except GraderParseError as e:
-            valid, errors = False, [f"{e.where(name)}: {e}"]
+        except GraderFileError as e:
+            valid, errors = False, [str(e)]
         else:
             errors = grader_spec_errors(grader)
             valid = not errors

@@ -6,12 +6,13 @@ error scores 0 and is flagged in `metadata.errors`. This package imports nothing
 """
 
 from graders.batch import BatchGrader, BatchResult, run_grader
-from graders.errors import GraderSpecError
-from graders.loader import load_grader_file, read_grader_file, validate_grader
+from graders.errors import GraderFileError, GraderSpecError
+from graders.loader import (GRADER_FILE_FORMATS, grader_file_format, load_grader_file, load_grader_text,
+                            parse_grader_text, read_grader_file, validate_grader)
 from graders.result import ERROR_FLAGS, GraderResult
 from graders.sandbox import PythonGraderPool, SandboxLimits, sandbox_warning
 from graders.sandbox_bwrap import sandbox_mode
-from graders.spec import Grader, parse_grader
+from graders.spec import Grader, needs_heavy_libraries, parse_grader
 from graders.templates import template_item_fields as _template_item_fields
 
 
@@ -22,15 +23,21 @@ def template_item_fields(grader: object) -> set[str]:
 
 __all__ = [
     "ERROR_FLAGS",
+    "GRADER_FILE_FORMATS",
     "BatchGrader",
     "BatchResult",
     "Grader",
+    "GraderFileError",
     "GraderResult",
     "GraderSpecError",
     "PythonGraderPool",
     "SandboxLimits",
+    "grader_file_format",
     "load_grader_file",
+    "load_grader_text",
+    "needs_heavy_libraries",
     "parse_grader",
+    "parse_grader_text",
     "read_grader_file",
     "run_grader",
     "sandbox_mode",

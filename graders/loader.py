@@ -1,47 +1,156 @@
-"""Grader files (JSON, YAML, or a `.py` python grader) and whole-spec validation."""
+"""The one reader of grader files (JSON, YAML, or a `.py` python grader) and whole-spec validation.
+
+The daemon (saving and listing `$RFT_HOME/graders`), the CLI (`-g/--grader`, `graders validate`) and the
+TUI (editor, new-job form) all read grader files here, so a file means the same everywhere and every
+problem is reported the same way: `FILE:LINE:COLUMN: what is wrong` (GraderFileError).
+"""
 
 from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
-from graders.errors import GraderSpecError
+from graders.errors import FieldPath, GraderFileError, GraderSpecError
 from graders.formula import Formula, FormulaError
-from graders.spec import parse_grader
+from graders.spec import Grader, format_field_path, parse_grader
 from graders.templates import template_errors
+
+#: Grader file formats by (lower-case) suffix.
+GRADER_FILE_FORMATS: dict[str, str] = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".py": "python"}
+
+
+def grader_file_format(name: str) -> str | None:
+    """`json`, `yaml` or `python` for a grader file name, None for any other suffix."""
+    return GRADER_FILE_FORMATS.get(PurePath(name).suffix.lower())
+
+
+def parse_grader_text(text: str, name: str) -> dict[str, Any]:
+    """The grader JSON object a file's text holds (syntax only; see `load_grader_text` for the spec).
+
+    A `.py` file becomes a python grader named after the file. Raises GraderFileError with the line
+    and column when the text does not parse.
+    """
+    fmt = grader_file_format(name)
+    if fmt == "python":
+        _check_python_syntax(text, name)
+        return {"type": "python", "name": PurePath(name).stem, "source": text}
+    if fmt == "json":
+        data = _parse_json(text, name)
+    elif fmt == "yaml":
+        data = _parse_yaml(text, name)
+    else:
+        raise GraderFileError(name, f"unknown grader file type {PurePath(name).suffix!r} "
+                                    f"(use {', '.join(GRADER_FILE_FORMATS)})")
+    if not isinstance(data, dict):
+        raise GraderFileError(name, f"a grader file holds one {fmt.upper()} object, not {_kind(data)}", 1, 1)
+    return data
+
+
+def load_grader_text(text: str, name: str) -> Grader:
+    """The validated grader spec a file's text holds; GraderFileError naming the line or the field."""
+    data = parse_grader_text(text, name)
+    try:
+        return parse_grader(data)
+    except GraderSpecError as exc:
+        raise _located(exc, text, name) from None
 
 
 def read_grader_file(path: str | Path) -> dict[str, Any]:
-    """The grader JSON object a file holds; a `.py` file becomes a python grader named after the file."""
-    path = Path(path)
+    """The grader JSON object a file holds (syntax only); GraderFileError when unreadable or unparsable."""
+    return parse_grader_text(_read_text(Path(path)), str(path))
+
+
+def load_grader_file(path: str | Path) -> Grader:
+    """The validated grader spec a file holds; GraderFileError naming file, line and column or field."""
+    return load_grader_text(_read_text(Path(path)), str(path))
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise GraderFileError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise GraderSpecError(f"cannot read grader file {path}: {exc.strerror or exc}") from None
-    if path.suffix == ".py":
-        return {"type": "python", "name": path.stem, "source": text}
-    if path.suffix == ".json":
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise GraderSpecError(f"{path}: invalid JSON: {exc}") from None
-    else:
-        import yaml
-
-        try:
-            obj = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise GraderSpecError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(obj, dict):
-        raise GraderSpecError(f"{path}: a grader file must hold one JSON/YAML object")
-    return obj
+        raise GraderFileError(str(path), f"cannot read grader file: {exc.strerror or exc}") from None
 
 
-def load_grader_file(path: str | Path) -> Any:
-    """Parse a grader file into a Grader spec (raises GraderSpecError)."""
-    return parse_grader(read_grader_file(path))
+def _check_python_syntax(text: str, name: str) -> None:
+    try:
+        compile(text, name, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise GraderFileError(name, f"Python syntax error: {exc.msg}", exc.lineno, exc.offset) from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+        raise GraderFileError(name, f"Python source does not compile: {type(exc).__name__}: {exc}") from None
+
+
+def _parse_json(text: str, name: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraderFileError(name, f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+    except RecursionError:
+        raise GraderFileError(name, "not valid JSON: nested too deeply") from None
+
+
+def _parse_yaml(text: str, name: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "cannot parse"
+        raise GraderFileError(name, f"not valid YAML: {problem}", mark.line + 1 if mark else None,
+                              mark.column + 1 if mark else None) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise GraderFileError(name, f"not valid YAML: {exc}") from None
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", type(None): "an empty document"}.get(type(value), type(value).__name__)
+
+
+def _located(exc: GraderSpecError, text: str, name: str) -> GraderFileError:
+    """A spec error as a file error: the first problem's field path, and its line and column if found."""
+    field = exc.fields[0] if exc.fields else ()
+    line, column = _field_position(text, name, field) if field else (None, None)
+    return GraderFileError(name, str(exc), line, column, field=format_field_path(field))
+
+
+def _field_position(text: str, name: str, field: FieldPath) -> tuple[int | None, int | None]:
+    """Where a field (or its nearest existing parent) starts in JSON/YAML text; best effort.
+
+    JSON is (nearly) YAML, so one YAML node walk serves both; a text PyYAML cannot compose gives None.
+    """
+    if grader_file_format(name) not in ("json", "yaml"):
+        return None, None
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return None, None
+    mark = node.start_mark if node is not None else None
+    for part in field:
+        child = _child(node, part)
+        if child is None:
+            break
+        key_node, node = child
+        mark = (key_node or node).start_mark
+    return (mark.line + 1, mark.column + 1) if mark else (None, None)
+
+
+def _child(node: Any, part: str | int) -> tuple[Any, Any] | None:
+    """(key node, value node) of a mapping key or (None, item) of a sequence index; None if absent."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+        return next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return None, node.value[part]
+    return None
 
 
 def validate_grader(obj: Any) -> list[str]:

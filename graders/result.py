@@ -124,11 +124,6 @@ class GraderResult:
         """Error detail texts by response field name (read-only view)."""
         return MappingProxyType(self._details) if self._details else _EMPTY  # type: ignore[return-value]
 
-    @property
-    def has_error(self) -> bool:
-        """True when any error flag is set (the reward is then 0)."""
-        return bool(self.errors)
-
     def errors_dict(self) -> dict[str, Any]:
         """The `metadata.errors` object: every flag as a boolean, plus the detail strings."""
         out: dict[str, Any] = {flag: flag in self.errors for flag in ERROR_FLAGS}

@@ -6,24 +6,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from graders.errors import GraderSpecError
+from graders.errors import FieldPath, GraderSpecError
 
 #: OpenAI's limit on a python grader's source.
 MAX_PYTHON_SOURCE_BYTES = 256 * 1024
-
-SIMILARITY_METRICS = (
-    "cosine",
-    "fuzzy_match",
-    "bleu",
-    "gleu",
-    "meteor",
-    "rouge_1",
-    "rouge_2",
-    "rouge_3",
-    "rouge_4",
-    "rouge_5",
-    "rouge_l",
-)
 
 EvaluationMetric = Literal[
     "cosine", "fuzzy_match", "bleu", "gleu", "meteor", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l"
@@ -198,32 +184,61 @@ def parse_grader(obj: Any) -> Grader:
     if not isinstance(obj, dict):
         raise GraderSpecError(f"a grader must be a JSON object, got {type(obj).__name__}")
     try:
-        return _GRADER_ADAPTER.validate_python(obj)
+        spec: Grader = _GRADER_ADAPTER.validate_python(obj)
     except ValidationError as exc:
         raise _spec_error(exc) from None
+    return spec
 
 
 def _spec_error(exc: ValidationError) -> GraderSpecError:
-    """Turn pydantic's first error into a message naming the field path (tag names left out)."""
+    """Turn pydantic's first errors into a message naming each field path (tag names left out)."""
     messages = []
+    fields: list[FieldPath] = []
     for error in exc.errors()[:5]:
-        path = _format_loc(error["loc"])
-        messages.append(f"{path or '<grader>'}: {error['msg']}")
+        loc = _field_path(error["loc"])
+        fields.append(loc)
+        messages.append(f"{format_field_path(loc) or '<grader>'}: {error['msg']}")
     extra = len(exc.errors()) - len(messages)
     text = "; ".join(messages) + (f" (and {extra} more)" if extra > 0 else "")
-    return GraderSpecError(f"invalid grader spec: {text}", path="")
+    return GraderSpecError(f"invalid grader spec: {text}", path="", fields=tuple(fields))
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
+def _field_path(loc: tuple[Any, ...]) -> FieldPath:
+    """pydantic's error location without the union tags it inserts (e.g. "string_check", "str")."""
+    parts: list[str | int] = []
     for part in loc:
         if isinstance(part, int):
-            parts.append(f"[{part}]")
+            parts.append(part)
+        elif part in GRADER_TYPES or part in ("input_text", "output_text", "input_image", "input_audio"):
             continue
-        # Discriminated unions insert the tag (e.g. "string_check") into the location.
-        if part in GRADER_TYPES or part in ("input_text", "output_text", "input_image", "input_audio"):
+        elif part == "str" or str(part).startswith(("tagged-union[", "list[", "union[")):
             continue
-        if part == "str" or str(part).startswith(("tagged-union[", "list[", "union[")):
-            continue
-        parts.append(("." if parts else "") + str(part))
-    return "".join(parts)
+        else:
+            parts.append(str(part))
+    return tuple(parts)
+
+
+def format_field_path(path: FieldPath) -> str:
+    """`graders.a.input[0].content`: how messages name a field."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
+    return out
+
+
+def needs_heavy_libraries(grader: Any) -> bool:
+    """True when grading loads torch: `cosine` similarity (an embedding model) or a local `hf:` judge.
+
+    The one place that decides it: the daemon grades such specs in a helper process so it never imports
+    torch itself. Takes a spec or its JSON dict (an invalid dict raises GraderSpecError).
+    """
+    from graders.impl.judges import judge_target
+
+    spec = parse_grader(grader)
+    if isinstance(spec, TextSimilarityGrader):
+        return spec.evaluation_metric == "cosine"
+    if isinstance(spec, (ScoreModelGrader, LabelModelGrader)):
+        return judge_target(spec.model, {})[0] == "hf"
+    if isinstance(spec, MultiGrader):
+        return any(needs_heavy_libraries(sub) for sub in spec.graders.values())
+    return False

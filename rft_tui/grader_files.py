@@ -1,8 +1,7 @@
-"""Read a grader file (JSON, YAML, or a `.py` python grader) into the OpenAI grader dict it holds."""
+"""Grader files on the CLI/TUI side: load one for a request (through `graders.loader`), list the examples."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,43 +9,33 @@ import click
 
 
 def load_grader_dict(path: str | Path) -> dict[str, Any]:
-    """The grader spec in `path`; a click error naming the file and line when it does not parse."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise click.BadParameter(f"cannot read grader file {p}: {e}", param_hint="--grader") from e
-    if p.suffix == ".py":
-        return {"type": "python", "name": p.stem, "source": text}
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
+    """The grader spec in `path`; a click error naming the file, line and column when it does not parse.
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise click.BadParameter(f"{p}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}", param_hint="--grader") from e
-    except Exception as e:  # noqa: BLE001 - yaml's errors carry their own position
-        raise click.BadParameter(f"{p}: not valid YAML: {e}", param_hint="--grader") from e
-    if not isinstance(data, dict):
-        raise click.BadParameter(f"{p}: a grader file holds one JSON/YAML object", param_hint="--grader")
-    return data
+    The daemon validates the spec itself (and says which field is wrong), so this only reads and parses.
+    """
+    from graders.errors import GraderFileError
+    from graders.loader import read_grader_file
+
+    try:
+        return read_grader_file(Path(path).expanduser())
+    except GraderFileError as e:
+        raise click.BadParameter(str(e), param_hint="--grader") from None
 
 
 # ---------------------------------------------------------------------------------------------- the TUI's side
 
 #: The repository's example graders (a source checkout or an install that ships `examples/`).
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-GRADER_SUFFIXES = (".json", ".yaml", ".yml", ".py")
 
 
 def example_graders(root: Path = EXAMPLES_DIR) -> list[Path]:
     """`examples/graders/*` and each example's `grader.*`: grader files a user can open, try and copy."""
+    from graders.loader import grader_file_format
+
     if not root.is_dir():
         return []
-    found = [p for p in sorted((root / "graders").glob("*")) if p.suffix in GRADER_SUFFIXES]
-    found += [p for p in sorted(root.glob("*/grader.*")) if p.suffix in GRADER_SUFFIXES]
+    found = [p for p in sorted((root / "graders").glob("*")) if grader_file_format(p.name)]
+    found += [p for p in sorted(root.glob("*/grader.*")) if grader_file_format(p.name)]
     return list(dict.fromkeys(found))
 
 

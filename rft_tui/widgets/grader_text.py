@@ -1,4 +1,4 @@
-"""Turn a grader file's text (JSON, YAML or python source) into the grader dict the daemon runs."""
+"""The grader editor's languages and new-file templates; a file's text becomes a grader dict via `graders.loader`."""
 
 from __future__ import annotations
 
@@ -28,26 +28,11 @@ def language_of(name: str) -> str | None:
 
 
 def grader_from_text(name: str, text: str) -> dict[str, Any]:
-    """The grader dict; GraderTextError naming the line and column when the text does not parse."""
-    lang = language_of(name)
-    if lang == "python":
-        return {"type": "python", "name": PurePath(name).stem, "source": text}
-    if lang == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise GraderTextError(f"{name}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
-    elif lang == "yaml":
-        import yaml
+    """The grader dict (read by `graders.loader`); GraderTextError naming the line and column."""
+    from graders.errors import GraderFileError
+    from graders.loader import parse_grader_text
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-            raise GraderTextError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
-    else:
-        raise GraderTextError(f"{name}: unknown grader file type (use .json, .yaml, .yml or .py)")
-    if not isinstance(data, dict):
-        raise GraderTextError(f"{name}: a grader file holds one object")
-    return data
+    try:
+        return parse_grader_text(text, name)
+    except GraderFileError as e:
+        raise GraderTextError(str(e)) from None

@@ -96,7 +96,7 @@ def test_grader_files_json_yaml_and_py(tmp_path: Path) -> None:
     py = load_grader_file(tmp_path / "my_grader.py")
     assert py.type == "python" and py.name == "my_grader" and "def grade" in py.source
     (tmp_path / "bad.json").write_text("{nope")
-    with pytest.raises(GraderSpecError, match="invalid JSON"):
+    with pytest.raises(GraderSpecError, match="bad.json:1:2: not valid JSON"):
         load_grader_file(tmp_path / "bad.json")
     with pytest.raises(GraderSpecError, match="cannot read"):
         load_grader_file(tmp_path / "missing.json")
