@@ -22,10 +22,10 @@ SIGNATURE_CHARS = 1_000
 MAX_BUCKET = 20  # candidates per validation row per band
 DEFAULT_THRESHOLD = 0.8
 ESTIMATE_SLACK = 0.25  # 32 permutations: the estimate's std is <= 0.09, so 0.25 loses almost nothing
-_MASK = (1 << 64) - 1
+#: Part of the overlap cache's file name: bump it whenever signatures or candidate selection change, so a
+#: report cached by an older algorithm is computed again (2: the unused 64-bit permutation draws dropped).
+ALGORITHM_VERSION = 2
 _rng = np.random.default_rng(20240607)
-_A = (_rng.integers(1, 1 << 63, NUM_PERM, dtype=np.uint64) | np.uint64(1))
-_B = _rng.integers(0, 1 << 63, NUM_PERM, dtype=np.uint64)
 _BAND_MIX = (_rng.integers(1, 1 << 63, BAND_ROWS, dtype=np.uint64) | np.uint64(1))
 _A32 = (_rng.integers(1, 1 << 32, NUM_PERM, dtype=np.uint64) | np.uint64(1)).astype(np.uint32)
 _B32 = _rng.integers(0, 1 << 32, NUM_PERM, dtype=np.uint64).astype(np.uint32)
