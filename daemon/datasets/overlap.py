@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from daemon import api
+from daemon.text import clip
 
 SHINGLE = 5
 NUM_PERM = 32
@@ -35,10 +36,10 @@ def exact_pairs(train: Sequence[str], train_lines: Sequence[int], valid: Sequenc
                 valid_lines: Sequence[int]) -> list[tuple[int, int, int]]:
     """(valid row index, valid line, first train line) for every validation prompt also in training."""
     first: dict[str, int] = {}
-    for prompt, line in zip(train, train_lines):
+    for prompt, line in zip(train, train_lines, strict=True):
         first.setdefault(prompt, line)
     out = []
-    for i, (prompt, line) in enumerate(zip(valid, valid_lines)):
+    for i, (prompt, line) in enumerate(zip(valid, valid_lines, strict=True)):
         hit = first.get(prompt)
         if hit is not None:
             out.append((i, line, hit))
@@ -159,13 +160,9 @@ def overlap_report(train: Sequence[str], train_lines: Sequence[int], valid: Sequ
     near = near_pairs(train, train_lines, valid, valid_lines, threshold, skip_valid={i for i, _, _ in exact})
     return api.OverlapReport(
         exact=len(exact), near=len(near), threshold=threshold,
-        exact_pairs=[api.OverlapPair(valid_line=v, train_line=t, similarity=1.0, prompt=_short(valid[i]))
+        exact_pairs=[api.OverlapPair(valid_line=v, train_line=t, similarity=1.0, prompt=clip(valid[i], 120))
                      for i, v, t in exact[:max_pairs]],
         near_pairs=[api.OverlapPair(valid_line=v, train_line=t, similarity=s) for v, t, s in near[:max_pairs]])
-
-
-def _short(text: str, n: int = 120) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def as_problems(report: api.OverlapReport, label: str) -> list[dict[str, Any]]:

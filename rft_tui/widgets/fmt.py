@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from daemon import api
+from daemon.text import clip as clip
 
 STATUS_STYLE: dict[api.JobStatus, str] = {
     api.JobStatus.validating_files: "cyan",
@@ -89,10 +90,6 @@ def file_label(job: api.FineTuningJob, names: dict[str, str] | None = None) -> s
         valid = ((snap.get("validation_file") or {}).get("filename") or names.get(job.validation_file)
                  or job.validation_file)
     return f"{train} / {valid}" if valid else str(train)
-
-
-def clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def clock_time(ts: float | None) -> str:

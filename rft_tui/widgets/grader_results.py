@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from daemon import api
+from daemon.text import clip
 
 BAR_WIDTH = 20
 
@@ -38,7 +39,7 @@ def file_report_text(report: api.GraderTestReport) -> Text:
     if report.lowest and report.reward_min is not None and report.reward_min < 1.0:
         out.append("lowest rows\n", style="bold")
         for ex in report.lowest:
-            sample = ex.sample if len(ex.sample) <= 30 else ex.sample[:29] + "…"
+            sample = clip(ex.sample, 30)
             out.append(f"  line {ex.line}: {ex.reward:.3f} {sample!r}")
             out.append(f" [{', '.join(ex.errors)}]\n" if ex.errors else "\n", style="red")
     return out

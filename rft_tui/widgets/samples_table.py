@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from textual.widgets import DataTable
 
 from daemon import api
-from rft_tui.widgets.validation_table import clip
+from daemon.text import clip
 
 MAX_ROWS = 500
 
@@ -37,8 +37,9 @@ class SamplesTable(DataTable[str]):
         for s in new:
             key = str(s.id)
             self.samples[key] = s
-            self.add_row(str(s.step), f"{s.reward:.3f}", clip(sub_rewards_text(s.sub_rewards), 24),
-                         clip(s.prompt, 24), clip(s.completion, 40), key=key)
+            self.add_row(str(s.step), f"{s.reward:.3f}", clip(sub_rewards_text(s.sub_rewards), 24, one_line=True),
+                         clip(s.prompt, 24, one_line=True), clip(s.completion, 40, one_line=True),
+                         key=key)
         if new:
             self.last_id = new[-1].id
         while self.row_count > MAX_ROWS:

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from daemon import api
+from daemon.text import clip
 
 CHANGE_FILTERS = ("all", "improved", "regressed", "unchanged")
 SORTS = ("row", "change", "base", "score")
@@ -92,11 +93,6 @@ def summary_text(agg: dict[str, float | int | None], step: int | None) -> Text:
     return text
 
 
-def clip(s: str | None, n: int) -> str:
-    s = (s or "").replace("\n", " ⏎ ")
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
 class ValidationTable(DataTable[str | Text]):
     """Rows are rebuilt when the step, filter or sort changes (a selection, not a live append)."""
 
@@ -122,7 +118,8 @@ class ValidationTable(DataTable[str | Text]):
         for r in picked:
             mark = {"improved": Text("▲ improved", "green"), "regressed": Text("▼ regressed", "red"),
                     "unchanged": Text("= same", "dim")}[r.verdict]
-            self.add_row(str(r.row_index), clip(r.prompt, 28), clip(r.reference, 10),
-                         clip(r.base.output if r.base else "", 16), f"{r.base.reward:.2f}" if r.base else "-",
-                         clip(r.selected.output if r.selected else "", 16),
+            base, chosen = r.base.output if r.base else "", r.selected.output if r.selected else ""
+            self.add_row(str(r.row_index), clip(r.prompt, 28, one_line=True), clip(r.reference, 10, one_line=True),
+                         clip(base, 16, one_line=True), f"{r.base.reward:.2f}" if r.base else "-",
+                         clip(chosen, 16, one_line=True),
                          f"{r.selected.reward:.2f}" if r.selected else "-", mark, key=str(r.row_index))
