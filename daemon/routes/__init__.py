@@ -85,6 +85,8 @@ def _add_transport_answers(operation: dict[str, Any]) -> None:
     responses.pop("422", None)
     operation["security"] = [{_BEARER: []}]
     codes = [401]
+    if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+        codes.append(404)  # an empty path segment (`/v1/files//content`) matches no route
     if operation.get("requestBody"):
         codes += list(_BODY_ERRORS)
     elif any(_can_be_invalid(p) for p in operation.get("parameters", [])):

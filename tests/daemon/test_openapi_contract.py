@@ -41,7 +41,7 @@ from tests.support.jobs import EXACT_GRADER, arithmetic_rows, job_request, write
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 EXCLUDED = ["/v1/shutdown", "/v1/stream", "/v1/fine_tuning/jobs/{job_id}/export", "/v1/fine_tuning/preflight"]
 MAX_EXAMPLES = int(os.environ.get("RFT_CONTRACT_EXAMPLES", "20"))  # per operation and phase
-MAX_TIME_S = 240
+MAX_TIME_S = 180
 
 
 def _free_port() -> int:
