@@ -116,7 +116,7 @@ class BatchGrader:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            contexts = [SampleContext(sample, item) for sample, item in zip(samples, items)]
+            contexts = [SampleContext(sample, item) for sample, item in zip(samples, items, strict=True)]
             return summarize(grade_contexts(self.engine, contexts, self.runtime))
         finally:
             if was_enabled:

@@ -98,7 +98,9 @@ def _check(node: ast.AST, names: set[str]) -> None:
 
 def _eval(node: ast.AST, variables: Mapping[str, float]) -> float:
     if isinstance(node, ast.Constant):
-        return node.value
+        value = node.value
+        assert isinstance(value, (int, float))  # _check admits only numbers
+        return value
     if isinstance(node, ast.Name):
         if node.id not in variables:
             raise ValueError(f"unknown name {node.id!r}")
@@ -116,7 +118,7 @@ def _eval(node: ast.AST, variables: Mapping[str, float]) -> float:
             return left / right
         if abs(right) > _MAX_POWER_EXPONENT:
             raise OverflowError("exponent too large")
-        result = float(left) ** right
+        result: float | complex = float(left) ** right
         if isinstance(result, complex):
             raise ValueError("power of a negative number gave a complex result")
         return result

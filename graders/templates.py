@@ -35,16 +35,19 @@ class SampleContext:
 
     __slots__ = ("output_text", "item", "_sample", "_json")
 
+    _sample: dict[str, Any] | None
+    _json: Any
+
     def __init__(self, sample: str | dict[str, Any], item: dict[str, Any] | None) -> None:
         if type(sample) is str:
             self._sample = None
             self.output_text = sample
             self._json = _UNPARSED
         elif isinstance(sample, dict):
-            self._sample: dict[str, Any] | None = sample
+            self._sample = sample
             text = sample.get("output_text", "")
             self.output_text = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
-            self._json: Any = sample["output_json"] if "output_json" in sample else _UNPARSED
+            self._json = sample["output_json"] if "output_json" in sample else _UNPARSED
         else:
             self._sample = None
             self.output_text = "" if sample is None else str(sample)

@@ -15,7 +15,8 @@ from graders.templates import SampleContext, TemplateSyntaxError, TemplateVariab
 class Runtime:
     """Shared resources for grading: the python sandbox pool, judge settings, a thread pool."""
 
-    def __init__(self, *, pool: Any = None, judge: dict[str, Any] | None = None, max_workers: int | None = None) -> None:
+    def __init__(self, *, pool: Any = None, judge: dict[str, Any] | None = None,
+                 max_workers: int | None = None) -> None:
         self._pool = pool
         self.judge_config = dict(judge or {})
         self.max_workers = max(1, max_workers or os.cpu_count() or 1)

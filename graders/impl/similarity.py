@@ -136,7 +136,7 @@ class _Embedder:
                     from sentence_transformers import SentenceTransformer
                     from transformers.utils import logging as hf_logging
 
-                    hf_logging.disable_progress_bar()
+                    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 except ImportError:
                     raise MetricUnavailable("cosine needs `pip install sentence-transformers`") from None
                 cls._models[path] = SentenceTransformer(path, device="cpu", local_files_only=True)
@@ -210,12 +210,13 @@ class TextSimilarityEngine(Engine):
                 out[i] = GraderResult.failure(self.name, self.type, "other_error", f"cosine: {exc}")
             return
         each = (time.perf_counter() - start) / len(pairs)
-        for (i, _, _), score in zip(pairs, scores):
+        for (i, _, _), score in zip(pairs, scores, strict=True):
             out[i] = self._result(score, each)
 
     def _score(self, text: str, ref: str) -> GraderResult:
         start = time.perf_counter()
-        if text == ref and self.metric_name != "meteor":  # n-gram metrics score short identical texts 0 (no n-grams); identical is a match
+        # n-gram metrics score short identical texts 0 (no n-grams); identical is a match
+        if text == ref and self.metric_name != "meteor":
             return self._result(1.0, time.perf_counter() - start)
         try:
             score = float(self.metric(text, ref))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from graders.impl.base import Engine, Runtime, template_getter
 from graders.result import GraderResult
 from graders.spec import StringCheckGrader
 from graders.templates import SampleContext, TemplateVariableError
 
-OPERATIONS = {
+OPERATIONS: dict[str, Callable[[str, str], bool]] = {
     "eq": lambda text, ref: text == ref,
     "ne": lambda text, ref: text != ref,
     "like": lambda text, ref: ref in text,
@@ -28,7 +28,7 @@ class StringCheckEngine(Engine):
         self.operation = spec.operation
 
     def grade_batch(self, contexts: Sequence[SampleContext], runtime: Runtime) -> list[GraderResult]:
-        out = []
+        out: list[GraderResult] = []
         append = out.append
         name, get_input, get_reference = self.name, self.input, self.reference
         check = OPERATIONS[self.operation]

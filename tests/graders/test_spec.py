@@ -88,9 +88,8 @@ def test_validate_finds_deep_problems(obj: dict, fragment: str) -> None:
 
 def test_grader_files_json_yaml_and_py(tmp_path: Path) -> None:
     (tmp_path / "g.json").write_text(json.dumps(STRING_CHECK))
-    (tmp_path / "g.yaml").write_text(
-        "type: string_check\nname: exact\ninput: '{{sample.output_text}}'\nreference: '{{item.answer}}'\noperation: eq\n"
-    )
+    (tmp_path / "g.yaml").write_text("type: string_check\nname: exact\ninput: '{{sample.output_text}}'\n"
+                                     "reference: '{{item.answer}}'\noperation: eq\n")
     (tmp_path / "my_grader.py").write_text("def grade(sample, item):\n    return 1.0\n")
     assert load_grader_file(tmp_path / "g.json") == load_grader_file(tmp_path / "g.yaml")
     py = load_grader_file(tmp_path / "my_grader.py")

@@ -82,8 +82,8 @@ def test_template_item_fields_recurses() -> None:
     spec = {
         "type": "multi", "name": "m", "calculate_output": "a + b + c",
         "graders": {
-            "a": {"type": "string_check", "name": "a", "input": "{{sample.output_json.x}}", "reference": "{{item.answer}}",
-                  "operation": "eq"},
+            "a": {"type": "string_check", "name": "a", "input": "{{sample.output_json.x}}",
+                  "reference": "{{item.answer}}", "operation": "eq"},
             "b": {"type": "score_model", "name": "b", "model": "m",
                   "input": [{"role": "user", "content": "Q: {{ item.question }} A: {{sample.output_text}}"},
                             {"role": "user", "content": [{"type": "input_text", "text": "{{item.meta.level}}"},
