@@ -134,12 +134,6 @@ class FileObject(WireModel):
     source_path: str | None = None
 
 
-class FileDeleted(WireModel):
-    id: str
-    object: Literal["file"] = "file"
-    deleted: bool = True
-
-
 class FileImportRequest(StrictRequest):
     path: str = Field(min_length=1, max_length=MAX_PATH_CHARS, description="a local path; `~` is this user's home")
     purpose: FilePurposeName = "fine-tune"

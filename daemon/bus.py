@@ -28,10 +28,6 @@ class EventBus:
     def unsubscribe(self, q: asyncio.Queue[api.StreamEvent]) -> None:
         self._subscribers.discard(q)
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
-
     def publish(self, type: api.StreamEventType, **fields: Any) -> None:
         """Thread-safe: may be called from request threads or the event loop."""
         event = api.StreamEvent(type=type, created_at=time.time(), **fields)

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from daemon import api
 from daemon.paths import Paths
 
-
+from daemon.procs import pid_alive
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_TIMEOUT = 60.0
 
@@ -50,24 +50,6 @@ class ApiRequestError(DaemonError):
         return self.error.param
 
 
-def _pid_alive(pid: int, start_time: float | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if start_time is None:
-        return True
-    try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        return abs(proc.create_time() - start_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
-    except Exception:  # noqa: BLE001 - psutil missing or the process just went away
-        return True
-
-
 def read_status(paths: Paths, clean_stale: bool = True) -> api.DaemonStatusFile:
     """The running daemon's status; DaemonNotRunning / StaleDaemonStatus otherwise."""
     try:
@@ -80,7 +62,7 @@ def read_status(paths: Paths, clean_stale: bool = True) -> api.DaemonStatusFile:
         if clean_stale:
             paths.status_file.unlink(missing_ok=True)
         raise StaleDaemonStatus(f"{paths.status_file} was unreadable and has been removed") from None
-    if not _pid_alive(status.pid, status.pid_start_time):
+    if not pid_alive(status.pid, status.pid_start_time):
         if clean_stale:
             paths.status_file.unlink(missing_ok=True)
             Path(status.socket).unlink(missing_ok=True)

@@ -25,13 +25,14 @@ from daemon.datasets.depth import MAX_ROW_DEPTH, deeper_than, depth_message
 from daemon.datasets.overlap import as_problems, overlap_report
 from daemon.datasets.scan import ScanResult, Scanner, scan_file
 from daemon.errors import ApiError, bad_request, disk_full, not_found
+from daemon.helper_process import run_module_sync
 from daemon.paths import Paths
 from daemon.store import Store, is_disk_full_error
 
 CHUNK = 1 << 20
 DEFAULT_MAX_PROBLEMS = 200
 FIRST_PROBLEMS = 5  # how many an error message names
-TOKEN_SAMPLE_ROWS = 2_000
+TOKENS_TIMEOUT_S = float(os.environ.get("RFT_TOKENS_TIMEOUT_S", "300"))
 MAX_PAGE = 1_000
 _cache_lock = threading.Lock()
 _reports: OrderedDict[tuple[Any, ...], api.ValidationReport] = OrderedDict()
@@ -396,50 +397,13 @@ def check_job_files(store: Store, paths: Paths, training_file_id: str, validatio
 
 
 def token_stats(paths: Paths, model_id: str, data_path: str) -> dict[str, float]:
-    """Prompt lengths in the model's tokens over an even sample of rows (loads the tokenizer lazily)."""
-    try:
-        from daemon import models
+    """Prompt lengths in the model's tokens over an even sample of rows.
 
-        if models.is_builtin(model_id) and not models.builtin_ready(models.builtin_dir(paths, model_id)):
-            tokenizer = models.build_tokenizer()  # the same character vocabulary, without building the model
-        else:
-            tokenizer = models.load_tokenizer(model_id, paths)
-    except Exception as e:  # noqa: BLE001 - an unloadable tokenizer is the caller's bad input
-        raise bad_request(f"Cannot load the tokenizer of {model_id!r}: {e}", param="tokenizer_model",
-                          code="tokenizer_not_found") from None
-    offsets, _, _ = row_index.scan_offsets(Path(data_path))
-    step = max(1, len(offsets) // TOKEN_SAMPLE_ROWS)
-    counts = []
-    with open(data_path, "rb") as f:
-        for off in offsets[::step]:
-            f.seek(off)
-            try:
-                obj = json.loads(f.readline())
-                messages = obj["messages"]
-            except (ValueError, KeyError, TypeError, RecursionError):
-                continue
-            counts.append(_count_tokens(tokenizer, messages))
-    if not counts:
-        return {}
-    import numpy as np
-
-    from daemon.datasets.scan import summary
-
-    out = summary(np.asarray(counts))
-    out["sampled_rows"] = float(len(counts))
-    return out
-
-
-def _count_tokens(tokenizer: Any, messages: list[dict[str, Any]]) -> int:
-    if getattr(tokenizer, "chat_template", None):
-        with contextlib.suppress(Exception):
-            ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-            if hasattr(ids, "keys"):  # newer transformers return a BatchEncoding
-                ids = ids["input_ids"]
-            return len(ids)
-    from daemon.datasets.rows import prompt_text
-
-    return len(tokenizer(prompt_text({"messages": messages}))["input_ids"])
+    Counted by `python -m daemon.worker.tokens` in a subprocess (it loads transformers; the daemon never does).
+    """
+    result = run_module_sync("daemon.worker.tokens", [], json.dumps({"model": model_id, "path": data_path}).encode(),
+                             paths.home, TOKENS_TIMEOUT_S, param="tokenizer_model", code="tokenizer_not_found")
+    return {str(k): float(v) for k, v in (result.get("prompt_tokens") or {}).items()}
 
 
 # ------------------------------------------------------------------------------------ rows

@@ -3,11 +3,17 @@
 One running job per GPU set (FIFO by creation). Each worker runs in its own session/process group,
 writing to the store itself, so it outlives the daemon; on start the daemon re-adopts live workers
 (pid + start time) and settles dead ones. Exit is noticed through a pidfd on the event loop: no polling.
+
+The event loop never touches SQLite here: what a worker's exit, a spawn, a kill timer or a worker's
+notification needs from the store runs on the scheduler's own store thread, which waits out a database
+locked by another process (retrying each write) instead of losing it; loop work (pidfd readers, timers)
+is posted back to the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -15,56 +21,27 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import Any, TypeVar
 
 from daemon import api
 from daemon.bus import EventBus
 from daemon.paths import Paths
-from daemon.store import Store
+from daemon.procs import log_tail, process_start_time, same_process
+from daemon.store import Store, is_busy_error
 from daemon.worker_protocol import ATTEMPT_HEADER, CANCEL_SIGNAL, PAUSE_SIGNAL, pause_signal_held, worker_command
 
 log = logging.getLogger("rft.scheduler")
 
 S = api.JobStatus
+T = TypeVar("T")
 LOG_TAIL_LINES = 20
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "MemoryError", "Cannot allocate memory")
-
-
-def process_start_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return None
-
-
-def same_process(pid: int | None, start_time: float | None) -> bool:
-    """True if `pid` is alive and is the process that started at `start_time` (no pid reuse)."""
-    if not pid or start_time is None:
-        return False
-    actual = process_start_time(pid)
-    if actual is None:
-        return False
-    try:
-        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return False
-    except psutil.NoSuchProcess:
-        return False
-    return abs(actual - start_time) < 1.0
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return text.splitlines()[-lines:]
+RETRY_FIRST_S = 0.1  # a busy store: first wait before writing again, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 2.0
+REQUEST_WAIT_S = 10.0  # create/resume answer once the worker is spawned (if the store lets it happen by then)
 
 
 def attempt_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
@@ -101,6 +78,15 @@ class Scheduler:
         self._kill_timers: dict[str, asyncio.TimerHandle] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._known_steps: dict[str, tuple[int | None, int]] = {}
+        self._stopping = threading.Event()
+        self._store_ident: int | None = None
+        # one thread for everything the scheduler writes (ordered, so a settle never races a spawn), one for
+        # the reads behind stream notifications (so a write waiting out a lock never delays the live views)
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="rft-scheduler", initializer=self._mark_store_thread)
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="rft-notify")
+        self._pending_lock = threading.Lock()
+        self._kick_waiting: Future[None] | None = None
+        self._notify_pending: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -109,7 +95,7 @@ class Scheduler:
         self._loop_thread = threading.get_ident()
         log.info("daemon pid %d started on %s (max %d running job(s))", os.getpid(), self.paths.home,
                  self.max_running)
-        self.recover()
+        self._submit(self.recover)
         self.kick()
 
     def shutdown(self) -> None:
@@ -119,22 +105,87 @@ class Scheduler:
                      ", ".join(sorted(self._watched)))
         else:
             log.info("daemon pid %d stopping", os.getpid())
+        self._stopping.set()  # a write still waiting for the lock gives up; the next daemon settles it
         for job_id in list(self._watched):
             self._unwatch(job_id)
         for t in self._kill_timers.values():
             t.cancel()
+        self._reads.shutdown(wait=False, cancel_futures=True)
+        self._writes.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ threads
+
+    def _mark_store_thread(self) -> None:
+        self._store_ident = threading.get_ident()
+
+    def _on_store_thread(self) -> bool:
+        return threading.get_ident() == self._store_ident
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[None] | None:
+        """Run `fn` on the store thread (in order with every other scheduler write); errors are logged."""
+        if self._stopping.is_set():
+            return None
+        try:
+            return self._writes.submit(self._logged, fn, *args)
+        except RuntimeError:  # shut down meanwhile
+            return None
+
+    def _wait_from_request(self, done: Future[None] | None) -> None:
+        """A request thread waits (bounded) for the store thread, so its answer shows the outcome (a spawned
+        worker); the loop and the store thread itself never wait."""
+        if done is None or self._on_loop_thread() or self._on_store_thread():
+            return
+        with contextlib.suppress(FutureTimeout):
+            done.result(timeout=REQUEST_WAIT_S)
+
+    @staticmethod
+    def _logged(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - one job's bad moment never stops the scheduler's thread
+            log.exception("scheduler: %s%r failed", getattr(fn, "__name__", fn), args)
+
+    def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One store write. On the store thread a busy store is waited out (retrying with back-off) rather than
+        lost; anywhere else (a request thread) it raises, and the request is answered 503 store_busy."""
+        if not self._on_store_thread():
+            return fn(*args, **kwargs)
+        delay, started = RETRY_FIRST_S, time.monotonic()
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as e:
+                if not is_busy_error(e) or self._stopping.is_set():
+                    raise
+                if delay == RETRY_FIRST_S:
+                    log.warning("the store is locked by another process (%s); %s waits and retries", e,
+                                getattr(fn, "__name__", "a write"))
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if delay != RETRY_FIRST_S:
+                log.info("the store is free again: %s written after %.1f s", getattr(fn, "__name__", "a write"),
+                         time.monotonic() - started)
+            return result
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Loop state (pidfd readers, timers) is changed on the loop, whichever thread asks."""
+        if self._on_loop_thread():
+            fn(*args)
+        else:
+            assert self.loop is not None
+            self.loop.call_soon_threadsafe(fn, *args)
 
     def recover(self) -> None:
         """Re-adopt live workers and settle the ones that died while no daemon watched."""
         for row in self.store.jobs_with_status(S.running):
             if same_process(row["worker_pid"], row["worker_start_time"]):
-                self.store.add_event(row["id"], f"Daemon re-adopted worker pid {row['worker_pid']}")
+                self._write(self.store.add_event, row["id"], f"Daemon re-adopted worker pid {row['worker_pid']}")
                 log.info("job %s: re-adopted worker pid %d", row["id"], row["worker_pid"])
                 self._watch(row["id"], row["worker_pid"])
             else:
                 self._settle(row["id"], returncode=None, while_away=True)
-        for row in self.store.query("SELECT * FROM jobs WHERE worker_pid IS NOT NULL AND status != ?",
-                                    [S.running.value]):
+        for row in self.store.stopping_workers():
             # a cancelled job whose worker was still stopping when the daemon went down
             if same_process(row["worker_pid"], row["worker_start_time"]):
                 self._watch(row["id"], row["worker_pid"])
@@ -147,19 +198,17 @@ class Scheduler:
 
     # ------------------------------------------------------------------ queue
 
-    def running_count(self) -> int:
-        """Jobs holding a GPU set: running ones, and cancelled ones whose worker has not exited yet."""
-        row = self.store.query_one("SELECT COUNT(*) AS n FROM jobs WHERE status = ? OR worker_pid IS NOT NULL",
-                                   [S.running.value])
-        return int(row["n"]) if row else 0
+    def kick(self) -> Future[None] | None:
+        """Start queued jobs, FIFO, while there is a free GPU set (on the store thread, whoever asks)."""
+        with self._pending_lock:
+            if self._kick_waiting is None:  # else one already waits to run, and will see what this caller changed
+                self._kick_waiting = self._submit(self._kick)
+            return self._kick_waiting
 
-    def kick(self) -> None:
-        """Start queued jobs, FIFO, while there is a free GPU set (on the event loop, whoever asks)."""
-        if not self._on_loop_thread():
-            assert self.loop is not None
-            self.loop.call_soon_threadsafe(self.kick)  # spawning watches a pidfd: loop work
-            return
-        while self.running_count() < self.max_running:
+    def _kick(self) -> None:
+        with self._pending_lock:
+            self._kick_waiting = None
+        while self.store.workers_holding_gpus() < self.max_running:
             queued = self.store.jobs_with_status(S.queued)
             if not queued:
                 return
@@ -167,7 +216,19 @@ class Scheduler:
                 continue
 
     def validate_and_queue(self, job_id: str) -> None:
-        """validating_files -> queued once the files the job names are in the store; else failed."""
+        """validating_files -> queued once the files the job names are in the store; else failed.
+
+        From a request thread a busy store hands the job to the store thread, which queues it once it can
+        (the request is answered with the job still validating_files, never a job stuck there)."""
+        try:
+            self._validate_and_queue(job_id)
+        except Exception as e:
+            if self._on_store_thread() or not is_busy_error(e):
+                raise
+            log.warning("job %s: the store is busy; it is queued once the lock is free", job_id)
+            self._submit(self._validate_and_queue, job_id)
+
+    def _validate_and_queue(self, job_id: str) -> None:
         row = self.store.get_job_row(job_id)
         if row is None:
             return
@@ -179,7 +240,7 @@ class Scheduler:
                              error_param="training_file")
             return
         self._transition(job_id, S.queued, "Files validated; job queued")
-        self.kick()
+        self._wait_from_request(self.kick())
 
     # ------------------------------------------------------------------ control
 
@@ -205,8 +266,8 @@ class Scheduler:
         status = S(row["status"])
         if status is S.running and row["worker_pid"]:
             if row["requested_action"] != "pause":
-                self.store.update_job(job_id, requested_action="pause")
-                self.store.add_event(job_id, "Pause requested: the worker checkpoints at the next step "
+                self._write(self.store.update_job, job_id, requested_action="pause")
+                self._write(self.store.add_event, job_id, "Pause requested: the worker checkpoints at the next step "
                                              "(or stops at once if training has not started)")
                 log.info("job %s: pause requested (worker pid %d)", job_id, row["worker_pid"])
             self._signal_group(row, PAUSE_SIGNAL)
@@ -225,7 +286,7 @@ class Scheduler:
         where = f" from step {ckpts[0].step_number}" if ckpts else " from the beginning (no checkpoint yet)"
         self._transition(job_id, S.queued, "Job resumed" + where, expect=[S.paused], resume_from=resume_from,
                          requested_action=None)
-        self.kick()
+        self._wait_from_request(self.kick())
         return S(self._row(job_id)["status"])
 
     # ------------------------------------------------------------------ workers
@@ -269,7 +330,13 @@ class Scheduler:
         return ok
 
     def _watch(self, job_id: str, pid: int) -> None:
+        """Call `_on_exit` when `pid` ends (a pidfd reader on the loop)."""
+        if not self._on_loop_thread():
+            self._on_loop(self._watch, job_id, pid)
+            return
         assert self.loop is not None
+        if job_id in self._watched:
+            return
         try:
             fd = os.pidfd_open(pid)
         except (ProcessLookupError, OSError):
@@ -285,17 +352,20 @@ class Scheduler:
             os.close(fd)
 
     def _on_exit(self, job_id: str, pid: int) -> None:
+        """On the loop: forget the pidfd and kill timer; the store work happens on the store thread."""
         self._unwatch(job_id)
+        timer = self._kill_timers.pop(job_id, None)
+        if timer:
+            timer.cancel()
+        self._submit(self._worker_exited, job_id, pid, self._children.pop(pid, None))
+
+    def _worker_exited(self, job_id: str, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
         returncode: int | None = None  # known for our own children; re-adopted workers report via the store
-        proc = self._children.pop(pid, None)
         if proc is not None:
             try:
                 returncode = proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 returncode = None
-        timer = self._kill_timers.pop(job_id, None)
-        if timer:
-            timer.cancel()
         log.info("job %s: worker pid %d exited (%s)", job_id, pid,
                  "exit status unknown" if returncode is None else _describe_returncode(returncode))
         # the worker may have left children in its group (torchrun ranks): make sure they are gone
@@ -354,9 +424,9 @@ class Scheduler:
 
     def _release_worker(self, job_id: str, row: dict[str, Any], returncode: int | None) -> None:
         """A cancelled job's worker is gone: free its GPU set; the job's status and answer stay as they were."""
-        self.store.update_job(job_id, **self._cleared(row))
+        self._write(self.store.update_job, job_id, **self._cleared(row))
         how = "" if returncode is None else f" ({_describe_returncode(returncode)})"
-        self.store.add_event(job_id, f"Worker pid {row['worker_pid']} stopped{how}")
+        self._write(self.store.add_event, job_id, f"Worker pid {row['worker_pid']} stopped{how}")
         self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
 
     def _fail(self, job_id: str, reason: str, clear: dict[str, Any], row: dict[str, Any],
@@ -374,7 +444,7 @@ class Scheduler:
         self._transition(job_id, S.failed, message, level="error", error_code=code, error_message=message,
                          **clear)
         if tail:
-            self.store.add_event(job_id, "Worker log tail:\n" + "\n".join(tail), level="error",
+            self._write(self.store.add_event, job_id, "Worker log tail:\n" + "\n".join(tail), level="error",
                                  data={"log_tail": tail})
 
     def _signal_group(self, row: dict[str, Any], sig: signal.Signals) -> None:
@@ -394,11 +464,14 @@ class Scheduler:
             return
         pgid = row["worker_pgid"] or row["worker_pid"]
 
-        def escalate() -> None:
+        def escalate() -> None:  # on the loop: the store work goes to the store thread
             self._kill_timers.pop(job_id, None)
+            self._submit(escalate_now)
+
+        def escalate_now() -> None:
             current = self.store.get_job_row(job_id)
             if current and current["worker_pid"] == row["worker_pid"]:
-                self.store.add_event(job_id, f"Worker ignored SIGTERM for {self.cancel_grace_s:.0f} s; "
+                self._write(self.store.add_event, job_id, f"Worker ignored SIGTERM for {self.cancel_grace_s:.0f} s; "
                                              "sending SIGKILL", level="warn")
                 log.warning("job %s: worker pid %s ignored SIGTERM for %.0f s; sending SIGKILL", job_id,
                             row["worker_pid"], self.cancel_grace_s)
@@ -416,7 +489,26 @@ class Scheduler:
     # ------------------------------------------------------------------ notifications
 
     def on_worker_notify(self, job_id: str) -> None:
-        """A worker committed something: announce new metric steps / validation / status."""
+        """A worker committed something: announce it from the notify thread (reads never run on the loop)."""
+        with self._pending_lock:
+            if job_id in self._notify_pending:
+                return  # a burst of pokes is one announcement
+            self._notify_pending.add(job_id)
+        try:
+            self._reads.submit(self._announce, job_id)
+        except RuntimeError:  # shut down meanwhile
+            pass
+
+    def _announce(self, job_id: str) -> None:
+        """New metric steps / validation / status, as stream events."""
+        with self._pending_lock:
+            self._notify_pending.discard(job_id)
+        try:
+            self._announce_now(job_id)
+        except Exception as e:  # noqa: BLE001 - a missed poke costs a live view one refresh, never the daemon
+            log.warning("job %s: stream notification skipped (%s)", job_id, e)
+
+    def _announce_now(self, job_id: str) -> None:
         row = self.store.get_job_row(job_id)
         if row is None:
             return
@@ -449,7 +541,7 @@ class Scheduler:
                     expect: list[api.JobStatus] | None = None, **fields: Any) -> bool:
         before = self.store.get_job_row(job_id)
         old = before["status"] if before else "?"
-        ok = self.store.transition(job_id, new, message, level=level, expect=expect, **fields)
+        ok = self._write(self.store.transition, job_id, new, message, level=level, expect=expect, **fields)
         if ok:
             log.log(logging.ERROR if level == "error" else logging.WARNING if level == "warn" else logging.INFO,
                     "job %s: %s -> %s: %s", job_id, old, new.value, message.splitlines()[0][:500])

@@ -22,7 +22,6 @@ import struct
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -37,7 +36,9 @@ from daemon.bus import EventBus
 from daemon.datasets.depth import MAX_JSON_DEPTH, deeper_than, depth_message
 from daemon.errors import ApiError, disk_full, store_busy
 from daemon.paths import Paths, tighten_permissions
-from daemon.scheduler import Scheduler, process_start_time
+from daemon.context import DaemonContext
+from daemon.procs import process_start_time
+from daemon.scheduler import Scheduler
 from daemon.store import Store, StoreBusy, StoreUnusable, check_database_file, is_busy_error, is_disk_full_error
 
 log = logging.getLogger("rft.daemon")
@@ -45,23 +46,6 @@ log = logging.getLogger("rft.daemon")
 MAX_JSON_BODY = 8 * 1024 * 1024  # JSON bodies; uploads are multipart and streamed
 MAX_UPLOAD_BYTES = 8 * 1024**3
 BODY_READ_TIMEOUT_S = 30.0  # a body that sends no byte for this long is answered 408 and closed
-
-
-@dataclass
-class DaemonContext:
-    """Everything a route needs; one per daemon, on `app.state.ctx`."""
-
-    paths: Paths
-    store: Store
-    bus: EventBus
-    scheduler: Scheduler
-    started_at: float = field(default_factory=time.time)
-    socket_path: str | None = None
-    watch_tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-
-def ctx_of(request: Request) -> DaemonContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------- ASGI guards

@@ -1,7 +1,10 @@
 """The SQLite store (`$RFT_HOME/rft.db`): jobs, files, events, metrics, samples, validation, checkpoints.
 
-The daemon and each worker open their own connection (WAL, busy_timeout), so a worker keeps logging
-while the daemon is down. Rows become wire objects (`daemon.api`) here and nowhere else.
+One writer per table: every row is written by a `Store` method here, whether the daemon or a worker calls
+it. The daemon and each worker open their own `Store` (WAL, busy_timeout), so a worker keeps logging while
+the daemon is down; the worker's `JobReporter` is a thin job-scoped wrapper around these methods. Inserts and
+updates go through sqlite-utils tables; reads are plain SQL (measured: see `tests/bench/store_writes.py`).
+Rows become wire objects (`daemon.api`) here and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,14 @@ def new_job_id() -> str:
     return "ftjob-" + secrets.token_hex(12)
 
 
+def checkpoint_id(job_id: str, step: int) -> str:
+    return f"ftckpt-{job_id.removeprefix('ftjob-')[:12]}-{step:06d}"
+
+
+MAX_SAMPLES_PER_STEP = 16
+WORKER_OUTCOMES = frozenset({"succeeded", "paused", "cancelled", "failed"})
+
+
 class Store:
     """The daemon's side of the store, safe from any thread.
 
@@ -149,9 +160,10 @@ class Store:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self._busy_ms = max(1, int(busy_timeout_s * 1000))
-        self.db = connect(self.path, self._busy_ms)  # migrates; becomes the creating thread's connection
+        db = connect(self.path, self._busy_ms)  # migrates; becomes the creating thread's connection
         self._local = threading.local()
-        self._local.conn = self.db.conn
+        self._local.conn = db.conn
+        self._local.db = db
         self._conns: dict[int, sqlite3.Connection] = {threading.get_ident(): self.db.conn}
         self._conns_lock = threading.Lock()
         self._write_lock = threading.RLock()
@@ -189,7 +201,14 @@ class Store:
                     self._conns.pop(ident).close()
             self._conns[threading.get_ident()] = conn
         self._local.conn = conn
+        self._local.db = sqlite_utils.Database(conn, execute_plugins=False)
         return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection as a sqlite-utils database (for table inserts and updates)."""
+        self.conn  # noqa: B018 - opens this thread's connection (and its Database) on first use
+        return self._local.db  # type: ignore[no-any-return]
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -223,15 +242,6 @@ class Store:
                     raise
         finally:
             self._write_lock.release()
-
-    def wait_writable(self) -> None:
-        """Wait (bounded) until a write could start; StoreBusy/'database is locked' -> 503 if it cannot.
-
-        For callers that must then write from the event loop (the scheduler): the wait happens here, in a
-        worker thread, so a database locked by another process never stalls the loop.
-        """
-        with self.tx():
-            pass
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         cur = self.conn.execute(sql, params)
@@ -267,10 +277,9 @@ class Store:
     # ------------------------------------------------------------------ files
 
     def insert_file(self, row: dict[str, Any]) -> None:
-        with self.tx() as conn:
-            cols = ", ".join(row)
-            marks = ", ".join("?" for _ in row)
-            conn.execute(f"INSERT OR IGNORE INTO files ({cols}) VALUES ({marks})", list(row.values()))
+        """A file the store did not have (a second import of the same bytes keeps the first row)."""
+        with self.tx():
+            self.db["files"].insert(row, ignore=True)
 
     def get_file_row(self, file_id: str) -> dict[str, Any] | None:
         return self.query_one("SELECT * FROM files WHERE id = ?", [file_id])
@@ -301,11 +310,8 @@ class Store:
     def insert_job(self, row: dict[str, Any], event: str) -> None:
         with self.tx() as conn:
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
-            row = {**row, "seq": seq, "updated_at": time.time()}
-            cols = ", ".join(row)
-            marks = ", ".join("?" for _ in row)
-            conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", list(row.values()))
-            insert_event(conn, row["id"], event)
+            self.db["jobs"].insert({**row, "seq": seq, "updated_at": time.time()})
+            self._event(row["id"], event)
 
     def get_job_row(self, job_id: str) -> dict[str, Any] | None:
         return self.query_one("SELECT * FROM jobs WHERE id = ?", [job_id])
@@ -331,10 +337,13 @@ class Store:
                           [s.value for s in statuses])
 
     def update_job(self, job_id: str, **fields: Any) -> None:
-        fields["updated_at"] = time.time()
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.tx() as conn:
-            conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
+        with self.tx():
+            self._update_job(job_id, fields)
+
+    def _update_job(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Inside a transaction: set `fields` (and updated_at) on one job; a job that is gone is left alone."""
+        with contextlib.suppress(sqlite_utils.db.NotFoundError):
+            self.db["jobs"].update(job_id, {**fields, "updated_at": time.time()})
 
     def transition(self, job_id: str, new: api.JobStatus, message: str | None = None,
                    level: str = "info", expect: Iterable[api.JobStatus] | None = None,
@@ -349,13 +358,12 @@ class Store:
                 return False
             if new is not old and new not in api.JOB_TRANSITIONS[old]:
                 return False
-            fields = {**fields, "status": new.value, "updated_at": time.time()}
+            fields = {**fields, "status": new.value}
             if new.is_terminal():
                 fields.setdefault("finished_at", int(time.time()))
-            sets = ", ".join(f"{k} = ?" for k in fields)
-            conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
-            insert_event(conn, job_id, message or f"Job {new.value.replace('_', ' ')}", level=level,
-                          data={"status": new.value, "previous_status": old.value})
+            self._update_job(job_id, fields)
+            self._event(job_id, message or f"Job {new.value.replace('_', ' ')}", level=level,
+                        data={"status": new.value, "previous_status": old.value})
         return True
 
     def job_object(self, row: dict[str, Any], with_snapshot: bool = True) -> api.FineTuningJob:
@@ -398,10 +406,17 @@ class Store:
 
     # ------------------------------------------------------------------ events
 
-    def add_event(self, job_id: str, message: str, level: str = "info", data: dict[str, Any] | None = None,
+    def add_event(self, job_id: str, message: str, level: str = "info", data: Mapping[str, Any] | None = None,
                   type: str = "message") -> None:
-        with self.tx() as conn:
-            insert_event(conn, job_id, message, level=level, data=data, type=type)
+        with self.tx():
+            self._event(job_id, message, level=level, data=data, type=type)
+
+    def _event(self, job_id: str, message: str, level: str = "info", data: Mapping[str, Any] | None = None,
+               type: str = "message") -> None:
+        """Inside a transaction: one job event (status changes, validations, checkpoints, warnings)."""
+        self.db["job_events"].insert({"job_id": job_id, "created_at": int(time.time()), "level": level,
+                                      "type": type, "message": message,
+                                      "data": dumps(dict(data)) if data else None})
 
     def list_events(self, job_id: str, after: str | None = None, limit: int = 20,
                     order: str = "desc") -> tuple[list[api.JobEvent], bool]:
@@ -466,17 +481,144 @@ class Store:
         return [checkpoint_object(r, reasons.get(r["id"], [])) for r in rows]
 
 
+    # ------------------------------------------------------------------ what a worker writes (JobReporter)
+
+    def requested_action(self, job_id: str) -> str | None:
+        row = self.query_one("SELECT requested_action FROM jobs WHERE id = ?", [job_id])
+        return None if row is None else row["requested_action"]
+
+    def worker_started(self, job_id: str, total_steps: int | None,
+                       resolved_hyperparameters: Mapping[str, Any] | None = None, message: str | None = None) -> None:
+        fields: dict[str, Any] = {"total_steps": total_steps}
+        if resolved_hyperparameters is not None:
+            fields["resolved_hyperparameters"] = dumps(dict(resolved_hyperparameters))
+        with self.tx():
+            self._update_job(job_id, fields)
+            if message:
+                self._event(job_id, message)
+
+    def log_step(self, job_id: str, step: int, values: Mapping[str, Any],
+                 samples: Iterable[Mapping[str, Any]] = (), total_steps: int | None = None,
+                 trained_tokens: int | None = None) -> bool:
+        """One training step, atomically; False (and nothing written) if the step is there already.
+
+        Idempotent on (job, step), so a resumed or re-adopted worker never duplicates a step. No event: progress
+        lives in the metrics rows, events are for status (issue 10, bug 11).
+        """
+        clean = {k: finite(v) for k, v in values.items()}
+        with self.tx() as conn:
+            if conn.execute("SELECT 1 FROM metrics WHERE job_id = ? AND step = ?", [job_id, step]).fetchone():
+                return False
+            job = conn.execute("SELECT step FROM jobs WHERE id = ?", [job_id]).fetchone()
+            if job is None:
+                raise LookupError(f"job {job_id} is not in {self.path}")
+            self.db["metrics"].insert({"job_id": job_id, "step": step, "created_at": time.time(),
+                                       "values": dumps(clean)})
+            self.db["samples"].insert_all(
+                ({"job_id": job_id, "step": step, "prompt": str(s.get("prompt", "")),
+                  "completion": str(s.get("completion", "")), "reward": finite(s.get("reward")) or 0.0,
+                  "sub_rewards": dumps(_clean_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {})}
+                 for s in list(samples)[:MAX_SAMPLES_PER_STEP]))
+            fields: dict[str, Any] = {"step": max(step, job[0] or 0)}
+            if clean.get("reward") is not None:
+                fields["train_reward_mean"] = clean["reward"]
+            if total_steps is not None:
+                fields["total_steps"] = total_steps
+            if trained_tokens is not None:
+                fields["trained_tokens"] = int(trained_tokens)
+            self._update_job(job_id, fields)
+        return True
+
+    def log_validation(self, job_id: str, step: int, rows: Iterable[Mapping[str, Any]],
+                       summary: Mapping[str, Any] | None = None) -> float | None:
+        """One validation pass (step 0 = the base model), replacing an earlier pass at that step; the mean."""
+        rows = list(rows)
+        rewards = [finite(r.get("reward")) or 0.0 for r in rows]
+        mean = sum(rewards) / len(rewards) if rewards else None
+        with self.tx() as conn:
+            self.db["validation_rows"].insert_all(
+                ({"job_id": job_id, "step": step, "row_index": int(r.get("row_index", i)),
+                  "prompt": str(r.get("prompt", "")),
+                  "reference": None if r.get("reference") is None else str(r.get("reference")),
+                  "output": str(r.get("output", "")), "reward": rewards[i],
+                  "sub_rewards": dumps(_clean_map(r.get("sub_rewards"))), "errors": dumps(r.get("errors") or {}),
+                  "item": dumps(r.get("item"))} for i, r in enumerate(rows)), replace=True)
+            job = conn.execute("SELECT total_steps, valid_reward_base, valid_reward_best FROM jobs WHERE id = ?",
+                               [job_id]).fetchone()
+            if job is None:
+                raise LookupError(f"job {job_id} is not in {self.path}")
+            total, base, best = job
+            if mean is not None:
+                self._update_job(job_id, {"valid_reward_latest": mean,
+                                          "valid_reward_base": mean if step == 0 or base is None else base,
+                                          "valid_reward_best": mean if best is None else max(best, mean)})
+            scores = {"valid_reward_mean": mean, **_clean_map(summary)}
+            self._event(job_id, f"Validation at step {step}: mean reward "
+                        f"{'n/a' if mean is None else f'{mean:.3f}'} over {len(rows)} rows",
+                        type="metrics", data={"step": step, "total_steps": total, "scores": scores})
+        return mean
+
+    def add_checkpoint(self, job_id: str, step: int, path: str, metrics: Mapping[str, Any]) -> str:
+        """A checkpoint saved at `step` (a second save at the same step replaces the first)."""
+        ckpt_id = checkpoint_id(job_id, step)
+        clean = {k: (finite(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
+        with self.tx():
+            self.db["checkpoints"].insert({"id": ckpt_id, "job_id": job_id, "step": step,
+                                           "created_at": int(time.time()), "path": str(path),
+                                           "metrics": dumps(clean),
+                                           "valid_reward_mean": finite(metrics.get("valid_reward_mean")),
+                                           "deleted_at": None}, replace=True)
+            self._event(job_id, f"Checkpoint saved at step {step}",
+                        data={"step": step, "checkpoint": ckpt_id, "path": str(path)})
+        return ckpt_id
+
+    def checkpoints_to_delete(self, job_id: str) -> list[dict[str, Any]]:
+        """Live checkpoints the one rule (`kept_because`: 3 best + latest) does not keep."""
+        live = self.query("SELECT * FROM checkpoints WHERE job_id = ? AND deleted_at IS NULL ORDER BY step",
+                          [job_id])
+        reasons = kept_because(live)
+        return [r for r in live if not reasons.get(r["id"])]
+
+    def mark_checkpoint_deleted(self, ckpt_id: str) -> None:
+        with self.tx():
+            with contextlib.suppress(sqlite_utils.db.NotFoundError):
+                self.db["checkpoints"].update(ckpt_id, {"deleted_at": int(time.time())})
+
+    def worker_finished(self, job_id: str, outcome: str, detail: str | None = None,
+                        fine_tuned_model: str | None = None) -> None:
+        """How a worker ended (succeeded, paused, cancelled, failed), for the daemon to settle the job."""
+        if outcome not in WORKER_OUTCOMES:
+            raise ValueError(f"unknown worker outcome {outcome!r}")
+        with self.tx() as conn:
+            job = conn.execute("SELECT status, fine_tuned_model FROM jobs WHERE id = ?", [job_id]).fetchone()
+            if job is None:
+                return
+            status, model = job
+            # a job the user cancelled stays cancelled without a model, whatever this worker got to finish
+            keep = model if status == api.JobStatus.cancelled.value else (fine_tuned_model or model)
+            self._update_job(job_id, {"worker_outcome": outcome, "worker_outcome_detail": detail,
+                                      "fine_tuned_model": keep})
+
+    # ------------------------------------------------------------------ what the scheduler asks
+
+    def workers_holding_gpus(self) -> int:
+        """Jobs holding a GPU set: running ones, and cancelled ones whose worker has not exited yet."""
+        row = self.query_one("SELECT COUNT(*) AS n FROM jobs WHERE status = ? OR worker_pid IS NOT NULL",
+                             [api.JobStatus.running.value])
+        return int(row["n"]) if row else 0
+
+    def stopping_workers(self) -> list[dict[str, Any]]:
+        """Jobs answered already (cancelled) whose worker was still stopping when last seen."""
+        return self.query("SELECT * FROM jobs WHERE worker_pid IS NOT NULL AND status != ? ORDER BY seq",
+                          [api.JobStatus.running.value])
+
+
 # ---------------------------------------------------------------------- shared row helpers
 
 
-def insert_event(conn: sqlite3.Connection, job_id: str, message: str, level: str = "info",
-                 data: dict[str, Any] | None = None, type: str = "message") -> int:
-    """Insert one job event inside the caller's transaction (used by workers too)."""
-    cur = conn.execute(
-        "INSERT INTO job_events (job_id, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-        [job_id, int(time.time()), level, type, message, dumps(data)],
-    )
-    return int(cur.lastrowid or 0)
+def _clean_map(m: Mapping[str, Any] | None) -> dict[str, float | None]:
+    return {str(k): finite(v) for k, v in (m or {}).items()}
+
 
 
 def event_id(seq: int) -> str:

@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from daemon.client import Client, DaemonNotRunning, Paths, read_status
+from daemon.procs import log_tail, pid_alive
 
 START_TIMEOUT_S = 30.0
 
@@ -56,7 +56,7 @@ def start_background(paths: Paths, tcp: str | None = None, log_level: str = "war
             return False
 
     if not _deadline_wait(healthy, START_TIMEOUT_S) or proc.poll() is not None:
-        tail = tail_log(paths.daemon_log, 15)
+        tail = log_tail(paths.daemon_log, 15)
         raise DaemonNotRunning("The daemon did not start. Last lines of its log "
                                f"({paths.daemon_log}):\n" + "\n".join(tail))
     return proc.pid
@@ -76,16 +76,7 @@ def stop(paths: Paths, timeout: float = 10.0) -> bool:
         pass
 
     def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            import psutil
-
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except Exception:  # noqa: BLE001
-            return False
+        return not pid_alive(pid)
 
     for sig, wait in ((None, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         if sig is not None:
@@ -97,10 +88,3 @@ def stop(paths: Paths, timeout: float = 10.0) -> bool:
             break
     paths.status_file.unlink(missing_ok=True)
     return True
-
-
-def tail_log(path: Path, lines: int) -> list[str]:
-    try:
-        return path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return []

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 HEAVY = ("torch", "transformers", "trl", "peft", "accelerate")
 
@@ -19,9 +24,46 @@ def test_cli_and_client_import_no_heavy_libraries() -> None:
     assert not [m for m in HEAVY if m in mods]
 
 
-def test_daemon_server_imports_no_heavy_libraries() -> None:
-    mods = _modules_after("import daemon.server, daemon.routes.jobs, daemon.routes.files, daemon.scheduler")
+ROUTE_MODULES = sorted(f"daemon.routes.{p.stem}" for p in (REPO / "daemon" / "routes").glob("*.py")
+                       if p.stem != "__init__")
+
+
+def test_daemon_server_and_every_route_import_no_heavy_libraries() -> None:
+    mods = _modules_after("import daemon.server, daemon.scheduler, daemon.files, " + ", ".join(ROUTE_MODULES))
     assert not [m for m in HEAVY if m in mods]
+
+
+@pytest.mark.parametrize("route", ROUTE_MODULES)
+def test_routes_never_import_the_server(route: str) -> None:
+    """server -> routes -> context, never back: a route reads the daemon's context from daemon.context."""
+    mods = _modules_after(f"import {route}")
+    assert "daemon.server" not in mods
+    assert not [m for m in HEAVY if m in mods]
+
+
+def test_scheduler_does_not_import_the_worker() -> None:
+    """The scheduler starts and signals workers through the stdlib-only protocol module."""
+    mods = _modules_after("import daemon.scheduler")
+    assert not [m for m in mods if m == "daemon.worker" or m.startswith("daemon.worker.")]
+    assert "daemon.worker_protocol" in mods
+
+
+def test_shared_helper_modules_are_standard_library_only() -> None:
+    """What rft_tui may import beside the API and client: pid checks and log tails, text clipping, the worker
+    protocol."""
+    at_start = _modules_after("pass")  # the interpreter's own (site hooks of the editable install included)
+    for module in ("daemon.procs", "daemon.text", "daemon.worker_protocol"):
+        mods = _modules_after(f"import {module}") - at_start
+        ours = {m for m in mods if m.split(".")[0] in {"daemon", "rft_tui", "graders"}}
+        assert ours == {"daemon", module}, (module, ours)
+        third_party = {m.split(".")[0] for m in mods} - set(sys.stdlib_module_names) - {"daemon"}
+        assert not third_party, (module, third_party)
+
+
+def test_preflight_lives_with_the_worker() -> None:
+    """Modules that import torch live under daemon/worker (or daemon/models), run out of process."""
+    assert (REPO / "daemon" / "worker" / "preflight.py").is_file()
+    assert not (REPO / "daemon" / "preflight.py").exists()
 
 
 def test_wire_schema_imports_only_pydantic_and_stdlib() -> None:
@@ -34,7 +76,7 @@ def test_wire_schema_imports_only_pydantic_and_stdlib() -> None:
 def test_rft_tui_imports_only_the_api_and_client_of_the_daemon() -> None:
     mods = _modules_after("import rft_tui.cli")
     daemon_mods = {m for m in mods if m.split(".")[0] == "daemon"}
-    assert daemon_mods <= {"daemon", "daemon.api", "daemon.client", "daemon.paths"}
+    assert daemon_mods <= {"daemon", "daemon.api", "daemon.client", "daemon.paths", "daemon.procs", "daemon.text"}
 
 
 def test_rft_tui_help_runs_without_torch() -> None:

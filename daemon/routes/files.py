@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from daemon import api, files
 from daemon.errors import bad_request
 from daemon.routes import errors, media
-from daemon.server import ctx_of
+from daemon.context import ctx_of
 
 router = APIRouter()
 

@@ -21,7 +21,7 @@ from daemon.grader_store import GraderStore, is_grader_file_name
 from daemon.routes import errors
 
 if TYPE_CHECKING:
-    from daemon.server import DaemonContext
+    from daemon.context import DaemonContext
 
 log = logging.getLogger("rft.daemon.graders")
 router = APIRouter(prefix="/v1/graders")
@@ -32,7 +32,7 @@ _NAME = PathParam(json_schema_extra={"pattern": api.GRADER_FILE_NAME_PATTERN, "m
 
 
 def _store(request: Request) -> GraderStore:
-    from daemon.server import ctx_of
+    from daemon.context import ctx_of
 
     return GraderStore(ctx_of(request).paths.graders)
 

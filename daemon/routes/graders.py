@@ -172,7 +172,7 @@ def _test(body: api.GraderTestRequest, path: str) -> dict[str, Any]:
 async def test(request: Request, body: api.GraderTestRequest) -> dict[str, Any]:
     """Extension: grade each row's reference answer (or a column of outputs) to check a grader on real data."""
     from daemon.files import get_file
-    from daemon.server import ctx_of
+    from daemon.context import ctx_of
 
     row = get_file(ctx_of(request).store, body.file_id)
     return await run_in_threadpool(_test, body, row["path"])

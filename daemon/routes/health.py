@@ -10,7 +10,7 @@ import time
 from fastapi import APIRouter, Request
 
 from daemon import __version__, api
-from daemon.server import ctx_of
+from daemon.context import ctx_of
 
 router = APIRouter()
 

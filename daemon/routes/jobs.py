@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from daemon import api
+from daemon.context import DaemonContext, ctx_of
 from daemon.errors import ApiError, bad_request, conflict, not_found
 from daemon.jobs import build_job
+from daemon.procs import log_tail
 from daemon.routes import errors
 from daemon.routes.models import checked_model
-from daemon.scheduler import log_tail
-from daemon.server import DaemonContext, ctx_of
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
 
@@ -38,7 +38,7 @@ async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTu
     row = await run_in_threadpool(build_job, ctx.store, ctx.paths, body)
     await run_in_threadpool(ctx.store.insert_job, row, "Validating training file")
     ctx.bus.publish(api.StreamEventType.job_created, job_id=row["id"], status=api.JobStatus.validating_files)
-    ctx.scheduler.validate_and_queue(row["id"])
+    await run_in_threadpool(ctx.scheduler.validate_and_queue, row["id"])  # the scheduler's writes: off the loop
     return ctx.store.job_object(_job_row(ctx, row["id"]))
 
 
@@ -93,20 +93,17 @@ def _control(request: Request, job_id: str, action: str) -> api.FineTuningJob:
 
 @router.post("/{job_id}/cancel", response_model=api.FineTuningJob, responses=errors(404, 409, 503, 507))
 async def cancel_job(request: Request, job_id: str) -> api.FineTuningJob:
-    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
-    return _control(request, job_id, "cancel")
+    return await run_in_threadpool(_control, request, job_id, "cancel")  # a locked store: 503, off the loop
 
 
 @router.post("/{job_id}/pause", response_model=api.FineTuningJob, responses=errors(404, 409, 503, 507))
 async def pause_job(request: Request, job_id: str) -> api.FineTuningJob:
-    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
-    return _control(request, job_id, "pause")
+    return await run_in_threadpool(_control, request, job_id, "pause")  # a locked store: 503, off the loop
 
 
 @router.post("/{job_id}/resume", response_model=api.FineTuningJob, responses=errors(404, 409, 503, 507))
 async def resume_job(request: Request, job_id: str) -> api.FineTuningJob:
-    await run_in_threadpool(ctx_of(request).store.wait_writable)  # a locked store: 503 here, off the loop
-    return _control(request, job_id, "resume")
+    return await run_in_threadpool(_control, request, job_id, "resume")  # a locked store: 503, off the loop
 
 
 @router.get("/{job_id}/events", response_model=api.ListObject[api.JobEvent], responses=errors(404, 503))

@@ -1,29 +1,27 @@
 """Pre-flight (`POST /v1/fine_tuning/preflight`) and export (`POST /v1/fine_tuning/jobs/{id}/export`).
 
-Both need torch, so both run in a subprocess (`python -m daemon.preflight`, `python -m daemon.worker.export`);
-the daemon itself never imports it.
+Both need torch, so both run in a subprocess (`python -m daemon.worker.preflight`, `python -m daemon.worker.export`,
+through `daemon.helper_process`); the daemon itself never imports it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Request
 
 from daemon import api
-from daemon.errors import ApiError, bad_request, conflict, not_found
+from daemon.context import ctx_of
+from daemon.errors import bad_request, conflict, not_found
 from daemon.export_card import choose_checkpoint, model_card, parse_choice
+from daemon.helper_process import run_module
 from daemon.jobs import build_job
-from daemon.routes import errors
 from daemon.models import model_ref
+from daemon.routes import errors
 from daemon.routes.models import checked_model
 from daemon.routes.models import router as models_router
-from daemon.server import ctx_of
 from daemon.store import loads
 
 router = APIRouter()
@@ -31,34 +29,6 @@ router.include_router(models_router)  # POST /v1/models/check (server.py registe
 
 PREFLIGHT_TIMEOUT_S = float(os.environ.get("RFT_PREFLIGHT_TIMEOUT_S", "900"))
 EXPORT_TIMEOUT_S = 900.0
-
-
-async def run_module(module: str, args: list[str], stdin: bytes | None, home: Path, timeout: float) -> dict[str, Any]:
-    """Run `python -m module args`, return the JSON of its last stdout line; errors become 400/500 ApiErrors."""
-    env = {**os.environ, "RFT_HOME": str(home), "TOKENIZERS_PARALLELISM": "false"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise ApiError(504, f"{module} took longer than {timeout:.0f} s", type="server_error", code="timeout")
-    lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.strip().startswith("{")]
-    result: dict[str, Any] = {}
-    if lines:
-        try:
-            result = json.loads(lines[-1])
-        except ValueError:
-            result = {}
-    if "error" in result:
-        raise bad_request(str(result["error"]), code=module.rsplit(".", 1)[-1] + "_failed")
-    if proc.returncode != 0 or not result:
-        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise ApiError(500, f"{module} exited with code {proc.returncode}: {tail[0][:500]}", type="server_error",
-                       code="subprocess_failed")
-    return result
 
 
 @router.post("/v1/fine_tuning/preflight", response_model=api.PreflightReport, responses=errors(400, 503, 504))
@@ -70,7 +40,7 @@ async def preflight(request: Request, body: api.PreflightRequest) -> api.Preflig
     await checked_model(job_req.model)  # a misspelled model fails here, not in the pre-flight subprocess
     row = await run_in_threadpool(build_job, ctx.store, ctx.paths, job_req)
     payload = {"snapshot": loads(row["snapshot"]), "rows": body.rows, "completions_per_row": body.completions_per_row}
-    result = await run_module("daemon.preflight", [], json.dumps(payload).encode(), ctx.paths.home, PREFLIGHT_TIMEOUT_S)
+    result = await run_module("daemon.worker.preflight", [], json.dumps(payload).encode(), ctx.paths.home, PREFLIGHT_TIMEOUT_S)
     return api.PreflightReport.model_validate(result)
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from daemon import api
+from daemon.context import ctx_of
 from daemon.routes import media
-from daemon.server import ctx_of
 
 router = APIRouter()
 HEARTBEAT_S = 15.0

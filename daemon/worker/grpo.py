@@ -20,7 +20,6 @@ from transformers import TrainerCallback
 
 from daemon.models import load_model, load_tokenizer, model_ref
 from daemon.paths import Paths
-from daemon.store import kept_because
 from daemon.worker.reporting import JobReporter
 from daemon.worker_protocol import ControlFlags
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
@@ -241,19 +240,14 @@ class TrainingRun:
 
     def validated_steps(self) -> set[int]:
         assert self.reporter is not None
-        rows = self.reporter.conn.execute("SELECT DISTINCT step FROM validation_rows WHERE job_id = ?",
-                                          [self.job_id]).fetchall()
-        return {r[0] for r in rows}
+        return self.reporter.validated_steps()
 
     def prune_checkpoints(self) -> None:
         """Delete (files and rows) the checkpoints the store's one rule does not keep (best 3 + latest)."""
         assert self.reporter is not None
-        live = self.reporter.live_checkpoints()
-        reasons = kept_because(live)
-        for c in live:
-            if not reasons.get(c["id"]):
-                shutil.rmtree(c["path"], ignore_errors=True)
-                self.reporter.mark_checkpoint_deleted(c["id"])
+        for c in self.reporter.checkpoints_to_delete():
+            shutil.rmtree(c["path"], ignore_errors=True)
+            self.reporter.mark_checkpoint_deleted(c["id"])
 
     # --------------------------------------------------------------- run
 

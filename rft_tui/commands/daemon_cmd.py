@@ -10,6 +10,7 @@ import time
 import click
 
 from daemon.client import Client, DaemonNotRunning, read_status
+from daemon.procs import log_tail
 from rft_tui import daemon_control
 from rft_tui.context import CliContext, pass_ctx
 from rft_tui.output import fmt_duration, handle_errors, json_option, print_json, print_kv
@@ -150,7 +151,7 @@ def logs(obj: CliContext, lines: int, follow: bool) -> None:
     """Print the daemon's log."""
     run_on_ssh_host(obj, ["logs", *_flags(lines=lines, follow=follow)])
     path = obj.paths.daemon_log
-    for line in daemon_control.tail_log(path, lines):
+    for line in log_tail(path, lines):
         click.echo(line)
     if not follow:
         return

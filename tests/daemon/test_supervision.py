@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import httpx
+import pytest
 
 from daemon import api
 from daemon.client import Client
@@ -136,8 +142,9 @@ def test_jobs_survive_daemon_restart_when_queued(daemon_factory, tmp_path: Path)
     d1.stop()
     d2: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d2.client() as c:
-        for job in (a, b):
-            done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 60, what="end")
+        for job_id in (a.id, b.id):
+            done = wait_until(lambda job_id=job_id: (j := c.get_job(job_id)).status.is_terminal() and j, 60,
+                              what="end")
             assert done.status is S.succeeded
 
 
@@ -273,3 +280,81 @@ def test_a_cancelled_jobs_worker_is_stopped_by_the_next_daemon(daemon_factory, t
         wait_until(lambda: c.get_job(job.id).worker is None, 30, what="the old worker to be stopped")
         assert not _alive(pid) and c.get_job(job.id).status is S.cancelled
         wait_until(lambda: c.get_job(nxt.id).status is S.running, 30, what="the next job")
+
+
+HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()  # hold until the test says so (EOF when the test is gone)
+conn.execute("COMMIT")
+"""
+
+
+def worker_outcome(home: Path, job_id: str) -> str | None:
+    conn = sqlite3.connect(str(home / "rft.db"), timeout=30)
+    try:
+        row = conn.execute("SELECT worker_outcome FROM jobs WHERE id = ?", [job_id]).fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("how", ["exits", "is killed"])
+def test_a_worker_ending_while_another_process_locks_the_store_settles_once_the_lock_goes(  # type: ignore[no-untyped-def]
+        daemon_factory, rft_home: Path, tmp_path: Path, how: str) -> None:
+    """The scheduler's writes wait out the lock on their own thread: /v1/health answers within 1 s meanwhile,
+    the job is settled (succeeded, or failed naming SIGKILL) once the lock goes, and the next job starts."""
+    gate = tmp_path / "exit-gate"
+    env = {**SLOW_WORKER, "RFT_FAKE_STEP_S": "0.05", "RFT_FAKE_EXIT_GATE": str(gate),
+           "RFT_STORE_BUSY_TIMEOUT_S": "0.5"}  # each write attempt waits 0.5 s for the lock, then retries
+    d: DaemonProcess = daemon_factory(env=env)
+    with d.client() as c:
+        train, valid = make_files(c, tmp_path)
+        first = c.create_job(job_request(train, valid, max_steps=4 if how == "exits" else 400, eval_interval=2))
+        second = c.create_job(job_request(train, valid, max_steps=2))
+        if how == "exits":
+            wait_until(lambda: worker_outcome(rft_home, first.id) == "succeeded", 60, what="the worker's result")
+        else:
+            wait_until(lambda: len(metric_steps(rft_home, first.id)) >= 2, 60, what="the worker's first steps")
+        worker_pid = c.get_job(first.id).worker["pid"]
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(rft_home / "rft.db")], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        latencies: list[float] = []
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            if how == "exits":
+                gate.touch()  # the worker exits now, with the store locked
+            else:
+                os.kill(worker_pid, signal.SIGKILL)
+            with httpx.Client(transport=httpx.HTTPTransport(uds=d.socket), base_url="http://rft", timeout=5) as h:
+                def health_answers() -> bool:
+                    t = time.monotonic()
+                    body = h.get("/v1/health").json()
+                    latencies.append(time.monotonic() - t)
+                    return bool(body["store"] == "busy")
+
+                wait_until(lambda: health_answers() and "waits and retries" in d.log() and len(latencies) >= 10, 30,
+                           what="the daemon waiting out the lock while health answers")
+                wait_until(lambda: not _alive(worker_pid), 10, what="the worker's exit")
+                for _ in range(10):  # the worker is gone and its job not settled yet: the loop still answers
+                    assert health_answers()
+            assert c.get_job(first.id).status is S.running  # reads go on (WAL); the settle waits for the lock
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.write("\n")
+            holder.stdin.close()
+            holder.wait(10)
+        done = wait_until(lambda: (j := c.get_job(first.id)).status.is_terminal() and j, 30, what="the settle")
+        if how == "exits":
+            assert done.status is S.succeeded and done.fine_tuned_model == f"ft:fake:{first.id}", done.error
+        else:
+            assert done.status is S.failed and done.error is not None and "SIGKILL" in done.error.message
+        gate.touch()
+        nxt = wait_until(lambda: (j := c.get_job(second.id)).status.is_terminal() and j, 60, what="the next job")
+        assert nxt.status is S.succeeded, nxt.error
+    log = d.log()
+    assert "the store is free again" in log and "Traceback" not in log, log[-3000:]
+    print(f"health under the lock: {len(latencies)} calls, max {max(latencies) * 1000:.0f} ms")
+    assert max(latencies) < 1.0, latencies

@@ -4,7 +4,8 @@ It walks `total_steps` steps at `RFT_FAKE_STEP_S` seconds each, writing one metr
 validation rows and a checkpoint every `eval_interval`, through `JobReporter`. It honours cancel
 (SIGTERM) and pause (SIGUSR1: checkpoint, then exit; before its first step: exit, nothing to save), and
 resumes after the last step in the store. `RFT_FAKE_STARTUP_S` is start-up time spent before its signal
-handlers exist (the real worker's imports); `RFT_FAKE_CRASH_ON_ATTEMPT=N` exits 3 silently on attempt N.
+handlers exist (the real worker's imports); `RFT_FAKE_CRASH_ON_ATTEMPT=N` exits 3 silently on attempt N;
+`RFT_FAKE_EXIT_GATE=PATH` holds the exit after a success until PATH exists.
 """
 
 from __future__ import annotations
@@ -75,7 +76,16 @@ def main(job_id: str) -> int:
         if step % eval_interval == 0 or step == total:
             checkpoint(step, validate(step))
     reporter.finish("succeeded", fine_tuned_model=f"ft:fake:{job_id}")
+    wait_for_exit_gate()
     return 0
+
+
+def wait_for_exit_gate() -> None:
+    """With RFT_FAKE_EXIT_GATE=PATH the worker exits only once PATH exists (a test decides when it exits)."""
+    gate = os.environ.get("RFT_FAKE_EXIT_GATE")
+    deadline = time.monotonic() + 120
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Samples the base model on N training rows, k completions each (the job's tempera
 reports the reward distribution, the share of rows whose k completions all score the same (no signal:
 GRPO's advantage is zero there), grader error rates and the longest prompt + completion.
 
-`python -m daemon.preflight` reads `{"snapshot": ..., "rows": N, "completions_per_row": k}` as JSON on stdin
+`python -m daemon.worker.preflight` reads `{"snapshot": ..., "rows": N, "completions_per_row": k}` as JSON on stdin
 and writes a `PreflightReport` JSON on stdout; the daemon runs it as a subprocess (it never imports torch).
 """
 
