@@ -6,22 +6,25 @@ up a stale file and raises typed errors. No torch, no SQLite: the TUI and CLI on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, BinaryIO, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel
 
 from daemon import api
 from daemon.paths import Paths
-
 from daemon.procs import pid_alive
+
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+P = ParamSpec("P")
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -81,7 +84,7 @@ class Endpoint:
 
     @classmethod
     def discover(cls, home: str | os.PathLike[str] | None = None, socket: str | None = None,
-                 url: str | None = None, token: str | None = None) -> "Endpoint":
+                 url: str | None = None, token: str | None = None) -> Endpoint:
         if url:
             return cls(base_url=url.rstrip("/"), token=token or os.environ.get("RFT_TOKEN"))
         if socket:
@@ -114,122 +117,205 @@ def _payload(body: BaseModel | dict[str, Any] | None) -> Any:
     return body
 
 
-R = TypeVar("R")
+@dataclass(frozen=True)
+class _Request(Generic[T]):
+    """One API call as data: what to send and how to read the answer into `T`.
+
+    Each endpoint is written once as a `_Request`; `Client` sends it and returns `T`, `AsyncClient` awaits it.
+    """
+
+    method: str
+    path: str
+    read: Callable[[httpx.Response], T]
+    json: BaseModel | dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # httpx request options: params, timeout, files, data
 
 
-class _Api(Generic[R]):
-    """Every endpoint once; `_call` is sync in Client and async in AsyncClient."""
+def _request(method: str, path: str, model: type[M], json: BaseModel | dict[str, Any] | None = None,
+             **options: Any) -> _Request[M]:
+    """A call whose answer is one API model."""
+    return _Request(method, path, _reader(model), json, options)
 
-    def _call(self, method: str, path: str, model: Any = None, **kw: Any) -> Any:  # pragma: no cover
-        raise NotImplementedError
+
+class _Endpoint(Generic[P, T]):
+    """An API method written once: on a `Client` it returns `T`, on an `AsyncClient` an awaitable of `T`.
+
+    (A descriptor, because a base class cannot declare "sync in one subclass, async in the other" to mypy.)
+    """
+
+    def __init__(self, build: Callable[Concatenate[Any, P], _Request[T]]) -> None:
+        self._build = build
+        self.__doc__ = build.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> _Endpoint[P, T]: ...
+
+    @overload
+    def __get__(self, obj: Client, owner: type[Any]) -> Callable[P, T]: ...
+
+    @overload
+    def __get__(self, obj: AsyncClient, owner: type[Any]) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, obj: Client | AsyncClient | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        build = self._build
+
+        @functools.wraps(build)
+        def call(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return obj._send(build(obj, *args, **kwargs))
+
+        return call
+
+
+class _Api:
+    """Every endpoint once, as the `_Request` it sends (see `_Endpoint`)."""
 
     # health / daemon
-    def health(self) -> Any:
-        return self._call("GET", "/v1/health", api.Health)
+    @_Endpoint
+    def health(self) -> _Request[api.Health]:
+        return _request("GET", "/v1/health", api.Health)
 
-    def shutdown(self) -> Any:
-        return self._call("POST", "/v1/shutdown")
+    @_Endpoint
+    def shutdown(self) -> _Request[dict[str, Any]]:
+        return _Request("POST", "/v1/shutdown", _json_object)
 
     # files
-    def list_files(self, after: str | None = None, limit: int = 100) -> Any:
-        return self._call("GET", "/v1/files", api.ListObject[api.FileObject], params=_params(after=after, limit=limit))
+    @_Endpoint
+    def list_files(self, after: str | None = None, limit: int = 100) -> _Request[api.ListObject[api.FileObject]]:
+        return _request("GET", "/v1/files", api.ListObject[api.FileObject], params=_params(after=after, limit=limit))
 
-    def find_file(self, sha256: str) -> Any:
+    @_Endpoint
+    def find_file(self, sha256: str) -> _Request[api.FileObject | None]:
         """The stored file with this content hash, or None (`GET /v1/files?sha256=`)."""
-        page = self._call("GET", "/v1/files", api.ListObject[api.FileObject], params={"sha256": sha256, "limit": 1})
-        return _same_content(page.data, sha256)
+        page = _reader(api.ListObject[api.FileObject])
+        return _Request("GET", "/v1/files", lambda resp: _same_content(page(resp).data, sha256),
+                        options={"params": {"sha256": sha256, "limit": 1}})
 
-    def get_file(self, file_id: str) -> Any:
-        return self._call("GET", f"/v1/files/{file_id}", api.FileObject)
+    @_Endpoint
+    def get_file(self, file_id: str) -> _Request[api.FileObject]:
+        return _request("GET", f"/v1/files/{file_id}", api.FileObject)
 
-    def import_file(self, path: str, purpose: str = "fine-tune", force: bool = False) -> Any:
-        return self._call("POST", "/v1/files/import", api.FileObject,
-                          json=api.FileImportRequest(path=str(Path(path).expanduser().resolve()), purpose=purpose,
-                                                     force=force))
+    @_Endpoint
+    def import_file(self, path: str, purpose: api.FilePurposeName = "fine-tune",
+                    force: bool = False) -> _Request[api.FileObject]:
+        return _request("POST", "/v1/files/import", api.FileObject,
+                        json=api.FileImportRequest(path=str(Path(path).expanduser().resolve()), purpose=purpose,
+                                                   force=force))
 
-    def file_rows(self, file_id: str, offset: int = 0, limit: int = 50) -> Any:
-        return self._call("GET", f"/v1/files/{file_id}/rows", api.FileRowsPage,
-                          params={"offset": offset, "limit": limit})
+    @_Endpoint
+    def file_rows(self, file_id: str, offset: int = 0, limit: int = 50) -> _Request[api.FileRowsPage]:
+        return _request("GET", f"/v1/files/{file_id}/rows", api.FileRowsPage,
+                        params={"offset": offset, "limit": limit})
 
-    def validate_file(self, request: api.FileValidateRequest | dict[str, Any]) -> Any:
-        return self._call("POST", "/v1/files/validate", api.ValidationReport, json=request)
+    @_Endpoint
+    def validate_file(self, request: api.FileValidateRequest | dict[str, Any]) -> _Request[api.ValidationReport]:
+        return _request("POST", "/v1/files/validate", api.ValidationReport, json=request)
 
     # jobs
-    def create_job(self, request: api.JobCreateRequest | dict[str, Any]) -> Any:
-        return self._call("POST", "/v1/fine_tuning/jobs", api.FineTuningJob, json=request)
+    @_Endpoint
+    def create_job(self, request: api.JobCreateRequest | dict[str, Any]) -> _Request[api.FineTuningJob]:
+        return _request("POST", "/v1/fine_tuning/jobs", api.FineTuningJob, json=request)
 
-    def check_model(self, model: str) -> Any:
-        return self._call("POST", "/v1/models/check", api.ModelCheck, json=api.ModelCheckRequest(model=model))
+    @_Endpoint
+    def check_model(self, model: str) -> _Request[api.ModelCheck]:
+        return _request("POST", "/v1/models/check", api.ModelCheck, json=api.ModelCheckRequest(model=model))
 
-    def preflight(self, request: api.PreflightRequest | dict[str, Any]) -> Any:
-        return self._call("POST", "/v1/fine_tuning/preflight", api.PreflightReport, json=request, timeout=None)
+    @_Endpoint
+    def preflight(self, request: api.PreflightRequest | dict[str, Any]) -> _Request[api.PreflightReport]:
+        return _request("POST", "/v1/fine_tuning/preflight", api.PreflightReport, json=request, timeout=None)
 
-    def export_job(self, job_id: str, request: api.JobExportRequest | dict[str, Any]) -> Any:
-        return self._call("POST", f"/v1/fine_tuning/jobs/{job_id}/export", api.JobExportResult, json=request,
-                          timeout=None)
+    @_Endpoint
+    def export_job(self, job_id: str,
+                   request: api.JobExportRequest | dict[str, Any]) -> _Request[api.JobExportResult]:
+        return _request("POST", f"/v1/fine_tuning/jobs/{job_id}/export", api.JobExportResult, json=request,
+                        timeout=None)
 
-    def list_jobs(self, after: str | None = None, limit: int = 20, status: str | None = None) -> Any:
-        return self._call("GET", "/v1/fine_tuning/jobs", api.ListObject[api.FineTuningJob],
-                          params=_params(after=after, limit=limit, status=status))
+    @_Endpoint
+    def list_jobs(self, after: str | None = None, limit: int = 20,
+                  status: str | None = None) -> _Request[api.ListObject[api.FineTuningJob]]:
+        return _request("GET", "/v1/fine_tuning/jobs", api.ListObject[api.FineTuningJob],
+                        params=_params(after=after, limit=limit, status=status))
 
-    def get_job(self, job_id: str) -> Any:
-        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}", api.FineTuningJob)
+    @_Endpoint
+    def get_job(self, job_id: str) -> _Request[api.FineTuningJob]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}", api.FineTuningJob)
 
-    def cancel_job(self, job_id: str) -> Any:
-        return self._call("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel", api.FineTuningJob)
+    @_Endpoint
+    def cancel_job(self, job_id: str) -> _Request[api.FineTuningJob]:
+        return _request("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel", api.FineTuningJob)
 
-    def pause_job(self, job_id: str) -> Any:
-        return self._call("POST", f"/v1/fine_tuning/jobs/{job_id}/pause", api.FineTuningJob)
+    @_Endpoint
+    def pause_job(self, job_id: str) -> _Request[api.FineTuningJob]:
+        return _request("POST", f"/v1/fine_tuning/jobs/{job_id}/pause", api.FineTuningJob)
 
-    def resume_job(self, job_id: str) -> Any:
-        return self._call("POST", f"/v1/fine_tuning/jobs/{job_id}/resume", api.FineTuningJob)
+    @_Endpoint
+    def resume_job(self, job_id: str) -> _Request[api.FineTuningJob]:
+        return _request("POST", f"/v1/fine_tuning/jobs/{job_id}/resume", api.FineTuningJob)
 
-    def list_events(self, job_id: str, after: str | None = None, limit: int = 20, order: str = "desc") -> Any:
-        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/events", api.ListObject[api.JobEvent],
-                          params=_params(after=after, limit=limit, order=order))
+    @_Endpoint
+    def list_events(self, job_id: str, after: str | None = None, limit: int = 20,
+                    order: str = "desc") -> _Request[api.ListObject[api.JobEvent]]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/events", api.ListObject[api.JobEvent],
+                        params=_params(after=after, limit=limit, order=order))
 
-    def list_checkpoints(self, job_id: str, limit: int = 100) -> Any:
-        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/checkpoints", api.ListObject[api.JobCheckpoint],
-                          params={"limit": limit})
+    @_Endpoint
+    def list_checkpoints(self, job_id: str, limit: int = 100) -> _Request[api.ListObject[api.JobCheckpoint]]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/checkpoints", api.ListObject[api.JobCheckpoint],
+                        params={"limit": limit})
 
-    def metrics(self, job_id: str, after_step: int | None = None, limit: int = 10_000) -> Any:
-        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/metrics", api.MetricsPage,
-                          params=_params(after_step=after_step, limit=limit))
+    @_Endpoint
+    def metrics(self, job_id: str, after_step: int | None = None,
+                limit: int = 10_000) -> _Request[api.MetricsPage]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/metrics", api.MetricsPage,
+                        params=_params(after_step=after_step, limit=limit))
 
-    def validation(self, job_id: str, step: int | None = None) -> Any:
-        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/validation", api.ValidationPage,
-                          params=_params(step=step))
+    @_Endpoint
+    def validation(self, job_id: str, step: int | None = None) -> _Request[api.ValidationPage]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/validation", api.ValidationPage,
+                        params=_params(step=step))
 
-    def samples(self, job_id: str, after_step: int | None = None, limit: int = 100) -> Any:
-        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/samples", api.SamplesPage,
-                          params=_params(after_step=after_step, limit=limit))
+    @_Endpoint
+    def samples(self, job_id: str, after_step: int | None = None, limit: int = 100) -> _Request[api.SamplesPage]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/samples", api.SamplesPage,
+                        params=_params(after_step=after_step, limit=limit))
 
-    def job_log(self, job_id: str, lines: int = 200) -> Any:
-        return self._call("GET", f"/v1/fine_tuning/jobs/{job_id}/log", api.JobLog, params={"lines": lines})
+    @_Endpoint
+    def job_log(self, job_id: str, lines: int = 200) -> _Request[api.JobLog]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/log", api.JobLog, params={"lines": lines})
 
     # graders
-    def run_grader(self, grader: dict[str, Any], model_sample: str, item: dict[str, Any] | None = None) -> Any:
-        return self._call("POST", "/v1/fine_tuning/alpha/graders/run", api.GraderRunResponse,
-                          json=api.GraderRunRequest(grader=grader, model_sample=model_sample, item=item))
+    @_Endpoint
+    def run_grader(self, grader: dict[str, Any], model_sample: str,
+                   item: dict[str, Any] | None = None) -> _Request[api.GraderRunResponse]:
+        return _request("POST", "/v1/fine_tuning/alpha/graders/run", api.GraderRunResponse,
+                        json=api.GraderRunRequest(grader=grader, model_sample=model_sample, item=item))
 
-    def validate_grader(self, grader: dict[str, Any]) -> Any:
-        return self._call("POST", "/v1/fine_tuning/alpha/graders/validate", api.GraderValidateResponse,
-                          json=api.GraderValidateRequest(grader=grader))
+    @_Endpoint
+    def validate_grader(self, grader: dict[str, Any]) -> _Request[api.GraderValidateResponse]:
+        return _request("POST", "/v1/fine_tuning/alpha/graders/validate", api.GraderValidateResponse,
+                        json=api.GraderValidateRequest(grader=grader))
 
-    def test_grader(self, grader: dict[str, Any], file_id: str, field: str | None = None, limit: int = 1000) -> Any:
-        return self._call("POST", "/v1/fine_tuning/alpha/graders/test", api.GraderTestReport,
-                          json=api.GraderTestRequest(grader=grader, file_id=file_id, field=field, limit=limit),
-                          timeout=None)
+    @_Endpoint
+    def test_grader(self, grader: dict[str, Any], file_id: str, field: str | None = None,
+                    limit: int = 1000) -> _Request[api.GraderTestReport]:
+        return _request("POST", "/v1/fine_tuning/alpha/graders/test", api.GraderTestReport,
+                        json=api.GraderTestRequest(grader=grader, file_id=file_id, field=field, limit=limit),
+                        timeout=None)
 
-    def list_grader_files(self) -> Any:
-        return self._call("GET", "/v1/graders", api.ListObject[api.GraderFile])
+    @_Endpoint
+    def list_grader_files(self) -> _Request[api.ListObject[api.GraderFile]]:
+        return _request("GET", "/v1/graders", api.ListObject[api.GraderFile])
 
-    def get_grader_file(self, name: str) -> Any:
-        return self._call("GET", f"/v1/graders/{name}", api.GraderFile)
+    @_Endpoint
+    def get_grader_file(self, name: str) -> _Request[api.GraderFile]:
+        return _request("GET", f"/v1/graders/{name}", api.GraderFile)
 
-    def save_grader_file(self, name: str, content: str, expected_modified_at: float | None = None) -> Any:
-        return self._call("PUT", f"/v1/graders/{name}", api.GraderFile,
-                          json=api.GraderFileSave(content=content, expected_modified_at=expected_modified_at))
+    @_Endpoint
+    def save_grader_file(self, name: str, content: str,
+                         expected_modified_at: float | None = None) -> _Request[api.GraderFile]:
+        return _request("PUT", f"/v1/graders/{name}", api.GraderFile,
+                        json=api.GraderFileSave(content=content, expected_modified_at=expected_modified_at))
 
 
 def _same_content(files: list[api.FileObject], sha256: str) -> api.FileObject | None:
@@ -259,17 +345,25 @@ def _params(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def _parse(model: Any, resp: httpx.Response) -> Any:
+def _reader(model: type[M]) -> Callable[[httpx.Response], M]:
+    """Reads an answer as `model` (an error answer raises ApiRequestError)."""
+    def read(resp: httpx.Response) -> M:
+        _raise_for(resp)
+        return model.model_validate(resp.json())
+    return read
+
+
+def _json_object(resp: httpx.Response) -> dict[str, Any]:
+    """Reads an answer that has no API model (an empty body is `{}`)."""
     _raise_for(resp)
-    if model is None:
-        return resp.json() if resp.content else None
-    return model.model_validate(resp.json())
+    body = resp.json() if resp.content else {}
+    return body if isinstance(body, dict) else {"value": body}
 
 
 class _ProgressReader:
     """A file wrapper that reports each read's size (httpx streams multipart bodies by reading chunks)."""
 
-    def __init__(self, f: Any, on_progress: Callable[[int], None]) -> None:
+    def __init__(self, f: BinaryIO, on_progress: Callable[[int], None]) -> None:
         self._f = f
         self._on_progress = on_progress
 
@@ -282,14 +376,14 @@ class _ProgressReader:
     def fileno(self) -> int:
         return self._f.fileno()
 
-    def seek(self, *args: Any) -> int:
-        return self._f.seek(*args)
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
 
     def tell(self) -> int:
         return self._f.tell()
 
 
-class Client(_Api[Any]):
+class Client(_Api):
     """Synchronous client (CLI, scripts)."""
 
     def __init__(self, endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -298,24 +392,24 @@ class Client(_Api[Any]):
 
     @classmethod
     def connect(cls, home: str | os.PathLike[str] | None = None, socket: str | None = None,
-                url: str | None = None, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> "Client":
+                url: str | None = None, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Client:
         return cls(Endpoint.discover(home, socket, url, token), timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *_: Any) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, model: Any = None, json: Any = None, **kw: Any) -> Any:
+    def _send(self, request: _Request[T]) -> T:
         try:
-            resp = self._http.request(method, path, json=_payload(json), **kw)
+            resp = self._http.request(request.method, request.path, json=_payload(request.json), **request.options)
         except (httpx.HTTPError, OSError) as e:
-            raise _transport_error(self.endpoint, method, path, e) from e
-        return _parse(model, resp)
+            raise _transport_error(self.endpoint, request.method, request.path, e) from e
+        return request.read(resp)
 
     def upload_file(self, path: str, purpose: str = "fine-tune", force: bool = False,
                     on_progress: Callable[[int], None] | None = None) -> api.FileObject:
@@ -325,8 +419,8 @@ class Client(_Api[Any]):
             data["force"] = "true"
         with open(path, "rb") as f:
             body: Any = _ProgressReader(f, on_progress) if on_progress else f
-            return self._call("POST", "/v1/files", api.FileObject, files={"file": (Path(path).name, body)},
-                              data=data, timeout=None)
+            return self._send(_request("POST", "/v1/files", api.FileObject, files={"file": (Path(path).name, body)},
+                                       data=data, timeout=None))
 
     def add_file(self, path: str, purpose: str = "fine-tune", force: bool = False,
                  on_progress: Callable[[int], None] | None = None) -> api.FileObject:
@@ -337,7 +431,7 @@ class Client(_Api[Any]):
         """
         stored = self.find_file(file_sha256(path))
         if stored is not None and (force or not stored.status_details):
-            return stored  # type: ignore[no-any-return]
+            return stored
         return self.upload_file(path, purpose=purpose, force=force, on_progress=on_progress)
 
     def stream(self, job_id: str | None = None) -> Iterator[api.StreamEvent]:
@@ -351,7 +445,7 @@ class Client(_Api[Any]):
             raise DaemonNotRunning(str(e)) from e
 
 
-class AsyncClient(_Api[Any]):
+class AsyncClient(_Api):
     """Asynchronous client (the TUI's workers)."""
 
     def __init__(self, endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -361,18 +455,19 @@ class AsyncClient(_Api[Any]):
     @classmethod
     def connect(cls, home: str | os.PathLike[str] | None = None, socket: str | None = None,
                 url: str | None = None, token: str | None = None,
-                timeout: float = DEFAULT_TIMEOUT) -> "AsyncClient":
+                timeout: float = DEFAULT_TIMEOUT) -> AsyncClient:
         return cls(Endpoint.discover(home, socket, url, token), timeout=timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, model: Any = None, json: Any = None, **kw: Any) -> Any:
+    async def _send(self, request: _Request[T]) -> T:
         try:
-            resp = await self._http.request(method, path, json=_payload(json), **kw)
+            resp = await self._http.request(request.method, request.path, json=_payload(request.json),
+                                            **request.options)
         except (httpx.HTTPError, OSError) as e:
-            raise _transport_error(self.endpoint, method, path, e) from e
-        return _parse(model, resp)
+            raise _transport_error(self.endpoint, request.method, request.path, e) from e
+        return request.read(resp)
 
     async def stream(self, job_id: str | None = None) -> AsyncIterator[api.StreamEvent]:
         params = _params(job_id=job_id)
