@@ -14,7 +14,6 @@ from typing import Any
 
 from daemon import api
 from daemon.errors import bad_request
-from daemon.models import model_ref
 
 CHOICES = ("best", "latest")
 
@@ -58,8 +57,8 @@ def grader_summary(grader: dict[str, Any]) -> str:
         return f"`{grader.get('input')}` {grader.get('operation')} `{grader.get('reference')}`"
     if kind == "text_similarity":
         threshold = grader.get("pass_threshold")
-        return (f"{grader.get('evaluation_metric')} similarity of `{grader.get('input')}` to `{grader.get('reference')}`"
-                + (f", pass at {threshold}" if threshold is not None else ""))
+        return (f"{grader.get('evaluation_metric')} similarity of `{grader.get('input')}` "
+                f"to `{grader.get('reference')}`" + (f", pass at {threshold}" if threshold is not None else ""))
     if kind == "python":
         lines = len(str(grader.get("source") or "").splitlines())
         return f"Python `grade(sample, item)` ({lines} lines, run in the sandbox)"
@@ -76,7 +75,6 @@ def model_card(row: dict[str, Any], snapshot: dict[str, Any], ckpt: api.JobCheck
                exported_at: float | None = None) -> str:
     """README.md for the export: a Hugging Face model card (YAML header + markdown) that stands alone."""
     model = snapshot.get("model") or {"id": row["model"], "source": None, "revision": None}
-    base = model_ref(model)
     grader = snapshot.get("grader") or {}
     hp = snapshot.get("hyperparameters") or {}
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() if exported_at is None else exported_at))
@@ -140,7 +138,8 @@ def _load_hint(model: dict[str, Any]) -> str:
         rev = model.get("revision")
         return f'"{model["id"]}"' + (f', revision="{rev}"' if rev and rev != "main" else "")
     if model.get("source") == "builtin":
-        return f'"<the rft-tui model cache for {model.get("id")}>"  # or: daemon.models.load_model({model.get("id")!r}, ...)'
+        return (f'"<the rft-tui model cache for {model.get("id")}>"'
+                f'  # or: daemon.models.load_model({model.get("id")!r}, ...)')
     return f'"{model.get("id")}"'
 
 

@@ -92,7 +92,7 @@ class GraderStore:
             raise ApiError(409, f"{e}; it was not opened.", param="name",
                            code="grader_file_not_regular") from None
 
-    def _not_regular(self, name: str, e: "NotRegularFile") -> api.GraderFile:
+    def _not_regular(self, name: str, e: NotRegularFile) -> api.GraderFile:
         return api.GraderFile(name=name, path=str(self.folder / name), format=grader_format(name),  # type: ignore[arg-type]
                               modified_at=e.mtime, bytes=0, content=None, valid=False,
                               errors=[f"{e}; it was not opened"])

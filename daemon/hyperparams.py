@@ -29,7 +29,7 @@ class DeviceInfo:
     memory_gb: float | None
 
     @classmethod
-    def detect(cls) -> "DeviceInfo":
+    def detect(cls) -> DeviceInfo:
         """CUDA when an NVIDIA driver is visible (no torch import), else CPU. `RFT_DEVICE=cpu` forces CPU."""
         forced = os.environ.get("RFT_DEVICE", "").lower()
         if forced == "cpu":
@@ -83,7 +83,8 @@ def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str,
     # batch_size = prompts per optimizer step (OpenAI's meaning); never more than the training rows
     r["batch_size"] = min(16 if tiny or device.kind == "cuda" else 8, max(1, train_rows)) if _auto(hp.batch_size) \
         else int(hp.batch_size)
-    r["gradient_accumulation_steps"] = 1 if _auto(hp.gradient_accumulation_steps) else int(hp.gradient_accumulation_steps)
+    r["gradient_accumulation_steps"] = (1 if _auto(hp.gradient_accumulation_steps)
+                                        else int(hp.gradient_accumulation_steps))
     steps_per_epoch = max(1, math.ceil(train_rows / r["batch_size"]))
     # n_epochs: enough passes for ~300 optimizer steps on small sets, at most 10, at least 1
     r["n_epochs"] = max(1, min(10, math.ceil(300 / steps_per_epoch))) if _auto(hp.n_epochs) else int(hp.n_epochs)
@@ -91,7 +92,8 @@ def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str,
     # learning rate: LoRA base rate by model size, times OpenAI's multiplier
     r["learning_rate_multiplier"] = 1.0 if _auto(hp.learning_rate_multiplier) else float(hp.learning_rate_multiplier)
     if _auto(hp.learning_rate):
-        base = 5e-4 if (tiny or params is None and model in BUILTIN_MODELS) else (1e-4 if params and params < 2e9 else 5e-5)
+        base = (5e-4 if (tiny or params is None and model in BUILTIN_MODELS)
+                else (1e-4 if params and params < 2e9 else 5e-5))
         r["learning_rate"] = base * r["learning_rate_multiplier"]
     else:
         r["learning_rate"] = float(hp.learning_rate)

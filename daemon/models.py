@@ -52,8 +52,9 @@ CHAT_TEMPLATE = (
 )
 
 # Architecture and recipe of the built-in model.
-TINY_CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-                   num_key_value_heads=4, max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=True)
+TINY_CONFIG = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+               "num_key_value_heads": 4, "max_position_embeddings": 64, "rms_norm_eps": 1e-5,
+               "tie_word_embeddings": True}
 SFT_SEED = 1234
 SFT_BATCH = 32
 SFT_LR = 3e-3
@@ -162,7 +163,7 @@ def greedy_exact_match(model: Any, tokenizer: Any, pairs: list[tuple[int, int]],
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     model.train(was_training)
     texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    return sum(t.strip() == str(a + b) for t, (a, b) in zip(texts, pairs)) / len(pairs)
+    return sum(t.strip() == str(a + b) for t, (a, b) in zip(texts, pairs, strict=True)) / len(pairs)
 
 
 def build_tiny_arith(out_dir: Path, progress: bool = True, seed: int = SFT_SEED) -> dict[str, Any]:

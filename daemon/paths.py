@@ -27,7 +27,7 @@ class Paths:
     home: Path
 
     @classmethod
-    def resolve(cls, home: str | os.PathLike[str] | None = None) -> "Paths":
+    def resolve(cls, home: str | os.PathLike[str] | None = None) -> Paths:
         return cls(Path(home).expanduser().resolve() if home else default_home().resolve())
 
     @property
@@ -92,7 +92,7 @@ class Paths:
     def job_log(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "worker.log"
 
-    def ensure(self) -> "Paths":
+    def ensure(self) -> Paths:
         """Create the layout, owner-only: every directory 0700 (the store holds grader source and data)."""
         for d in (self.home, self.files, self.graders, self.jobs, self.models, self.run, self.socket.parent):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)

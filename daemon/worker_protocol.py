@@ -91,7 +91,7 @@ class ControlFlags:
         # extension's init turns it into "ImportError: initialization failed"), the cause is this stop
         self.interrupted: str | None = None
 
-    def install(self, stop_while_starting: bool = False) -> "ControlFlags":
+    def install(self, stop_while_starting: bool = False) -> ControlFlags:
         self.starting = stop_while_starting
         signal.signal(CANCEL_SIGNAL, self._on_cancel)
         signal.signal(signal.SIGINT, self._on_cancel)

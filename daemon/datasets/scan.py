@@ -115,7 +115,8 @@ class Scanner:
             text = stripped.decode("utf-8")
         except UnicodeDecodeError as e:
             self.prompt_chars.append(0)
-            self.error(n, "invalid_utf8", f"not UTF-8: byte 0x{stripped[e.start]:02x} at byte {e.start + 1} of the line")
+            self.error(n, "invalid_utf8",
+                       f"not UTF-8: byte 0x{stripped[e.start]:02x} at byte {e.start + 1} of the line")
             return
         if deeper_than(stripped, MAX_ROW_DEPTH):
             self.prompt_chars.append(0)
