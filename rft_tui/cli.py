@@ -64,11 +64,11 @@ def main(ctx: click.Context, home: str | None, socket_: str | None, url: str | N
 
 
 def _register() -> None:
-    from rft_tui.commands import daemon_cmd, files, graders, jobs
+    from rft_tui.commands import daemon_cmd, demo, files, graders, jobs
 
     for module in (daemon_cmd, files, jobs, graders):
         main.add_command(module.group)
-    from rft_tui.commands import demo; main.add_command(demo.command)  # noqa: E702
+    main.add_command(demo.command)
 
 
 _register()

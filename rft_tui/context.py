@@ -25,8 +25,8 @@ class CliContext:
     socket: str | None
     url: str | None
     token: str | None
-    ssh: "SshSettings | None" = None
-    _forward: "SshForward | None" = field(default=None, repr=False)
+    ssh: SshSettings | None = None
+    _forward: SshForward | None = field(default=None, repr=False)
 
     @property
     def paths(self) -> Paths:

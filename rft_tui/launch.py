@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rft_tui.context import CliContext
 
 
-def launch_tui(cli_ctx: "CliContext", open_job: str | None = None) -> None:
+def launch_tui(cli_ctx: CliContext, open_job: str | None = None) -> None:
     """Run the TUI until the user quits; errors reaching the daemon are one line on stderr (exit 3)."""
     try:
         endpoint = cli_ctx.endpoint()

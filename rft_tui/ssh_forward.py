@@ -70,7 +70,7 @@ class SshSettings:
 
     @classmethod
     def parse(cls, spec: str, port: int | None = None, options: str | None = None,
-              remote_command: str | None = None, remote_home: str | None = None) -> "SshSettings":
+              remote_command: str | None = None, remote_home: str | None = None) -> SshSettings:
         """From `--ssh SPEC` and the other flags (their `RFT_SSH_*` variables are read by click)."""
         target, spec_port = split_host_port(spec)
         if port is not None and spec_port is not None and port != spec_port:

@@ -19,8 +19,8 @@ import click
 
 from daemon import api
 from daemon.client import Client
-from rft_tui.context import CliContext, pass_ctx
 from rft_tui.commands.jobs import JobChanges
+from rft_tui.context import CliContext, pass_ctx
 from rft_tui.output import fmt_duration, fmt_float, handle_errors, json_option, print_json, print_table
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "arithmetic"

@@ -13,8 +13,17 @@ from daemon import api
 from daemon.client import Client, DaemonError
 from rft_tui.commands import ids
 from rft_tui.context import CliContext, pass_ctx
-from rft_tui.output import (fmt_duration, fmt_float, fmt_time, handle_errors, json_option, load_grader, print_json,
-                            print_kv, print_table)
+from rft_tui.output import (
+    fmt_duration,
+    fmt_float,
+    fmt_time,
+    handle_errors,
+    json_option,
+    load_grader,
+    print_json,
+    print_kv,
+    print_table,
+)
 
 PAUSE_TIMEOUT_S = 600.0
 

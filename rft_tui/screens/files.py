@@ -19,7 +19,6 @@ from rft_tui.widgets.file_picker import FilePickerScreen
 from rft_tui.widgets.file_problems import FileProblemsTable
 from rft_tui.widgets.file_rows import FileRowsView, row_summary
 
-
 #: Files up to this many rows are validated (stats, problems) as soon as they are selected; bigger ones on `v`.
 AUTO_VALIDATE_MAX_ROWS = 50_000
 

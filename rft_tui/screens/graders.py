@@ -22,10 +22,19 @@ from textual.widgets.option_list import Option
 
 from daemon import api
 from daemon.client import ApiRequestError
-from rft_tui.grader_files import (GRADER_SUFFIXES, GraderFileChanged, example_graders, read_text_file,
-                                  write_text_file)
-from rft_tui.messages import (DaemonEvent, FilesLoaded, GraderFileLoaded, GraderFilesLoaded, GraderSaveRefused,
-                              GraderTested, GraderTestFailed, LocalGraderLoaded, PreflightDone, WorkerFailed)
+from rft_tui.grader_files import GRADER_SUFFIXES, GraderFileChanged, example_graders, read_text_file, write_text_file
+from rft_tui.messages import (
+    DaemonEvent,
+    FilesLoaded,
+    GraderFileLoaded,
+    GraderFilesLoaded,
+    GraderSaveRefused,
+    GraderTested,
+    GraderTestFailed,
+    LocalGraderLoaded,
+    PreflightDone,
+    WorkerFailed,
+)
 from rft_tui.screens.base import RftScreen
 from rft_tui.widgets.grader_playground import GraderPlayground
 from rft_tui.widgets.grader_results import file_report_text, preflight_text
@@ -240,7 +249,8 @@ class GradersScreen(RftScreen):
             options += [Option(Text(str(p)), id=PATH + str(p)) for p in others]
         options.append(Option(Text("Open a file… (ctrl+o)", style="italic"), id="open"))
         listing.add_options(options)
-        current = (PATH + str(self.path_open)) if self.path_open else (HOME + self.name_open if self.name_open else None)
+        current = ((PATH + str(self.path_open)) if self.path_open
+                   else (HOME + self.name_open if self.name_open else None))
         ids = [o.id for o in options]
         if current in ids:
             listing.highlighted = ids.index(current)
@@ -415,7 +425,8 @@ class GradersScreen(RftScreen):
     @on(TextArea.Changed, "#grader-editor")
     def _edited(self) -> None:
         if self.name_open:
-            title = str(self.path_open) + (" (example)" if self.is_example else "") if self.path_open else self.name_open
+            title = (str(self.path_open) + (" (example)" if self.is_example else "") if self.path_open
+                     else self.name_open)
             self.editor.border_title = f"{title}{' ●' if self.dirty else ''}"
 
     @on(Button.Pressed, "#pg-run")

@@ -28,7 +28,7 @@ class HelpScreen(ModalScreen[None]):
         self.rows = rows
 
     @classmethod
-    def for_screen(cls, screen: Screen) -> "HelpScreen":
+    def for_screen(cls, screen: Screen) -> HelpScreen:
         """Collect the bindings active on `screen` (focused widget first, then screen, then app)."""
         merged: dict[tuple[str, str], list[str]] = {}
         tips: dict[tuple[str, str], str] = {}

@@ -192,7 +192,7 @@ class JobScreen(RftScreen):
     @on(m.ValidationCurve)
     def _curve(self, message: m.ValidationCurve) -> None:
         if message.points:
-            curve = dict((s, (s, r, g)) for s, r, g in self.view.valid_curve)
+            curve = {s: (s, r, g) for s, r, g in self.view.valid_curve}
             curve.update((s, (s, r, g)) for s, r, g in message.points)
             self.view = replace(self.view, valid_curve=tuple(curve[s] for s in sorted(curve)))
 
@@ -245,7 +245,9 @@ class JobScreen(RftScreen):
                 self.query_one(EventsLog).add_events(view.events)
             if view.log is not old.log and view.log is not None:
                 self.query_one(WorkerLog).show_tail(view.log.lines)
-        status = (lambda v: v.job.status if v.job else None)
+        def status(v: JobView) -> api.JobStatus | None:
+            return v.job.status if v.job else None
+
         if status(view) != status(old) or bool(view.checkpoints) != bool(old.checkpoints):
             self.refresh_bindings()  # the footer recomposes: only when what check_action reads changed
 

@@ -46,7 +46,8 @@ def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_gra
         out.append(Series("train", "blue" if smoothed else "bright_cyan", tuple(train)))
     if smoothed and train:
         sm = ema([y for _, y in train])
-        out.append(Series("train (smoothed)", "bright_cyan", tuple((x, y) for (x, _), y in zip(train, sm))))
+        out.append(Series("train (smoothed)", "bright_cyan",
+                          tuple((x, y) for (x, _), y in zip(train, sm, strict=True))))
     if view.valid_curve:
         out.append(Series("valid", "bright_green", tuple((float(s), r) for s, r, _ in view.valid_curve)))
     if per_grader:
@@ -56,7 +57,7 @@ def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_gra
             pts = [(float(m.step), m.values[key]) for m in view.metrics if m.values.get(key) is not None]
             if pts:
                 ys = ema([y for _, y in pts]) if smoothed else [y for _, y in pts]
-                out.append(Series(f"train:{name}", color, tuple((x, y) for (x, _), y in zip(pts, ys))))
+                out.append(Series(f"train:{name}", color, tuple((x, y) for (x, _), y in zip(pts, ys, strict=True))))
             vpts = [(float(s), subs[name]) for s, _, subs in view.valid_curve if subs.get(name) is not None]
             if vpts:
                 out.append(Series(f"valid:{name}", color, tuple(vpts)))

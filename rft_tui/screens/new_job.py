@@ -80,10 +80,13 @@ class NewJobScreen(RftScreen):
             title = f"Duplicate of {self.prefill.id}" if self.prefill else "New fine-tuning job"
             yield Label(title, id="nj-title")
             yield Static("", id="err-general", classes="form-error")
-            yield from self._row("model", Input(self.prefill.model if self.prefill else DEFAULT_MODEL, id="nj-model", compact=True))
-            yield from self._row("training file", Select[str]([], prompt="choose a file", id="nj-training_file", compact=True),
+            yield from self._row("model", Input(self.prefill.model if self.prefill else DEFAULT_MODEL, id="nj-model",
+                                                compact=True))
+            yield from self._row("training file",
+                                 Select[str]([], prompt="choose a file", id="nj-training_file", compact=True),
                                  field="training_file")
-            yield from self._row("validation file", Select[str]([], prompt="(none)", id="nj-validation_file", compact=True),
+            yield from self._row("validation file",
+                                 Select[str]([], prompt="(none)", id="nj-validation_file", compact=True),
                                  field="validation_file")
             yield from self._row("grader", Select[str]([], prompt="choose a grader file", id="nj-grader", compact=True))
             yield from self._row("or grader path", Input(placeholder="path to a .json/.yaml/.py grader",
@@ -258,7 +261,7 @@ class NewJobScreen(RftScreen):
                     method=api.JobMethod(reinforcement=api.ReinforcementMethod(
                         grader=grader or {}, hyperparameters=api.ReinforcementHyperparameters(**hyper))))
             except ValueError as e:
-                errors = getattr(e, "errors", lambda: [])()
+                errors = getattr(e, "errors", list)()
                 loc = ".".join(str(p) for p in (errors[0].get("loc", ()) if errors else ()))
                 msg = str(errors[0].get("msg", e)).removeprefix("Value error, ") if errors else str(e)
                 problems[field_for_param(loc) or "general"] = msg

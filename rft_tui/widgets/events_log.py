@@ -18,7 +18,7 @@ class EventsLog(RichLog):
 
     DEFAULT_CSS = "EventsLog { height: 1fr; border-bottom: solid $panel; }"
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, wrap=True, markup=False, max_lines=2000)
         self.last_id = ""
 
@@ -38,7 +38,7 @@ class WorkerLog(Log):
 
     DEFAULT_CSS = "WorkerLog { height: 1fr; }"
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, max_lines=5000)
         self.shown: list[str] = []
 

@@ -61,7 +61,7 @@ class FileRowsView(ScrollView, can_focus=True):
     class PagesWanted(Message):
         """The view needs these pages (index // PAGE_SIZE) of `file_id`."""
 
-        view: "FileRowsView"
+        view: FileRowsView
         file_id: str
         pages: list[int]
 
@@ -228,7 +228,8 @@ class FileRowsView(ScrollView, can_focus=True):
                         Segment("loading…", base + self.get_component_rich_style("file-rows--loading"))]
         else:
             body_style = base + (self.get_component_rich_style("file-rows--error") if row.error else Style())
-            segments = [Segment(f"{row.line:>{LINE_COL - 1}} ", base + line_style), Segment(row_summary(row), body_style)]
+            segments = [Segment(f"{row.line:>{LINE_COL - 1}} ", base + line_style),
+                        Segment(row_summary(row), body_style)]
         strip = Strip(segments).crop(scroll_x, scroll_x + width).extend_cell_length(width, base)
         if index == self.cursor:
             strip = strip.apply_style(self.get_component_rich_style("file-rows--cursor"))

@@ -59,7 +59,8 @@ def check_hyperparameters(values: dict[str, str]) -> tuple[dict[str, Any], dict[
         for err in e.errors():
             loc = err.get("loc") or ()
             if loc:
-                problems.setdefault(field_key(str(loc[0])), str(err.get("msg", "invalid")).removeprefix("Value error, "))
+                message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+                problems.setdefault(field_key(str(loc[0])), message)
         return chosen, problems
     return chosen, {}
 

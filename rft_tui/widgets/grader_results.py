@@ -50,7 +50,8 @@ def preflight_text(report: api.PreflightReport) -> Text:
     out.append(f"{report.model}: {report.rows} rows x {report.completions_per_row} completions"
                f" in {report.elapsed_s:.1f}s\n", style="bold")
     out.append(f"reward mean {report.reward_mean:.3f}  std {report.reward_std:.3f}\n")
-    zero_style = "red" if report.zero_signal_fraction > 0.5 else ("yellow" if report.zero_signal_fraction > 0.2 else "green")
+    zero = report.zero_signal_fraction
+    zero_style = "red" if zero > 0.5 else ("yellow" if zero > 0.2 else "green")
     out.append("zero-signal rows ", style="bold")
     out.append(f"{report.zero_signal_rows}/{report.rows} ({report.zero_signal_fraction:.0%})\n", style=zero_style)
     peak = max((c for _b, c in report.reward_histogram), default=0) or 1
@@ -63,8 +64,8 @@ def preflight_text(report: api.PreflightReport) -> Text:
                    + f" ({report.grader_error_rate:.0%})\n", style="red")
     else:
         out.append("none\n", style="green")
-    out.append(f"longest prompt {report.longest_prompt_tokens} tok, completion {report.longest_completion_tokens} tok\n",
-               style="dim")
+    out.append(f"longest prompt {report.longest_prompt_tokens} tok, "
+               f"completion {report.longest_completion_tokens} tok\n", style="dim")
     if report.verdict:
         out.append("verdict ", style="bold")
         out.append(report.verdict + "\n")

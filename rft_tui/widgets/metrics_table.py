@@ -36,7 +36,7 @@ class MetricsTable(DataTable[str]):
 
     DEFAULT_CSS = "MetricsTable { height: 1fr; }"
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.keys: list[str] = []
         self.last_step: int | None = None

@@ -77,7 +77,7 @@ class CheckpointsTable(DataTable[str]):
 
     DEFAULT_CSS = "CheckpointsTable { height: auto; max-height: 8; }"
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row")
         self.checkpoint_ids: list[str] = []
 

@@ -6,6 +6,7 @@ Textual-plotext is not a dependency; this draws on a 2x4 braille dot grid per ce
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,7 +76,7 @@ class RewardChart(Widget):
 
     DEFAULT_CSS = "RewardChart { height: 12; min-height: 6; padding: 0 1; }"
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.series: tuple[Series, ...] = ()
         self.empty_message = "No metrics yet."
@@ -107,7 +108,7 @@ class RewardChart(Widget):
             pts = [to_dot(x, y) for x, y in s.points]
             if len(pts) == 1:
                 canvas.dot(*pts[0], s.color)
-            for (a, b), (c, d) in zip(pts, pts[1:]):
+            for (a, b), (c, d) in itertools.pairwise(pts):
                 canvas.line(a, b, c, d, s.color)
         lines = [self._legend(width)]
         for cy in range(plot_h):

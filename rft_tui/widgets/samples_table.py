@@ -21,7 +21,7 @@ class SamplesTable(DataTable[str]):
 
     DEFAULT_CSS = "SamplesTable { height: 1fr; }"
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.samples: dict[str, api.TrainingSample] = {}
         self.last_id = 0

@@ -98,7 +98,7 @@ class ValidationTable(DataTable[str | Text]):
 
     DEFAULT_CSS = "ValidationTable { height: 1fr; }"
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.rows_shown: list[Compared] = []
 
