@@ -19,12 +19,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from daemon import api  # noqa: E402
-from daemon.paths import Paths  # noqa: E402
-from daemon.store import Store, dumps  # noqa: E402
-from daemon.worker.reporting import JobReporter  # noqa: E402
-from tests.support.daemon_proc import DaemonProcess  # noqa: E402
-from tests.support.jobs import EXACT_GRADER  # noqa: E402
+from daemon import api
+from daemon.paths import Paths
+from daemon.store import Store, dumps
+from daemon.worker.reporting import JobReporter
+from tests.support.daemon_proc import DaemonProcess
+from tests.support.jobs import EXACT_GRADER
 
 
 def seed_store(home: Path, n_jobs: int, n_steps: int) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.daemon_proc import DaemonProcess  # noqa: E402
+from tests.support.daemon_proc import DaemonProcess
 
 _vocab = random.Random(0)
 WORDS = ["".join(_vocab.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_vocab.randint(3, 9)))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from graders import BatchGrader, sandbox_mode  # noqa: E402
+from graders import BatchGrader, sandbox_mode
 
 TRIVIAL_PYTHON = "def grade(sample, item):\n    return float(sample['output_text'] == item['answer'])\n"
 
@@ -53,7 +53,7 @@ def naive_python_rate(n: int) -> float:
     runner = ("import json, sys\nexec(sys.argv[1])\nsample, item = json.loads(sys.argv[2])\n"
               "print(grade(sample, item))")
     start = time.perf_counter()
-    for sample, item in zip(samples, items):
+    for sample, item in zip(samples, items, strict=True):
         out = subprocess.run([sys.executable, "-c", runner, TRIVIAL_PYTHON,
                               json.dumps([{"output_text": sample}, item])],
                              capture_output=True, text=True, check=True)

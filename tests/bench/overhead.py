@@ -82,15 +82,16 @@ def daemon_job(steps: int, home: str) -> dict[str, float]:
         grader = json.loads((ARITH / "grader.json").read_text())
         job = c.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid, "seed": 0,
                             "method": {"type": "reinforcement", "reinforcement": {
-                                "grader": grader, "hyperparameters": {**HP, "max_steps": steps, "eval_interval": steps}}}})
+                                "grader": grader,
+                                "hyperparameters": {**HP, "max_steps": steps, "eval_interval": steps}}}})
         done = wait_until(lambda: (lambda j: j if j.status.is_terminal() else None)(c.get_job(job.id)),
                           timeout=1800, interval=0.5, what="the benchmark job")
         if done.status.value != "succeeded":
             raise SystemExit(f"daemon job {done.status.value}: {done.error}")
         # the worker commits each step's row right after the step: its created_at is the step's end
         store = Store(d.paths.db)
-        times = {r["step"]: r["created_at"] for r in store.query("SELECT step, created_at FROM metrics WHERE job_id = ?",
-                                                                  [job.id])}
+        rows = store.query("SELECT step, created_at FROM metrics WHERE job_id = ?", [job.id])
+        times = {r["step"]: r["created_at"] for r in rows}
         store.close()
         return {"steps_per_s": rate(times, steps)}
     finally:
@@ -118,7 +119,8 @@ def main() -> None:
                              text=True, env={**os.environ, "RFT_HOME": home}, cwd=REPO)
         if out.returncode != 0:
             raise SystemExit(out.stderr[-3000:])
-        runs["bare_trl"].append({**json.loads(out.stdout.strip().splitlines()[-1]), "wall_s": round(time.time() - t, 1)})
+        runs["bare_trl"].append({**json.loads(out.stdout.strip().splitlines()[-1]),
+                                 "wall_s": round(time.time() - t, 1)})
         t = time.time()
         runs["daemon_job"].append({**daemon_job(args.steps, tempfile.mkdtemp(prefix="rft-bench-")),
                                    "wall_s": round(time.time() - t, 1)})

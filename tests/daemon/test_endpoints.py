@@ -82,7 +82,8 @@ def test_job_lifecycle_endpoints(fake_worker_daemon: DaemonProcess, tmp_path: Pa
         events = c.list_events(job.id, limit=100).data
         kinds = [e.type for e in events]
         assert "metrics" in kinds and "message" in kinds
-        metric_ev = next(e for e in events if e.type == "metrics" and e.data and "valid_reward_mean" in e.data["scores"])
+        metric_ev = next(e for e in events
+                         if e.type == "metrics" and e.data and "valid_reward_mean" in e.data["scores"])
         assert {"step", "total_steps", "scores"} <= set(metric_ev.data)
         messages = [e.message for e in reversed(events)]
         assert messages[0] == "Validating training file" and "Job succeeded" in messages

@@ -58,7 +58,8 @@ def test_list_read_save_and_spec_errors(gdaemon: DaemonProcess) -> None:
         assert saved.valid is False and any("reference" in e or "operation" in e for e in saved.errors)
         assert (folder / "draft.json").read_text() == bad_spec
 
-        yaml_text = "type: string_check\nname: y\ninput: '{{sample.output_text}}'\nreference: '{{item.answer}}'\noperation: eq\n"
+        yaml_text = ("type: string_check\nname: y\ninput: '{{sample.output_text}}'\nreference: '{{item.answer}}'\n"
+                     "operation: eq\n")
         saved = c.save_grader_file("y.yml", yaml_text)
         assert saved.valid is True and saved.errors == [] and saved.format == "yaml"
         assert not [p for p in os.listdir(folder) if p.endswith(".tmp")]  # atomic write left no temp file

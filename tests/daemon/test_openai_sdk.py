@@ -41,8 +41,8 @@ def test_sdk_files_jobs_events_cancel(fake_worker_daemon: DaemonProcess, tmp_pat
     assert events.data and all(e.object == "fine_tuning.job.event" for e in events.data)
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.id == job.id
-    final = wait_until(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("cancelled", "succeeded") and j,
-                       30, what="cancel")
+    final = wait_until(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("cancelled", "succeeded")
+                       and j, 30, what="cancel")
     assert final.status in ("cancelled", "succeeded")
 
     try:

@@ -18,7 +18,6 @@ import pytest
 
 from tests.support.daemon_proc import REPO, DaemonProcess
 
-
 _RUN = "import sys; from rft_tui.cli import run; sys.exit(run())"
 
 

@@ -82,7 +82,8 @@ def test_truncated_stored_copy_is_a_clear_error(cli: Cli, tmp_path: Path) -> Non
 
 
 def test_forced_file_shows_bad_rows_with_their_error(cli: Cli, tmp_path: Path) -> None:
-    path = write(tmp_path / "forced.jsonl", row() + "\n" + '{"messages": [{"role": "user", "cont' + "\n" + row("2+2=", "4"))
+    path = write(tmp_path / "forced.jsonl",
+                 row() + "\n" + '{"messages": [{"role": "user", "cont' + "\n" + row("2+2=", "4"))
     before = store_state(cli.daemon)
     assert cli("files", "add", str(path)).returncode == 1 and store_state(cli.daemon) == before
     obj = _import(cli, path, "--force")

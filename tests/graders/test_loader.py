@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from graders import (GraderFileError, GraderSpecError, load_grader_file, load_grader_text, needs_heavy_libraries,
-                     parse_grader_text)
+from graders import (
+    GraderFileError,
+    GraderSpecError,
+    load_grader_file,
+    load_grader_text,
+    needs_heavy_libraries,
+    parse_grader_text,
+)
 
 EXACT_YAML = "type: string_check\nname: exact\ninput: '{{sample.output_text}}'\nreference: '{{item.answer}}'\n"
 

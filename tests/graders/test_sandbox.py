@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from graders import BatchGrader, PythonGraderPool, SandboxLimits, run_grader, sandbox_bwrap
-from graders.impl.python import PythonEngine
 from graders.impl.base import Runtime
+from graders.impl.python import PythonEngine
 from graders.spec import parse_grader
 from graders.templates import SampleContext
 
@@ -188,7 +188,8 @@ def test_source_that_fails_to_load(pool: PythonGraderPool) -> None:
 
 
 def test_pool_is_thread_safe_and_recovers_under_concurrency(pool: PythonGraderPool) -> None:
-    source = ("def grade(sample, item):\n    if sample['output_text'] == 'die':\n        import os\n        os._exit(1)\n"
+    source = ("def grade(sample, item):\n    if sample['output_text'] == 'die':\n"
+              "        import os\n        os._exit(1)\n"
               "    return int(sample['output_text']) / 100\n")
     texts = [str(i) if i % 7 else "die" for i in range(60)]
     results: list[list] = [None] * 4  # type: ignore[list-item]
@@ -203,7 +204,7 @@ def test_pool_is_thread_safe_and_recovers_under_concurrency(pool: PythonGraderPo
         t.join(timeout=60)
     for outcomes in results:
         assert len(outcomes) == len(texts)
-        for text, outcome in zip(texts, outcomes):
+        for text, outcome in zip(texts, outcomes, strict=True):
             if text == "die":
                 assert outcome.error == "server"
             else:
@@ -228,13 +229,14 @@ def test_workers_die_with_their_parent(tmp_path) -> None:
     import subprocess
     import sys
 
-    script = ("import sys; sys.path.insert(0, %r)\n"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = (f"import sys; sys.path.insert(0, {root!r})\n"
               "from graders import PythonGraderPool\n"
               "p = PythonGraderPool(1)\n"
               "p.grade('def grade(s, i):\\n    return 1\\n', [({'output_text': ''}, {})])\n"
               "import psutil\n"
               "print([c.pid for c in psutil.Process().children(recursive=True)], flush=True)\n"
-              "import os; os._exit(0)\n") % os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+              "import os; os._exit(0)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     pids = eval(out.stdout.strip())  # a list of ints printed by the child
     assert pids

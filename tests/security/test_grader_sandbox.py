@@ -26,7 +26,7 @@ import pytest
 
 from daemon import api
 from graders import PythonGraderPool, sandbox_mode
-from tests.support.daemon_proc import REPO, DaemonProcess, wait_until
+from tests.support.daemon_proc import REPO, DaemonProcess
 from tests.support.nonroot import NormalUser, UserDaemon, normal_user, private_home
 
 pytestmark = pytest.mark.skipif(sandbox_mode() != "bubblewrap", reason=f"the grader sandbox is {sandbox_mode()}")

@@ -28,7 +28,8 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05, wh
         except Exception as e:  # noqa: BLE001 - keep polling, report the last failure
             last_exc = e
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}"
+                       + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
 class DaemonProcess:
@@ -46,7 +47,7 @@ class DaemonProcess:
         pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
         return {**os.environ, "RFT_HOME": str(self.home), "PYTHONPATH": pythonpath, **self.extra_env}
 
-    def start(self, timeout: float = 30.0) -> "DaemonProcess":
+    def start(self, timeout: float = 30.0) -> DaemonProcess:
         self.paths.ensure()
         cmd = [sys.executable, "-m", "daemon.server", "--home", str(self.home)]
         if self.tcp:

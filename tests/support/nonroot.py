@@ -96,7 +96,7 @@ class UserDaemon(DaemonProcess):
                 "HOME": str(self.user.home), "LANG": "C.UTF-8"}
         return {**base, **self.extra_env}
 
-    def start(self, timeout: float = 60.0) -> "UserDaemon":
+    def start(self, timeout: float = 60.0) -> UserDaemon:
         cmd = [self.user.python, "-m", "daemon.server", "--home", str(self.home), "--tcp", str(self.tcp)]
         if self.user.via_runuser:
             cmd = [shutil.which("runuser") or "runuser", "-u", self.user.name, "--", *cmd]

@@ -227,8 +227,9 @@ def test_rows_with_tools_train_through_text_prompts(daemon, arith_grader, rft_ho
     c = daemon.client()
     job = c.create_job({"model": "builtin:tiny-arith", "training_file": c.upload_file(str(train)).id,
                         "validation_file": c.import_file(str(ARITH / "valid.jsonl")).id, "seed": 3,
-                        "method": {"type": "reinforcement", "reinforcement": {"grader": arith_grader, "hyperparameters": {
-                            "batch_size": 4, "num_generations": 4, "eval_samples": 4, "max_steps": 2}}}})
+                        "method": {"type": "reinforcement", "reinforcement": {
+                            "grader": arith_grader, "hyperparameters": {
+                                "batch_size": 4, "num_generations": 4, "eval_samples": 4, "max_steps": 2}}}})
     done = wait_status(c, job.id, TERMINAL)
     assert done.status is S.succeeded, worker_log(rft_home, job.id)
     assert [m.step for m in c.metrics(job.id).data] == [1, 2]

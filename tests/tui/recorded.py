@@ -75,7 +75,7 @@ def _answer(rng: random.Random, ref: str, p: float) -> tuple[str, float, float]:
     if rng.random() < p:
         return ref, 1.0, 1.0
     wrong = str(int(ref) + rng.choice([-10, -1, 1, 10, 2]))
-    close = sum(1 for x, y in zip(wrong, ref) if x == y) / max(len(ref), 1)
+    close = sum(1 for x, y in zip(wrong, ref, strict=False) if x == y) / max(len(ref), 1)
     return wrong, 0.0, round(close, 3)
 
 
@@ -111,7 +111,8 @@ def _train(reporter: JobReporter, job: RecordedJob, problems: list[tuple[str, st
     def validate(step: int) -> float:
         rows = []
         for i, (q, ref) in enumerate(problems):
-            out, exact, close = _answer(random.Random(i * 1000 + step), ref, _prob(step) + (0.1 if i % 3 == 0 else -0.05))
+            p = _prob(step) + (0.1 if i % 3 == 0 else -0.05)
+            out, exact, close = _answer(random.Random(i * 1000 + step), ref, p)
             rows.append({"row_index": i, "prompt": q, "reference": ref, "output": out,
                          "reward": round(0.8 * exact + 0.2 * close, 4),
                          "sub_rewards": {"exact": exact, "close": close}, "item": {"answer": ref}})
@@ -125,7 +126,8 @@ def _train(reporter: JobReporter, job: RecordedJob, problems: list[tuple[str, st
             out, exact, close = _answer(rng, ref, p)
             r = 0.8 * exact + 0.2 * close
             rewards.append(r)
-            samples.append({"prompt": q, "completion": out, "reward": r, "sub_rewards": {"exact": exact, "close": close}})
+            samples.append({"prompt": q, "completion": out, "reward": r,
+                            "sub_rewards": {"exact": exact, "close": close}})
         mean = sum(rewards) / len(rewards)
         values = {"reward": round(0.7 * mean + 0.3 * p, 4), "reward_std": round(0.2 + 0.05 * rng.random(), 4),
                   "loss": round(0.05 * math.exp(-step / 20) + 0.01 * rng.random(), 5),

@@ -74,7 +74,7 @@ async def test_help_lists_the_active_keys_of_the_screen_with_what_they_do(shared
 
 @pytest.mark.parametrize("open_screen", ["jobs", "job", "files", "graders", "new_job"])
 async def test_help_opens_at_the_top_at_80x24(shared_recorded_daemon, open_screen: str) -> None:
-    """Help shows its title and first key rows first (this screen's own keys, not Textual's tab/copy), on every screen."""
+    """Help opens on its title and this screen's own keys (not Textual's tab/copy), on every screen."""
     from rft_tui.screens.help import HelpScreen
 
     app = make_app(shared_recorded_daemon)

@@ -210,11 +210,13 @@ async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[Daemo
         listing.focus()
         listing.highlighted = ids.index(example)
         await pilot.press("enter")
-        await until(pilot, lambda: screen.name_open == example.removeprefix("path:") and "def grade" in screen.editor.text,
+        await until(pilot,
+                    lambda: screen.name_open == example.removeprefix("path:") and "def grade" in screen.editor.text,
                     what="the example open")
         shipped = Path(example.removeprefix("path:")).read_text()
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: (folder / "numeric_tolerance.py").exists() and screen.name_open == "numeric_tolerance.py",
+        await until(pilot,
+                    lambda: (folder / "numeric_tolerance.py").exists() and screen.name_open == "numeric_tolerance.py",
                     what="a copy saved in RFT_HOME/graders")
         assert (folder / "numeric_tolerance.py").read_text() == shipped
         assert Path(example.removeprefix("path:")).read_text() == shipped  # the example itself is unchanged
@@ -230,7 +232,8 @@ async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[Daemo
 
 def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap_compare: Any) -> None:
     d, file_id = graders_daemon
-    _fresh_graders(d, {"exact.json": EXACT, "tolerance.py": (REPO / "examples/graders/numeric_tolerance.py").read_text()})
+    _fresh_graders(d, {"exact.json": EXACT,
+                       "tolerance.py": (REPO / "examples/graders/numeric_tolerance.py").read_text()})
 
     async def ready(pilot: Any) -> None:
         screen = await _graders_screen(pilot, "exact.json")
@@ -246,7 +249,8 @@ def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap
 def test_graders_screen_at_80x24(graders_daemon: tuple[DaemonProcess, str], snap_compare: Any, pane: str) -> None:
     """SSH-sized terminal: the list on top, the editor (or, ctrl+g, the playground with a file's results) below."""
     d, file_id = graders_daemon
-    _fresh_graders(d, {"exact.json": EXACT, "tolerance.py": (REPO / "examples/graders/numeric_tolerance.py").read_text()})
+    _fresh_graders(d, {"exact.json": EXACT,
+                       "tolerance.py": (REPO / "examples/graders/numeric_tolerance.py").read_text()})
 
     async def ready(pilot: Any) -> None:
         screen = await _graders_screen(pilot, "exact.json")

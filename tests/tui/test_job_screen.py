@@ -174,7 +174,8 @@ async def test_running_job_can_be_paused_from_its_screen(recorded_daemon) -> Non
 
 
 async def test_rewards_tab_gains_rows_live_from_a_worker(daemon_factory, tmp_path: Path) -> None:
-    fake_worker_daemon = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.1"})
+    fake_worker_daemon = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker",
+                                             "RFT_FAKE_STEP_S": "0.1"})
     app = make_app(fake_worker_daemon, clock=__import__("time").time)
     with fake_worker_daemon.client() as c:
         train, valid = make_files(c, tmp_path)

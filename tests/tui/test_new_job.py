@@ -60,7 +60,8 @@ def _error(screen: Any, field: str) -> str:
     return str(screen.query_one(f"#err-{field.replace('.', '-')}").render())
 
 
-async def test_defaults_then_create_with_ctrl_s_opens_the_job(form_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
+async def test_defaults_then_create_with_ctrl_s_opens_the_job(
+        form_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
     d, ids = form_daemon
     app = make_app(d, stream=False)
     async with app.run_test(size=(110, 40)) as pilot:
@@ -116,7 +117,8 @@ async def test_problems_show_next_to_their_fields_and_the_form_stays(
         screen.query_one("#hp-num_generations").value = "auto"
         screen.query_one("#nj-model").value = "builtin:nope"
         screen.query_one("#nj-submit").press()
-        await until(pilot, lambda: "builtin:nope" in _error(screen, "model"), what="the unknown model at the model field")
+        await until(pilot, lambda: "builtin:nope" in _error(screen, "model"),
+                    what="the unknown model at the model field")
         assert type(app.screen).__name__ == "NewJobScreen"
         with d.client() as c:
             assert len(c.list_jobs(limit=100).data) == jobs_before
@@ -151,7 +153,8 @@ async def test_duplicate_prefills_from_the_job(form_daemon: tuple[DaemonProcess,
     d, ids = form_daemon
     grader = {**EXACT_GRADER, "name": "dup"}
     with d.client() as c:
-        job = c.create_job({"model": "builtin:tiny-arith", "training_file": ids["train"], "validation_file": ids["valid"],
+        job = c.create_job({"model": "builtin:tiny-arith", "training_file": ids["train"],
+                            "validation_file": ids["valid"],
                             "method": {"type": "reinforcement", "reinforcement": {
                                 "grader": grader, "hyperparameters": {"batch_size": 8, "lora_r": 4}}}})
     app = make_app(d, stream=False)
