@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Annotated, Any, Generic, Literal, TypeVar, Union
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
 
@@ -265,8 +265,8 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 
 
 Auto = Literal["auto"]
-IntOrAuto = Union[Auto, int]
-FloatOrAuto = Union[Auto, float]
+IntOrAuto = Auto | int
+FloatOrAuto = Auto | float
 
 
 def _or_auto(schema: dict[str, Any]) -> WithJsonSchema:
@@ -299,15 +299,15 @@ class ReinforcementHyperparameters(BaseModel):
     max_prompt_length: PositiveIntOrAuto = "auto"
     temperature: PositiveFloatOrAuto = "auto"
     beta: NonNegativeFloatOrAuto = "auto"
-    loss_type: Union[Auto, Literal["grpo", "dr_grpo", "dapo", "bnpo"]] = "auto"
+    loss_type: Auto | Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "auto"
     learning_rate: PositiveFloatOrAuto = "auto"
     lora_r: PositiveIntOrAuto = "auto"
     lora_alpha: PositiveIntOrAuto = "auto"
     lora_dropout: NonNegativeFloatOrAuto = "auto"
-    lora_target_modules: Union[Auto, list[str]] = "auto"
+    lora_target_modules: Auto | list[str] = "auto"
     max_steps: PositiveIntOrAuto = "auto"
-    precision: Union[Auto, Literal["fp32", "bf16", "fp16"]] = "auto"
-    use_vllm: Union[Auto, bool] = "auto"
+    precision: Auto | Literal["fp32", "bf16", "fp16"] = "auto"
+    use_vllm: Auto | bool = "auto"
     num_processes: PositiveIntOrAuto = "auto"
     save_total_limit: PositiveIntOrAuto = "auto"
     gradient_accumulation_steps: PositiveIntOrAuto = "auto"

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from daemon import api
 
@@ -55,7 +56,8 @@ def allowed_methods(app: FastAPI, path: str) -> str:
 def _fits(template: str, path: str) -> bool:
     """`/v1/files/{file_id}` fits `/v1/files/file-1` (a path parameter is one non-empty segment)."""
     want, got = template.split("/"), path.split("/")
-    return len(want) == len(got) and all(w == g or (w[:1] == "{" and w[-1:] == "}" and g) for w, g in zip(want, got))
+    return len(want) == len(got) and all(w == g or (w[:1] == "{" and w[-1:] == "}" and g)
+                                          for w, g in zip(want, got, strict=True))
 
 
 def contract(app: FastAPI) -> dict[str, Any]:
@@ -107,11 +109,11 @@ def _can_be_invalid(parameter: dict[str, Any]) -> bool:
                for o in options) or bool(set(schema) - {"anyOf", "type", "title", "description", "default"})
 
 
-def _component(model: type, schemas: dict[str, Any]) -> dict[str, Any]:
+def _component(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
     """`model`'s JSON schema with its nested models moved into `schemas`."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")  # type: ignore[attr-defined]
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(schema.pop("$defs", {}))
-    return schema  # type: ignore[no-any-return]
+    return schema
 
 
 def _add_grader_union(doc: dict[str, Any], schemas: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +17,8 @@ router = APIRouter()
 
 
 @router.post("/v1/files", response_model=api.FileObject, responses=errors(400, 503, 507))
-async def upload_file(request: Request, file: UploadFile, purpose: api.FilePurposeName = Form("fine-tune"),
+async def upload_file(request: Request, file: UploadFile,
+                      purpose: Annotated[api.FilePurposeName, Form()] = "fine-tune",
                       force: bool = Form(False), source_path: str | None = Form(None)) -> api.FileObject:
     ctx = ctx_of(request)
     obj = await run_in_threadpool(files.import_stream, ctx.store, ctx.paths, file.file,
