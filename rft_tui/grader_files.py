@@ -7,6 +7,11 @@ from typing import Any
 
 import click
 
+from graders.loader import GRADER_FILE_FORMATS, grader_file_format
+
+#: Suffixes of grader files (the graders package's list: the open-by-path completion offers these).
+GRADER_SUFFIXES: tuple[str, ...] = tuple(GRADER_FILE_FORMATS)
+
 
 def load_grader_dict(path: str | Path) -> dict[str, Any]:
     """The grader spec in `path`; a click error naming the file, line and column when it does not parse.
@@ -30,8 +35,6 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 
 def example_graders(root: Path = EXAMPLES_DIR) -> list[Path]:
     """`examples/graders/*` and each example's `grader.*`: grader files a user can open, try and copy."""
-    from graders.loader import grader_file_format
-
     if not root.is_dir():
         return []
     found = [p for p in sorted((root / "graders").glob("*")) if grader_file_format(p.name)]
