@@ -124,7 +124,7 @@ def sweep_orphans(store: Store, paths: Paths) -> list[str]:
         entries = list(os.scandir(paths.files))
     except FileNotFoundError:
         return removed
-    known = {Path(r["path"]).name for r in store.query("SELECT path FROM files")}
+    known = {Path(p).name for p in store.file_paths()}
     known_stems = {Path(n).stem for n in known}
     for entry in entries:
         name = entry.name

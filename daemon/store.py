@@ -297,6 +297,10 @@ class Store:
                 )
         return self.query("SELECT * FROM files ORDER BY created_at DESC, id DESC LIMIT ?", [limit])
 
+    def file_paths(self) -> list[str]:
+        """Where every stored file's bytes are (the start-up sweep keeps these)."""
+        return [r["path"] for r in self.query("SELECT path FROM files")]
+
     @staticmethod
     def file_object(row: dict[str, Any]) -> api.FileObject:
         return api.FileObject(
