@@ -126,6 +126,11 @@ def test_error_bodies_match_the_declared_error_shape(tcp_daemon: tuple[DaemonPro
             tilde = h.post(route, json={**job_request("file-x", None), "model": "~nosuchuser/m"})
             assert tilde.status_code == 400 and tilde.json()["error"]["param"] == "model"
             assert "400" in doc["paths"][route]["post"]["responses"]
+        for route, body in (("/v1/files/import", {"path": "~nosuchuser/x.jsonl"}),
+                            ("/v1/files/validate", {"path": "~nosuchuser/x.jsonl"}),
+                            ("/v1/files/import", {"path": "x" * 300})):  # a name over NAME_MAX
+            answer = h.post(route, json=body)
+            assert answer.status_code == 400 and answer.json()["error"]["param"] == "path", answer.text
         missing = h.post("/v1/fine_tuning/preflight", json=job_request("file-missing", None))
         assert missing.status_code == 400 and missing.json()["error"]["param"] == "training_file"
         assert api.ErrorResponse.model_validate(missing.json()).error.code == "file_not_found"
