@@ -144,9 +144,10 @@ def sweep_orphans(store: Store, paths: Paths) -> list[str]:
 
 
 def local_path(path: str, param: str) -> Path:
-    """A client-supplied local path with `~` expanded; a 400 naming the field when `~user` is unknown."""
+    """A client-supplied local path with `~` expanded; a 400 naming the field when `~user` is unknown
+    or the path cannot even be looked up (a name over NAME_MAX, a parent we may not search)."""
     if not path.startswith("~"):
-        return Path(path)
+        return _lookable(Path(path), path, param)
     try:
         expanded = os.path.expanduser(path)
     except (RuntimeError, KeyError):
@@ -155,7 +156,16 @@ def local_path(path: str, param: str) -> Path:
         user = path[1:].split("/", 1)[0]
         raise bad_request(f"{param}: cannot expand {path!r}: there is no user {user!r} on this machine "
                           "(give an absolute path).", param=param, code="invalid_path")
-    return Path(expanded)
+    return _lookable(Path(expanded), path, param)
+
+
+def _lookable(p: Path, given: str, param: str) -> Path:
+    try:
+        p.is_file()  # raises for what "no such file" would misreport (ENAMETOOLONG, EACCES, ...)
+    except OSError as e:
+        raise bad_request(f"{param}: cannot use {given[:200]!r}: {e.strerror}", param=param,
+                          code="invalid_path") from None
+    return p
 
 
 def import_path(store: Store, paths: Paths, path: str, purpose: str = "fine-tune",
