@@ -107,7 +107,8 @@ class RftApp(App[None]):
             return
         self.push_screen(NewJobScreen(prefill=prefill))
 
-    def action_back(self) -> None:
+    async def action_back(self) -> None:
+        """Pop the current screen; on the last one, do nothing (check_action also hides the key there)."""
         if len(self.screen_stack) > 1:
             self.pop_screen()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from daemon.client import Paths
+from daemon.paths import Paths
 from rft_tui.context import CliContext, pass_ctx
 
 __all__ = ["CliContext", "pass_ctx", "main", "run"]

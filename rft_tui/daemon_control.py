@@ -7,14 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
-from daemon.client import Client, DaemonNotRunning, Paths, read_status
+from daemon.client import Client, DaemonNotRunning, read_status
+from daemon.paths import Paths
 from daemon.procs import log_tail, pid_alive
 
 START_TIMEOUT_S = 30.0
 
 
-def _deadline_wait(predicate, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+def _deadline_wait(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -105,7 +105,7 @@ def _set_home(ctx: click.Context, _param: click.Parameter, value: str | None) ->
     if value and ctx.obj is not None:
         import os
 
-        from daemon.client import Paths
+        from daemon.paths import Paths
 
         ctx.obj.home = str(Paths.resolve(value).home)
         os.environ["RFT_HOME"] = ctx.obj.home

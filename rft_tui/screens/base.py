@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.binding import Binding
@@ -13,6 +13,11 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from rft_tui.messages import WorkerFailed
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from rft_tui.app import RftApp
 
 
 def error_text(error: BaseException | None) -> str:
@@ -32,6 +37,9 @@ class RftScreen(Screen[None]):
     # (SSH) the app's own keys come last and are cut off, and `?` is the one a new user needs to find.
     BINDINGS = [Binding("f1,question_mark", "app.help", "Help", id="screen.help", key_display="?",
                         tooltip="List the keys of this screen")]
+
+    if TYPE_CHECKING:  # `self.app` is an RftApp (its client, clock); Textual types it as any App
+        app = getters.app(RftApp)
 
     @dataclass
     class FetchDone(Message):

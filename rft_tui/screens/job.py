@@ -374,7 +374,7 @@ class JobScreen(RftScreen):
 
     def action_duplicate(self) -> None:
         if self.view.job is not None:
-            self.app.action_new_job(prefill=self.view.job)  # type: ignore[attr-defined]
+            self.app.action_new_job(prefill=self.view.job)
 
     def action_export(self) -> None:
         """Ask where (a directory on the daemon's machine), then export the highlighted checkpoint's adapter."""

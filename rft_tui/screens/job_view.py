@@ -40,7 +40,7 @@ def grader_names(view: JobView) -> list[str]:
 
 
 def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_grader: bool = True) -> list[Series]:
-    train = [(float(m.step), m.values["reward"]) for m in view.metrics if m.values.get("reward") is not None]
+    train = [(float(m.step), value) for m in view.metrics if (value := m.values.get("reward")) is not None]
     out: list[Series] = []
     if raw:
         out.append(Series("train", "blue" if smoothed else "bright_cyan", tuple(train)))
@@ -54,7 +54,7 @@ def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_gra
         for i, name in enumerate(grader_names(view)):
             color = GRADER_COLORS[i % len(GRADER_COLORS)]
             key = f"rewards/{name}/mean"
-            pts = [(float(m.step), m.values[key]) for m in view.metrics if m.values.get(key) is not None]
+            pts = [(float(m.step), value) for m in view.metrics if (value := m.values.get(key)) is not None]
             if pts:
                 ys = ema([y for _, y in pts]) if smoothed else [y for _, y in pts]
                 out.append(Series(f"train:{name}", color, tuple((x, y) for (x, _), y in zip(pts, ys, strict=True))))

@@ -98,7 +98,7 @@ class JobsScreen(RftScreen):
         if self._matches(job):
             self.table.upsert(job, self.app.clock(), at_top=is_new)
         else:
-            self.table.remove(job.id)
+            self.table.remove_job(job.id)
         self._update_hint()
         if is_new or previous.status is not job.status:  # type: ignore[union-attr]
             self.refresh_bindings()  # the footer recomposes: only when what check_action reads changed
@@ -120,7 +120,7 @@ class JobsScreen(RftScreen):
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
-            self.app.action_open_job(event.row_key.value)  # type: ignore[attr-defined]
+            self.app.action_open_job(event.row_key.value)
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self) -> None:
@@ -185,10 +185,10 @@ class JobsScreen(RftScreen):
 
     def action_open(self) -> None:
         if self.selected:
-            self.app.action_open_job(self.selected.id)  # type: ignore[attr-defined]
+            self.app.action_open_job(self.selected.id)
 
     def action_new_job(self) -> None:
-        self.app.action_new_job()  # type: ignore[attr-defined]
+        self.app.action_new_job()
 
     def action_duplicate(self) -> None:
         """Fetch the full job (lists carry no snapshot), then open the New-job form with it."""
@@ -203,7 +203,7 @@ class JobsScreen(RftScreen):
 
     @on(DuplicateReady)
     def _duplicate_ready(self, message: DuplicateReady) -> None:
-        self.app.action_new_job(prefill=message.job)  # type: ignore[attr-defined]
+        self.app.action_new_job(prefill=message.job)
 
     def action_cancel(self) -> None:
         job = self.selected

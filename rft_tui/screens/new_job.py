@@ -261,7 +261,7 @@ class NewJobScreen(RftScreen):
                     method=api.JobMethod(reinforcement=api.ReinforcementMethod(
                         grader=grader or {}, hyperparameters=api.ReinforcementHyperparameters(**hyper))))
             except ValueError as e:
-                errors = getattr(e, "errors", list)()
+                errors: list[Any] = getattr(e, "errors", list)()
                 loc = ".".join(str(p) for p in (errors[0].get("loc", ()) if errors else ()))
                 msg = str(errors[0].get("msg", e)).removeprefix("Value error, ") if errors else str(e)
                 problems[field_for_param(loc) or "general"] = msg
@@ -291,11 +291,11 @@ class NewJobScreen(RftScreen):
         return None
 
     def _show_problems(self, problems: dict[str, str]) -> None:
-        for widget in self.query(".field-error, .form-error"):
-            widget.update("")  # type: ignore[attr-defined]
+        for widget in self.query(".field-error, .form-error").results(Static):
+            widget.update("")
         for field, message in problems.items():
             target = self.query(f"#{error_id(field)}")
-            (target.first() if target else self.query_one("#err-general", Static)).update(
+            (target.first(Static) if target else self.query_one("#err-general", Static)).update(
                 Text(f"✗ {message}", style="red"))
 
     # ------------------------------------------------------------------ actions

@@ -83,7 +83,7 @@ class JobsTable(DataTable[str | Text]):
                 self.update_cell(job.id, key, value, update_width=True)
                 shown[key] = plain
 
-    def remove(self, job_id: str) -> None:
+    def remove_job(self, job_id: str) -> None:
         if job_id in self._shown:
             self.remove_row(job_id)
             del self._shown[job_id]
