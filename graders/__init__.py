@@ -7,8 +7,15 @@ error scores 0 and is flagged in `metadata.errors`. This package imports nothing
 
 from graders.batch import BatchGrader, BatchResult, run_grader
 from graders.errors import GraderFileError, GraderSpecError
-from graders.loader import (GRADER_FILE_FORMATS, grader_file_format, load_grader_file, load_grader_text,
-                            parse_grader_text, read_grader_file, validate_grader)
+from graders.loader import (
+    GRADER_FILE_FORMATS,
+    grader_file_format,
+    load_grader_file,
+    load_grader_text,
+    parse_grader_text,
+    read_grader_file,
+    validate_grader,
+)
 from graders.result import ERROR_FLAGS, GraderResult
 from graders.sandbox import PythonGraderPool, SandboxLimits, sandbox_warning
 from graders.sandbox_bwrap import sandbox_mode

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -84,8 +84,8 @@ class InputAudio(_Spec):
     input_audio: InputAudioData
 
 
-ContentPart = Annotated[Union[InputText, OutputText, InputImage, InputAudio], Field(discriminator="type")]
-MessageContent = Union[str, ContentPart, list[Union[str, ContentPart]]]
+ContentPart = Annotated[InputText | OutputText | InputImage | InputAudio, Field(discriminator="type")]
+MessageContent = str | ContentPart | list[str | ContentPart]
 
 
 class Message(_Spec):
@@ -152,7 +152,7 @@ class LabelModelGrader(_Spec):
 
 
 SubGrader = Annotated[
-    Union[StringCheckGrader, TextSimilarityGrader, PythonGrader, ScoreModelGrader, LabelModelGrader],
+    StringCheckGrader | TextSimilarityGrader | PythonGrader | ScoreModelGrader | LabelModelGrader,
     Field(discriminator="type"),
 ]
 
@@ -167,7 +167,7 @@ class MultiGrader(_Spec):
 
 
 Grader = Annotated[
-    Union[StringCheckGrader, TextSimilarityGrader, PythonGrader, ScoreModelGrader, LabelModelGrader, MultiGrader],
+    StringCheckGrader | TextSimilarityGrader | PythonGrader | ScoreModelGrader | LabelModelGrader | MultiGrader,
     Field(discriminator="type"),
 ]
 
