@@ -23,7 +23,7 @@ from daemon import api
 from daemon.datasets import index as row_index
 from daemon.datasets.depth import MAX_ROW_DEPTH, deeper_than, depth_message
 from daemon.datasets.overlap import as_problems, overlap_report
-from daemon.datasets.scan import ScanResult, Scanner, scan_file
+from daemon.datasets.scan import Scanner, ScanResult, scan_file
 from daemon.errors import ApiError, bad_request, disk_full, not_found
 from daemon.helper_process import run_module_sync
 from daemon.paths import Paths
@@ -385,8 +385,9 @@ def check_job_files(store: Store, paths: Paths, training_file_id: str, validatio
         report = stored_report(row, fields)
         missing = [p for p in report.problems if p.code == "missing_item_field"]
         if missing:
+            used = ", ".join("{{item." + f + "}}" for f in sorted({p.field for p in missing if p.field}))
             return bad_request(
-                f"The grader uses {', '.join('{{item.%s}}' % f for f in sorted({p.field for p in missing}))}, "
+                f"The grader uses {used}, "
                 f"but {report.errors} row(s) of the {param.replace('_', ' ')} {row['id']} ({row['filename']}) "
                 f"lack it: {first_problems(missing)}", param="method.reinforcement.grader",
                 code="missing_item_field")
@@ -445,7 +446,7 @@ def rows_page(store: Store, file_id: str, offset: int = 0, limit: int = 50) -> a
     starts, lines = idx.slice(offset, limit)
     data: list[api.FileRow] = []
     with open(row["path"], "rb") as f:
-        for start, line in zip(starts.tolist(), lines.tolist()):
+        for start, line in zip(starts.tolist(), lines.tolist(), strict=True):
             f.seek(start)
             raw = f.readline()
             data.append(_file_row(line, raw, start))
