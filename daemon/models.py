@@ -52,9 +52,9 @@ CHAT_TEMPLATE = (
 )
 
 # Architecture and recipe of the built-in model.
-TINY_CONFIG = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
-               "num_key_value_heads": 4, "max_position_embeddings": 64, "rms_norm_eps": 1e-5,
-               "tie_word_embeddings": True}
+TINY_CONFIG: dict[str, Any] = {
+    "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+    "num_key_value_heads": 4, "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}
 SFT_SEED = 1234
 SFT_BATCH = 32
 SFT_LR = 3e-3
@@ -470,7 +470,7 @@ def load_model(model_id: str, paths: Paths, dtype: Any = None, device: str | Non
     kwargs: dict[str, Any] = {"revision": revision}
     if dtype is not None:
         kwargs["dtype"] = dtype
-    model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    model: Any = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     if device:
         model.to(device)
     return model
