@@ -35,4 +35,5 @@ class DaemonContext:
 
 def ctx_of(request: Request) -> DaemonContext:
     """The daemon's context for this request."""
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    ctx: DaemonContext = request.app.state.ctx
+    return ctx

@@ -30,7 +30,7 @@ _TYPE_NAMES: dict[type, str] = {str: "string", int: "number", float: "number", b
                                 type(None): "null", dict: "object", list: "array"}
 _decoder = json.JSONDecoder()
 _decode_json = _decoder.decode
-_scan_once = _decoder.scan_once
+_scan_once = _decoder.scan_once  # type: ignore[attr-defined]  # CPython's scanner; typeshed leaves it out
 
 
 @dataclass
