@@ -1,8 +1,8 @@
 """OpenAI's grader endpoints: POST /v1/fine_tuning/alpha/graders/run and /validate.
 
 Declarative and python graders run in the daemon (python ones in the graders sandbox pool). Graders that
-need torch — `cosine` similarity, local `hf:` judges — run in a separate process, so the daemon itself
-never imports torch.
+need torch (`graders.needs_heavy_libraries`: `cosine` similarity, local `hf:` judges) run in a separate process,
+so the daemon itself never imports torch.
 """
 
 from __future__ import annotations
@@ -23,19 +23,6 @@ router = APIRouter(prefix="/v1/fine_tuning/alpha/graders")
 
 _heavy_pool: concurrent.futures.ProcessPoolExecutor | None = None
 _heavy_lock = threading.Lock()
-
-
-def needs_heavy_libraries(spec: Any) -> bool:
-    """True if grading this spec loads torch (embeddings for cosine, a local HF judge model)."""
-    if isinstance(spec, dict):
-        if spec.get("type") == "text_similarity" and spec.get("evaluation_metric") == "cosine":
-            return True
-        if spec.get("type") in ("score_model", "label_model") and str(spec.get("model", "")).startswith("hf:"):
-            return True
-        return any(needs_heavy_libraries(v) for v in spec.values())
-    if isinstance(spec, list):
-        return any(needs_heavy_libraries(v) for v in spec)
-    return False
 
 
 def _heavy_executor() -> concurrent.futures.ProcessPoolExecutor:
@@ -72,11 +59,13 @@ def grade_once(grader: dict[str, Any], sample: str, item: dict[str, Any]) -> dic
 
 
 def _run(body: api.GraderRunRequest) -> dict[str, Any]:
+    import graders
+
     validate_grader_spec(body.grader, param="grader")
     item = dict(body.item or {})
     if body.reference_answer is not None:
         item.setdefault("reference_answer", body.reference_answer)
-    if needs_heavy_libraries(body.grader):
+    if graders.needs_heavy_libraries(body.grader):
         return in_helper_process(grade_once, body.grader, body.model_sample, item, timeout=600)
     return grade_once(body.grader, body.model_sample, item)
 
@@ -162,8 +151,10 @@ def grade_file(grader: dict[str, Any], path: str, file_id: str, field: str | Non
 
 
 def _test(body: api.GraderTestRequest, path: str) -> dict[str, Any]:
+    import graders
+
     validate_grader_spec(body.grader, param="grader")
-    if needs_heavy_libraries(body.grader):
+    if graders.needs_heavy_libraries(body.grader):
         return in_helper_process(grade_file, body.grader, path, body.file_id, body.field, body.limit, timeout=3600)
     return grade_file(body.grader, path, body.file_id, body.field, body.limit)
 
@@ -171,8 +162,8 @@ def _test(body: api.GraderTestRequest, path: str) -> dict[str, Any]:
 @router.post("/test", response_model=api.GraderTestReport, responses=errors(400, 404, 503))
 async def test(request: Request, body: api.GraderTestRequest) -> dict[str, Any]:
     """Extension: grade each row's reference answer (or a column of outputs) to check a grader on real data."""
-    from daemon.files import get_file
     from daemon.context import ctx_of
+    from daemon.files import get_file
 
     row = get_file(ctx_of(request).store, body.file_id)
     return await run_in_threadpool(_test, body, row["path"])
