@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from daemon import api
 from daemon.datasets import index as row_index
 from daemon.datasets.depth import MAX_ROW_DEPTH, deeper_than, depth_message
-from daemon.datasets.overlap import as_problems, overlap_report
+from daemon.datasets.overlap import ALGORITHM_VERSION, as_problems, overlap_report
 from daemon.datasets.scan import Scanner, ScanResult, scan_file
 from daemon.errors import ApiError, bad_request, disk_full, not_found
 from daemon.helper_process import run_module_sync
@@ -348,7 +348,7 @@ def compute_overlap(train: ScanResult, valid: ScanResult, max_pairs: int) -> api
 
 def stored_overlap(paths: Paths, train: dict[str, Any], valid: dict[str, Any]) -> api.OverlapReport:
     """Overlap of two stored files, cached on disk (files are immutable, so the answer never changes)."""
-    cache = paths.files / f"overlap-{train['sha256'][:20]}-{valid['sha256'][:20]}.json"
+    cache = paths.files / f"overlap-v{ALGORITHM_VERSION}-{train['sha256'][:20]}-{valid['sha256'][:20]}.json"
     with contextlib.suppress(OSError, ValueError):
         return api.OverlapReport.model_validate_json(cache.read_text())
     t = scan_file(str(_stored_data_path(train)), train["filename"], collect_prompts=True)
