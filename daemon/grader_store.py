@@ -14,13 +14,12 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
 
 from daemon import api
 from daemon.errors import ApiError, bad_request, conflict
 from graders.errors import GraderFileError
 from graders.loader import GRADER_FILE_FORMATS as GRADER_SUFFIXES
-from graders.loader import parse_grader_text
+from graders.loader import grader_file_problems, parse_grader_text
 
 MAX_GRADER_BYTES = 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -47,14 +46,12 @@ def grader_format(name: str) -> str:
     return GRADER_SUFFIXES[Path(name).suffix.lower()]
 
 
-def grader_spec_errors(grader: dict[str, Any]) -> list[str]:
-    """What is wrong with a parsed grader spec (empty when it is valid)."""
-    import graders
-
+def grader_text_errors(name: str, text: str) -> list[str]:
+    """What is wrong with a grader file's text, each naming the file and line or field (empty: valid)."""
     try:
-        return list(graders.validate_grader(grader))
+        return grader_file_problems(text, name)
     except Exception as e:  # noqa: BLE001 - a validator crash is reported as the file's error, never a 500
-        return [f"{type(e).__name__}: {e}"]
+        return [f"{name}: {type(e).__name__}: {e}"]
 
 
 class GraderStore:
@@ -129,18 +126,13 @@ class GraderStore:
     def _describe(self, name: str, with_content: bool) -> api.GraderFile:
         path = self.folder / name
         st, raw = read_regular(path)
-        valid: bool
-        errors: list[str]
         try:
             text = raw.decode("utf-8")
-            grader = parse_grader_text(text, name)
         except UnicodeDecodeError as e:
-            text, valid, errors = raw.decode("utf-8", "replace"), False, [f"{name}: not UTF-8 text ({e.reason})"]
-        except GraderFileError as e:
-            valid, errors = False, [str(e)]
+            text, errors = raw.decode("utf-8", "replace"), [f"{name}: not UTF-8 text ({e.reason})"]
         else:
-            errors = grader_spec_errors(grader)
-            valid = not errors
+            errors = grader_text_errors(name, text)
+        valid = not errors
         return api.GraderFile(name=name, path=str(path), format=grader_format(name),  # type: ignore[arg-type]
                               modified_at=st.st_mtime_ns / 1e9, bytes=st.st_size,
                               content=text if with_content else None, valid=valid, errors=errors)

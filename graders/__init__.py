@@ -10,6 +10,7 @@ from graders.errors import GraderFileError, GraderSpecError
 from graders.loader import (
     GRADER_FILE_FORMATS,
     grader_file_format,
+    grader_file_problems,
     load_grader_file,
     load_grader_text,
     parse_grader_text,
@@ -40,6 +41,7 @@ __all__ = [
     "PythonGraderPool",
     "SandboxLimits",
     "grader_file_format",
+    "grader_file_problems",
     "load_grader_file",
     "load_grader_text",
     "needs_heavy_libraries",

@@ -153,6 +153,19 @@ def _child(node: Any, part: str | int) -> tuple[Any, Any] | None:
     return None
 
 
+def grader_file_problems(text: str, name: str) -> list[str]:
+    """Every problem with a grader file's text, each naming the file (and line and column, or field).
+
+    Syntax first (nothing else can be checked then), then the spec's structure, then what `validate_grader`
+    finds beyond it (formulas, python source, templates). An empty list means the file is a valid grader.
+    """
+    try:
+        spec = load_grader_text(text, name)
+    except GraderFileError as exc:
+        return [str(exc)]
+    return [f"{name}: {problem}" for problem in validate_grader(spec)]
+
+
 def validate_grader(obj: Any) -> list[str]:
     """Every problem with a grader spec, each naming its field; an empty list means valid."""
     try:

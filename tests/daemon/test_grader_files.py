@@ -81,6 +81,24 @@ def test_unparseable_content_is_refused_with_its_position(gdaemon: DaemonProcess
     assert not (gdaemon.paths.graders / name).exists()
 
 
+def test_spec_errors_of_a_saved_file_name_its_line_or_field(gdaemon: DaemonProcess) -> None:
+    """A draft that parses but is not a valid grader is kept, and its errors point into the file."""
+    draft = ("type: string_check\nname: y\ninput: '{{sample.output_text}}'\nreference: '{{item.answer}}'\n"
+             "operation: equals\n")
+    multi = json.dumps({"type": "multi", "name": "m", "calculate_output": "a + b",
+                        "graders": {"a": json.loads(EXACT)}}, indent=2)
+    with gdaemon.client() as c:
+        saved = c.save_grader_file("draft.yaml", draft)
+        assert not saved.valid and saved.errors[0].startswith("draft.yaml:5:1: invalid grader spec: operation: ")
+        saved = c.save_grader_file("sum.json", multi)
+        assert not saved.valid and saved.errors == [
+            "sum.json: calculate_output: unknown grader names ['b']; the graders are ['a']"]
+        listed = {g.name: g for g in c.list_grader_files().data}
+        assert listed["draft.yaml"].errors == c.get_grader_file("draft.yaml").errors
+    for name in ("draft.yaml", "sum.json"):
+        (gdaemon.paths.graders / name).unlink()
+
+
 def test_stale_save_gets_409_and_fresh_save_succeeds(gdaemon: DaemonProcess) -> None:
     with gdaemon.client() as c:
         first = c.save_grader_file("g.json", EXACT)

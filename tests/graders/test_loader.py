@@ -9,6 +9,7 @@ import pytest
 from graders import (
     GraderFileError,
     GraderSpecError,
+    grader_file_problems,
     load_grader_file,
     load_grader_text,
     needs_heavy_libraries,
@@ -81,3 +82,11 @@ def test_needs_heavy_libraries(tmp_path: Path) -> None:
     assert needs_heavy_libraries(multi) and not needs_heavy_libraries({**multi, "graders": {"a": bleu}})
     python = {"type": "python", "name": "p", "source": "import torch\ndef grade(s, i):\n    return 1.0\n"}
     assert not needs_heavy_libraries(python)  # python graders run in their sandbox pool
+
+
+def test_grader_file_problems_syntax_then_structure_then_content() -> None:
+    assert grader_file_problems(EXACT_YAML + "operation: eq\n", "g.yaml") == []
+    assert grader_file_problems("{", "g.json")[0].startswith("g.json:1:2: not valid JSON")
+    assert grader_file_problems(EXACT_YAML, "g.yaml")[0].startswith("g.yaml:1:1: invalid grader spec: operation")
+    assert grader_file_problems("def grade(sample):\n    return 1.0\n", "one_arg.py") == [
+        "one_arg.py: source: grade must take two arguments: grade(sample, item)"]
