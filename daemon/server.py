@@ -250,7 +250,9 @@ def create_app(ctx: DaemonContext) -> FastAPI:
             ctx.scheduler.shutdown()
             graders_routes.shutdown_heavy_pool()
 
-    app = FastAPI(title="rft-tui daemon", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    # no trailing-slash redirects: `PUT /v1/graders/` (an empty name) is a 404, not a 307 to a GET-only route
+    app = FastAPI(title="rft-tui daemon", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  redirect_slashes=False)
     app.state.ctx = ctx
 
     @app.exception_handler(ApiError)
@@ -266,10 +268,14 @@ def create_app(ctx: DaemonContext) -> FastAPI:
                                        "code": "invalid_request"}}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette's Allow names one route's methods; the contract has all
+            from daemon.routes import allowed_methods
+
+            headers["Allow"] = allowed_methods(app, request.url.path)
         return JSONResponse({"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None,
-                                       "code": None}}, status_code=exc.status_code,
-                            headers=exc.headers)  # e.g. a 405's Allow
+                                       "code": None}}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
