@@ -9,9 +9,9 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from daemon import api, files
+from daemon.context import ctx_of
 from daemon.errors import bad_request
 from daemon.routes import errors, media
-from daemon.context import ctx_of
 
 router = APIRouter()
 

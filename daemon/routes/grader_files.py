@@ -83,7 +83,7 @@ def classify_changes(folder: Path, touched: set[str], known: set[str]) -> list[t
     return out
 
 
-async def watch_grader_folder(ctx: "DaemonContext", stop: asyncio.Event) -> None:
+async def watch_grader_folder(ctx: DaemonContext, stop: asyncio.Event) -> None:
     """Publish `grader.changed` for every grader file added, modified or deleted until `stop` is set."""
     import watchfiles
 
@@ -101,7 +101,7 @@ async def watch_grader_folder(ctx: "DaemonContext", stop: asyncio.Event) -> None
             ctx.bus.publish(api.StreamEventType.grader_changed, data={"name": name, "change": change})
 
 
-def start_watchers(ctx: "DaemonContext") -> list[asyncio.Task[Any]]:
+def start_watchers(ctx: DaemonContext) -> list[asyncio.Task[Any]]:
     """Called by the server's lifespan; the task stops (and its watcher thread with it) when cancelled."""
     stop = asyncio.Event()
 

@@ -6,8 +6,8 @@ Creating a job and pre-flight call the same check first, so a misspelled model f
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from daemon import api
 from daemon.errors import bad_request
