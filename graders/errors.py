@@ -37,6 +37,10 @@ class GraderFileError(GraderSpecError):
         self.path = field
         self.fields = ()
 
+    def __reduce__(self) -> tuple[type[GraderFileError], tuple[str, str, int | None, int | None, str]]:
+        """Survive pickling (a process pool re-raises it in the caller's process)."""
+        return type(self), (self.file, self.reason, self.line, self.column, self.field)
+
     @property
     def where(self) -> str:
         """`file`, `file:line` or `file:line:column`: the form editors and compilers print."""

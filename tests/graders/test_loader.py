@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,8 @@ def test_syntax_errors_name_line_and_column(name: str, text: str, where: str, re
         parse_grader_text(text, name)
     assert str(err.value).startswith(f"{where}: {reason}"), str(err.value)
     assert err.value.where == where
+    again = pickle.loads(pickle.dumps(err.value))  # as a process pool hands it back
+    assert str(again) == str(err.value) and again.where == where
 
 
 @pytest.mark.parametrize(("name", "text", "where", "field"), [
