@@ -59,7 +59,7 @@ async def run_module(module: str, args: list[str], stdin: bytes | None, home: Pa
         stderr=asyncio.subprocess.PIPE, env=_env(home), start_new_session=True)
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         _kill_group(proc.pid)
         await proc.wait()
         raise _timed_out(module, timeout) from None

@@ -142,7 +142,7 @@ class Scheduler:
     def _logged(fn: Callable[..., Any], *args: Any) -> None:
         try:
             fn(*args)
-        except Exception:  # noqa: BLE001 - one job's bad moment never stops the scheduler's thread
+        except Exception:
             log.exception("scheduler: %s%r failed", getattr(fn, "__name__", fn), args)
 
     def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -419,8 +419,8 @@ class Scheduler:
     def _cleared(row: dict[str, Any]) -> dict[str, Any]:
         """Fields that forget a worker, adding its run time to the job's."""
         ran = max(0.0, time.time() - (row["worker_start_time"] or time.time()))
-        return dict(worker_pid=None, worker_pgid=None, worker_start_time=None, requested_action=None,
-                    run_seconds=(row["run_seconds"] or 0) + ran)
+        return {"worker_pid": None, "worker_pgid": None, "worker_start_time": None, "requested_action": None,
+                "run_seconds": (row["run_seconds"] or 0) + ran}
 
     def _release_worker(self, job_id: str, row: dict[str, Any], returncode: int | None) -> None:
         """A cancelled job's worker is gone: free its GPU set; the job's status and answer stay as they were."""

@@ -26,6 +26,7 @@ from typing import Any
 import sqlite_utils
 
 from daemon import api
+from daemon.metrics import TRAIN_REWARD, VALID_REWARD_MEAN
 from daemon.migrations import apply_migrations
 
 BUSY_TIMEOUT_MS = 30_000  # workers: wait long rather than lose a step
@@ -208,7 +209,7 @@ class Store:
     def db(self) -> sqlite_utils.Database:
         """This thread's connection as a sqlite-utils database (for table inserts and updates)."""
         self.conn  # noqa: B018 - opens this thread's connection (and its Database) on first use
-        return self._local.db  # type: ignore[no-any-return]
+        return self._local.db
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -243,14 +244,14 @@ class Store:
         finally:
             self._write_lock.release()
 
-    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, params)
         cols = [d[0] for d in cur.description] if cur.description else []
-        return [dict(zip(cols, r)) for r in cur.fetchall()]  # type: ignore[misc]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
         rows = self.query(sql, params)
-        return rows[0] if rows else None  # type: ignore[return-value]
+        return rows[0] if rows else None
 
     def probe(self) -> tuple[str, dict[str, int] | None]:
         """("ok"|"busy", job counts by status or None): answers within ~2 x HEALTH_PROBE_TIMEOUT_MS.
@@ -279,7 +280,7 @@ class Store:
     def insert_file(self, row: dict[str, Any]) -> None:
         """A file the store did not have (a second import of the same bytes keeps the first row)."""
         with self.tx():
-            self.db["files"].insert(row, ignore=True)
+            self.db.table("files").insert(row, ignore=True)
 
     def get_file_row(self, file_id: str) -> dict[str, Any] | None:
         return self.query_one("SELECT * FROM files WHERE id = ?", [file_id])
@@ -314,7 +315,7 @@ class Store:
     def insert_job(self, row: dict[str, Any], event: str) -> None:
         with self.tx() as conn:
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
-            self.db["jobs"].insert({**row, "seq": seq, "updated_at": time.time()})
+            self.db.table("jobs").insert({**row, "seq": seq, "updated_at": time.time()})
             self._event(row["id"], event)
 
     def get_job_row(self, job_id: str) -> dict[str, Any] | None:
@@ -322,7 +323,7 @@ class Store:
 
     def list_job_rows(self, after: str | None = None, limit: int = 20,
                       statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        where, params = [], []  # type: ignore[var-annotated]
+        where, params = [], []
         if statuses:
             st = list(statuses)
             where.append(f"status IN ({', '.join('?' for _ in st)})")
@@ -347,7 +348,7 @@ class Store:
     def _update_job(self, job_id: str, fields: dict[str, Any]) -> None:
         """Inside a transaction: set `fields` (and updated_at) on one job; a job that is gone is left alone."""
         with contextlib.suppress(sqlite_utils.db.NotFoundError):
-            self.db["jobs"].update(job_id, {**fields, "updated_at": time.time()})
+            self.db.table("jobs").update(job_id, {**fields, "updated_at": time.time()})
 
     def transition(self, job_id: str, new: api.JobStatus, message: str | None = None,
                    level: str = "info", expect: Iterable[api.JobStatus] | None = None,
@@ -392,7 +393,8 @@ class Store:
         return api.FineTuningJob(
             id=row["id"], created_at=row["created_at"], error=error,
             fine_tuned_model=row["fine_tuned_model"], finished_at=row["finished_at"],
-            hyperparameters={k: hp_source.get(k, "auto") for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
+            hyperparameters={k: hp_source.get(k, "auto")
+                             for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
             model=row["model"], seed=row["seed"], status=api.JobStatus(row["status"]),
             trained_tokens=row["trained_tokens"], training_file=row["training_file"],
             validation_file=row["validation_file"], metadata=loads(row["metadata"]), method=method,
@@ -418,9 +420,9 @@ class Store:
     def _event(self, job_id: str, message: str, level: str = "info", data: Mapping[str, Any] | None = None,
                type: str = "message") -> None:
         """Inside a transaction: one job event (status changes, validations, checkpoints, warnings)."""
-        self.db["job_events"].insert({"job_id": job_id, "created_at": int(time.time()), "level": level,
+        self.db.table("job_events").insert({"job_id": job_id, "created_at": int(time.time()), "level": level,
                                       "type": type, "message": message,
-                                      "data": dumps(dict(data)) if data else None})
+                                      "data": None if data is None else dumps(dict(data))})
 
     def list_events(self, job_id: str, after: str | None = None, limit: int = 20,
                     order: str = "desc") -> tuple[list[api.JobEvent], bool]:
@@ -516,16 +518,16 @@ class Store:
             job = conn.execute("SELECT step FROM jobs WHERE id = ?", [job_id]).fetchone()
             if job is None:
                 raise LookupError(f"job {job_id} is not in {self.path}")
-            self.db["metrics"].insert({"job_id": job_id, "step": step, "created_at": time.time(),
+            self.db.table("metrics").insert({"job_id": job_id, "step": step, "created_at": time.time(),
                                        "values": dumps(clean)})
-            self.db["samples"].insert_all(
-                ({"job_id": job_id, "step": step, "prompt": str(s.get("prompt", "")),
+            self.db.table("samples").insert_all(
+                {"job_id": job_id, "step": step, "prompt": str(s.get("prompt", "")),
                   "completion": str(s.get("completion", "")), "reward": finite(s.get("reward")) or 0.0,
                   "sub_rewards": dumps(_clean_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {})}
-                 for s in list(samples)[:MAX_SAMPLES_PER_STEP]))
+                 for s in list(samples)[:MAX_SAMPLES_PER_STEP])
             fields: dict[str, Any] = {"step": max(step, job[0] or 0)}
-            if clean.get("reward") is not None:
-                fields["train_reward_mean"] = clean["reward"]
+            if clean.get(TRAIN_REWARD) is not None:  # the registry's train reward key
+                fields["train_reward_mean"] = clean[TRAIN_REWARD]
             if total_steps is not None:
                 fields["total_steps"] = total_steps
             if trained_tokens is not None:
@@ -540,7 +542,7 @@ class Store:
         rewards = [finite(r.get("reward")) or 0.0 for r in rows]
         mean = sum(rewards) / len(rewards) if rewards else None
         with self.tx() as conn:
-            self.db["validation_rows"].insert_all(
+            self.db.table("validation_rows").insert_all(
                 ({"job_id": job_id, "step": step, "row_index": int(r.get("row_index", i)),
                   "prompt": str(r.get("prompt", "")),
                   "reference": None if r.get("reference") is None else str(r.get("reference")),
@@ -556,7 +558,7 @@ class Store:
                 self._update_job(job_id, {"valid_reward_latest": mean,
                                           "valid_reward_base": mean if step == 0 or base is None else base,
                                           "valid_reward_best": mean if best is None else max(best, mean)})
-            scores = {"valid_reward_mean": mean, **_clean_map(summary)}
+            scores = {VALID_REWARD_MEAN: mean, **_clean_map(summary)}
             self._event(job_id, f"Validation at step {step}: mean reward "
                         f"{'n/a' if mean is None else f'{mean:.3f}'} over {len(rows)} rows",
                         type="metrics", data={"step": step, "total_steps": total, "scores": scores})
@@ -567,7 +569,7 @@ class Store:
         ckpt_id = checkpoint_id(job_id, step)
         clean = {k: (finite(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
         with self.tx():
-            self.db["checkpoints"].insert({"id": ckpt_id, "job_id": job_id, "step": step,
+            self.db.table("checkpoints").insert({"id": ckpt_id, "job_id": job_id, "step": step,
                                            "created_at": int(time.time()), "path": str(path),
                                            "metrics": dumps(clean),
                                            "valid_reward_mean": finite(metrics.get("valid_reward_mean")),
@@ -586,7 +588,7 @@ class Store:
     def mark_checkpoint_deleted(self, ckpt_id: str) -> None:
         with self.tx():
             with contextlib.suppress(sqlite_utils.db.NotFoundError):
-                self.db["checkpoints"].update(ckpt_id, {"deleted_at": int(time.time())})
+                self.db.table("checkpoints").update(ckpt_id, {"deleted_at": int(time.time())})
 
     def worker_finished(self, job_id: str, outcome: str, detail: str | None = None,
                         fine_tuned_model: str | None = None) -> None:

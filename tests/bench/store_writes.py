@@ -61,7 +61,8 @@ def raw_log_validation(store: Store, job_id: str, step: int) -> None:
                          [job_id, step, r["row_index"], r["prompt"], r["reference"], r["output"], r["reward"],
                           dumps(r["sub_rewards"]), dumps(r["errors"]), dumps(r["item"])])
         conn.execute("UPDATE jobs SET valid_reward_latest = ?, updated_at = ? WHERE id = ?", [1.0, time.time(), job_id])
-        conn.execute("INSERT INTO job_events (job_id, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO job_events (job_id, created_at, level, type, message, data) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
                      [job_id, int(time.time()), "info", "metrics", "Validation", dumps({"step": step})])
 
 
@@ -72,7 +73,8 @@ def raw_update(store: Store, job_id: str, _: int) -> None:
 
 def raw_event(store: Store, job_id: str, i: int) -> None:
     with store.tx() as conn:
-        conn.execute("INSERT INTO job_events (job_id, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO job_events (job_id, created_at, level, type, message, data) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
                      [job_id, int(time.time()), "info", "message", f"event {i}", None])
 
 
