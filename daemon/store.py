@@ -26,7 +26,6 @@ from typing import Any
 import sqlite_utils
 
 from daemon import api
-from daemon.metrics import TRAIN_REWARD, VALID_REWARD_MEAN
 from daemon.migrations import apply_migrations
 
 BUSY_TIMEOUT_MS = 30_000  # workers: wait long rather than lose a step
@@ -526,8 +525,8 @@ class Store:
                   "sub_rewards": dumps(_clean_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {})}
                  for s in list(samples)[:MAX_SAMPLES_PER_STEP])
             fields: dict[str, Any] = {"step": max(step, job[0] or 0)}
-            if clean.get(TRAIN_REWARD) is not None:  # the registry's train reward key
-                fields["train_reward_mean"] = clean[TRAIN_REWARD]
+            if clean.get("reward") is not None:
+                fields["train_reward_mean"] = clean["reward"]
             if total_steps is not None:
                 fields["total_steps"] = total_steps
             if trained_tokens is not None:
@@ -558,7 +557,7 @@ class Store:
                 self._update_job(job_id, {"valid_reward_latest": mean,
                                           "valid_reward_base": mean if step == 0 or base is None else base,
                                           "valid_reward_best": mean if best is None else max(best, mean)})
-            scores = {VALID_REWARD_MEAN: mean, **_clean_map(summary)}
+            scores = {"valid_reward_mean": mean, **_clean_map(summary)}
             self._event(job_id, f"Validation at step {step}: mean reward "
                         f"{'n/a' if mean is None else f'{mean:.3f}'} over {len(rows)} rows",
                         type="metrics", data={"step": step, "total_steps": total, "scores": scores})
