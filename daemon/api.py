@@ -439,8 +439,8 @@ class FineTuningJob(WireModel):
     user_provided_suffix: str | None = None
     # extensions
     progress: JobProgress = JobProgress()
-    resolved_hyperparameters: dict[str, Any] | None = None
-    snapshot: dict[str, Any] | None = None
+    resolved_hyperparameters: ResolvedHyperparameters | None = None
+    snapshot: JobSnapshot | None = None
     worker: dict[str, Any] | None = None
 
 
@@ -768,3 +768,143 @@ class JobExportResult(WireModel):
     files: list[str] = []
     chosen_because: str | None = None  # why this checkpoint: "best validation reward (0.62 at step 40)", "latest", ...
     model_card: str | None = None  # README.md written into output_dir
+
+
+# --------------------------------------------------------------------------------------------
+# A job's frozen snapshot and its resolved hyperparameters (typed internal shapes, also on the wire as
+# FineTuningJob.snapshot / .resolved_hyperparameters). Built once, where the job is created (daemon/jobs.py
+# `build_job`, daemon/hyperparams.py `resolve_hyperparameters`); read as attributes by the worker, pre-flight,
+# export, the model card, the TUI and the CLI. Stored as JSON in the jobs table: every field added later needs
+# a default, so rows written before it existed still load.
+
+
+class SnapshotModel(WireModel):
+    """The base model a job trains: `builtin:NAME`, a local directory, or a hub id pinned to a revision."""
+
+    id: str
+    source: Literal["builtin", "local", "hub"] | None = None
+    revision: str | None = None
+
+    @classmethod
+    def of(cls, model: SnapshotModel | dict[str, Any] | str) -> SnapshotModel:
+        """A snapshot's `model` as stored (a dict), or a bare reference (`org/name@rev`, a path, builtin:NAME)."""
+        if isinstance(model, SnapshotModel):
+            return model
+        if isinstance(model, dict):
+            return cls.model_validate(model)
+        name, _, revision = model.partition("@")
+        if model.startswith("builtin:"):
+            return cls(id=model, source="builtin")
+        if model.startswith(("/", ".", "~")):
+            return cls(id=model, source="local")
+        return cls(id=name, source="hub", revision=revision or None)
+
+    def ref(self) -> str:
+        """The one string that loads it: `id`, or `id@revision` for a hub model pinned to a revision other than
+        main (so a merge or export of `org/name@rev` loads `rev`, not the default branch)."""
+        if self.source == "hub" and self.revision and self.revision != "main" and "@" not in self.id:
+            return f"{self.id}@{self.revision}"
+        return self.id
+
+
+class SnapshotFile(WireModel):
+    """A dataset as the job saw it: the stored file's id, content hash, size and where the store keeps it."""
+
+    id: str
+    sha256: str | None = None
+    rows: int | None = None
+    filename: str | None = None
+    bytes: int | None = None
+    path: str | None = None
+
+
+class SnapshotDevice(WireModel):
+    """What the daemon detected at creation (the `"auto"` rules for precision and num_processes used it)."""
+
+    kind: str = "cpu"  # "cuda" | "cpu"
+    count: int = 1
+
+
+class ResolvedHyperparameters(WireModel):
+    """Every hyperparameter a job runs with, each `"auto"` replaced by the value its rule gave.
+
+    The rules are in daemon/hyperparams.py and docs/hyperparameters.md. A rule that is a constant is also the
+    field's default here, so a row stored before a field existed loads with the value that job ran with.
+    """
+
+    # rules that depend on the data, the model or the device
+    n_epochs: int
+    batch_size: int
+    max_steps: int
+    learning_rate: float
+    eval_interval: int
+    eval_samples: int
+    seed: int
+    num_generations: int
+    max_completion_length: int
+    max_prompt_length: int = 1024
+    lora_alpha: int = 32
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    num_processes: int = 1
+    device: str = "cpu"  # "cuda" | "cpu"
+    # constant rules
+    compute_multiplier: float = 1.0
+    learning_rate_multiplier: float = 1.0
+    gradient_accumulation_steps: int = 1
+    reasoning_effort: str = "default"
+    temperature: float = 1.0
+    beta: float = 0.01
+    loss_type: str = "dapo"
+    lora_r: int = 16
+    lora_dropout: float = 0.0
+    lora_target_modules: str | list[str] = "all-linear"
+    use_vllm: bool = False
+    save_total_limit: int = 4
+    samples_per_step: int = 8
+
+    @property
+    def completions_per_step(self) -> int:
+        """What one optimizer step samples: batch_size prompts x num_generations completions each."""
+        return self.batch_size * self.num_generations
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device == "cuda"
+
+
+class JobSnapshot(WireModel):
+    """Everything a job depends on, frozen at creation, so it can be reproduced and read alone."""
+
+    model: SnapshotModel
+    training_file: SnapshotFile
+    validation_file: SnapshotFile | None = None
+    grader: GraderSpec
+    hyperparameters: ResolvedHyperparameters
+    hyperparameters_requested: dict[str, Any] = {}
+    seed: int
+    versions: dict[str, str | None] = {}
+    device: SnapshotDevice = SnapshotDevice()
+    suffix: str | None = None
+    created_at: int | None = None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _bare_model(cls, v: Any) -> Any:
+        """Accept a bare reference string for `model` (what the earliest snapshots held)."""
+        return SnapshotModel.of(v) if isinstance(v, str) else v
+
+    def model_ref(self) -> str:
+        """The string that loads the base model (id, or id@revision for a pinned hub model)."""
+        return self.model.ref()
+
+    @property
+    def grader_name(self) -> str:
+        """The grader's name as TRL logs it (`rewards/<name>/mean`): no '/' in it."""
+        return str(self.grader.get("name") or "grader").replace("/", "_")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> JobSnapshot:
+        return cls.model_validate_json(text)
+
+
+FineTuningJob.model_rebuild()

@@ -71,45 +71,42 @@ def grader_summary(grader: dict[str, Any]) -> str:
     return kind
 
 
-def model_card(row: dict[str, Any], snapshot: dict[str, Any], ckpt: api.JobCheckpoint, why: str,
+def model_card(row: dict[str, Any], snapshot: api.JobSnapshot, ckpt: api.JobCheckpoint, why: str,
                exported_at: float | None = None) -> str:
     """README.md for the export: a Hugging Face model card (YAML header + markdown) that stands alone."""
-    model = snapshot.get("model") or {"id": row["model"], "source": None, "revision": None}
-    grader = snapshot.get("grader") or {}
-    hp = snapshot.get("hyperparameters") or {}
+    model, grader, hp = snapshot.model, snapshot.grader, snapshot.hyperparameters
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() if exported_at is None else exported_at))
     base_reward, ckpt_reward = row.get("valid_reward_base"), ckpt.metrics.valid_reward_mean
     gain = (f" ({ckpt_reward - base_reward:+.3f})" if base_reward is not None and ckpt_reward is not None else "")
     header = ["---", "library_name: peft", "tags: [rft-tui, grpo, lora, reinforcement-fine-tuning]"]
-    if model.get("source") == "hub":
-        header.append(f"base_model: {model['id']}")
+    if model.source == "hub":
+        header.append(f"base_model: {model.id}")
     header.append("---")
-    files = [(label, snapshot.get(key) or {}) for label, key in (("Training", "training_file"),
-                                                                 ("Validation", "validation_file"))]
+    files = [("Training", snapshot.training_file), ("Validation", snapshot.validation_file)]
     lines = [
         *header, "",
         f"# {row.get('fine_tuned_model') or row['id']} (step {ckpt.step_number})", "",
         "A LoRA adapter trained by reinforcement fine-tuning (TRL GRPO) with rft-tui.", "",
         "| | |", "|---|---|",
-        f"| Base model | `{model.get('id')}` ({_revision(model)}) |",
+        f"| Base model | `{model.id}` ({_revision(model)}) |",
         f"| Job | `{row['id']}` ({row['status']}) |",
         f"| Checkpoint | `{ckpt.id}`: step {ckpt.step_number} of {row.get('total_steps') or '?'}; {why} |",
         f"| Exported | {when} |",
-        f"| Seed | {snapshot.get('seed', row.get('seed'))} |",
+        f"| Seed | {snapshot.seed} |",
         "",
         "## Validation reward", "",
         f"Base model (step 0): {_num(base_reward)} → this checkpoint: {_num(ckpt_reward)}{gain}; "
-        f"mean over the validation rows ({_num(hp.get('eval_samples'))} sampled).", "",
+        f"mean over the validation rows ({_num(hp.eval_samples)} sampled).", "",
         "## Grader", "",
         f"`{grader.get('name') or 'grader'}` ({grader.get('type', '?')}): {grader_summary(grader)}", "",
         "```json", json.dumps(grader, indent=2, ensure_ascii=False)[:4000], "```", "",
         "## Data", "",
-        *[f"- {label}: `{f.get('id')}` {f.get('filename') or ''} ({f.get('rows')} rows, sha256 "
-          f"{str(f.get('sha256'))[:12]}…)" for label, f in files if f],
+        *[f"- {label}: `{f.id}` {f.filename or ''} ({f.rows} rows, sha256 {str(f.sha256)[:12]}…)"
+          for label, f in files if f],
         "",
         "## Hyperparameters", "",
         "| name | value |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in sorted(hp.items())],
+        *[f"| {k} | {v} |" for k, v in sorted(hp.model_dump().items())],
         "",
         "## Use", "",
         "```python",
@@ -120,27 +117,27 @@ def model_card(row: dict[str, Any], snapshot: dict[str, Any], ckpt: api.JobCheck
         'model = PeftModel.from_pretrained(base, "adapter")  # this export\'s adapter/ directory',
         "```", "",
         "Library versions at training time: " + ", ".join(
-            f"{k} {v}" for k, v in (snapshot.get("versions") or {}).items() if v) + ".", "",
+            f"{k} {v}" for k, v in snapshot.versions.items() if v) + ".", "",
     ]
     return "\n".join(lines)
 
 
-def _revision(model: dict[str, Any]) -> str:
-    if model.get("source") == "builtin":
-        return f"built-in, rft-tui {model.get('revision')}"
-    if model.get("source") == "local":
+def _revision(model: api.SnapshotModel) -> str:
+    if model.source == "builtin":
+        return f"built-in, rft-tui {model.revision}"
+    if model.source == "local":
         return "local directory"
-    return f"revision `{model.get('revision') or 'main'}`"
+    return f"revision `{model.revision or 'main'}`"
 
 
-def _load_hint(model: dict[str, Any]) -> str:
-    if model.get("source") == "hub":
-        rev = model.get("revision")
-        return f'"{model["id"]}"' + (f', revision="{rev}"' if rev and rev != "main" else "")
-    if model.get("source") == "builtin":
-        return (f'"<the rft-tui model cache for {model.get("id")}>"'
-                f'  # or: daemon.models.load_model({model.get("id")!r}, ...)')
-    return f'"{model.get("id")}"'
+def _load_hint(model: api.SnapshotModel) -> str:
+    if model.source == "hub":
+        rev = model.revision
+        return f'"{model.id}"' + (f', revision="{rev}"' if rev and rev != "main" else "")
+    if model.source == "builtin":
+        return (f'"<the rft-tui model cache for {model.id}>"'
+                f'  # or: daemon.models.load_model({model.id!r}, ...)')
+    return f'"{model.id}"'
 
 
 def _num(x: Any) -> str:

@@ -63,82 +63,75 @@ def model_parameters(model: str) -> int | None:
     return int(n * (4 * h * h + 3 * h * inter) + v * h)
 
 
-def _auto(value: Any) -> bool:
-    return value == "auto"
+def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str, train_rows: int, valid_rows: int,
+                            seed: int, device: DeviceInfo | None = None) -> api.ResolvedHyperparameters:
+    """The values a job runs with; each rule is written next to its key (docs/hyperparameters.md).
 
-
-def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str, train_rows: int,
-                            valid_rows: int, seed: int, device: DeviceInfo | None = None) -> dict[str, Any]:
-    """The values a job runs with; each rule is written next to its key (README "Hyperparameters")."""
+    A rule that is a constant is the field's default in `api.ResolvedHyperparameters` (one place for it).
+    """
     device = device or DeviceInfo.detect()
     params = model_parameters(model)
     builtin = BUILTIN_MODELS.get(model, {})
     tiny = params is not None and params < 50_000_000
-    r: dict[str, Any] = {}
+    constant = api.ResolvedHyperparameters.model_fields
+
+    def given(name: str, rule: Any = None) -> Any:
+        """The user's value, else the auto rule's (`rule`, or the field's constant default)."""
+        value = getattr(hp, name)
+        if value != "auto" and value is not None:
+            return value
+        return constant[name].default if rule is None else rule
 
     # compute_multiplier scales exploration: completions sampled per prompt
-    r["compute_multiplier"] = 1.0 if _auto(hp.compute_multiplier) else float(hp.compute_multiplier)
-    r["num_generations"] = (max(2, int(round(8 * r["compute_multiplier"]))) if _auto(hp.num_generations)
-                            else int(hp.num_generations))
+    compute_multiplier = float(given("compute_multiplier"))
+    num_generations = given("num_generations", max(2, int(round(8 * compute_multiplier))))
     # batch_size = prompts per optimizer step (OpenAI's meaning); never more than the training rows
-    r["batch_size"] = min(16 if tiny or device.kind == "cuda" else 8, max(1, train_rows)) if _auto(hp.batch_size) \
-        else int(hp.batch_size)
-    r["gradient_accumulation_steps"] = (1 if _auto(hp.gradient_accumulation_steps)
-                                        else int(hp.gradient_accumulation_steps))
-    steps_per_epoch = max(1, math.ceil(train_rows / r["batch_size"]))
+    batch_size = given("batch_size", min(16 if tiny or device.kind == "cuda" else 8, max(1, train_rows)))
+    steps_per_epoch = max(1, math.ceil(train_rows / batch_size))
     # n_epochs: enough passes for ~300 optimizer steps on small sets, at most 10, at least 1
-    r["n_epochs"] = max(1, min(10, math.ceil(300 / steps_per_epoch))) if _auto(hp.n_epochs) else int(hp.n_epochs)
-    r["max_steps"] = steps_per_epoch * r["n_epochs"] if _auto(hp.max_steps) else int(hp.max_steps)
+    n_epochs = given("n_epochs", max(1, min(10, math.ceil(300 / steps_per_epoch))))
+    max_steps = given("max_steps", steps_per_epoch * n_epochs)
     # learning rate: LoRA base rate by model size, times OpenAI's multiplier
-    r["learning_rate_multiplier"] = 1.0 if _auto(hp.learning_rate_multiplier) else float(hp.learning_rate_multiplier)
-    if _auto(hp.learning_rate):
-        base = (5e-4 if (tiny or params is None and model in BUILTIN_MODELS)
-                else (1e-4 if params and params < 2e9 else 5e-5))
-        r["learning_rate"] = base * r["learning_rate_multiplier"]
-    else:
-        r["learning_rate"] = float(hp.learning_rate)
-    # validation: ~10 validations over the run, on up to 64 rows (all of them when fewer)
-    r["eval_interval"] = max(1, r["max_steps"] // 10) if _auto(hp.eval_interval) else int(hp.eval_interval)
-    r["eval_samples"] = min(valid_rows, 64) if _auto(hp.eval_samples) else min(int(hp.eval_samples), max(valid_rows, 0))
-    r["seed"] = seed if _auto(hp.seed) else int(hp.seed)
+    learning_rate_multiplier = float(given("learning_rate_multiplier"))
+    base_rate = 5e-4 if (tiny or params is None and model in BUILTIN_MODELS) else (1e-4 if params and params < 2e9
+                                                                                    else 5e-5)
+    learning_rate = given("learning_rate", base_rate * learning_rate_multiplier)
     effort = hp.reasoning_effort or "default"
-    r["reasoning_effort"] = effort
-    if _auto(hp.max_completion_length):
-        r["max_completion_length"] = builtin.get("max_completion_length") or {
-            "low": 256, "default": 512, "medium": 1024, "high": 2048}[effort]
-    else:
-        r["max_completion_length"] = int(hp.max_completion_length)
-    r["max_prompt_length"] = (builtin.get("max_prompt_length") or 1024) if _auto(hp.max_prompt_length) \
-        else int(hp.max_prompt_length)
-    r["temperature"] = 1.0 if _auto(hp.temperature) else float(hp.temperature)
-    r["beta"] = 0.01 if _auto(hp.beta) else float(hp.beta)
-    r["loss_type"] = "dapo" if _auto(hp.loss_type) else hp.loss_type
-    r["lora_r"] = 16 if _auto(hp.lora_r) else int(hp.lora_r)
-    r["lora_alpha"] = 2 * r["lora_r"] if _auto(hp.lora_alpha) else int(hp.lora_alpha)
-    r["lora_dropout"] = 0.0 if _auto(hp.lora_dropout) else float(hp.lora_dropout)
-    r["lora_target_modules"] = "all-linear" if _auto(hp.lora_target_modules) else list(hp.lora_target_modules)
-    r["precision"] = ("bf16" if device.kind == "cuda" else "fp32") if _auto(hp.precision) else hp.precision
-    r["use_vllm"] = False if _auto(hp.use_vllm) else bool(hp.use_vllm)
-    # one process per visible GPU (torchrun), one on CPU
-    r["num_processes"] = (device.count if device.kind == "cuda" else 1) if _auto(hp.num_processes) \
-        else int(hp.num_processes)
-    r["save_total_limit"] = 4 if _auto(hp.save_total_limit) else int(hp.save_total_limit)
-    r["samples_per_step"] = 8 if _auto(hp.samples_per_step) else int(hp.samples_per_step)
-    r["device"] = device.kind
-    return r
+    lora_r = given("lora_r")
+    return api.ResolvedHyperparameters(
+        compute_multiplier=compute_multiplier, num_generations=num_generations, batch_size=batch_size,
+        gradient_accumulation_steps=given("gradient_accumulation_steps"), n_epochs=n_epochs, max_steps=max_steps,
+        learning_rate_multiplier=learning_rate_multiplier, learning_rate=learning_rate,
+        # validation: ~10 validations over the run, on up to 64 rows (all of them when fewer)
+        eval_interval=given("eval_interval", max(1, max_steps // 10)),
+        eval_samples=min(given("eval_samples", 64), max(valid_rows, 0)),
+        seed=given("seed", seed), reasoning_effort=effort,
+        # completion length: the built-in model's own, else by reasoning effort
+        max_completion_length=given("max_completion_length", builtin.get("max_completion_length") or {
+            "low": 256, "default": 512, "medium": 1024, "high": 2048}[effort]),
+        max_prompt_length=given("max_prompt_length", builtin.get("max_prompt_length") or 1024),
+        temperature=given("temperature"), beta=given("beta"), loss_type=given("loss_type"),
+        lora_r=lora_r, lora_alpha=given("lora_alpha", 2 * lora_r), lora_dropout=given("lora_dropout"),
+        lora_target_modules=given("lora_target_modules"),
+        precision=given("precision", "bf16" if device.kind == "cuda" else "fp32"),
+        use_vllm=given("use_vllm"),
+        # one process per visible GPU (torchrun), one on CPU
+        num_processes=given("num_processes", device.count if device.kind == "cuda" else 1),
+        save_total_limit=given("save_total_limit"), samples_per_step=given("samples_per_step"),
+        device=device.kind,
+    )
 
 
-def check_resolved(r: dict[str, Any]) -> list[tuple[str, str]]:
+def check_resolved(r: api.ResolvedHyperparameters) -> list[tuple[str, str]]:
     """Combinations TRL would reject later, reported now as (param, message)."""
     problems: list[tuple[str, str]] = []
-    if r["num_generations"] < 2:
+    if r.num_generations < 2:
         problems.append(("num_generations", "GRPO needs at least 2 completions per prompt"))
-    if r["eval_samples"] < 0:
+    if r.eval_samples < 0:
         problems.append(("eval_samples", "must be >= 0"))
-    completions = r["batch_size"] * r["num_generations"]
-    if completions % r["num_processes"]:
-        problems.append(("num_processes", f"batch_size x num_generations = {completions} completions per step must "
-                                          f"split evenly over {r['num_processes']} processes"))
-    if r["max_completion_length"] < 1:
+    if r.completions_per_step % r.num_processes:
+        problems.append(("num_processes", f"batch_size x num_generations = {r.completions_per_step} completions per "
+                                          f"step must split evenly over {r.num_processes} processes"))
+    if r.max_completion_length < 1:
         problems.append(("max_completion_length", "must be >= 1"))
     return problems

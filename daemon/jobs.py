@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import re
 import secrets
 import time
 from pathlib import Path
@@ -13,30 +12,30 @@ from typing import Any
 from daemon import __version__, api
 from daemon.errors import bad_request
 from daemon.hyperparams import BUILTIN_MODELS, DeviceInfo, check_resolved, resolve_hyperparameters
+from daemon.models import HUB_ID
 from daemon.paths import Paths
 from daemon.store import Store, dumps, new_job_id
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?(@[A-Za-z0-9._/-]+)?$")
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate")
 
 
-def check_model(model: str) -> dict[str, Any]:
+def check_model(model: str) -> api.SnapshotModel:
     """`builtin:NAME`, a local directory, or a hub id (`org/name[@revision]`); returns what to record."""
     if model.startswith("builtin:"):
         if model not in BUILTIN_MODELS:
             raise bad_request(f"Unknown built-in model '{model}'. Built-in models: {sorted(BUILTIN_MODELS)}",
                               param="model", code="model_not_found")
-        return {"id": model, "source": "builtin", "revision": __version__}
+        return api.SnapshotModel(id=model, source="builtin", revision=__version__)
     local = Path(model).expanduser()
     if local.is_absolute() or model.startswith((".", "~")):
         if not (local / "config.json").is_file():
             raise bad_request(f"Model directory {model} has no config.json", param="model", code="model_not_found")
-        return {"id": str(local.resolve()), "source": "local", "revision": None}
+        return api.SnapshotModel(id=str(local.resolve()), source="local")
     if not HUB_ID.match(model):
         raise bad_request(f"'{model}' is not a built-in model, a local directory or a hub id like org/name",
                           param="model", code="model_not_found")
     name, _, revision = model.partition("@")
-    return {"id": name, "source": "hub", "revision": revision or "main"}
+    return api.SnapshotModel(id=name, source="hub", revision=revision or "main")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -49,13 +48,13 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def _file_ref(store: Store, file_id: str, param: str) -> dict[str, Any]:
+def _file_ref(store: Store, file_id: str, param: str) -> api.SnapshotFile:
     row = store.get_file_row(file_id)
     if row is None:
         raise bad_request(f"No file with id '{file_id}'. Upload it first (POST /v1/files).", param=param,
                           code="file_not_found")
-    return {"id": row["id"], "sha256": row["sha256"], "rows": row["rows"], "filename": row["filename"],
-            "bytes": row["bytes"], "path": row["path"]}
+    return api.SnapshotFile(id=row["id"], sha256=row["sha256"], rows=row["rows"], filename=row["filename"],
+                            bytes=row["bytes"], path=row["path"])
 
 
 def validate_grader_spec(grader: dict[str, Any], param: str = "method.reinforcement.grader") -> None:
@@ -67,26 +66,26 @@ def validate_grader_spec(grader: dict[str, Any], param: str = "method.reinforcem
         raise bad_request(f"Invalid grader: {'; '.join(errors)}", param=param, code="invalid_grader")
 
 
-def check_files(store: Store, paths: Paths, req: api.JobCreateRequest, train: dict[str, Any],
-                valid: dict[str, Any] | None) -> None:
+def check_files(store: Store, paths: Paths, req: api.JobCreateRequest, train: api.SnapshotFile,
+                valid: api.SnapshotFile | None) -> None:
     """Dataset checks that must refuse the job up front (bad rows, grader fields missing, overlap)."""
     from daemon import files
 
-    problem = files.check_job_files(store, paths, train["id"], valid["id"] if valid else None,
+    problem = files.check_job_files(store, paths, train.id, valid.id if valid else None,
                                     req.method.reinforcement.grader, allow_overlap=req.allow_overlap)
     if problem is not None:
         raise problem
 
 
-def build_job(store: Store, paths: Paths, req: api.JobCreateRequest) -> dict[str, Any]:
-    """The jobs-table row for a new job; raises ApiError (400) naming the offending parameter."""
+def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest) -> api.JobSnapshot:
+    """Everything the job depends on, checked and resolved; raises ApiError (400) naming the offending parameter."""
     if req.hyperparameters:
         raise bad_request("Top-level `hyperparameters` is deprecated; put them in "
                           "method.reinforcement.hyperparameters.", param="hyperparameters")
     model = check_model(req.model)
     train = _file_ref(store, req.training_file, "training_file")
     valid = _file_ref(store, req.validation_file, "validation_file") if req.validation_file else None
-    if valid and valid["id"] == train["id"] and not req.allow_overlap:
+    if valid and valid.id == train.id and not req.allow_overlap:
         raise bad_request("The validation file is the training file; validation must be held-out data "
                           "(pass allow_overlap to do it anyway).", param="validation_file", code="overlap")
     grader = req.method.reinforcement.grader
@@ -95,22 +94,28 @@ def build_job(store: Store, paths: Paths, req: api.JobCreateRequest) -> dict[str
     seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
     hp = req.method.reinforcement.hyperparameters
     device = DeviceInfo.detect()
-    resolved = resolve_hyperparameters(hp, model=req.model, train_rows=train["rows"] or 0,
-                                       valid_rows=(valid or {}).get("rows") or 0, seed=seed, device=device)
+    resolved = resolve_hyperparameters(hp, model=req.model, train_rows=train.rows or 0,
+                                       valid_rows=(valid.rows if valid else 0) or 0, seed=seed, device=device)
     for param, message in check_resolved(resolved):
         raise bad_request(message, param=f"method.reinforcement.hyperparameters.{param}")
-    method = {"type": "reinforcement",
-              "reinforcement": {"grader": grader, "hyperparameters": hp.model_dump(exclude_none=True)}}
-    snapshot = {
-        "model": model, "training_file": train, "validation_file": valid, "grader": grader,
-        "hyperparameters": resolved, "hyperparameters_requested": hp.model_dump(exclude_none=True),
-        "seed": seed, "versions": library_versions(), "device": {"kind": device.kind, "count": device.count},
-        "suffix": req.suffix, "created_at": int(time.time()),
-    }
+    return api.JobSnapshot(
+        model=model, training_file=train, validation_file=valid, grader=grader, hyperparameters=resolved,
+        hyperparameters_requested=hp.model_dump(exclude_none=True), seed=seed, versions=library_versions(),
+        device=api.SnapshotDevice(kind=device.kind, count=device.count), suffix=req.suffix,
+        created_at=int(time.time()),
+    )
+
+
+def build_job(store: Store, paths: Paths, req: api.JobCreateRequest) -> dict[str, Any]:
+    """The jobs-table row for a new job: the request's columns plus its snapshot (see `build_snapshot`)."""
+    snapshot = build_snapshot(store, paths, req)
+    requested = snapshot.hyperparameters_requested
+    method = {"type": "reinforcement", "reinforcement": {"grader": snapshot.grader, "hyperparameters": requested}}
     return {
-        "id": new_job_id(), "created_at": int(time.time()), "status": api.JobStatus.validating_files.value,
-        "model": req.model, "training_file": train["id"], "validation_file": valid["id"] if valid else None,
-        "seed": seed, "suffix": req.suffix, "metadata": dumps(req.metadata), "method": dumps(method),
-        "hyperparameters": dumps(hp.model_dump(exclude_none=True)), "resolved_hyperparameters": dumps(resolved),
-        "snapshot": dumps(snapshot), "total_steps": resolved["max_steps"],
+        "id": new_job_id(), "created_at": snapshot.created_at, "status": api.JobStatus.validating_files.value,
+        "model": req.model, "training_file": snapshot.training_file.id,
+        "validation_file": snapshot.validation_file.id if snapshot.validation_file else None,
+        "seed": snapshot.seed, "suffix": req.suffix, "metadata": dumps(req.metadata), "method": dumps(method),
+        "hyperparameters": dumps(requested), "resolved_hyperparameters": snapshot.hyperparameters.model_dump_json(),
+        "snapshot": snapshot.model_dump_json(), "total_steps": snapshot.hyperparameters.max_steps,
     }

@@ -423,18 +423,11 @@ def _did_you_mean(wrong: str, candidates: list[str] | None = None) -> str:
 
 
 def model_ref(model: dict[str, Any] | str) -> str:
-    """The one string that loads a job's model: `id`, or `id@revision` for a hub model pinned to a revision.
+    """The one string that loads a job's model (`api.SnapshotModel.ref`: `id`, or `id@revision` for a pinned hub
+    model); for callers holding a snapshot's `model` as a dict or a bare reference (JobSnapshot has model_ref())."""
+    from daemon.api import SnapshotModel
 
-    `model` is a job snapshot's `model` ({"id", "source", "revision"}) or already a reference; the worker,
-    pre-flight and export all load through this, so an export of `org/name@rev` merges into `rev`.
-    """
-    if isinstance(model, str):
-        return model
-    ref = str(model["id"])
-    revision = model.get("revision")
-    if model.get("source") == "hub" and revision and revision != "main" and "@" not in ref:
-        ref = f"{ref}@{revision}"
-    return ref
+    return model if isinstance(model, str) else SnapshotModel.of(model).ref()
 
 
 def resolve_model_path(model_id: str, paths: Paths, progress: bool = False) -> tuple[str, str | None]:

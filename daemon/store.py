@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import math
 import os
 import secrets
@@ -21,12 +22,16 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
 from daemon import api
+from daemon.metrics import TRAIN_REWARD, VALID_REWARD_MEAN
 from daemon.migrations import apply_migrations
+
+log = logging.getLogger("rft.store")
+M = TypeVar("M", bound=api.WireModel)
 
 BUSY_TIMEOUT_MS = 30_000  # workers: wait long rather than lose a step
 DAEMON_BUSY_TIMEOUT_S = float(os.environ.get("RFT_STORE_BUSY_TIMEOUT_S", "5"))  # request path: bounded
@@ -123,6 +128,21 @@ def loads(text: str | None, default: Any = None) -> Any:
     if text is None:
         return default
     return json.loads(text)
+
+
+def stored_model(model: type[M], text: str | None, job_id: str) -> M | None:
+    """A job's stored JSON column (snapshot, resolved hyperparameters) as its typed model.
+
+    Rows from older versions parse (the models give later fields defaults); a row that still does not fit (hand
+    made, or from a newer rft-tui with a changed shape) is logged and shown without it rather than failing the list.
+    """
+    if not text:
+        return None
+    try:
+        return model.model_validate_json(text)
+    except ValueError as e:
+        log.warning("job %s: stored %s does not parse (%s)", job_id, model.__name__, str(e).splitlines()[0])
+        return None
 
 
 def finite(x: Any) -> float | None:
@@ -372,8 +392,8 @@ class Store:
 
     def job_object(self, row: dict[str, Any], with_snapshot: bool = True) -> api.FineTuningJob:
         method = loads(row["method"], {})
-        resolved = loads(row["resolved_hyperparameters"])
-        hp_source = resolved or loads(row["hyperparameters"], {})
+        resolved = stored_model(api.ResolvedHyperparameters, row["resolved_hyperparameters"], row["id"])
+        hp_source = resolved.model_dump() if resolved else loads(row["hyperparameters"], {})
         error = None
         if row["error_code"] or row["error_message"]:
             error = api.JobError(code=row["error_code"] or "error", message=row["error_message"] or "",
@@ -405,7 +425,8 @@ class Store:
                 valid_reward_best=row["valid_reward_best"], started_at=row["started_at"],
                 elapsed_s=round(elapsed, 3), eta_s=None if eta is None else round(eta, 1),
             ),
-            resolved_hyperparameters=resolved, snapshot=loads(row["snapshot"]) if with_snapshot else None,
+            resolved_hyperparameters=resolved,
+            snapshot=stored_model(api.JobSnapshot, row["snapshot"], row["id"]) if with_snapshot else None,
             worker=worker,
         )
 
@@ -525,8 +546,8 @@ class Store:
                   "sub_rewards": dumps(_clean_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {})}
                  for s in list(samples)[:MAX_SAMPLES_PER_STEP])
             fields: dict[str, Any] = {"step": max(step, job[0] or 0)}
-            if clean.get("reward") is not None:
-                fields["train_reward_mean"] = clean["reward"]
+            if clean.get(TRAIN_REWARD) is not None:  # the registry's train reward key
+                fields["train_reward_mean"] = clean[TRAIN_REWARD]
             if total_steps is not None:
                 fields["total_steps"] = total_steps
             if trained_tokens is not None:
@@ -557,7 +578,7 @@ class Store:
                 self._update_job(job_id, {"valid_reward_latest": mean,
                                           "valid_reward_base": mean if step == 0 or base is None else base,
                                           "valid_reward_best": mean if best is None else max(best, mean)})
-            scores = {"valid_reward_mean": mean, **_clean_map(summary)}
+            scores = {VALID_REWARD_MEAN: mean, **_clean_map(summary)}
             self._event(job_id, f"Validation at step {step}: mean reward "
                         f"{'n/a' if mean is None else f'{mean:.3f}'} over {len(rows)} rows",
                         type="metrics", data={"step": step, "total_steps": total, "scores": scores})

@@ -50,9 +50,9 @@ def test_scheduler_does_not_import_the_worker() -> None:
 
 def test_shared_helper_modules_are_standard_library_only() -> None:
     """What rft_tui may import beside the API and client: pid checks and log tails, text clipping, the worker
-    protocol."""
+    protocol, the metric registry."""
     at_start = _modules_after("pass")  # the interpreter's own (site hooks of the editable install included)
-    for module in ("daemon.procs", "daemon.text", "daemon.worker_protocol"):
+    for module in ("daemon.procs", "daemon.text", "daemon.worker_protocol", "daemon.metrics"):
         mods = _modules_after(f"import {module}") - at_start
         ours = {m for m in mods if m.split(".")[0] in {"daemon", "rft_tui", "graders"}}
         assert ours == {"daemon", module}, (module, ours)
@@ -76,7 +76,8 @@ def test_wire_schema_imports_only_pydantic_and_stdlib() -> None:
 def test_rft_tui_imports_only_the_api_and_client_of_the_daemon() -> None:
     mods = _modules_after("import rft_tui.cli")
     daemon_mods = {m for m in mods if m.split(".")[0] == "daemon"}
-    assert daemon_mods <= {"daemon", "daemon.api", "daemon.client", "daemon.paths", "daemon.procs", "daemon.text"}
+    assert daemon_mods <= {"daemon", "daemon.api", "daemon.client", "daemon.paths", "daemon.procs", "daemon.text",
+                           "daemon.metrics"}
 
 
 def test_rft_tui_help_runs_without_torch() -> None:

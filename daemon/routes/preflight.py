@@ -17,12 +17,10 @@ from daemon.context import ctx_of
 from daemon.errors import bad_request, conflict, not_found
 from daemon.export_card import choose_checkpoint, model_card, parse_choice
 from daemon.helper_process import run_module
-from daemon.jobs import build_job
-from daemon.models import model_ref
+from daemon.jobs import build_snapshot
 from daemon.routes import errors
 from daemon.routes.models import checked_model
 from daemon.routes.models import router as models_router
-from daemon.store import loads
 
 router = APIRouter()
 router.include_router(models_router)  # POST /v1/models/check (server.py registers this module's router)
@@ -38,8 +36,9 @@ async def preflight(request: Request, body: api.PreflightRequest) -> api.Preflig
 
     job_req = api.JobCreateRequest.model_validate(body.model_dump(exclude={"rows", "completions_per_row"}))
     await checked_model(job_req.model)  # a misspelled model fails here, not in the pre-flight subprocess
-    row = await run_in_threadpool(build_job, ctx.store, ctx.paths, job_req)
-    payload = {"snapshot": loads(row["snapshot"]), "rows": body.rows, "completions_per_row": body.completions_per_row}
+    snapshot = await run_in_threadpool(build_snapshot, ctx.store, ctx.paths, job_req)
+    payload = {"snapshot": snapshot.model_dump(mode="json"), "rows": body.rows,
+               "completions_per_row": body.completions_per_row}
     result = await run_module("daemon.worker.preflight", [], json.dumps(payload).encode(), ctx.paths.home, PREFLIGHT_TIMEOUT_S)
     return api.PreflightReport.model_validate(result)
 
@@ -65,8 +64,8 @@ async def export_job(request: Request, job_id: str, body: api.JobExportRequest) 
                        code="output_exists")
     if not ckpt.path or not Path(ckpt.path).is_dir():
         raise conflict(f"Checkpoint {ckpt.id} is gone from disk ({ckpt.path})", code="checkpoint_missing")
-    snapshot = loads(row["snapshot"]) or {}
-    base = model_ref(snapshot.get("model") or row["model"])  # keeps @revision: a merge loads that revision
+    snapshot = api.JobSnapshot.from_json(row["snapshot"])
+    base = snapshot.model_ref()  # keeps @revision: a merge loads that revision
     card = model_card(row, snapshot, ckpt, why)
     args = [ckpt.path, str(out), "--base", base, "--card-stdin"] + (["--merged"] if body.merged else [])
     result = await run_module("daemon.worker.export", args, card.encode(), ctx.paths.home, EXPORT_TIMEOUT_S)

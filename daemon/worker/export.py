@@ -16,6 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from daemon import api
+
 # PEFT's README.md template is left behind: the export writes its own model card
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "tokenizer.json",
                  "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -36,11 +38,11 @@ def copy_adapter(checkpoint: Path, out: Path, base: str | None = None) -> list[s
         if src.is_file():
             shutil.copy2(src, out / name)
             written.append(str(out / name))
-    if base and "@" in base and not base.startswith(("builtin:", "/", ".", "~")):
-        name, _, revision = base.partition("@")
+    model = api.SnapshotModel.of(base) if base else None
+    if model is not None and model.source == "hub" and model.revision:
         config_path = out / "adapter_config.json"
         config = json.loads(config_path.read_text())
-        config.update(base_model_name_or_path=name, revision=revision)
+        config.update(base_model_name_or_path=model.id, revision=model.revision)
         config_path.write_text(json.dumps(config, indent=2))
     return written
 

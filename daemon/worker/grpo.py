@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from daemon.models import load_model, load_tokenizer, model_ref
+from daemon import api, metrics
+from daemon.models import load_model, load_tokenizer
 from daemon.paths import Paths
-from daemon.worker.reporting import JobReporter
-from daemon.worker_protocol import ControlFlags
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
+from daemon.worker.reporting import JobReporter
 from daemon.worker.rewards import GraderReward
 from daemon.worker.validation import Validator, choose_rows
+from daemon.worker_protocol import ControlFlags
 
 SKIP_LOG_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
 
@@ -46,6 +47,13 @@ def read_rows(path: str) -> list[dict[str, Any]]:
     return rows
 
 
+def stored_path(file: api.SnapshotFile) -> str:
+    """Where the store keeps a snapshot's dataset (every job created by this daemon records it)."""
+    if not file.path:
+        raise FileNotFoundError(f"the job's snapshot records no stored path for file {file.id}")
+    return file.path
+
+
 def training_dataset(rows: list[dict[str, Any]], tokenizer: Any = None) -> Any:
     """Conversational `prompt` column (TRL wants `prompt`, not `messages`) + the item as JSON text.
 
@@ -64,30 +72,27 @@ def training_dataset(rows: list[dict[str, Any]], tokenizer: Any = None) -> Any:
     ])
 
 
-def lora_config(hp: dict[str, Any]) -> Any:
+def lora_config(hp: api.ResolvedHyperparameters) -> Any:
     from peft import LoraConfig
 
-    targets = hp.get("lora_target_modules", "all-linear")
-    return LoraConfig(r=int(hp["lora_r"]), lora_alpha=int(hp["lora_alpha"]), lora_dropout=float(hp["lora_dropout"]),
-                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    return LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
+                      target_modules=hp.lora_target_modules, task_type="CAUSAL_LM", bias="none")
 
 
-def grpo_config(hp: dict[str, Any], out_dir: Path, world: int) -> Any:
+def grpo_config(hp: api.ResolvedHyperparameters, out_dir: Path, world: int) -> Any:
     from trl import GRPOConfig
 
-    cpu = hp.get("device", "cpu") != "cuda"
-    precision = hp.get("precision", "fp32")
-    completions = int(hp["batch_size"]) * int(hp["num_generations"])
-    per_device = max(int(hp["num_generations"]), completions // max(1, world))
+    cpu = not hp.on_cuda
+    per_device = max(hp.num_generations, hp.completions_per_step // max(1, world))
     return GRPOConfig(
-        output_dir=str(out_dir), use_cpu=cpu, bf16=(precision == "bf16" and not cpu), fp16=(precision == "fp16" and not cpu),
-        per_device_train_batch_size=per_device, gradient_accumulation_steps=int(hp.get("gradient_accumulation_steps", 1)),
-        num_generations=int(hp["num_generations"]), max_completion_length=int(hp["max_completion_length"]),
-        temperature=float(hp["temperature"]), beta=float(hp["beta"]), loss_type=hp["loss_type"],
-        learning_rate=float(hp["learning_rate"]), max_steps=int(hp["max_steps"]), seed=int(hp["seed"]),
-        data_seed=int(hp["seed"]), logging_steps=1, report_to="none", save_strategy="no", eval_strategy="no",
+        output_dir=str(out_dir), use_cpu=cpu, bf16=(hp.precision == "bf16" and not cpu),
+        fp16=(hp.precision == "fp16" and not cpu), per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps, num_generations=hp.num_generations,
+        max_completion_length=hp.max_completion_length, temperature=hp.temperature, beta=hp.beta,
+        loss_type=hp.loss_type, learning_rate=hp.learning_rate, max_steps=hp.max_steps, seed=hp.seed,
+        data_seed=hp.seed, logging_steps=1, report_to="none", save_strategy="no", eval_strategy="no",
         gradient_checkpointing=False, remove_unused_columns=False, dataloader_num_workers=0,
-        log_completions=False, disable_tqdm=True, use_vllm=bool(hp.get("use_vllm", False)),
+        log_completions=False, disable_tqdm=True, use_vllm=hp.use_vllm,
         ddp_find_unused_parameters=False if world > 1 else None,
     )
 
@@ -99,7 +104,7 @@ def checkpoint_name(step: int) -> str:
 class JobCallback(TrainerCallback):
     """Logs each step, validates on schedule, checkpoints, and honours cancel/pause at step boundaries."""
 
-    def __init__(self, run: "TrainingRun") -> None:
+    def __init__(self, run: TrainingRun) -> None:
         self.run = run
         self.step_started = time.perf_counter()
         self.last_tokens: float | None = None
@@ -154,26 +159,28 @@ class JobCallback(TrainerCallback):
         values: dict[str, Any] = {k: v for k, v in logs.items() if isinstance(v, (int, float)) or v is None}
         values.update(grader_metrics)
         wall = getattr(self, "step_wall", None) or (time.perf_counter() - self.step_started)
-        values["step_wall_s"] = wall
+        values[metrics.STEP_WALL_S] = wall
         timing = run.take_timing()
-        values["sampling_s"] = max(0.0, timing.get("generate_s", 0.0) - grader_metrics.get("grading_s", 0.0))
-        values["training_s"] = max(0.0, wall - timing.get("generate_s", 0.0))
-        values["validation_s"] = self.pending_valid_s
+        generate_s = timing.get("generate_s", 0.0)
+        values[metrics.SAMPLING_S] = max(0.0, generate_s - grader_metrics.get(metrics.GRADING_S, 0.0))
+        values[metrics.TRAINING_S] = max(0.0, wall - generate_s)
+        values[metrics.VALIDATION_S] = self.pending_valid_s
         self.pending_valid_s = 0.0
-        tokens = logs.get("num_tokens")
+        tokens = logs.get(metrics.NUM_TOKENS)
         if isinstance(tokens, (int, float)):
             if self.last_tokens is not None and wall > 0:
-                values["tokens_per_s"] = (tokens - self.last_tokens) / wall
+                values[metrics.TOKENS_PER_S] = (tokens - self.last_tokens) / wall
             elif wall > 0:
-                values["tokens_per_s"] = tokens / max(1, step) / wall
+                values[metrics.TOKENS_PER_S] = tokens / max(1, step) / wall
             self.last_tokens = tokens
-        self.last_train_reward = values.get("reward")
+        self.last_train_reward = values.get(metrics.TRAIN_REWARD)
         if run.reporter is None:
             return
         run.reporter.log_step(step, values, samples=samples, total_steps=state.max_steps,
                               trained_tokens=int(tokens) if isinstance(tokens, (int, float)) else None)
         if step % 10 == 0 or step == 1:
-            print(f"[step {step}/{state.max_steps}] reward {values.get('reward')} wall {wall:.2f}s", flush=True)
+            print(f"[step {step}/{state.max_steps}] reward {values.get(metrics.TRAIN_REWARD)} wall {wall:.2f}s",
+                  flush=True)
 
     # --------------------------------------------------------------- checkpoints
 
@@ -213,8 +220,8 @@ class TrainingRun:
         self.resume_from: str | None = job.get("resume_from") or None
         if self.resume_from and not Path(self.resume_from).is_dir():
             raise FileNotFoundError(f"checkpoint to resume from is gone: {self.resume_from}")
-        self.hp: dict[str, Any] = dict(self.spec["hyperparameters"])
-        self.eval_interval = int(self.hp.get("eval_interval") or 0)
+        self.hp: api.ResolvedHyperparameters = self.spec.hyperparameters
+        self.eval_interval = self.hp.eval_interval
         self.outcome = "succeeded"
         self.stop_detail: str | None = None
         self._timing: dict[str, float] = {}
@@ -255,26 +262,25 @@ class TrainingRun:
         from trl import GRPOTrainer
 
         hp, spec = self.hp, self.spec
-        model_id = model_ref(spec["model"])
+        model_id = spec.model_ref()
         threads = os.environ.get("RFT_TORCH_THREADS")
         if threads:
             torch.set_num_threads(int(threads))
-        elif self.hp.get("device") != "cuda":
+        elif not hp.on_cuda:
             # half the cores per rank: on a shared CPU, oversubscribed torch threads are many times slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // (2 * self.world)))
-        torch.manual_seed(int(hp["seed"]))
+        torch.manual_seed(hp.seed)
         out_dir = self.paths.job_dir(self.job_id) / "checkpoints"
         out_dir.mkdir(parents=True, exist_ok=True)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hp.get("precision", "fp32"), torch.float32)
-        if hp.get("device") != "cuda":
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hp.precision, torch.float32)
+        if not hp.on_cuda:
             dtype = torch.float32
         tokenizer = load_tokenizer(model_id, self.paths, progress=self.rank == 0)
         model = load_model(model_id, self.paths, dtype=dtype)
-        train_rows = read_rows(spec["training_file"]["path"])
-        valid_file = spec.get("validation_file")
-        valid_rows = read_rows(valid_file["path"]) if valid_file else []
-        self.reward = GraderReward(spec["grader"], name=str(spec["grader"].get("name") or "grader").replace("/", "_"),
-                                   samples_per_step=int(hp.get("samples_per_step", 8)), seed=int(hp["seed"]))
+        train_rows = read_rows(stored_path(spec.training_file))
+        valid_rows = read_rows(stored_path(spec.validation_file)) if spec.validation_file else []
+        self.reward = GraderReward(spec.grader, name=spec.grader_name, samples_per_step=hp.samples_per_step,
+                                   seed=hp.seed)
         args = grpo_config(hp, out_dir, self.world)
         trainer = GRPOTrainer(model=model, reward_funcs=[self.reward], args=args,
                               train_dataset=training_dataset(train_rows, tokenizer), processing_class=tokenizer,
@@ -284,20 +290,20 @@ class TrainingRun:
 
         trainer.remove_callback(PrinterCallback)  # our callback prints a compact line; the store has every number
         self._instrument(trainer)
-        if valid_rows and int(hp.get("eval_samples") or 0) > 0:
-            idx = choose_rows(valid_rows, int(hp["eval_samples"]), int(hp["seed"]))
-            self.validator = Validator(valid_rows, idx, tokenizer, self.reward, int(hp["max_completion_length"]),
+        if valid_rows and hp.eval_samples > 0:
+            idx = choose_rows(valid_rows, hp.eval_samples, hp.seed)
+            self.validator = Validator(valid_rows, idx, tokenizer, self.reward, hp.max_completion_length,
                                        device=self.device)
         if self.reporter is not None:
             trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
             total = sum(p.numel() for p in trainer.model.parameters())
             where = f"resuming from {self.resume_from}" if self.resume_from else "from the base model"
-            self.reporter.started(int(hp["max_steps"]), message=(
-                f"Training {model_id} with LoRA r={hp['lora_r']} ({trainable:,} of {total:,} parameters trainable) "
+            self.reporter.started(hp.max_steps, message=(
+                f"Training {model_id} with LoRA r={hp.lora_r} ({trainable:,} of {total:,} parameters trainable) "
                 f"on {len(train_rows)} rows, {self.world} process(es), {where}"))
             from graders import sandbox_warning  # python grader sandbox off (or missing): say so at job start
 
-            if warning := sandbox_warning(spec["grader"]):
+            if warning := sandbox_warning(spec.grader):
                 self.reporter.event(warning, level="warn")
         try:
             self.flags.training_started()
@@ -328,9 +334,8 @@ class TrainingRun:
         trainer._generate_and_score_completions = timed
 
     def fine_tuned_model_name(self) -> str:
-        suffix = self.spec.get("suffix")
-        model = self.spec["model"]["id"] if isinstance(self.spec.get("model"), dict) else self.spec.get("model")
-        return f"ft:{model}:local{':' + suffix if suffix else ''}:{self.job_id}"
+        suffix = self.spec.suffix
+        return f"ft:{self.spec.model.id}:local{':' + suffix if suffix else ''}:{self.job_id}"
 
 
 def oom_message(exc: BaseException) -> str:

@@ -15,7 +15,6 @@ import math
 import random
 import sys
 import time
-from typing import Any
 
 from daemon import api
 
@@ -51,32 +50,29 @@ def verdict(mean: float, zero_frac: float, error_rate: float, clipped_frac: floa
     return f"Good signal: mean reward {mean:.2f}, {1 - zero_frac:.0%} of rows discriminate between completions."
 
 
-def run(snapshot: dict[str, Any], n_rows: int, k: int) -> api.PreflightReport:
+def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
     import torch
 
     from daemon.models import load_model, load_tokenizer
     from daemon.paths import Paths
-    from daemon.worker.grpo import read_rows
+    from daemon.worker.grpo import read_rows, stored_path
     from daemon.worker.prompts import render_prompt, row_tools
     from daemon.worker.rewards import GraderReward, message_text
 
     started = time.time()
-    hp = snapshot["hyperparameters"]
-    model_ref = snapshot["model"]
-    model_id = model_ref["id"] if isinstance(model_ref, dict) else model_ref
-    if isinstance(model_ref, dict) and model_ref.get("source") == "hub" and model_ref.get("revision") not in (None, "main"):
-        model_id = f"{model_id}@{model_ref['revision']}"
+    hp = snapshot.hyperparameters
+    model_id = snapshot.model_ref()
     paths = Paths.resolve()
-    seed = int(hp.get("seed", 0))
+    seed = hp.seed
     torch.manual_seed(seed)
     tok = load_tokenizer(model_id, paths)
-    device = "cuda" if hp.get("device") == "cuda" and torch.cuda.is_available() else "cpu"
+    device = "cuda" if hp.on_cuda and torch.cuda.is_available() else "cpu"
     model = load_model(model_id, paths, device=device)
     model.eval()
-    rows = read_rows(snapshot["training_file"]["path"])
+    rows = read_rows(stored_path(snapshot.training_file))
     chosen = sorted(random.Random(seed).sample(range(len(rows)), min(n_rows, len(rows))))
     prompts = [render_prompt(tok, rows[i]["messages"], row_tools(rows[i])) for i in chosen]
-    max_new = int(hp.get("max_completion_length", 256))
+    max_new = hp.max_completion_length
     outputs: list[list[str]] = []
     comp_lens: list[list[int]] = []
     prompt_lens: list[int] = []
@@ -84,14 +80,14 @@ def run(snapshot: dict[str, Any], n_rows: int, k: int) -> api.PreflightReport:
         for p in prompts:
             enc = tok([p], return_tensors="pt", add_special_tokens=False).to(device)
             prompt_lens.append(int(enc["input_ids"].shape[1]))
-            out = model.generate(**enc, do_sample=True, temperature=float(hp.get("temperature", 1.0)),
+            out = model.generate(**enc, do_sample=True, temperature=hp.temperature,
                                  num_return_sequences=k, max_new_tokens=max_new, pad_token_id=tok.pad_token_id,
                                  eos_token_id=tok.eos_token_id)
             new = out[:, enc["input_ids"].shape[1]:]
             lens = [int((seq != tok.pad_token_id).sum().item()) for seq in new]
             comp_lens.append(lens)
             outputs.append(tok.batch_decode(new, skip_special_tokens=True))
-    reward = GraderReward(snapshot["grader"])
+    reward = GraderReward(snapshot.grader)
     flat_out = [o for outs in outputs for o in outs]
     flat_items = [rows[i]["item"] for i, outs in zip(chosen, outputs) for _ in outs]
     result = reward.grade(flat_out, flat_items)
@@ -123,7 +119,8 @@ def run(snapshot: dict[str, Any], n_rows: int, k: int) -> api.PreflightReport:
 def main() -> int:
     request = json.load(sys.stdin)
     try:
-        report = run(request["snapshot"], int(request["rows"]), int(request["completions_per_row"]))
+        report = run(api.JobSnapshot.model_validate(request["snapshot"]), int(request["rows"]),
+                     int(request["completions_per_row"]))
     except Exception as exc:  # noqa: BLE001 - the daemon turns this line into a clear API error
         import traceback
 

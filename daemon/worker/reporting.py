@@ -15,8 +15,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from daemon import api
 from daemon.paths import Paths
-from daemon.store import BUSY_TIMEOUT_MS, MAX_SAMPLES_PER_STEP, Store, loads
+from daemon.store import BUSY_TIMEOUT_MS, MAX_SAMPLES_PER_STEP, Store
 from daemon.worker_protocol import CANCEL_SIGNAL, PAUSE_SIGNAL, ControlFlags
 
 __all__ = ["JobReporter", "MAX_SAMPLES_PER_STEP", "CANCEL_SIGNAL", "PAUSE_SIGNAL", "ControlFlags"]
@@ -41,9 +42,9 @@ class JobReporter:
             raise LookupError(f"job {self.job_id} is not in {self.paths.db}")
         return row
 
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> api.JobSnapshot:
         """The job's snapshot: everything it depends on, frozen at creation."""
-        return loads(self.job()["snapshot"], {}) or {}
+        return api.JobSnapshot.from_json(self.job()["snapshot"])
 
     def requested_action(self) -> str | None:
         return self.store.requested_action(self.job_id)

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import graders
+from daemon import metrics
 
 
 def message_text(content: Any) -> str:
@@ -101,16 +102,16 @@ class GraderReward:
     def drain(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
         """This step's samples and our grader metrics; resets for the next step."""
         with self.lock:
-            metrics: dict[str, float] = {"grading_s": self.seconds, "grader/graded": float(self.graded),
-                                         "grader/errored": float(self.errored),
-                                         "grader/error_rate": self.errored / self.graded if self.graded else 0.0}
+            values: dict[str, float] = {metrics.GRADING_S: self.seconds, metrics.GRADED: float(self.graded),
+                                        metrics.ERRORED: float(self.errored),
+                                        metrics.ERROR_RATE: self.errored / self.graded if self.graded else 0.0}
             for flag, n in self.errors.items():
-                metrics[f"grader/errors/{flag}"] = float(n)
+                values[metrics.grader_error(flag)] = float(n)
             for name, total in self.sub_sums.items():
-                metrics[f"rewards/{name}/mean"] = total / max(1, self.sub_counts[name])
+                values[metrics.grader_reward(name)] = total / max(1, self.sub_counts[name])
             samples = self.samples
             self._reset()
-        return samples, metrics
+        return samples, values
 
     def close(self) -> None:
         self.batch.close()

@@ -10,6 +10,7 @@ import random
 import time
 from typing import Any
 
+from daemon import metrics
 from daemon.worker.prompts import render_prompt, row_tools
 from daemon.worker.rewards import GraderReward, message_text, result_errors
 
@@ -83,8 +84,8 @@ class Validator:
                          "errors": result_errors(r), "item": items[k]})
         summary: dict[str, float] = {}
         for name, values in result.sub_rewards.items():
-            summary[f"valid/{name}/mean"] = sum(values) / max(1, len(values))
+            summary[metrics.valid_grader_reward(name)] = sum(values) / max(1, len(values))
         if rows:
-            summary["valid_pass_rate"] = sum(1 for x in result.rewards if x >= 1.0) / len(rows)
-            summary["valid_grader_errors"] = float(result.error_count)
+            summary[metrics.VALID_PASS_RATE] = sum(1 for x in result.rewards if x >= 1.0) / len(rows)
+            summary[metrics.VALID_GRADER_ERRORS] = float(result.error_count)
         return rows, summary, time.perf_counter() - started

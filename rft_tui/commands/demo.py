@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from daemon import api
+from daemon import api, metrics
 from daemon.client import Client
 from rft_tui.commands.jobs import JobChanges
 from rft_tui.context import CliContext, pass_ctx
@@ -54,10 +54,10 @@ def start_demo_job(client: Client, max_steps: int | None, seed: int) -> api.Fine
     if max_steps:
         hp["max_steps"] = max_steps
         hp["eval_interval"] = max(1, min(hp["eval_interval"], max_steps // 2))
-    return client.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid,
-                              "seed": seed, "suffix": "demo",
-                              "method": {"type": "reinforcement", "reinforcement": {"grader": grader,
-                                                                                    "hyperparameters": hp}}})
+    return client.create_job(api.JobCreateRequest(
+        model="builtin:tiny-arith", training_file=train, validation_file=valid, seed=seed, suffix="demo",
+        method=api.JobMethod(reinforcement=api.ReinforcementMethod(
+            grader=grader, hyperparameters=api.ReinforcementHyperparameters.model_validate(hp)))))
 
 
 def follow(client: Client, job_id: str, as_json: bool) -> api.FineTuningJob:
@@ -74,8 +74,9 @@ def follow(client: Client, job_id: str, as_json: bool) -> api.FineTuningJob:
             printed = last_step // PRINT_EVERY != m.step // PRINT_EVERY or m.step == job.progress.total_steps
             last_step = m.step
             if not as_json and printed:
+                reward = metrics.format_value(metrics.TRAIN_REWARD, m.values.get(metrics.TRAIN_REWARD))
                 click.echo(f"step {m.step:>4}/{job.progress.total_steps or '?'}  train reward "
-                           f"{fmt_float(m.values.get('reward'))}  ({fmt_duration(time.monotonic() - started)})")
+                           f"{reward}  ({fmt_duration(time.monotonic() - started)})")
         steps = client.validation(job_id).steps if job.progress.valid_reward_latest is not None else []
         for s in steps:
             if s not in seen_valid:

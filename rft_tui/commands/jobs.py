@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+from pydantic import BaseModel, ValidationError
 
 from daemon import api
-from daemon.client import Client, DaemonError
+from daemon import metrics as metric_keys
+from daemon.client import ApiRequestError, Client, DaemonError
 from rft_tui.commands import ids
 from rft_tui.context import CliContext, pass_ctx
 from rft_tui.output import (
@@ -82,8 +85,27 @@ def job_request_options(fn: Any) -> Any:
     return fn
 
 
-def build_request(client: Client, model: str, training_file: str, validation_file: str | None, grader_file: str,
-                  hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool) -> dict[str, Any]:
+R = TypeVar("R", bound=BaseModel)
+_UNION_TAGS = {"int", "float", "str", "bool", "list", "dict", "none"}
+
+
+def typed_request(model: type[R], data: dict[str, Any]) -> R:
+    """`data` as the API's request model; a refused field is reported as the daemon would (naming the option)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors()
+        ours = [x for x in errors if x["type"] == "value_error"] or errors  # our validators' words first
+        first = ours[0]
+        path = [str(p) for p in first["loc"] if re.fullmatch(r"[A-Za-z_]\w*", str(p)) and p not in _UNION_TAGS]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ApiRequestError(400, api.ErrorDetail(message=message, param=".".join(path) or None)) from None
+
+
+def request_fields(client: Client, model: str, training_file: str, validation_file: str | None, grader_file: str,
+                   hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool) -> dict[str, Any]:
+    """What `jobs create` and `jobs preflight` send (local files uploaded first, the grader file read and checked);
+    `typed_request` makes it the API's request model."""
     return {
         "model": model,
         "training_file": resolve_file(client, training_file, "-t/--training-file"),
@@ -104,8 +126,8 @@ def create(obj: CliContext, model: str, training_file: str, validation_file: str
            hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, as_json: bool) -> None:
     """Create a reinforcement fine-tuning job (queued behind any running job)."""
     client = obj.client()
-    req = build_request(client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap)
-    job = client.create_job({k: v for k, v in req.items() if v is not None})
+    job = client.create_job(typed_request(api.JobCreateRequest, request_fields(
+        client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap)))
     if as_json:
         print_json(job)
         return
@@ -175,7 +197,7 @@ def show(obj: CliContext, job_id: str, as_json: bool) -> None:
         requested = (job.method.get("reinforcement") or {}).get("hyperparameters") or {}
         print_table(["name", "value", "requested"],
                     [(k, json.dumps(v), json.dumps(requested.get(k, "auto")))
-                     for k, v in sorted(job.resolved_hyperparameters.items())])
+                     for k, v in sorted(job.resolved_hyperparameters.model_dump().items())])
 
 
 def wait_for_status(client: Client, job_id: str, done: set[api.JobStatus], timeout: float) -> api.FineTuningJob:
@@ -322,20 +344,26 @@ class JobChanges:
 @group.command()
 @click.argument("job_id")
 @click.option("--after-step", type=int, default=None)
-@click.option("--keys", default="reward,reward_std,kl,loss,learning_rate,step_time",
-              show_default=True, help="Comma-separated metric names for the table (--json prints all).")
+@click.option("--keys", default=",".join(metric_keys.DEFAULT_COLUMNS), show_default=True,
+              help="Comma-separated metric keys for the table (docs/metrics.md lists them; --json prints all).")
 @json_option
 @pass_ctx
 @handle_errors
 def metrics(obj: CliContext, job_id: str, after_step: int | None, keys: str, as_json: bool) -> None:
-    """Print a job's per-step metrics."""
+    """Print a job's per-step metrics, each formatted as the metric registry says (lr as 1.00e-05, shares as %)."""
     client = obj.client()
     page = client.metrics(ids.job_id(client, job_id), after_step=after_step)
     if as_json:
         print_json(page)
         return
     names = [k.strip() for k in keys.split(",") if k.strip()]
-    print_table(["step", *names], [(m.step, *[fmt_float(m.values.get(k), 4) for k in names]) for m in page.data])
+    recorded = {k for m in page.data for k in m.values}
+    unknown = [k for k in names if k not in recorded and metric_keys.lookup(k) is None]
+    if unknown:
+        raise click.BadParameter(f"unknown metric {', '.join(map(repr, unknown))}; this job records: "
+                                 f"{', '.join(sorted(recorded)) or 'nothing yet'}", param_hint="--keys")
+    print_table(["step", *[metric_keys.label(k) for k in names]],
+                [(m.step, *[metric_keys.format_value(k, m.values.get(k)) for k in names]) for m in page.data])
 
 
 @group.command()
@@ -404,9 +432,9 @@ def preflight(obj: CliContext, model: str, training_file: str, validation_file: 
               completions_per_row: int, as_json: bool) -> None:
     """Sample the base model on training rows and grade it: is there a learning signal?"""
     client = obj.client()
-    req = build_request(client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap)
-    req.update(rows=rows, completions_per_row=completions_per_row)
-    report = client.preflight({k: v for k, v in req.items() if v is not None})
+    fields = request_fields(client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap)
+    report = client.preflight(typed_request(api.PreflightRequest, {
+        **fields, "rows": rows, "completions_per_row": completions_per_row}))
     if as_json:
         print_json(report)
         return

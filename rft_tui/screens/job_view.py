@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon import api
+from daemon import api, metrics
 from rft_tui.widgets.reward_chart import Series, ema
 
 GRADER_COLORS = ("magenta", "bright_red", "bright_yellow", "bright_blue", "cyan", "bright_magenta")
@@ -32,15 +32,14 @@ class JobView:
 
 def grader_names(view: JobView) -> list[str]:
     """Per-grader train reward keys (`rewards/<name>/mean`, TRL's names) and validation sub-rewards."""
-    names = {k.removeprefix("rewards/").removesuffix("/mean") for m in view.metrics[-1:] for k in m.values
-             if k.startswith("rewards/") and k.endswith("/mean")}
+    names = {name for m in view.metrics[-1:] for k in m.values if (name := metrics.grader_of(k)) is not None}
     for _, _, subs in view.valid_curve:
         names.update(subs)
     return sorted(names)
 
 
 def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_grader: bool = True) -> list[Series]:
-    train = [(float(m.step), value) for m in view.metrics if (value := m.values.get("reward")) is not None]
+    train = [(float(m.step), value) for m in view.metrics if (value := m.values.get(metrics.TRAIN_REWARD)) is not None]
     out: list[Series] = []
     if raw:
         out.append(Series("train", "blue" if smoothed else "bright_cyan", tuple(train)))
@@ -53,7 +52,7 @@ def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_gra
     if per_grader:
         for i, name in enumerate(grader_names(view)):
             color = GRADER_COLORS[i % len(GRADER_COLORS)]
-            key = f"rewards/{name}/mean"
+            key = metrics.grader_reward(name)
             pts = [(float(m.step), value) for m in view.metrics if (value := m.values.get(key)) is not None]
             if pts:
                 ys = ema([y for _, y in pts]) if smoothed else [y for _, y in pts]

@@ -82,13 +82,13 @@ def short_id(job_id: str) -> str:
 
 def file_label(job: api.FineTuningJob, names: dict[str, str] | None = None) -> str:
     """`train.jsonl / valid.jsonl` from the job's snapshot or the known file names, else the file ids."""
-    snap = job.snapshot or {}
+    snap = job.snapshot
     names = names or {}
-    train = (snap.get("training_file") or {}).get("filename") or names.get(job.training_file) or job.training_file
+    train = (snap and snap.training_file.filename) or names.get(job.training_file) or job.training_file
     valid = None
     if job.validation_file:
-        valid = ((snap.get("validation_file") or {}).get("filename") or names.get(job.validation_file)
-                 or job.validation_file)
+        valid = ((snap and snap.validation_file and snap.validation_file.filename)
+                 or names.get(job.validation_file) or job.validation_file)
     return f"{train} / {valid}" if valid else str(train)
 
 

@@ -6,29 +6,14 @@ from collections.abc import Sequence
 
 from textual.widgets import DataTable
 
-from daemon import api
+from daemon import api, metrics
 
-PREFERRED = ("reward", "reward_std", "loss", "kl", "learning_rate", "grad_norm", "completions/mean_length",
-             "frac_reward_zero_std", "step_time")
 MAX_COLUMNS = 9
-SHORT = {"completions/mean_length": "len", "frac_reward_zero_std": "zero_std", "learning_rate": "lr",
-         "reward_std": "r_std"}
 
 
 def column_keys(sample: dict[str, float | None]) -> list[str]:
-    """The metrics worth a column: known ones in a fixed order, then per-grader rewards, then the rest."""
-    keys = [k for k in PREFERRED if k in sample]
-    graders = sorted(k for k in sample if k.startswith("rewards/") and k.endswith("/mean"))
-    rest = sorted(k for k in sample if k not in keys and k not in graders)
-    return (keys + graders + rest)[:MAX_COLUMNS]
-
-
-def cell(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-        return f"{value:.2e}"
-    return f"{value:.4f}"
+    """The metrics worth a column: the registry's default columns in order, then per-grader rewards, then the rest."""
+    return metrics.column_keys(sample, MAX_COLUMNS)
 
 
 class MetricsTable(DataTable[str]):
@@ -50,11 +35,10 @@ class MetricsTable(DataTable[str]):
             self.keys = column_keys(new[0].values)
             self.add_column("step", key="step")
             for k in self.keys:
-                label = SHORT.get(k, k.removeprefix("rewards/").removesuffix("/mean"))
-                self.add_column(label, key=k)
+                self.add_column(metrics.label(k), key=k)
         following = self.row_count == 0 or self.cursor_row >= self.row_count - 1
         for s in new:
-            self.add_row(str(s.step), *(cell(s.values.get(k)) for k in self.keys), key=str(s.step))
+            self.add_row(str(s.step), *(metrics.format_value(k, s.values.get(k)) for k in self.keys), key=str(s.step))
         self.last_step = new[-1].step
         if following:
             self.move_cursor(row=self.row_count - 1, animate=False)

@@ -24,7 +24,7 @@ def _grader_label(grader: dict[str, Any] | None) -> str:
 
 def overview(job: api.FineTuningJob, now: float) -> Table:
     """Two columns of `label  value`: status and timings, then the spec, then any error."""
-    snap = job.snapshot or {}
+    snap = job.snapshot
     elapsed, eta = fmt.elapsed_and_eta(job, now)
     p = job.progress
     grid = Table.grid(padding=(0, 2))
@@ -41,10 +41,9 @@ def overview(job: api.FineTuningJob, now: float) -> Table:
         ("Started", fmt.clock_time(p.started_at)),
         ("Finished", fmt.clock_time(job.finished_at)),
         ("Elapsed / ETA", f"{fmt.duration(elapsed)} / {fmt.duration(eta)}"),
-        ("Model", job.model + (f"  rev {snap['model'].get('revision')}" if snap.get("model", {}).get("revision")
-                               else "")),
+        ("Model", job.model + (f"  rev {snap.model.revision}" if snap and snap.model.revision else "")),
         ("Files", fmt.file_label(job)),
-        ("Grader", _grader_label(snap.get("grader") or job.method.get("reinforcement", {}).get("grader"))),
+        ("Grader", _grader_label(snap.grader if snap else job.method.get("reinforcement", {}).get("grader"))),
         ("Seed", str(job.seed)),
     ]
     if job.fine_tuned_model:
@@ -58,7 +57,8 @@ def overview(job: api.FineTuningJob, now: float) -> Table:
 
 def hyperparameters(job: api.FineTuningJob) -> Table:
     """Resolved hyperparameters (every "auto" replaced by the value used), two pairs per line."""
-    hp = job.resolved_hyperparameters or (job.snapshot or {}).get("hyperparameters") or job.hyperparameters
+    resolved = job.resolved_hyperparameters or (job.snapshot.hyperparameters if job.snapshot else None)
+    hp = resolved.model_dump() if resolved else job.hyperparameters
     grid = Table.grid(padding=(0, 1))
     for _ in range(2):
         grid.add_column(style="dim", no_wrap=True)

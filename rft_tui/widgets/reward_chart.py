@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widget import Widget
 
+from daemon import metrics
+
 BRAILLE_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 Y_LABEL_WIDTH = 6
 
@@ -130,6 +132,6 @@ class RewardChart(Widget):
         for s in self.series:
             last = s.points[-1][1]
             legend.append("━ ", style=s.color)
-            legend.append(f"{s.name} {last:.3f}  ")
+            legend.append(f"{s.name} {metrics.format_value(metrics.TRAIN_REWARD, last)}  ")
         legend.truncate(width)
         return legend

@@ -64,8 +64,8 @@ def test_job_lifecycle_endpoints(fake_worker_daemon: DaemonProcess, tmp_path: Pa
         train, valid = make_files(c, tmp_path)
         job = c.create_job(job_request(train, valid, max_steps=6, eval_interval=3))
         assert job.object == "fine_tuning.job" and job.model == "builtin:tiny-arith" and job.seed == 7
-        assert job.resolved_hyperparameters and job.resolved_hyperparameters["max_steps"] == 6
-        assert job.snapshot["training_file"]["sha256"] and job.snapshot["grader"] == EXACT_GRADER
+        assert job.resolved_hyperparameters and job.resolved_hyperparameters.max_steps == 6
+        assert job.snapshot and job.snapshot.training_file.sha256 and job.snapshot.grader == EXACT_GRADER
         done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 60, what="job to finish")
         assert done.status is api.JobStatus.succeeded, done.error
         assert done.fine_tuned_model == f"ft:fake:{job.id}"

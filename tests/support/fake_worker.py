@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from daemon import metrics
 from daemon.worker.reporting import JobReporter
 from daemon.worker_protocol import ControlFlags
 
@@ -28,9 +29,8 @@ def main(job_id: str) -> int:
     if str(reporter.job()["attempts"]) == os.environ.get("RFT_FAKE_CRASH_ON_ATTEMPT"):
         return 3
     spec = reporter.spec()
-    hp = spec.get("hyperparameters", {})
-    total = int(hp.get("max_steps") or 20)
-    eval_interval = int(hp.get("eval_interval") or 5)
+    total = spec.hyperparameters.max_steps
+    eval_interval = spec.hyperparameters.eval_interval
     step_s = float(os.environ.get("RFT_FAKE_STEP_S", "0.05"))
     last = reporter.last_step()
     start = 1 if last is None else last + 1
@@ -43,7 +43,7 @@ def main(job_id: str) -> int:
         d.mkdir(parents=True, exist_ok=True)
         (d / "state.txt").write_text(str(step))
         # what export copies (no weights: the fake worker has no model); PEFT would also leave its README template
-        (d / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": spec["model"]["id"],
+        (d / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": spec.model.id,
                                                            "peft_type": "LORA", "revision": None}))
         (d / "README.md").write_text("PEFT template: [More Information Needed]")
         reporter.add_checkpoint(step, str(d), {"valid_reward_mean": reward, "train_reward_mean": reward})
@@ -71,7 +71,8 @@ def main(job_id: str) -> int:
             return 0
         time.sleep(step_s)
         reward = 0.3 + 0.5 * (1 - math.exp(-step / 10))
-        reporter.log_step(step, {"reward": reward, "reward_std": 0.1, "loss": 1.0 / step, "step_time": step_s},
+        reporter.log_step(step, {metrics.TRAIN_REWARD: reward, "reward_std": 0.1, "loss": 1.0 / step,
+                                 metrics.LEARNING_RATE: 1e-3 * (1 - step / (total + 1)), metrics.STEP_WALL_S: step_s},
                           samples=[{"prompt": "1+1=", "completion": "2", "reward": reward}])
         if step % eval_interval == 0 or step == total:
             checkpoint(step, validate(step))

@@ -39,7 +39,7 @@ def test_pause_at_any_moment_ends_paused_and_resumes_to_success(daemon, start_jo
     steps = c.validation(job.id).steps
     assert steps[0] == 0 and steps.count(0) == 1 and steps[-1] == STEPS
     # the stored learning rate is the scheduler's (linear decay, no warm-up), continuous across resumes
-    lr0 = done.resolved_hyperparameters["learning_rate"]
+    lr0 = done.resolved_hyperparameters.learning_rate
     for m in metrics:
         assert m.values["learning_rate"] == pytest.approx(lr0 * (1 - (m.step - 1) / STEPS), rel=1e-6), m.step
     messages = [e.message for e in c.list_events(job.id, limit=500).data]

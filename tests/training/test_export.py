@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon import api
 from daemon.errors import ApiError
 from daemon.export_card import choose_checkpoint, grader_summary, model_card, parse_choice
 from daemon.models import model_ref
@@ -54,10 +55,12 @@ def test_best_latest_or_a_step_by_the_stores_rule() -> None:
 def test_model_card_says_what_was_trained_from_what_and_how_well() -> None:
     grader = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
               "reference": "{{item.answer}}", "operation": "eq"}
-    snapshot = {"model": {"id": "org/model", "source": "hub", "revision": "0a1b2c3"}, "grader": grader,
-                "hyperparameters": {"learning_rate": 0.001, "max_steps": 8, "eval_samples": 8}, "seed": 7,
-                "training_file": {"id": "file-1", "filename": "train.jsonl", "rows": 40, "sha256": "ab" * 32},
-                "versions": {"trl": "1.0"}}
+    hp = {"learning_rate": 0.001, "max_steps": 8, "eval_samples": 8, "n_epochs": 1, "batch_size": 4,
+          "eval_interval": 4, "seed": 7, "num_generations": 4, "max_completion_length": 8}
+    snapshot = api.JobSnapshot.model_validate({
+        "model": {"id": "org/model", "source": "hub", "revision": "0a1b2c3"}, "grader": grader,
+        "hyperparameters": hp, "seed": 7, "versions": {"trl": "1.0"},
+        "training_file": {"id": "file-1", "filename": "train.jsonl", "rows": 40, "sha256": "ab" * 32}})
     row = {"id": JOB, "model": "org/model@0a1b2c3", "status": "succeeded", "total_steps": 8,
            "valid_reward_base": 0.35, "fine_tuned_model": f"ft:org/model:local:{JOB}", "seed": 7}
     ckpt = checkpoints({4: 0.62, 8: 0.5})[1]
