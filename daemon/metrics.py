@@ -73,14 +73,14 @@ METRICS: tuple[Metric, ...] = (
     _trl("rewards/{grader}/mean", "{grader}", ".3f", "train",
          "Mean reward per grader: TRL's for the reward function, ours for each sub-grader of a multi grader."),
     _trl("rewards/{grader}/std", "{grader} std", ".3f", "train", "Standard deviation of that grader's rewards."),
-    _trl("loss", "loss", ".4g", "train", "GRPO loss of the step (near 0 is normal: advantages are centred)."),
-    _trl("policy_loss", "policy_loss", ".4g", "train", "The policy part of the loss (some loss types)."),
-    _trl("kl", "kl", ".4g", "train", "KL divergence to the base model (logged only when beta > 0)."),
+    _trl("loss", "loss", "#.4g", "train", "GRPO loss of the step (near 0 is normal: advantages are centred)."),
+    _trl("policy_loss", "policy_loss", "#.4g", "train", "The policy part of the loss (some loss types)."),
+    _trl("kl", "kl", "#.4g", "train", "KL divergence to the base model (logged only when beta > 0)."),
     _trl("learning_rate", "lr", ".2e", "train", "Learning rate used at this step (the scheduler's value)."),
     _trl("epoch", "epoch", ".2f", "train", "Passes over the training file so far (fractional)."),
     _trl("num_tokens", "tokens", ".0f", "train", "Tokens seen so far, prompts and completions.", "tokens"),
     # ---- health: signs that training goes wrong
-    _trl("grad_norm", "grad", ".3g", "health", "Gradient norm before clipping; spikes precede divergence."),
+    _trl("grad_norm", "grad", "#.3g", "health", "Gradient norm before clipping; spikes precede divergence."),
     _trl("frac_reward_zero_std", "zero_std", ".1%", "health",
          "Share of prompts whose completions all scored the same: no learning signal from them."),
     _trl("entropy", "entropy", ".3f", "health", "Mean token entropy of the completions; a collapse to 0 is a warning."),
@@ -102,12 +102,12 @@ METRICS: tuple[Metric, ...] = (
     _trl("clip_ratio/high_max", "clip_high_max", ".1%", "health", "Highest per-process high-clip share."),
     _trl("tools/call_frequency", "tool_calls", ".2f", "health", "Tool calls per completion (rows with tools)."),
     _trl("tools/failure_frequency", "tool_fail", ".1%", "health", "Share of tool calls that failed."),
-    _trl("sampling/sampling_logp_difference/mean", "logp_diff", ".3g", "health",
+    _trl("sampling/sampling_logp_difference/mean", "logp_diff", "#.3g", "health",
          "Mean log-prob gap between the vLLM sampler and the trained model (use_vllm)."),
-    _trl("sampling/sampling_logp_difference/max", "logp_diff_max", ".3g", "health", "Largest such gap (use_vllm)."),
-    _trl("sampling/importance_sampling_ratio/min", "is_min", ".3g", "health", "Smallest importance ratio (use_vllm)."),
-    _trl("sampling/importance_sampling_ratio/mean", "is_mean", ".3g", "health", "Mean importance ratio (use_vllm)."),
-    _trl("sampling/importance_sampling_ratio/max", "is_max", ".3g", "health", "Largest importance ratio (use_vllm)."),
+    _trl("sampling/sampling_logp_difference/max", "logp_diff_max", "#.3g", "health", "Largest such gap (use_vllm)."),
+    _trl("sampling/importance_sampling_ratio/min", "is_min", "#.3g", "health", "Smallest importance ratio (use_vllm)."),
+    _trl("sampling/importance_sampling_ratio/mean", "is_mean", "#.3g", "health", "Mean importance ratio (use_vllm)."),
+    _trl("sampling/importance_sampling_ratio/max", "is_max", "#.3g", "health", "Largest importance ratio (use_vllm)."),
     _ours("grader/graded", "graded", ".0f", "health", "Completions graded this step."),
     _ours("grader/errored", "grader_err", ".0f", "health", "Completions whose grading raised an error (scored 0)."),
     _ours("grader/error_rate", "err_rate", ".1%", "health", "Share of completions with a grader error."),
@@ -183,7 +183,7 @@ def lookup(key: str) -> Metric | None:
 
 def metric(key: str) -> Metric:
     """`lookup`, or a generic entry for a key nobody registered (a newer library's), so it still shows."""
-    return lookup(key) or Metric(key, key, ".4g", "train", "(not in the registry)", source="trl")
+    return lookup(key) or Metric(key, key, "#.4g", "train", "(not in the registry)", source="trl")
 
 
 def label(key: str) -> str:

@@ -78,7 +78,7 @@ def tmux() -> Iterator[Tmux]:
 
 def metric_steps(screen: str) -> list[int]:
     """Step numbers in the first column of the metrics table as shown."""
-    return [int(m.group(1)) for m in re.finditer(r"^\s(\d+)\s+\d\.\d{4}\s", screen, re.MULTILINE)]
+    return [int(m.group(1)) for m in re.finditer(r"^\s(\d+)\s+\d\.\d{3}\s", screen, re.MULTILINE)]
 
 
 def test_open_help_new_job_form_watch_rewards_cancel_quit(tmux: Tmux, daemon_factory: Callable[..., DaemonProcess],
