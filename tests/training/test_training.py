@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from daemon import api
+from daemon import metrics as registry
 from tests.support.daemon_proc import wait_until
 from tests.training.conftest import ARITH, wait_status, wait_step, worker_log
 
@@ -37,6 +38,8 @@ def test_job_records_metrics_samples_validation_checkpoints_and_exports(daemon, 
         assert 0.0 <= m.values["reward"] <= 1.0
     # the multi grader's sub-graders are logged per step too
     assert "rewards/exact/mean" in metrics[0].values and "rewards/close/mean" in metrics[0].values
+    # every key the worker wrote is in the metric registry (docs/metrics.md)
+    assert registry.unregistered({k for m in metrics for k in m.values}) == []
 
     samples = c.samples(job.id, limit=1000).data
     assert samples and {s.step for s in samples} == {1, 2, 3, 4}
@@ -56,6 +59,7 @@ def test_job_records_metrics_samples_validation_checkpoints_and_exports(daemon, 
     metric_events = [e for e in events if e.type == "metrics"]
     assert {e.data["step"] for e in metric_events} == {0, 2, 4}  # validations; per-step progress is in metrics
     assert all("valid_reward_mean" in e.data["scores"] for e in metric_events)
+    assert registry.unregistered({k for e in metric_events for k in e.data["scores"]}) == []
 
     ckpts = c.list_checkpoints(job.id).data
     assert sorted(ck.step_number for ck in ckpts) == [2, 4]
