@@ -133,7 +133,7 @@ def _train(reporter: JobReporter, job: RecordedJob, problems: list[tuple[str, st
                   "loss": round(0.05 * math.exp(-step / 20) + 0.01 * rng.random(), 5),
                   "kl": round(0.002 * step ** 0.5, 5), "learning_rate": 5e-4 * (1 - step / (job.total + 1)),
                   "rewards/exact/mean": round(p + 0.05 * (rng.random() - 0.5), 4),
-                  "rewards/close/mean": round(min(1.0, p + 0.25), 4), "step_time": 2.9 + 0.2 * rng.random()}
+                  "rewards/close/mean": round(min(1.0, p + 0.25), 4), "step_wall_s": 2.9 + 0.2 * rng.random()}
         reporter.log_step(step, values, samples=samples, total_steps=job.total,
                           trained_tokens=step * 8 * 8 * 12)
         if step % HP["eval_interval"] == 0 or step == job.steps and job.status == "succeeded":
