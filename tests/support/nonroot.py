@@ -72,8 +72,10 @@ def normal_user(tmp_root: Path) -> NormalUser | str:
     for path in (tmp_root, *tmp_root.rglob("*")):
         path.chmod(path.stat().st_mode | 0o055 if path.is_dir() else path.stat().st_mode | 0o044)
     python = str(venv / "bin" / "python")
-    probe = subprocess.run([shutil.which("runuser") or "runuser", "-u", USER, "--", python, "-c", "import daemon.server"], cwd="/",
-                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    runuser = shutil.which("runuser") or "runuser"
+    probe = subprocess.run([runuser, "-u", USER, "--", python, "-c", "import daemon.server"],
+                           cwd="/", capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     if probe.returncode != 0:  # e.g. a checkout under /root, which other users cannot read
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
         return f"{USER} cannot import the daemon from {REPO} ({last}); put the checkout where other users can read"
