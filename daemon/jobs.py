@@ -6,13 +6,12 @@ import importlib.metadata
 import platform
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 from daemon import __version__, api
 from daemon.errors import bad_request
-from daemon.hyperparams import BUILTIN_MODELS, DeviceInfo, check_resolved, resolve_hyperparameters
-from daemon.models import HUB_ID
+from daemon.hyperparams import DeviceInfo, check_resolved, resolve_hyperparameters
+from daemon.models import ModelNotFound, check_model_ref
 from daemon.paths import Paths
 from daemon.store import Store, dumps, new_job_id
 
@@ -20,22 +19,17 @@ LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate")
 
 
 def check_model(model: str) -> api.SnapshotModel:
-    """`builtin:NAME`, a local directory, or a hub id (`org/name[@revision]`); returns what to record."""
-    if model.startswith("builtin:"):
-        if model not in BUILTIN_MODELS:
-            raise bad_request(f"Unknown built-in model '{model}'. Built-in models: {sorted(BUILTIN_MODELS)}",
-                              param="model", code="model_not_found")
-        return api.SnapshotModel(id=model, source="builtin", revision=__version__)
-    local = Path(model).expanduser()
-    if local.is_absolute() or model.startswith((".", "~")):
-        if not (local / "config.json").is_file():
-            raise bad_request(f"Model directory {model} has no config.json", param="model", code="model_not_found")
-        return api.SnapshotModel(id=str(local.resolve()), source="local")
-    if not HUB_ID.match(model):
-        raise bad_request(f"'{model}' is not a built-in model, a local directory or a hub id like org/name",
-                          param="model", code="model_not_found")
-    name, _, revision = model.partition("@")
-    return api.SnapshotModel(id=name, source="hub", revision=revision or "main")
+    """`builtin:NAME`, a local directory, or a hub id (`org/name[@revision]`), checked by the one model check
+    (`daemon.models.check_model_ref`); returns what to record, or a 400 naming `model`."""
+    try:
+        ref = check_model_ref(model)
+    except ModelNotFound as e:
+        raise bad_request(str(e), param="model", code="model_not_found") from None
+    if ref.source == "builtin":
+        return api.SnapshotModel(id=ref.id, source="builtin", revision=__version__)
+    if ref.source == "local":
+        return api.SnapshotModel(id=ref.id, source="local")
+    return api.SnapshotModel(id=ref.id, source="hub", revision=ref.revision or "main")
 
 
 def library_versions() -> dict[str, str | None]:

@@ -228,6 +228,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     from daemon.routes import grader_files as grader_files_routes
     from daemon.routes import graders as graders_routes
     from daemon.routes import health, jobs, stream
+    from daemon.routes import models as models_routes
     from daemon.routes import preflight as preflight_routes
 
     @contextlib.asynccontextmanager
@@ -296,7 +297,8 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     for fault in (sqlite3.OperationalError, StoreBusy, OSError):
         app.add_exception_handler(fault, _store_fault)
 
-    for module in (health, files_routes, jobs, graders_routes, grader_files_routes, stream, preflight_routes):
+    for module in (health, files_routes, jobs, graders_routes, grader_files_routes, stream, preflight_routes,
+                   models_routes):
         app.include_router(module.router)
     from daemon.routes import contract
 

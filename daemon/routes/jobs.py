@@ -13,7 +13,6 @@ from daemon.errors import ApiError, bad_request, conflict, not_found
 from daemon.jobs import build_job
 from daemon.procs import log_tail
 from daemon.routes import errors
-from daemon.routes.models import checked_model
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
 
@@ -34,7 +33,6 @@ def _limit(limit: int, maximum: int = 10_000) -> int:
 @router.post("", response_model=api.FineTuningJob, responses=errors(400, 503, 507))
 async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTuningJob:
     ctx = ctx_of(request)
-    await checked_model(body.model)  # a misspelled model fails now, not a minute later in the worker
     row = await run_in_threadpool(build_job, ctx.store, ctx.paths, body)
     await run_in_threadpool(ctx.store.insert_job, row, "Validating training file")
     ctx.bus.publish(api.StreamEventType.job_created, job_id=row["id"], status=api.JobStatus.validating_files)

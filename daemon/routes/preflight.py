@@ -19,11 +19,8 @@ from daemon.export_card import choose_checkpoint, model_card, parse_choice
 from daemon.helper_process import run_module
 from daemon.jobs import build_snapshot
 from daemon.routes import errors
-from daemon.routes.models import checked_model
-from daemon.routes.models import router as models_router
 
 router = APIRouter()
-router.include_router(models_router)  # POST /v1/models/check (server.py registers this module's router)
 
 PREFLIGHT_TIMEOUT_S = float(os.environ.get("RFT_PREFLIGHT_TIMEOUT_S", "900"))
 EXPORT_TIMEOUT_S = 900.0
@@ -35,7 +32,6 @@ async def preflight(request: Request, body: api.PreflightRequest) -> api.Preflig
     from starlette.concurrency import run_in_threadpool
 
     job_req = api.JobCreateRequest.model_validate(body.model_dump(exclude={"rows", "completions_per_row"}))
-    await checked_model(job_req.model)  # a misspelled model fails here, not in the pre-flight subprocess
     snapshot = await run_in_threadpool(build_snapshot, ctx.store, ctx.paths, job_req)
     payload = {"snapshot": snapshot.model_dump(mode="json"), "rows": body.rows,
                "completions_per_row": body.completions_per_row}
