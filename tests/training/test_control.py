@@ -12,7 +12,7 @@ from tests.training.conftest import wait_status, worker_log
 S = api.JobStatus
 TERMINAL = {S.succeeded, S.failed, S.cancelled}
 PAUSE_AFTER_S = (0.5, 1.0, 3.0, 10.0)  # after create, then after each resume
-STEPS = 100  # ~0.1-0.3 s each here: the 10 s pause lands mid-training, not after the end
+STEPS = 300  # 0.05 s (idle) to 0.3 s (busy 2-core box) each: the 10 s pause lands mid-training, not after the end
 
 
 @pytest.mark.slow
