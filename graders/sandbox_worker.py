@@ -30,6 +30,7 @@ import site
 import struct
 import sys
 import traceback
+from typing import Any
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -73,11 +74,11 @@ class CappedWriter(io.TextIOBase):
         return text
 
 
-def _harden(config: dict) -> dict:
+def _harden(config: dict[str, Any]) -> dict[str, Any]:
     """Confine this process further before any user code runs; return what was applied."""
     libc = ctypes.CDLL(None, use_errno=True)
     sandboxed = config.get("sandbox") == "bubblewrap"
-    report: dict = {"sandbox": config.get("sandbox"), "uid": os.getuid(), "pid": os.getpid(),
+    report: dict[str, Any] = {"sandbox": config.get("sandbox"), "uid": os.getuid(), "pid": os.getpid(),
                     "network_namespace": sandboxed, "nproc_limit": False, "notes": []}
     if not sandboxed:  # RFT_SANDBOX=off: at least try for an empty network namespace
         flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
@@ -114,7 +115,7 @@ def _harden(config: dict) -> dict:
     return report
 
 
-def _audit(event: str, args: tuple) -> None:
+def _audit(event: str, args: tuple[Any, ...]) -> None:
     if event in _BLOCKED_EVENTS:
         raise PermissionError(f"{event} is not allowed in a python grader")
 
@@ -122,7 +123,7 @@ def _audit(event: str, args: tuple) -> None:
 class Worker:
     """Reads call batches for its one grader, runs them, writes one result frame per call."""
 
-    def __init__(self, req_fd: int, resp_fd: int, config: dict) -> None:
+    def __init__(self, req_fd: int, resp_fd: int, config: dict[str, Any]) -> None:
         self.req = os.fdopen(req_fd, "rb", buffering=1 << 16)
         self.resp_fd = resp_fd
         self.cpu_s = float(config["cpu_s"])
@@ -131,19 +132,20 @@ class Worker:
         self.key: str | None = None
         self.grade: object = None
 
-    def send(self, obj: dict) -> None:
+    def send(self, obj: dict[str, Any]) -> None:
         data = json.dumps(obj, allow_nan=True).encode("utf-8")
         frame = struct.pack(">I", len(data)) + data
         view = memoryview(frame)
         while view:
             view = view[os.write(self.resp_fd, view):]
 
-    def receive(self) -> dict | None:
+    def receive(self) -> dict[str, Any] | None:
         head = self.req.read(4)
         if len(head) < 4:
             return None
         (size,) = struct.unpack(">I", head)
-        return json.loads(self.req.read(size).decode("utf-8"))
+        request: dict[str, Any] = json.loads(self.req.read(size).decode("utf-8"))
+        return request
 
     def load(self, key: str, source: str | None) -> object:
         """Bind this worker to its one grader on the first request; the `grade` function (or an error string)."""
@@ -152,9 +154,9 @@ class Worker:
         if source is None:
             return "worker lost the grader source"
         self.key = key
-        namespace: dict = {"__name__": "grader", "__builtins__": __builtins__}
+        namespace: dict[str, Any] = {"__name__": "grader", "__builtins__": __builtins__}
         try:
-            exec(compile(source, "<grader>", "exec"), namespace)  # noqa: S102 - the sandbox's purpose
+            exec(compile(source, "<grader>", "exec"), namespace)  # running untrusted code is this process's purpose
             grade = namespace.get("grade")
             result: object = grade if callable(grade) else "the grader source defines no grade(sample, item) function"
         except MemoryError:
@@ -164,7 +166,7 @@ class Worker:
         self.grade = result
         return result
 
-    def run_call(self, grade: object, sample: object, item: object) -> dict:
+    def run_call(self, grade: object, sample: object, item: object) -> dict[str, Any]:
         if isinstance(grade, str):
             return {"ok": False, "error": "runtime", "details": grade}
         used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
@@ -177,7 +179,8 @@ class Worker:
             return {"ok": False, "error": "runtime", "details": f"grade() called sys.exit({exc.code!r})",
                     "stdout": self.output.take()}
         except BaseException as exc:  # noqa: BLE001
-            frames = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+            user_frames = exc.__traceback__.tb_next if exc.__traceback__ else None  # not run_call's own frame
+            frames = traceback.format_exception(type(exc), exc, user_frames)
             return {"ok": False, "error": "runtime", "details": _tail("".join(frames)),
                     "stdout": self.output.take()}
         return _check_value(value, self.output.take())
@@ -218,7 +221,7 @@ class Worker:
                     pass
 
 
-def _check_value(value: object, stdout: str) -> dict:
+def _check_value(value: object, stdout: str) -> dict[str, Any]:
     """A finite real number (bool is not one) is a result; anything else is a runtime error saying why."""
     try:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -231,7 +234,8 @@ def _check_value(value: object, stdout: str) -> dict:
         except OverflowError:
             return {"ok": False, "error": "runtime",
                     "details": f"grade() returned a number too large for a float: {type(value).__name__} of "
-                               f"{int(value).bit_length()} bits", "stdout": stdout}
+                               f"{int(value).bit_length()} bits",  # type: ignore[call-overload]  # Real has __int__
+                    "stdout": stdout}
         if not isinstance(number, float) or not math.isfinite(number):
             return {"ok": False, "error": "runtime", "details": f"grade() returned {number}", "stdout": stdout}
         return {"ok": True, "value": number}
@@ -255,7 +259,7 @@ def main() -> None:
         os.dup2(devnull, fd)
     report = _harden(config)
     worker = Worker(req_fd, resp_fd, config)
-    sys.stdout = sys.stderr = worker.output  # type: ignore[assignment]
+    sys.stdout = sys.stderr = worker.output
     sys.stdin = io.StringIO()
     sys.addaudithook(_audit)
     worker.send({"ready": report})
