@@ -345,7 +345,8 @@ class PythonGraderPool:
 def _outcome(frame: Any) -> CallOutcome:
     if not isinstance(frame, dict):
         raise WorkerFailed("server", "ProtocolError", "the worker sent a malformed result")
-    stdout = frame.get("stdout") if isinstance(frame.get("stdout"), str) else ""
+    raw_stdout = frame.get("stdout")
+    stdout = raw_stdout if isinstance(raw_stdout, str) else ""
     if frame.get("ok") is True:
         value = frame.get("value")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
