@@ -54,14 +54,14 @@ _X32_BIT = 0x40000000
 _DENY: dict[str, int] = {
     "socket": _EACCES, "socketpair": _EACCES,
     "clone": _EAGAIN, "fork": _EAGAIN, "vfork": _EAGAIN, "clone3": _ENOSYS,
-    **{name: _EPERM for name in (
+    **dict.fromkeys((
         "ptrace", "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open", "keyctl", "add_key",
         "request_key", "userfaultfd", "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
         "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "io_uring_setup",
         "io_uring_enter", "io_uring_register", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount",
         "fspick", "mount_setattr", "acct", "swapon", "swapoff", "reboot", "syslog", "quotactl", "iopl",
         "ioperm", "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "vhangup", "uselib",
-    )},
+    ), _EPERM),
 }
 
 _SYSCALLS: dict[str, dict[str, int]] = {
