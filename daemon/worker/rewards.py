@@ -10,7 +10,7 @@ import json
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 import graders
@@ -47,7 +47,7 @@ def result_errors(result: Any) -> dict[str, Any]:
     """The flags a grader result raised (and their details), compactly; {} when it graded cleanly."""
     if not result.errors:
         return {}
-    return {**{flag: True for flag in sorted(result.errors)}, **dict(result.details)}
+    return {**dict.fromkeys(sorted(result.errors), True), **dict(result.details)}
 
 
 class GraderReward:
@@ -69,7 +69,7 @@ class GraderReward:
         self.graded = 0
         self.errored = 0
         self.seconds = 0.0
-        self.sub_sums: Counter[str] = Counter()
+        self.sub_sums: defaultdict[str, float] = defaultdict(float)
         self.sub_counts: Counter[str] = Counter()
 
     def grade(self, outputs: list[str], items: list[dict[str, Any]]) -> graders.BatchResult:
