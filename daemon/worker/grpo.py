@@ -282,7 +282,8 @@ class TrainingRun:
         self.reward = GraderReward(spec.grader, name=spec.grader_name, samples_per_step=hp.samples_per_step,
                                    seed=hp.seed)
         args = grpo_config(hp, out_dir, self.world)
-        trainer = GRPOTrainer(model=model, reward_funcs=[self.reward], args=args,
+        reward_funcs: list[Any] = [self.reward]  # TRL's hint wants list[float | None] back (lists are invariant)
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args,
                               train_dataset=training_dataset(train_rows, tokenizer), processing_class=tokenizer,
                               peft_config=lora_config(hp), callbacks=[JobCallback(self)])
         self.device = trainer.accelerator.device
@@ -295,6 +296,7 @@ class TrainingRun:
             self.validator = Validator(valid_rows, idx, tokenizer, self.reward, hp.max_completion_length,
                                        device=self.device)
         if self.reporter is not None:
+            assert trainer.model is not None  # GRPOTrainer always holds the model it was given
             trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
             total = sum(p.numel() for p in trainer.model.parameters())
             where = f"resuming from {self.resume_from}" if self.resume_from else "from the base model"
