@@ -89,7 +89,7 @@ def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
             outputs.append(tok.batch_decode(new, skip_special_tokens=True))
     reward = GraderReward(snapshot.grader)
     flat_out = [o for outs in outputs for o in outs]
-    flat_items = [rows[i]["item"] for i, outs in zip(chosen, outputs) for _ in outs]
+    flat_items = [rows[i]["item"] for i, outs in zip(chosen, outputs, strict=True) for _ in outs]
     result = reward.grade(flat_out, flat_items)
     reward.close()
     rewards = [float(r) for r in result.rewards]
@@ -100,11 +100,11 @@ def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
     all_lens = [n for ls in comp_lens for n in ls]
     clipped = sum(1 for n in all_lens if n >= max_new) / max(1, len(all_lens))
     error_rate = result.error_count / max(1, len(rewards))
-    longest = max((pl + max(cl) for pl, cl in zip(prompt_lens, comp_lens)), default=0)
+    longest = max((pl + max(cl) for pl, cl in zip(prompt_lens, comp_lens, strict=True)), default=0)
     examples = []
     for j, i in enumerate(chosen[:5]):
-        examples.append({"row": i, "prompt": message_text(rows[i]["messages"][-1].get("content")) if rows[i]["messages"] else "",
-                         "completions": outputs[j][:4], "rewards": per_row[j][:4]})
+        prompt = message_text(rows[i]["messages"][-1].get("content")) if rows[i]["messages"] else ""
+        examples.append({"row": i, "prompt": prompt, "completions": outputs[j][:4], "rewards": per_row[j][:4]})
     zero_frac = zero / max(1, len(chosen))
     return api.PreflightReport(
         model=model_id, rows=len(chosen), completions_per_row=k, reward_mean=mean, reward_std=std,
