@@ -35,7 +35,8 @@ async def preflight(request: Request, body: api.PreflightRequest) -> api.Preflig
     snapshot = await run_in_threadpool(build_snapshot, ctx.store, ctx.paths, job_req)
     payload = {"snapshot": snapshot.model_dump(mode="json"), "rows": body.rows,
                "completions_per_row": body.completions_per_row}
-    result = await run_module("daemon.worker.preflight", [], json.dumps(payload).encode(), ctx.paths.home, PREFLIGHT_TIMEOUT_S)
+    result = await run_module("daemon.worker.preflight", [], json.dumps(payload).encode(), ctx.paths.home,
+                              PREFLIGHT_TIMEOUT_S)
     return api.PreflightReport.model_validate(result)
 
 
@@ -52,20 +53,28 @@ async def export_job(request: Request, job_id: str, body: api.JobExportRequest) 
                        code="no_checkpoint")
     choice = parse_choice(body.checkpoint, body.checkpoint_step)  # best (default), latest or a step
     ckpt, why = choose_checkpoint(job_id, ckpts, choice)
-    out = Path(body.output_dir).expanduser()
-    if not out.is_absolute():
-        raise bad_request("output_dir must be an absolute path", param="output_dir")
-    if out.exists() and any(out.iterdir()) and not body.overwrite:
-        raise conflict(f"{out} exists and is not empty (pass overwrite to write into it)", param="output_dir",
-                       code="output_exists")
-    if not ckpt.path or not Path(ckpt.path).is_dir():
-        raise conflict(f"Checkpoint {ckpt.id} is gone from disk ({ckpt.path})", code="checkpoint_missing")
+    from starlette.concurrency import run_in_threadpool
+
+    out, ckpt_dir = await run_in_threadpool(_export_paths, body.output_dir, body.overwrite, ckpt)
     snapshot = api.JobSnapshot.from_json(row["snapshot"])
     base = snapshot.model_ref()  # keeps @revision: a merge loads that revision
     card = model_card(row, snapshot, ckpt, why)
-    args = [ckpt.path, str(out), "--base", base, "--card-stdin"] + (["--merged"] if body.merged else [])
+    args = [ckpt_dir, str(out), "--base", base, "--card-stdin"] + (["--merged"] if body.merged else [])
     result = await run_module("daemon.worker.export", args, card.encode(), ctx.paths.home, EXPORT_TIMEOUT_S)
     return api.JobExportResult(job_id=job_id, checkpoint=ckpt.id, step=ckpt.step_number, output_dir=str(out),
                                adapter_dir=result["adapter_dir"], merged_dir=result.get("merged_dir"),
                                base_model=base, files=result.get("files", []), chosen_because=why,
                                model_card=result.get("model_card"))
+
+
+def _export_paths(output_dir: str, overwrite: bool, ckpt: api.JobCheckpoint) -> tuple[Path, str]:
+    """The export's output and checkpoint directories, checked on disk (stat calls: run off the event loop)."""
+    out = Path(output_dir).expanduser()
+    if not out.is_absolute():
+        raise bad_request("output_dir must be an absolute path", param="output_dir")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise conflict(f"{out} exists and is not empty (pass overwrite to write into it)", param="output_dir",
+                       code="output_exists")
+    if not ckpt.path or not Path(ckpt.path).is_dir():
+        raise conflict(f"Checkpoint {ckpt.id} is gone from disk ({ckpt.path})", code="checkpoint_missing")
+    return out, ckpt.path
