@@ -111,7 +111,7 @@ def start_watchers(ctx: DaemonContext) -> list[asyncio.Task[Any]]:
         except asyncio.CancelledError:
             stop.set()
             raise
-        except Exception:  # noqa: BLE001 - a broken watcher must not take the daemon down
+        except Exception:  # a broken watcher must not take the daemon down (logged with its traceback)
             log.exception("grader folder watcher stopped")
 
     task = asyncio.get_running_loop().create_task(run(), name="grader-folder-watcher")
