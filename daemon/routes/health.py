@@ -27,7 +27,7 @@ async def health(request: Request) -> api.Health:
     try:
         store, counts = await asyncio.wait_for(
             asyncio.get_running_loop().run_in_executor(_probe_thread, ctx.store.probe), HEALTH_STORE_DEADLINE_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass  # the probe itself is stuck behind a lock: that is the answer
     counts = counts or {}
     from graders.sandbox_bwrap import sandbox_mode  # probed once per process (bwrap start), off the loop
