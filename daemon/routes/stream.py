@@ -29,7 +29,7 @@ async def stream(request: Request, job_id: str | None = None) -> StreamingRespon
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), timeout=HEARTBEAT_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if await request.is_disconnected():
                         return
                     event = api.StreamEvent(type=api.StreamEventType.heartbeat, created_at=0)
