@@ -161,8 +161,8 @@ def validation(request: Request, job_id: str,
     summary: dict[str, float] = {}
     if rows:
         rewards = [r.reward for r in rows]
-        summary = {"reward_mean": sum(rewards) / len(rewards), "pass_rate": sum(1 for x in rewards if x >= 1.0) / len(rewards),
-                   "rows": float(len(rows))}
+        summary = {"reward_mean": sum(rewards) / len(rewards),
+                   "pass_rate": sum(1 for x in rewards if x >= 1.0) / len(rewards), "rows": float(len(rows))}
     return api.ValidationPage(job_id=job_id, step=step, steps=steps, data=rows, summary=summary)
 
 
