@@ -33,10 +33,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon import __version__, api
 from daemon.bus import EventBus
+from daemon.context import DaemonContext
 from daemon.datasets.depth import MAX_JSON_DEPTH, deeper_than, depth_message
 from daemon.errors import ApiError, disk_full, store_busy
 from daemon.paths import Paths, tighten_permissions
-from daemon.context import DaemonContext
 from daemon.procs import process_start_time
 from daemon.scheduler import Scheduler
 from daemon.store import Store, StoreBusy, StoreUnusable, check_database_file, is_busy_error, is_disk_full_error
@@ -89,7 +89,7 @@ class BodyReader:
             return await self._receive()
         try:
             message = await asyncio.wait_for(self._receive(), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.refused = BodyRefused(408, f"The request body stalled: no data for {self.timeout_s:g} s.",
                                        "request_timeout")
             raise self.refused from None
@@ -370,7 +370,7 @@ def _open_notify_socket(ctx: DaemonContext, loop: asyncio.AbstractEventLoop) -> 
         for job_id in seen:
             try:
                 ctx.scheduler.on_worker_notify(job_id)
-            except Exception:  # noqa: BLE001 - a bad poke never takes the daemon down
+            except Exception:  # a bad poke never takes the daemon down (logged with its traceback)
                 log.exception("notify for %s failed", job_id)
 
     loop.add_reader(sock.fileno(), on_readable)
@@ -384,8 +384,8 @@ def peer_checked_protocol() -> type:
     """uvicorn's h11 protocol, closing Unix-socket connections from any uid but the daemon's own."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class PeerCheckedH11Protocol(H11Protocol):  # type: ignore[misc]
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    class PeerCheckedH11Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
             sock = transport.get_extra_info("socket")
             super().connection_made(transport)  # set up fully, so closing runs the normal clean-up path
             if sock is not None and sock.family == socket.AF_UNIX:
@@ -545,4 +545,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
