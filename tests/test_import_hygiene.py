@@ -73,11 +73,20 @@ def test_wire_schema_imports_only_pydantic_and_stdlib() -> None:
     assert "httpx" not in mods and "fastapi" not in mods
 
 
-def test_rft_tui_imports_only_the_api_and_client_of_the_daemon() -> None:
-    mods = _modules_after("import rft_tui.cli")
+RFT_TUI_DAEMON_ALLOWED = {"daemon", "daemon.api", "daemon.client", "daemon.paths", "daemon.procs", "daemon.text",
+                          "daemon.metrics"}
+TUI_MODULES = ["rft_tui.cli", "rft_tui.app", *sorted(
+    f"rft_tui.{p.parent.name}.{p.stem}" for folder in ("screens", "widgets", "commands")
+    for p in (REPO / "rft_tui" / folder).glob("*.py") if p.stem != "__init__")]
+
+
+@pytest.mark.parametrize("module", TUI_MODULES)
+def test_rft_tui_imports_only_the_api_and_client_of_the_daemon(module: str) -> None:
+    """The app, every screen, widget and command: no torch & co, and of the daemon only the client side."""
+    mods = _modules_after(f"import {module}")
     daemon_mods = {m for m in mods if m.split(".")[0] == "daemon"}
-    assert daemon_mods <= {"daemon", "daemon.api", "daemon.client", "daemon.paths", "daemon.procs", "daemon.text",
-                           "daemon.metrics"}
+    assert daemon_mods <= RFT_TUI_DAEMON_ALLOWED, daemon_mods - RFT_TUI_DAEMON_ALLOWED
+    assert not [m for m in HEAVY if m in mods]
 
 
 def test_rft_tui_help_runs_without_torch() -> None:
