@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from daemon import api
 from daemon import metrics as metric_keys
 from daemon.client import ApiRequestError, Client, DaemonError
+from daemon.text import clip
 from rft_tui.commands import ids
 from rft_tui.context import CliContext, pass_ctx
 from rft_tui.output import (
@@ -479,9 +480,10 @@ def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, li
     rows = []
     for r in page.data[:limit]:
         b = base.get(r.row_index)
-        rows.append([r.row_index, r.prompt[:40], r.reference or "-"]
-                    + ([b.output[:30] if b else "-", fmt_float(b.reward) if b else "-"] if base else [])
-                    + [r.output[:30], fmt_float(r.reward)])
+        base_cells = [clip(b.output, 30, one_line=True), fmt_float(b.reward)] if b else ["-", "-"]
+        rows.append([r.row_index, clip(r.prompt, 40, one_line=True), r.reference or "-"]
+                    + (base_cells if base else [])
+                    + [clip(r.output, 30, one_line=True), fmt_float(r.reward)])
     print_table(headers, rows)
     base_mean = sum(b.reward for b in base.values()) / len(base) if base else None
     click.echo(f"steps: {page.steps}; mean reward at step {page.step}: {fmt_float(page.summary.get('reward_mean'))}"
@@ -503,5 +505,7 @@ def samples(obj: CliContext, job_id: str, after_step: int | None, limit: int, as
         print_json(page)
         return
     print_table(["step", "prompt", "completion", "reward", "sub-rewards"],
-                [(s.step, s.prompt[:40], s.completion[:40], fmt_float(s.reward),
-                  " ".join(f"{k}={v:.2f}" for k, v in s.sub_rewards.items() if v is not None)) for s in page.data])
+                [(s.step, clip(s.prompt, 40, one_line=True), clip(s.completion, 40, one_line=True),
+                  fmt_float(s.reward),
+                  " ".join(f"{k}={v:.2f}" for k, v in s.sub_rewards.items() if v is not None))
+                 for s in page.data])
