@@ -19,7 +19,7 @@ def human_bytes(n: int) -> str:
 
 def file_text(f: api.FileObject | None) -> Text:
     if f is None:
-        return Text("No file selected. Import one with: rft-tui files import PATH", style="dim")
+        return Text("No file selected. Import one with: rft-tui files add PATH", style="dim")
     out = Text()
     out.append(f.filename, style="bold")
     out.append(f"  {f.id}\n")

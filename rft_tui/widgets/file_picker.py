@@ -40,7 +40,7 @@ class FilePickerScreen(ModalScreen[str | None]):
             if self.files:
                 yield OptionList(*[Option(file_label(f), id=f.id) for f in self.files], id="picker-options")
             else:
-                yield Label("No other file is imported (rft-tui files import PATH).", classes="hint")
+                yield Label("No other file is imported (rft-tui files add PATH).", classes="hint")
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
