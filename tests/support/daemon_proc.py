@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon.client import AsyncClient, Client, DaemonNotRunning, read_status
+from daemon.client import AsyncClient, Client, DaemonError, read_status
 from daemon.paths import Paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ class DaemonProcess:
             with self.client(timeout=5) as c:
                 c.shutdown()
             self.proc.wait(timeout=15)
-        except (DaemonNotRunning, subprocess.TimeoutExpired, OSError):
+        except (DaemonError, subprocess.TimeoutExpired, OSError):  # no answer: kill it
             self.kill(signal.SIGKILL)
 
     def log(self) -> str:

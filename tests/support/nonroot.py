@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -140,16 +141,11 @@ class UserDaemon(DaemonProcess):
         with self.client(timeout=5) as c:
             return int(c.health().pid)
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            with self.client(timeout=5) as c:
-                c.shutdown()
-            self.proc.wait(timeout=15)
-        except Exception:  # noqa: BLE001 - fall back to killing the process group
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """The whole process group: runuser and the daemon under it (the base class's stop falls back to this)."""
+        if self.proc is not None and self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait(timeout=15)
