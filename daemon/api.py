@@ -907,4 +907,174 @@ class JobSnapshot(WireModel):
         return cls.model_validate_json(text)
 
 
+
+# --------------------------------------------------------------------------------------------
+# Reporting: what a training worker sends the daemon (daemon/worker/reporting.py; issue 12)
+#
+# Every reporter method is one record kind. The local reporter applies records to the store directly; the HTTP
+# reporter (cluster workers) journals them on disk and POSTs them in order to
+# `/v1/fine_tuning/jobs/{id}/report/records` with the job's own token. A record with an `id` is applied at most
+# once per job (a replay is a no-op); steps are idempotent by step number as well. A new reporter method is a
+# new record class here, one branch in `Store.apply_report`, and one line in the union below.
+
+REPORT_BATCH_MAX = 1000
+ReportLevel = Literal["info", "warn", "error"]
+WorkerOutcome = Literal["succeeded", "paused", "cancelled", "failed"]
+
+
+class ReportRecordBase(StrictRequest):
+    """`id`: unique per job, set by the HTTP reporter (its journal keeps it, so a replay carries the same id)."""
+
+    id: str | None = Field(default=None, max_length=128)
+
+
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+
+class ReportedSample(BaseModel):
+    """One training completion as a worker reports it (more fields, e.g. a tool trajectory, are kept as sent)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str = ""
+    completion: str = ""
+    reward: float | None = None
+    sub_rewards: dict[str, float | None] = {}
+    errors: dict[str, Any] = {}
+
+    @field_validator("prompt", "completion", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        """Texts as the store keeps them (what the worker had may be a number or a message list)."""
+        return "" if v is None else v if isinstance(v, str) else str(v)
+
+
+class ReportedValidationRow(BaseModel):
+    """One validation row as a worker reports it (more fields are kept as sent)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    row_index: Count | None = None
+    prompt: str = ""
+    reference: str | None = None
+    output: str = ""
+    reward: float | None = None
+    sub_rewards: dict[str, float | None] = {}
+    errors: dict[str, Any] = {}
+    item: dict[str, Any] | None = None
+
+    @field_validator("prompt", "output", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return "" if v is None else v if isinstance(v, str) else str(v)
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _reference(cls, v: Any) -> Any:
+        return v if v is None or isinstance(v, str) else str(v)
+
+
+class ReportStarted(ReportRecordBase):
+    """The worker is up: total steps, the hyperparameters it resolved, a line for the events."""
+
+    kind: Literal["started"] = "started"
+    total_steps: Count | None = None
+    resolved_hyperparameters: ResolvedHyperparameters | None = None
+    message: str | None = None
+
+
+class ReportStep(ReportRecordBase):
+    """One training step: its metric values and up to MAX_SAMPLES_PER_STEP sample completions."""
+
+    kind: Literal["step"] = "step"
+    step: Count
+    values: dict[str, float | None] = {}
+    samples: list[ReportedSample] = []
+    total_steps: Count | None = None
+    trained_tokens: Count | None = None
+
+
+class ReportValidation(ReportRecordBase):
+    """One validation pass (step 0 = the base model): every row's output and scores."""
+
+    kind: Literal["validation"] = "validation"
+    step: Count
+    rows: list[ReportedValidationRow] = []
+    summary: dict[str, float | None] | None = None
+
+
+class ReportCheckpoint(ReportRecordBase):
+    """A checkpoint saved at `step`; `location` is a local path or an fsspec URL on the cluster's storage."""
+
+    kind: Literal["checkpoint"] = "checkpoint"
+    step: Count
+    location: str = Field(min_length=1, max_length=MAX_PATH_CHARS)
+    metrics: dict[str, float | None] = {}
+
+
+class ReportCheckpointDeleted(ReportRecordBase):
+    """The worker deleted a checkpoint the keep rule let go."""
+
+    kind: Literal["checkpoint_deleted"] = "checkpoint_deleted"
+    checkpoint_id: str = Field(min_length=1, max_length=200)
+
+
+class ReportEvent(ReportRecordBase):
+    """A job event written by the worker (warnings, failures)."""
+
+    kind: Literal["event"] = "event"
+    message: str
+    level: ReportLevel = "info"
+    data: dict[str, Any] | None = None
+
+
+class ReportFinish(ReportRecordBase):
+    """How the worker ended, for the daemon to settle the job."""
+
+    kind: Literal["finish"] = "finish"
+    outcome: WorkerOutcome
+    detail: str | None = None
+    fine_tuned_model: str | None = None
+
+
+ReportRecord = Annotated[
+    ReportStarted | ReportStep | ReportValidation | ReportCheckpoint | ReportCheckpointDeleted | ReportEvent
+    | ReportFinish,
+    Field(discriminator="kind"),
+]
+
+
+class ReportBatch(StrictRequest):
+    """Records in the order the worker made them (applied in that order, each in its own transaction)."""
+
+    records: list[ReportRecord] = Field(max_length=REPORT_BATCH_MAX)
+
+
+class ReportControl(WireModel):
+    """What the worker must know between steps: the job's status and a pending pause/cancel request."""
+
+    status: JobStatus
+    requested_action: str | None = None
+
+
+class ReportAck(WireModel):
+    """`applied` records were new; `duplicates` had been applied before (a replay); the job's control state."""
+
+    applied: int
+    duplicates: int
+    control: ReportControl
+
+
+class ReportJobState(WireModel):
+    """What a (re)starting worker reads about its own job: attempt, resume point, steps already stored."""
+
+    id: str
+    status: JobStatus
+    attempts: int = 0
+    resume_from: str | None = None
+    requested_action: str | None = None
+    last_step: int | None = None
+    validated_steps: list[int] = []
+
+
 FineTuningJob.model_rebuild()

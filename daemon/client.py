@@ -284,6 +284,25 @@ class _Api:
     def job_log(self, job_id: str, lines: int = 200) -> _Request[api.JobLog]:
         return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/log", api.JobLog, params={"lines": lines})
 
+    # reporting (a worker with its job token; daemon/worker/http_reporter.py)
+    @_Endpoint
+    def report_records(self, job_id: str, batch: api.ReportBatch) -> _Request[api.ReportAck]:
+        """Append a worker's records to its job (idempotent by record id and by step)."""
+        return _request("POST", f"/v1/fine_tuning/jobs/{job_id}/report/records", api.ReportAck, json=batch)
+
+    @_Endpoint
+    def report_state(self, job_id: str) -> _Request[api.ReportJobState]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/report/state", api.ReportJobState)
+
+    @_Endpoint
+    def report_spec(self, job_id: str) -> _Request[api.JobSnapshot]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/report/spec", api.JobSnapshot)
+
+    @_Endpoint
+    def report_checkpoints_to_delete(self, job_id: str) -> _Request[api.ListObject[api.JobCheckpoint]]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/report/checkpoints_to_delete",
+                        api.ListObject[api.JobCheckpoint])
+
     # graders
     @_Endpoint
     def run_grader(self, grader: dict[str, Any], model_sample: str,

@@ -131,6 +131,27 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m002_job_report_tokens(db: sqlite_utils.Database) -> None:
+    """Reporting over the API (issue 12): per-job tokens (hashed) and the ids of records applied once."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS job_tokens (
+            job_id TEXT PRIMARY KEY REFERENCES jobs(id),
+            token_sha256 TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS report_records (
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            record_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            applied_at REAL NOT NULL,
+            PRIMARY KEY (job_id, record_id)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     db.execute(

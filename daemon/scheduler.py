@@ -16,8 +16,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +34,14 @@ from daemon.bus import EventBus
 from daemon.paths import Paths
 from daemon.procs import log_tail, process_start_time, same_process
 from daemon.store import Store, is_busy_error
-from daemon.worker_protocol import ATTEMPT_HEADER, CANCEL_SIGNAL, PAUSE_SIGNAL, pause_signal_held, worker_command
+from daemon.worker_protocol import (
+    ATTEMPT_HEADER,
+    CANCEL_SIGNAL,
+    PAUSE_SIGNAL,
+    http_worker_env,
+    pause_signal_held,
+    worker_command,
+)
 
 log = logging.getLogger("rft.scheduler")
 
@@ -64,8 +74,10 @@ class Scheduler:
 
     def __init__(self, paths: Paths, store: Store, bus: EventBus, max_running: int = 1,
                  cancel_grace_s: float | None = None,
-                 command: Callable[[dict[str, Any]], list[str]] = worker_command) -> None:
+                 command: Callable[[dict[str, Any]], list[str]] = worker_command,
+                 report_url: str | None = None) -> None:
         self.paths = paths
+        self.report_url = report_url  # the daemon's TCP URL, for workers that report over the API
         self.store = store
         self.bus = bus
         self.max_running = max_running
@@ -297,6 +309,16 @@ class Scheduler:
         job_dir.mkdir(parents=True, exist_ok=True)
         cmd = self.command(row)
         env = {**os.environ, "RFT_HOME": str(self.paths.home), "RFT_JOB_ID": job_id, "PYTHONUNBUFFERED": "1"}
+        cwd = job_dir
+        if os.environ.get("RFT_WORKER_REPORTER") == "http":
+            try:
+                env, cwd = self._http_worker(row, env)
+            except (OSError, ValueError) as e:
+                self._transition(job_id, S.failed, f"Could not start the worker: {e}", level="error",
+                                 error_code="worker_start_failed", error_message=str(e))
+                return False
+            cmd = [*shlex.split(os.environ.get("RFT_WORKER_WRAPPER", "").replace("{home}", str(self.paths.home))),
+                   *cmd]
         attempt = (row["attempts"] or 0) + 1
         logf = open(self.paths.job_log(job_id), "ab")
         logf.write(f"\n{ATTEMPT_HEADER}{attempt} {time.strftime('%Y-%m-%d %H:%M:%S')} starting: "
@@ -304,7 +326,7 @@ class Scheduler:
         logf.flush()
         try:
             with pause_signal_held():  # a pause before the worker's handler exists waits for it
-                proc = subprocess.Popen(cmd, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=logf,
+                proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=logf,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             self._transition(job_id, S.failed, f"Could not start the worker: {e}", level="error",
@@ -328,6 +350,28 @@ class Scheduler:
             log.info("job %s: worker pid %d started (attempt %d): %s", job_id, proc.pid, attempt, " ".join(cmd))
         self._watch(job_id, proc.pid)
         return ok
+
+    def _http_worker(self, row: dict[str, Any], env: dict[str, str]) -> tuple[dict[str, str], Path]:
+        """A local worker that reports over the API like a cluster worker (RFT_WORKER_REPORTER=http).
+
+        It gets a fresh reporting token, no RFT_HOME, and a scratch dir outside the store
+        (RFT_WORKER_SCRATCH_ROOT, default the system temp dir) holding the job's dataset files, as a cluster
+        executor ships them. RFT_WORKER_WRAPPER prefixes its command (`{home}` is RFT_HOME), e.g. to hide the
+        store from it: `bwrap --dev-bind / / --tmpfs {home} --`.
+        """
+        if not self.report_url:
+            raise ValueError("RFT_WORKER_REPORTER=http needs the daemon's TCP listener (start it with --tcp)")
+        job_id = row["id"]
+        root = Path(os.environ.get("RFT_WORKER_SCRATCH_ROOT") or tempfile.gettempdir())
+        scratch = root / f"rft-worker-{job_id}"
+        files = scratch / "files"
+        files.mkdir(parents=True, exist_ok=True, mode=0o700)
+        snapshot = api.JobSnapshot.from_json(row["snapshot"])
+        for f in (snapshot.training_file, snapshot.validation_file):
+            if f is not None and f.path and not (files / Path(f.path).name).exists():
+                shutil.copyfile(f.path, files / Path(f.path).name)
+        token = self._write(self.store.mint_job_token, job_id)
+        return http_worker_env(env, job_id, self.report_url, token, str(scratch), files_dir=str(files)), scratch
 
     def _watch(self, job_id: str, pid: int) -> None:
         """Call `_on_exit` when `pid` ends (a pidfd reader on the loop)."""

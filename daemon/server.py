@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -38,14 +39,25 @@ from daemon.datasets.depth import MAX_JSON_DEPTH, deeper_than, depth_message
 from daemon.errors import ApiError, disk_full, store_busy
 from daemon.paths import Paths, tighten_permissions
 from daemon.procs import process_start_time
+from daemon.routes.report import JOB_TOKEN_SCOPE
 from daemon.scheduler import Scheduler
-from daemon.store import Store, StoreBusy, StoreUnusable, check_database_file, is_busy_error, is_disk_full_error
+from daemon.store import (
+    Store,
+    StoreBusy,
+    StoreUnusable,
+    check_database_file,
+    is_busy_error,
+    is_disk_full_error,
+    job_of_token,
+)
 
 log = logging.getLogger("rft.daemon")
 
 MAX_JSON_BODY = 8 * 1024 * 1024  # JSON bodies; uploads are multipart and streamed
 MAX_UPLOAD_BYTES = 8 * 1024**3
 BODY_READ_TIMEOUT_S = 30.0  # a body that sends no byte for this long is answered 408 and closed
+#: Where a job's reporting token may go (daemon/routes/report.py); any other path needs the owner's token.
+REPORT_PATH = re.compile(r"^/v1/fine_tuning/jobs/[^/]+/report/[a-z_]+$")
 
 
 # ---------------------------------------------------------------------- ASGI guards
@@ -148,9 +160,17 @@ class AccessGuard:
             header = headers.get(b"authorization", b"").decode("latin-1")
             supplied = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
             if not self.token or not hmac.compare_digest(supplied, self.token):
-                await _deny(send, 401, "A valid bearer token is required over TCP (see run/token).",
-                            "authentication_error")
-                return
+                if job_of_token(supplied) is None:
+                    await _deny(send, 401, "A valid bearer token is required over TCP (see run/token).",
+                                "authentication_error")
+                    return
+                if not REPORT_PATH.match(scope.get("path", "")):
+                    await _deny(send, 401, "A job's reporting token reaches only that job's "
+                                "/v1/fine_tuning/jobs/{id}/report/ endpoints.", "authentication_error",
+                                code="job_token_scope")
+                    return
+                # a job token on a reporting path: the route checks it names this job and matches its hash
+                scope = {**scope, JOB_TOKEN_SCOPE: supplied}
         length = headers.get(b"content-length")
         multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
         limit = MAX_UPLOAD_BYTES if multipart else MAX_JSON_BODY
@@ -230,6 +250,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
     from daemon.routes import health, jobs, stream
     from daemon.routes import models as models_routes
     from daemon.routes import preflight as preflight_routes
+    from daemon.routes import report as report_routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -298,7 +319,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
         app.add_exception_handler(fault, _store_fault)
 
     for module in (health, files_routes, jobs, graders_routes, grader_files_routes, stream, preflight_routes,
-                   models_routes):
+                   models_routes, report_routes):
         app.include_router(module.router)
     from daemon.routes import contract
 
@@ -492,7 +513,11 @@ def serve(home: str | None = None, tcp: str | None = None, log_level: str = "war
                     ", ".join(removed[:5]) + (" ..." if len(removed) > 5 else ""))
     bus = EventBus()
     max_running = int(os.environ.get("RFT_MAX_RUNNING_JOBS", "1"))
-    scheduler = Scheduler(paths, store, bus, max_running=max_running)
+    report_url = None
+    if tcp:
+        host, _, port = tcp.rpartition(":")
+        report_url = os.environ.get("RFT_REPORT_URL_FOR_WORKERS") or f"http://{host or '127.0.0.1'}:{port}"
+    scheduler = Scheduler(paths, store, bus, max_running=max_running, report_url=report_url)
     socket_path = str(paths.socket)
     token = load_or_create_token(paths) if tcp else None
     ctx = DaemonContext(paths=paths, store=store, bus=bus, scheduler=scheduler, socket_path=socket_path)

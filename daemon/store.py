@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import hmac
 import json
 import logging
 import math
@@ -232,7 +234,27 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: all or nothing; StoreBusy after the bounded wait for the lock."""
+        """One IMMEDIATE transaction: all or nothing; StoreBusy after the bounded wait for the lock.
+
+        Re-entrant on one thread: a `tx()` inside another joins it (so `apply_report` can record a record's id
+        and apply it with the ordinary write methods in one transaction).
+        """
+        if getattr(self._local, "tx_depth", 0):
+            self._local.tx_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._local.tx_depth -= 1
+            return
+        with self._outer_tx() as conn:
+            self._local.tx_depth = 1
+            try:
+                yield conn
+            finally:
+                self._local.tx_depth = 0
+
+    @contextmanager
+    def _outer_tx(self) -> Iterator[sqlite3.Connection]:
         started = time.monotonic()
         if not self._write_lock.acquire(timeout=self.busy_timeout_s):
             raise StoreBusy(f"the store at {self.path} stayed locked for {self.busy_timeout_s:g} s")
@@ -605,10 +627,12 @@ class Store:
         reasons = kept_because(live)
         return [r for r in live if not reasons.get(r["id"])]
 
-    def mark_checkpoint_deleted(self, ckpt_id: str) -> None:
-        with self.tx():
-            with contextlib.suppress(sqlite_utils.db.NotFoundError):
-                self.db.table("checkpoints").update(ckpt_id, {"deleted_at": int(time.time())})
+    def mark_checkpoint_deleted(self, ckpt_id: str, job_id: str | None = None) -> None:
+        """Mark a checkpoint deleted (with `job_id`: only if it is that job's, so a job token reaches no other)."""
+        with self.tx() as conn:
+            cond, params = ("", [int(time.time()), ckpt_id]) if job_id is None else \
+                (" AND job_id = ?", [int(time.time()), ckpt_id, job_id])
+            conn.execute(f"UPDATE checkpoints SET deleted_at = ? WHERE id = ?{cond}", params)
 
     def worker_finished(self, job_id: str, outcome: str, detail: str | None = None,
                         fine_tuned_model: str | None = None) -> None:
@@ -625,6 +649,86 @@ class Store:
             self._update_job(job_id, {"worker_outcome": outcome, "worker_outcome_detail": detail,
                                       "fine_tuned_model": keep})
 
+    # ------------------------------------------------------------------ reporting over the API (issue 12)
+
+    def apply_report(self, job_id: str, record: api.ReportRecord) -> bool:
+        """Apply one worker record; False (nothing written) if a record with its id was applied before.
+
+        The record's id is stored in the same transaction as its effect, so a replay after a lost answer
+        is a no-op and a crash between the two cannot happen. Records without an id (the local reporter,
+        which never replays) are applied as they come. Steps are idempotent by step number as well.
+        """
+        with self.tx() as conn:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone() is None:
+                raise LookupError(f"job {job_id} is not in {self.path}")
+            if record.id is not None:
+                seen = conn.execute("INSERT OR IGNORE INTO report_records (job_id, record_id, kind, applied_at) "
+                                    "VALUES (?, ?, ?, ?)", [job_id, record.id, record.kind, time.time()])
+                if seen.rowcount == 0:
+                    return False
+            return self._apply(job_id, record)
+
+    def _apply(self, job_id: str, record: api.ReportRecord) -> bool:
+        """Inside a transaction: one record's effect, through the same methods the local worker calls."""
+        if isinstance(record, api.ReportStep):
+            return self.log_step(job_id, record.step, record.values,
+                                 [s.model_dump(exclude_none=True) for s in record.samples], record.total_steps,
+                                 record.trained_tokens)
+        if isinstance(record, api.ReportStarted):
+            hp = record.resolved_hyperparameters
+            self.worker_started(job_id, record.total_steps, None if hp is None else hp.model_dump(), record.message)
+        elif isinstance(record, api.ReportValidation):
+            self.log_validation(job_id, record.step, [r.model_dump(exclude_none=True) for r in record.rows],
+                                record.summary)
+        elif isinstance(record, api.ReportCheckpoint):
+            self.add_checkpoint(job_id, record.step, record.location, record.metrics)
+        elif isinstance(record, api.ReportCheckpointDeleted):
+            self.mark_checkpoint_deleted(record.checkpoint_id, job_id=job_id)
+        elif isinstance(record, api.ReportEvent):
+            self.add_event(job_id, record.message, level=record.level, data=record.data)
+        elif isinstance(record, api.ReportFinish):
+            self.worker_finished(job_id, record.outcome, record.detail, record.fine_tuned_model)
+        else:  # pragma: no cover - the union is closed; a new kind needs a branch here
+            raise TypeError(f"unknown report record {type(record).__name__}")
+        return True
+
+    def report_state(self, job_id: str) -> api.ReportJobState | None:
+        """What a (re)starting worker reads about its job; None if there is no such job."""
+        row = self.get_job_row(job_id)
+        if row is None:
+            return None
+        return api.ReportJobState(id=job_id, status=api.JobStatus(row["status"]), attempts=row["attempts"] or 0,
+                                  resume_from=row["resume_from"], requested_action=row["requested_action"],
+                                  last_step=self.last_metric_step(job_id),
+                                  validated_steps=self.validation_steps(job_id))
+
+    def report_control(self, job_id: str) -> api.ReportControl | None:
+        row = self.query_one("SELECT status, requested_action FROM jobs WHERE id = ?", [job_id])
+        if row is None:
+            return None
+        return api.ReportControl(status=api.JobStatus(row["status"]), requested_action=row["requested_action"])
+
+    def mint_job_token(self, job_id: str) -> str:
+        """A new reporting token for one job (replacing its previous one); only its hash is stored.
+
+        The token names its job (`rftjob.<job id>.<secret>`) so the daemon finds the hash to compare with
+        without a scan; it can append to that job and read that job's spec and control state, nothing else.
+        """
+        token = f"{JOB_TOKEN_PREFIX}{job_id}.{secrets.token_urlsafe(32)}"
+        with self.tx():
+            self.db.table("job_tokens").insert({"job_id": job_id, "token_sha256": _sha256(token),
+                                                "created_at": int(time.time())}, replace=True)
+        return token
+
+    def revoke_job_token(self, job_id: str) -> None:
+        with self.tx() as conn:
+            conn.execute("DELETE FROM job_tokens WHERE job_id = ?", [job_id])
+
+    def job_token_matches(self, job_id: str, token: str) -> bool:
+        """Whether `token` is the live reporting token of `job_id` (constant-time compare of the hashes)."""
+        row = self.query_one("SELECT token_sha256 FROM job_tokens WHERE job_id = ?", [job_id])
+        return row is not None and hmac.compare_digest(row["token_sha256"], _sha256(token))
+
     # ------------------------------------------------------------------ what the scheduler asks
 
     def workers_holding_gpus(self) -> int:
@@ -640,6 +744,24 @@ class Store:
 
 
 # ---------------------------------------------------------------------- shared row helpers
+
+
+JOB_TOKEN_PREFIX = "rftjob."
+
+
+def job_of_token(token: str) -> str | None:
+    """The job id a reporting token names (`rftjob.<job id>.<secret>`), or None for any other token.
+
+    The secret is URL-safe base64 (no '.'), so the last '.' ends the job id whatever the id holds.
+    """
+    if not token.startswith(JOB_TOKEN_PREFIX):
+        return None
+    job_id, sep, secret = token.removeprefix(JOB_TOKEN_PREFIX).rpartition(".")
+    return job_id if sep and job_id and secret else None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _clean_map(m: Mapping[str, Any] | None) -> dict[str, float | None]:

@@ -49,6 +49,27 @@ def worker_command(job_row: dict[str, Any]) -> list[str]:
             "-m", worker_module(), job_id]
 
 
+# A worker that reports over the daemon's API instead of opening its store (cluster executors; issue 12).
+REPORT_URL_ENV = "RFT_REPORT_URL"  # the daemon's TCP base URL, e.g. http://workstation:8765
+REPORT_TOKEN_ENV = "RFT_REPORT_TOKEN"  # the job's own reporting token (Store.mint_job_token)
+WORK_DIR_ENV = "RFT_WORK_DIR"  # scratch: report journal, saved spec, checkpoints before upload (default: cwd)
+FILES_DIR_ENV = "RFT_FILES_DIR"  # where the job's dataset files were shipped (by their stored file names)
+CHECKPOINT_STORAGE_ENV = "RFT_CHECKPOINT_STORAGE"  # a shared path or fsspec URL for checkpoints (default: scratch)
+
+
+def http_worker_env(base: dict[str, str], job_id: str, url: str, token: str, work_dir: str,
+                    files_dir: str | None = None, checkpoint_storage: str | None = None) -> dict[str, str]:
+    """The environment of a worker that reports over HTTP: no RFT_HOME (it never sees the daemon's store)."""
+    env = {k: v for k, v in base.items() if k != "RFT_HOME"}
+    env.update({REPORT_URL_ENV: url, REPORT_TOKEN_ENV: token, WORK_DIR_ENV: work_dir, "RFT_JOB_ID": job_id,
+                "PYTHONUNBUFFERED": "1"})
+    if files_dir:
+        env[FILES_DIR_ENV] = files_dir
+    if checkpoint_storage:
+        env[CHECKPOINT_STORAGE_ENV] = checkpoint_storage
+    return env
+
+
 @contextmanager
 def pause_signal_held() -> Iterator[None]:
     """Start a worker with the pause signal blocked: a pause before its handler exists stays pending, not fatal.

@@ -19,6 +19,7 @@ from daemon import api
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request: the field at fault is named in `error.param`",
     401: "Over TCP: a missing or wrong bearer token (the Unix socket checks the peer's uid instead)",
+    403: "A job's reporting token used for another job",
     404: "No such resource",
     408: "The request body stalled",
     409: "Conflicts with the resource's current state",

@@ -42,8 +42,11 @@ def main(argv: list[str]) -> int:
         # first thing: a pause now must not kill us. Ranks of a multi-process job stop together at a step
         # boundary instead (one rank alone must not leave the others waiting in a collective).
         flags.install(stop_while_starting=world == 1)
-        if not job_id or not home:
-            print("usage: RFT_HOME=... python -m daemon.worker JOB_ID", file=sys.stderr)
+        from daemon.worker.reporting import reports_over_http
+
+        if not job_id or not (home or reports_over_http()):
+            print("usage: RFT_HOME=... python -m daemon.worker JOB_ID  (or RFT_REPORT_URL and RFT_REPORT_TOKEN "
+                  "instead of RFT_HOME: report over the daemon's API)", file=sys.stderr)
             return 2
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -98,11 +101,11 @@ def _disk_full(exc: BaseException | None) -> bool:
 def _finish(home: str | None, job_id: str, run: object, outcome: str, message: str, event: bool = False) -> None:
     """Record the outcome through the run's reporter, or a fresh one (rank 0 only) if the run never got one."""
     reporter = getattr(run, "reporter", None)
-    if reporter is None and home and job_id and int(os.environ.get("RANK", "0")) == 0:
-        from daemon.worker.reporting import JobReporter
+    if reporter is None and job_id and int(os.environ.get("RANK", "0")) == 0:
+        from daemon.worker.reporting import open_reporter
 
         try:
-            reporter = JobReporter(home, job_id)
+            reporter = open_reporter(job_id, home=home)
         except Exception:  # noqa: BLE001 - the store itself is unusable: the log has the reason
             reporter = None
     if reporter is not None:

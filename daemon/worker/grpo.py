@@ -21,11 +21,12 @@ from transformers import TrainerCallback
 from daemon import api, metrics
 from daemon.models import load_model, load_tokenizer
 from daemon.paths import Paths
+from daemon.worker import storage
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
-from daemon.worker.reporting import JobReporter
+from daemon.worker.reporting import Reporter, open_reporter, reports_over_http, work_dir
 from daemon.worker.rewards import GraderReward
 from daemon.worker.validation import Validator, choose_rows
-from daemon.worker_protocol import ControlFlags
+from daemon.worker_protocol import CHECKPOINT_STORAGE_ENV, FILES_DIR_ENV, ControlFlags
 
 SKIP_LOG_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
 
@@ -48,10 +49,14 @@ def read_rows(path: str) -> list[dict[str, Any]]:
 
 
 def stored_path(file: api.SnapshotFile) -> str:
-    """Where the store keeps a snapshot's dataset (every job created by this daemon records it)."""
+    """Where the store keeps a snapshot's dataset (every job created by this daemon records it).
+
+    A worker away from the store (RFT_FILES_DIR set by its executor) finds it under the same file name there.
+    """
     if not file.path:
         raise FileNotFoundError(f"the job's snapshot records no stored path for file {file.id}")
-    return file.path
+    shipped = os.environ.get(FILES_DIR_ENV)
+    return str(Path(shipped) / Path(file.path).name) if shipped else file.path
 
 
 def training_dataset(rows: list[dict[str, Any]], tokenizer: Any = None) -> Any:
@@ -197,7 +202,7 @@ class JobCallback(TrainerCallback):
             os.rename(src, dst)
             metrics = {"step": step, "valid_reward_mean": self.last_valid.get(step),
                        "train_reward_mean": self.last_train_reward}
-            run.reporter.add_checkpoint(step, str(dst), metrics)
+            run.reporter.add_checkpoint(step, storage.publish(dst, run.checkpoint_storage, run.job_id), metrics)
             run.prune_checkpoints()
         if run.world > 1:
             torch.distributed.barrier()
@@ -206,20 +211,25 @@ class JobCallback(TrainerCallback):
 class TrainingRun:
     """Everything one worker process holds for a job."""
 
-    def __init__(self, job_id: str, home: str, flags: ControlFlags) -> None:
+    def __init__(self, job_id: str, home: str | None, flags: ControlFlags) -> None:
         self.job_id = job_id
-        self.paths = Paths.resolve(home)
+        self.remote = reports_over_http()  # a cluster worker: no RFT_HOME, its scratch dir instead
+        self.scratch = Path(work_dir())
+        self.paths = Paths.resolve(home if home and not self.remote else self.scratch / "home")
+        self.checkpoint_storage = os.environ.get(CHECKPOINT_STORAGE_ENV) or None
         self.rank, self.world = rank_info()
         self.flags = flags  # installed by __main__ before the heavy imports
-        self.reporter: JobReporter | None = JobReporter(home, job_id) if self.rank == 0 else None
-        reader = self.reporter or JobReporter(home, job_id, rank=self.rank)
+        self.reporter: Reporter | None = open_reporter(job_id, home=home) if self.rank == 0 else None
+        reader = self.reporter or open_reporter(job_id, rank=self.rank, home=home)
         job = reader.job()
         self.spec = reader.spec()
         if reader is not self.reporter:
             reader.close()
-        self.resume_from: str | None = job.get("resume_from") or None
-        if self.resume_from and not Path(self.resume_from).is_dir():
+        self.resume_from: str | None = job.resume_from or None
+        if self.resume_from and not storage.exists(self.resume_from):
             raise FileNotFoundError(f"checkpoint to resume from is gone: {self.resume_from}")
+        if self.resume_from:
+            self.resume_from = storage.fetch(self.resume_from, self.scratch)
         self.hp: api.ResolvedHyperparameters = self.spec.hyperparameters
         self.eval_interval = self.hp.eval_interval
         self.outcome = "succeeded"
@@ -253,8 +263,19 @@ class TrainingRun:
         """Delete (files and rows) the checkpoints the store's one rule does not keep (best 3 + latest)."""
         assert self.reporter is not None
         for c in self.reporter.checkpoints_to_delete():
-            shutil.rmtree(c["path"], ignore_errors=True)
-            self.reporter.mark_checkpoint_deleted(c["id"])
+            if c.path:
+                storage.remove(c.path)
+                if storage.is_url(c.path):  # the local copy it was uploaded from
+                    shutil.rmtree(self.checkpoint_dir() / c.path.rstrip("/").rsplit("/", 1)[-1], ignore_errors=True)
+            self.reporter.mark_checkpoint_deleted(c.id)
+
+    def checkpoint_dir(self) -> Path:
+        """Where the trainer saves: the job dir (local), a shared-path storage, or scratch (URL storage)."""
+        if self.checkpoint_storage and not storage.is_url(self.checkpoint_storage):
+            return Path(self.checkpoint_storage) / self.job_id
+        if self.remote:
+            return self.scratch / "checkpoints"
+        return self.paths.job_dir(self.job_id) / "checkpoints"
 
     # --------------------------------------------------------------- run
 
@@ -270,7 +291,7 @@ class TrainingRun:
             # half the cores per rank: on a shared CPU, oversubscribed torch threads are many times slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // (2 * self.world)))
         torch.manual_seed(hp.seed)
-        out_dir = self.paths.job_dir(self.job_id) / "checkpoints"
+        out_dir = self.checkpoint_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hp.precision, torch.float32)
         if not hp.on_cuda:

@@ -1,7 +1,8 @@
 """A small worker for the foundation tests: no model, but it reports exactly as the real worker does.
 
 It walks `total_steps` steps at `RFT_FAKE_STEP_S` seconds each, writing one metric row per step,
-validation rows and a checkpoint every `eval_interval`, through `JobReporter`. It honours cancel
+validation rows and a checkpoint every `eval_interval`, through the reporter the real worker would get
+(`open_reporter`: SQLite with RFT_HOME, the daemon's API with RFT_REPORT_URL/RFT_REPORT_TOKEN). It honours cancel
 (SIGTERM) and pause (SIGUSR1: checkpoint, then exit; before its first step: exit, nothing to save), and
 resumes after the last step in the store. `RFT_FAKE_STARTUP_S` is start-up time spent before its signal
 handlers exist (the real worker's imports); `RFT_FAKE_CRASH_ON_ATTEMPT=N` exits 3 silently on attempt N;
@@ -18,15 +19,15 @@ import time
 from pathlib import Path
 
 from daemon import metrics
-from daemon.worker.reporting import JobReporter
+from daemon.worker.reporting import open_reporter, work_dir
 from daemon.worker_protocol import ControlFlags
 
 
 def main(job_id: str) -> int:
     time.sleep(float(os.environ.get("RFT_FAKE_STARTUP_S", "0")))  # work done before any handler exists
     flags = ControlFlags().install()
-    reporter = JobReporter(os.environ["RFT_HOME"], job_id)
-    if str(reporter.job()["attempts"]) == os.environ.get("RFT_FAKE_CRASH_ON_ATTEMPT"):
+    reporter = open_reporter(job_id)
+    if str(reporter.job().attempts) == os.environ.get("RFT_FAKE_CRASH_ON_ATTEMPT"):
         return 3
     spec = reporter.spec()
     total = spec.hyperparameters.max_steps
@@ -36,7 +37,7 @@ def main(job_id: str) -> int:
     start = 1 if last is None else last + 1
     reporter.started(total, message=f"Fake worker pid {os.getpid()} starting at step {start}")
     print(f"fake worker {os.getpid()} job {job_id} steps {start}..{total}", flush=True)
-    ckpt_root = Path(os.getcwd()) / "checkpoints"
+    ckpt_root = Path(work_dir()) / "checkpoints"
 
     def checkpoint(step: int, reward: float) -> None:
         d = ckpt_root / f"step-{step}"

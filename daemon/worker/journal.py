@@ -1,0 +1,132 @@
+"""The HTTP reporter's on-disk journal: every record is fsync'd here before anyone tries to send it.
+
+`records.jsonl` holds the records in the order the worker made them, one JSON line each; `acked` holds how
+many of them the daemon has confirmed (written atomically). A worker killed at any point loses nothing: the
+next reporter on the same scratch directory sends what is past `acked` again. A record the daemon applied
+but whose answer was lost is sent twice -- the daemon ignores the second copy by its id (idempotent appends),
+which is also what makes compaction safe (`acked` is reset before the file is emptied).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import threading
+from pathlib import Path
+
+from pydantic import TypeAdapter
+
+from daemon import api
+
+RECORD = TypeAdapter(api.ReportRecord)
+COMPACT_BYTES = 16 * 1024 * 1024  # an all-acked journal over this size is emptied
+
+
+class Journal:
+    """Append-only record log with an acknowledged prefix; thread-safe."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = self.dir / "records.jsonl"
+        self.acked_path = self.dir / "acked"
+        self.rejected_path = self.dir / "rejected.jsonl"
+        self._lock = threading.Lock()
+        self._nonce = secrets.token_hex(6)  # this reporter's ids: unique per job across attempts and restarts
+        self._seq = 0
+        self._total = 0  # lines in records.jsonl
+        self.pending: list[api.ReportRecord] = self._load()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _load(self) -> list[api.ReportRecord]:
+        """The records past `acked` (a torn last line -- a crash mid-write -- is cut off)."""
+        try:
+            acked = int(self.acked_path.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            acked = 0
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        lines = data.split(b"\n")
+        good: list[bytes] = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except ValueError:
+                break  # torn tail: never acked, never sent complete; the rest is cut below
+            good.append(line)
+        kept = b"".join(x + b"\n" for x in good)
+        if kept != data:
+            with open(self.path, "wb") as f:
+                f.write(kept)
+                f.flush()
+                os.fsync(f.fileno())
+        self._total = len(good)
+        return [RECORD.validate_json(line) for line in good[acked:]]
+
+    def append(self, record: api.ReportRecord) -> api.ReportRecord:
+        """Give the record its id, write it durably, and queue it for sending."""
+        with self._lock:
+            if record.id is None:
+                self._seq += 1
+                record = record.model_copy(update={"id": f"{self._nonce}-{self._seq}"})
+            line = record.model_dump_json(exclude_none=True).encode() + b"\n"
+            os.write(self._fd, line)
+            os.fsync(self._fd)
+            self._total += 1
+            self.pending.append(record)
+        return record
+
+    def peek(self, max_records: int, max_bytes: int) -> list[api.ReportRecord]:
+        """The oldest unsent records, at most `max_records` and about `max_bytes` of JSON (at least one)."""
+        with self._lock:
+            batch: list[api.ReportRecord] = []
+            size = 0
+            for record in self.pending[:max_records]:
+                n = len(record.model_dump_json(exclude_none=True))
+                if batch and size + n > max_bytes:
+                    break
+                batch.append(record)
+                size += n
+            return batch
+
+    def ack(self, n: int) -> None:
+        """The daemon has the first `n` pending records: move the acknowledged prefix past them."""
+        with self._lock:
+            del self.pending[:n]
+            if not self.pending and self._total and os.fstat(self._fd).st_size > COMPACT_BYTES:
+                self._write_acked(0)  # first: a crash after this only replays what the daemon ignores
+                os.ftruncate(self._fd, 0)
+                os.fsync(self._fd)
+                self._total = 0
+                return
+            self._write_acked(self._total - len(self.pending))
+
+    def reject(self, record: api.ReportRecord, reason: str) -> None:
+        """A record the daemon refuses as invalid (never deliverable): kept aside, with why, and skipped."""
+        with open(self.rejected_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"reason": reason, "record": record.model_dump(mode="json")}) + "\n")
+        self.ack(1)
+
+    def _write_acked(self, n: int) -> None:
+        tmp = self.acked_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, str(n).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.acked_path)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.pending)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)

@@ -1,0 +1,290 @@
+"""Reporting over the API (issue 12): a worker that never opens the store reports through the daemon's TCP
+listener with its job's own token; the token reaches nothing else; appends are idempotent; a daemon that goes
+away mid-run loses nothing (the worker journals on disk and replays in order when it is back).
+
+Real processes throughout: a daemon with --tcp, workers it spawns (the fake worker, switched to the HTTP
+reporter and run under bubblewrap with RFT_HOME hidden), and a worker-side HttpReporter in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from daemon import api
+from daemon.store import Store
+from tests.support.daemon_proc import REPO, DaemonProcess, wait_until
+from tests.support.jobs import arithmetic_rows, job_request, write_jsonl
+
+# the worker's view of the machine has an empty RFT_HOME: it starts only if the store is not there
+HIDE_HOME = "bwrap --dev-bind / / --tmpfs {home} -- sh -c 'test ! -e {home}/rft.db && exec \"$@\"' hide-home"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _files(c: Any, tmp: Path) -> tuple[str, str]:
+    train = c.import_file(str(write_jsonl(tmp / "train.jsonl", arithmetic_rows(10, 30)))).id
+    valid = c.import_file(str(write_jsonl(tmp / "valid.jsonl", arithmetic_rows(60, 10)))).id
+    return train, valid
+
+
+def _journal_pending(scratch: Path) -> int:
+    """Records the worker has journalled but the daemon has not confirmed (read from its files on disk)."""
+    journal = scratch / "report-journal"
+    try:
+        lines = sum(1 for ln in (journal / "records.jsonl").read_bytes().split(b"\n") if ln.strip())
+    except FileNotFoundError:
+        return 0
+    try:
+        acked = int((journal / "acked").read_text() or 0)
+    except FileNotFoundError:
+        acked = 0
+    return lines - acked
+
+
+def _assert_every_record_once(c: Any, job_id: str, steps: int, eval_interval: int) -> None:
+    """Steps 1..N each once with one sample each; every validation and checkpoint once; their events once."""
+    metrics = c.metrics(job_id).data
+    assert [m.step for m in metrics] == list(range(1, steps + 1))
+    samples = c.samples(job_id, limit=10_000).data
+    assert sorted(s.step for s in samples) == list(range(1, steps + 1))
+    valid_steps = [0, *range(eval_interval, steps + 1, eval_interval)]
+    assert c.validation(job_id).steps == valid_steps
+    events = c.list_events(job_id, limit=1000).data
+    messages = [e.message for e in events]
+    for step in valid_steps:
+        assert sum(m.startswith(f"Validation at step {step}:") for m in messages) == 1, messages
+    ckpt_steps = valid_steps[1:]
+    for step in ckpt_steps:
+        assert messages.count(f"Checkpoint saved at step {step}") == 1, messages
+    assert sum(m.startswith("Fake worker pid") for m in messages) == 1
+
+
+@pytest.fixture
+def http_daemon(daemon_factory, tmp_path: Path) -> DaemonProcess:  # type: ignore[no-untyped-def]
+    """A daemon on TCP whose fake workers report over HTTP, under bubblewrap with RFT_HOME hidden."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (scripts/setup.sh installs it)")
+    port = _free_port()
+    scratch_root = tmp_path / "scratch"
+    scratch_root.mkdir()
+    d: DaemonProcess = daemon_factory(env={
+        "RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_WORKER_REPORTER": "http",
+        "RFT_WORKER_WRAPPER": HIDE_HOME, "RFT_WORKER_SCRATCH_ROOT": str(scratch_root),
+        "RFT_FAKE_STEP_S": "0.05", "RFT_CANCEL_GRACE_S": "3"}, tcp=f"127.0.0.1:{port}")
+    return d
+
+
+def test_a_worker_reports_every_record_over_the_api_with_the_store_hidden(http_daemon: DaemonProcess,
+                                                                           tmp_path: Path) -> None:
+    d = http_daemon
+    with d.client() as c:
+        train, valid = _files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=12, eval_interval=4))
+        done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 60,
+                          what="the HTTP-reporting job to finish")
+        log = c.job_log(job.id).lines
+        assert done.status is api.JobStatus.succeeded, (done.error, log)
+        assert done.fine_tuned_model == f"ft:fake:{job.id}"
+        _assert_every_record_once(c, job.id, 12, 4)
+        ckpts = c.list_checkpoints(job.id).data
+        scratch = tmp_path / "scratch" / f"rft-worker-{job.id}"
+        assert ckpts and all(ck.path and ck.path.startswith(str(scratch)) for ck in ckpts)
+    journal = scratch / "report-journal"
+    assert _journal_pending(scratch) == 0 and (journal / "records.jsonl").stat().st_mode & 0o077 == 0
+    assert not (journal / "rejected.jsonl").exists()
+
+
+def test_a_daemon_killed_mid_run_loses_and_doubles_nothing(http_daemon: DaemonProcess, tmp_path: Path) -> None:
+    """Kill -9 the daemon mid-run: the worker buffers on disk; after a restart it replays, in order, once."""
+    d = http_daemon
+    steps = 60
+    with d.client() as c:
+        train, valid = _files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=steps, eval_interval=10))
+        wait_until(lambda: (c.metrics(job.id).last_step or 0) >= 8, 60, what="the worker's first steps")
+    d.kill()
+    scratch = tmp_path / "scratch" / f"rft-worker-{job.id}"
+    # the worker keeps training: records pile up in its journal while nobody answers
+    wait_until(lambda: _journal_pending(scratch) >= 15, 60, what="records buffered in the worker's journal")
+    buffered = _journal_pending(scratch)
+    d.start()
+    with d.client() as c:
+        done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 90,
+                          what="the job to finish after the daemon came back")
+        assert done.status is api.JobStatus.succeeded, (done.error, c.job_log(job.id).lines)
+        _assert_every_record_once(c, job.id, steps, 10)
+    assert _journal_pending(scratch) == 0
+    log = "\n".join(d.paths.job_log(job.id).read_text().splitlines())
+    assert "cannot reach the daemon" in log and "sending the buffered records" in log
+    print(f"buffered {buffered} records while the daemon was down; all replayed once")
+
+
+# ---------------------------------------------------------------------- the token and the endpoints
+
+
+@pytest.fixture
+def two_jobs(daemon_factory, tmp_path: Path) -> tuple[DaemonProcess, str, str, str]:  # type: ignore[no-untyped-def]
+    """A TCP daemon whose jobs stay queued (no worker writes meanwhile), two jobs, and the owner's token."""
+    port = _free_port()
+    d: DaemonProcess = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker",
+                                           "RFT_MAX_RUNNING_JOBS": "0"}, tcp=f"127.0.0.1:{port}")
+    with d.client() as c:
+        train, valid = _files(c, tmp_path)
+        a = c.create_job(job_request(train, valid, max_steps=5, eval_interval=5)).id
+        b = c.create_job(job_request(train, valid, max_steps=5, eval_interval=5)).id
+    return d, a, b, f"http://127.0.0.1:{port}"
+
+
+def _mint(d: DaemonProcess, job_id: str) -> str:
+    """What the scheduler does when it starts a worker that reports over HTTP."""
+    store = Store(d.paths.db)
+    try:
+        return store.mint_job_token(job_id)
+    finally:
+        store.close()
+
+
+def _step(step: int, rid: str | None = None) -> dict[str, Any]:
+    return {"kind": "step", "id": rid, "step": step, "values": {"reward": 0.5, "loss": 1.0},
+            "samples": [{"prompt": "1+1=", "completion": "2", "reward": 1.0, "trajectory": [{"role": "tool"}]}]}
+
+
+def test_a_job_token_reaches_only_its_own_jobs_reporting_endpoints(two_jobs: tuple[DaemonProcess, str, str, str],
+                                                                  tmp_path: Path) -> None:
+    d, a, b, base = two_jobs
+    token = _mint(d, a)
+    assert a in token and Store(d.paths.db).query_one(
+        "SELECT COUNT(*) AS n FROM job_tokens WHERE token_sha256 LIKE ?", [f"%{token}%"])["n"] == 0  # hashed
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, timeout=10, headers=auth) as h:
+        # its own job: spec, state, appends
+        assert h.get(f"/v1/fine_tuning/jobs/{a}/report/spec").json()["hyperparameters"]["max_steps"] == 5
+        assert h.get(f"/v1/fine_tuning/jobs/{a}/report/state").json()["status"] == "queued"
+        ack = h.post(f"/v1/fine_tuning/jobs/{a}/report/records", json={"records": [_step(1, "r-1")]})
+        assert ack.status_code == 200 and ack.json()["applied"] == 1
+        # nothing else: other jobs, lists, creation, files, graders, control, health, its own job's other views
+        refused = [
+            h.get(f"/v1/fine_tuning/jobs/{b}/report/state"),
+            h.get(f"/v1/fine_tuning/jobs/{b}/report/spec"),
+            h.post(f"/v1/fine_tuning/jobs/{b}/report/records", json={"records": [_step(1)]}),
+            h.get("/v1/fine_tuning/jobs"), h.get(f"/v1/fine_tuning/jobs/{a}"), h.get(f"/v1/fine_tuning/jobs/{b}"),
+            h.get(f"/v1/fine_tuning/jobs/{a}/metrics"), h.get(f"/v1/fine_tuning/jobs/{a}/events"),
+            h.post("/v1/fine_tuning/jobs", json=job_request("file-x", None)),
+            h.post(f"/v1/fine_tuning/jobs/{a}/cancel"), h.post(f"/v1/fine_tuning/jobs/{b}/cancel"),
+            h.get("/v1/files"), h.post("/v1/files/import", json={"path": str(tmp_path / "train.jsonl")}),
+            h.get("/v1/graders"), h.get("/v1/health"), h.post("/v1/shutdown"),
+            h.get(f"/v1/fine_tuning/jobs/{a}/report/..%2F..%2F..%2Ffiles"),
+        ]
+        for resp in refused:
+            assert resp.status_code in (401, 403), (resp.request.method, resp.request.url, resp.status_code,
+                                                    resp.text)
+            assert resp.json()["error"]["type"] in ("authentication_error", "permission_error")
+        assert refused[0].status_code == 403 and refused[0].json()["error"]["code"] == "job_token_scope"
+        # a tampered token, and a token replaced by a newer attempt's, are refused on the job's own endpoints
+        for bad in (token[:-2] + ("AA" if not token.endswith("AA") else "BB"), f"rftjob.{a}.x"):
+            resp = h.get(f"/v1/fine_tuning/jobs/{a}/report/state", headers={"Authorization": f"Bearer {bad}"})
+            assert resp.status_code == 401 and resp.json()["error"]["code"] == "invalid_job_token"
+        _mint(d, a)
+        assert h.get(f"/v1/fine_tuning/jobs/{a}/report/state").status_code == 401
+    with d.client() as c:  # the owner sees: job a has its one step, job b nothing, and b was not cancelled
+        assert [m.step for m in c.metrics(a).data] == [1]
+        assert c.metrics(b).data == [] and c.get_job(b).status is api.JobStatus.queued
+        assert c.health().queued_jobs == 2
+
+
+def test_appends_are_idempotent_by_record_id_and_by_step(two_jobs: tuple[DaemonProcess, str, str, str]) -> None:
+    d, a, _b, base = two_jobs
+    auth = {"Authorization": f"Bearer {_mint(d, a)}"}
+    batch = {"records": [
+        {"kind": "started", "id": "w1-1", "total_steps": 5, "message": "worker up"},
+        {"kind": "validation", "id": "w1-2", "step": 0,
+         "rows": [{"row_index": 0, "prompt": "1+1=", "output": "2", "reward": 1.0, "reference": "2"},
+                  {"row_index": 1, "prompt": "2+2=", "output": "5", "reward": 0.0, "reference": "4"}]},
+        _step(1, "w1-3"), _step(2, "w1-4"),
+        {"kind": "event", "id": "w1-5", "message": "a warning from the worker", "level": "warn"},
+        {"kind": "checkpoint", "id": "w1-6", "step": 2, "location": "s3://bucket/rft/job/step-2",
+         "metrics": {"valid_reward_mean": 0.5}},
+    ]}
+    with httpx.Client(base_url=base, timeout=10, headers=auth) as h:
+        first = h.post(f"/v1/fine_tuning/jobs/{a}/report/records", json=batch).json()
+        again = h.post(f"/v1/fine_tuning/jobs/{a}/report/records", json=batch).json()
+        # a later attempt (new ids) re-sending step 2: the step is kept once, by its number
+        third = h.post(f"/v1/fine_tuning/jobs/{a}/report/records",
+                       json={"records": [_step(2, "w2-1"), _step(3, "w2-2")]}).json()
+        bad = h.post(f"/v1/fine_tuning/jobs/{a}/report/records",
+                     json={"records": [{"kind": "step", "id": "w2-3", "step": -1}]})
+    assert (first["applied"], first["duplicates"]) == (6, 0)
+    assert (again["applied"], again["duplicates"]) == (0, 6)
+    assert (third["applied"], third["duplicates"]) == (1, 1)
+    assert first["control"] == {"status": "queued", "requested_action": None}
+    assert bad.status_code == 400 and bad.json()["error"]["param"].startswith("records.0")
+    with d.client() as c:
+        assert [m.step for m in c.metrics(a).data] == [1, 2, 3]
+        assert len(c.samples(a).data) == 3
+        messages = [e.message for e in c.list_events(a, limit=100).data]
+        assert messages.count("worker up") == 1 and messages.count("a warning from the worker") == 1
+        assert sum(m.startswith("Validation at step 0") for m in messages) == 1
+        assert messages.count("Checkpoint saved at step 2") == 1
+        ckpt = c.list_checkpoints(a).data
+        assert [(ck.step_number, ck.path) for ck in ckpt] == [(2, "s3://bucket/rft/job/step-2")]
+        assert c.get_job(a).progress.valid_reward_base == 0.5
+
+
+REPORTER_SCRIPT = """
+import json, sys
+from daemon.worker.http_reporter import HttpReporter
+url, token, job_id, scratch, n = sys.argv[1:6]
+r = HttpReporter(url, token, job_id, scratch=scratch)
+state = r.job()
+start = (r.last_step() or 0) + 1
+r.started(int(n), message="driver up")
+if 0 not in r.validated_steps():
+    r.log_validation(0, [{"row_index": 0, "prompt": "p", "output": "o", "reward": 0.25}])
+for step in range(start, int(n) + 1):
+    r.log_step(step, {"reward": step / int(n)}, samples=[{"prompt": "p", "completion": str(step), "reward": 1.0}])
+r.add_checkpoint(int(n), scratch + "/ckpt", {"valid_reward_mean": 0.5})
+r.event("driver done", data={"n": int(n)})
+r.finish("succeeded", fine_tuned_model="ft:driver")
+print(json.dumps({"delivered": r.delivered, "start": start, "control": r.requested_action()}))
+r.close()
+"""
+
+
+def test_a_worker_side_reporter_delivers_everything_in_a_subprocess(
+        two_jobs: tuple[DaemonProcess, str, str, str], tmp_path: Path) -> None:
+    d, a, _b, base = two_jobs
+    token = _mint(d, a)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RFT_HOME", None)
+    out = subprocess.run([sys.executable, "-c", REPORTER_SCRIPT, base, token, a, str(tmp_path / "w"), "40"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["delivered"] == 1 + 1 + 40 + 1 + 1 + 1 and result["start"] == 1
+    with d.client() as c:
+        assert [m.step for m in c.metrics(a).data] == list(range(1, 41))
+        assert len(c.samples(a, limit=1000).data) == 40
+        assert c.validation(a).steps == [0]
+        assert c.list_checkpoints(a).data[0].path == str(tmp_path / "w" / "ckpt")
+        job = c.get_job(a)
+        assert job.progress.total_steps == 40 and job.progress.step == 40
+    store = Store(d.paths.db)
+    try:
+        row = store.get_job_row(a)
+        assert row is not None and (row["worker_outcome"], row["fine_tuned_model"]) == ("succeeded", "ft:driver")
+    finally:
+        store.close()
