@@ -521,6 +521,116 @@ class ValidationPage(WireModel):
     summary: dict[str, float] = {}
 
 
+class PairedStats(WireModel):
+    """A checkpoint's per-row rewards against the base's, over the rows both have (daemon/stats.py).
+
+    `ci95`: 95 % paired-bootstrap interval of `mean_diff` (rows resampled with replacement, seeded);
+    `p_value`: exact two-sided sign test over the rows that changed (`wins` + `losses`; ties left out).
+    Numbers are None when no row is in both steps.
+    """
+
+    n: int
+    base_mean: float | None = None
+    mean: float | None = None
+    mean_diff: float | None = None
+    ci95: tuple[float, float] | None = None
+    wins: int = 0
+    losses: int = 0
+    ties: int = 0
+    p_value: float | None = None
+
+    def headline(self) -> str:
+        """`+0.255 [0.21, 0.30]  p<0.001  89↑ 11↓` (ties added as `3=` when there are any)."""
+        if self.n == 0 or self.mean_diff is None or self.ci95 is None:
+            return "no rows in both steps"
+        lo, hi = self.ci95
+        ties = f" {self.ties}=" if self.ties else ""
+        p = format_p_value(self.p_value)
+        return f"{self.mean_diff:+.3f} [{lo:.2f}, {hi:.2f}]  {p}  {self.wins}↑ {self.losses}↓{ties}"
+
+
+def format_p_value(p: float | None) -> str:
+    """`p<0.001`, `p=0.032`, `p=1`."""
+    if p is None:
+        return "p=n/a"
+    if p < 0.001:
+        return "p<0.001"
+    if p >= 1:
+        return "p=1"
+    return "p=" + f"{p:.3f}".rstrip("0").rstrip(".")
+
+
+class ValidationCompare(PairedStats):
+    """Extension: `GET /v1/fine_tuning/jobs/{id}/validation/compare?base_step=0&step=N`, overall and per grader."""
+
+    object: Literal["fine_tuning.job.validation_compare"] = "fine_tuning.job.validation_compare"
+    job_id: str
+    base_step: int
+    step: int
+    rescoring: str | None = None  # the named re-scoring whose rewards were compared (None: the original scores)
+    resamples: int
+    seed: int
+    per_grader: dict[str, PairedStats] = {}
+
+
+#: A re-scoring's name: a letter or digit, then letters, digits, '_', '-' or '.'; 64 characters at most.
+RESCORING_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class RescoreRequest(StrictRequest):
+    """Extension: `POST /v1/fine_tuning/jobs/{id}/rescore`: grade the job's stored outputs again with `grader`.
+
+    The result is kept as a named re-scoring beside the original scores, which are never changed.
+    """
+
+    grader: GraderSpec
+    name: str | None = Field(default=None, pattern=RESCORING_NAME_PATTERN,
+                             description="default: the grader's name (with -2, -3, ... when taken)")
+    steps: list[Annotated[int, Field(ge=0, le=INT64_MAX)]] | None = Field(
+        default=None, max_length=10_000, description="validation steps to re-score (default: every validated "
+        "step); the base step is always re-scored too, for the comparison")
+    samples: bool = Field(default=False, description="also re-grade the stored training samples")
+    base_step: int = Field(default=0, ge=0, le=INT64_MAX, description="the step the comparison starts from")
+
+
+class RescoreStep(WireModel):
+    """One validation step's rows re-graded: the new mean beside the original one."""
+
+    step: int
+    rows: int
+    mean: float | None = None
+    original_mean: float | None = None
+    rows_with_errors: int = 0
+    per_grader: dict[str, float] = {}
+
+
+class RescoreSamples(WireModel):
+    """The stored training samples re-graded (each against the item it was first graded with)."""
+
+    samples: int
+    mean: float | None = None
+    original_mean: float | None = None
+    rows_with_errors: int = 0
+    without_item: int = Field(default=0, description="samples stored without their item and not found in the "
+                              "training file by prompt: graded against an empty item")
+    per_grader: dict[str, float] = {}
+
+
+class Rescoring(WireModel):
+    """Extension: a named re-scoring of a job's stored outputs (original scores untouched)."""
+
+    object: Literal["fine_tuning.job.rescoring"] = "fine_tuning.job.rescoring"
+    id: str
+    job_id: str
+    name: str
+    created_at: int
+    grader: dict[str, Any]
+    steps: list[RescoreStep] = []
+    samples: RescoreSamples | None = None
+    compare: ValidationCompare | None = None  # base step vs the last re-scored step, both with the new grader
+    elapsed_s: float = 0.0
+
+
 class TrainingSample(WireModel):
     """Extension: one training completion with its reward and sub-rewards."""
 

@@ -271,9 +271,26 @@ class _Api:
                         params=_params(after_step=after_step, limit=limit))
 
     @_Endpoint
-    def validation(self, job_id: str, step: int | None = None) -> _Request[api.ValidationPage]:
+    def validation(self, job_id: str, step: int | None = None,
+                   rescoring: str | None = None) -> _Request[api.ValidationPage]:
         return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/validation", api.ValidationPage,
-                        params=_params(step=step))
+                        params=_params(step=step, rescoring=rescoring))
+
+    @_Endpoint
+    def validation_compare(self, job_id: str, step: int | None = None, base_step: int = 0,
+                           rescoring: str | None = None) -> _Request[api.ValidationCompare]:
+        """Base vs checkpoint over paired validation rows: mean difference, 95 % bootstrap CI, sign-test p."""
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/validation/compare", api.ValidationCompare,
+                        params=_params(base_step=base_step, step=step, rescoring=rescoring))
+
+    @_Endpoint
+    def rescore(self, job_id: str, request: api.RescoreRequest | dict[str, Any]) -> _Request[api.Rescoring]:
+        """Grade the job's stored outputs again with another grader (kept as a named re-scoring)."""
+        return _request("POST", f"/v1/fine_tuning/jobs/{job_id}/rescore", api.Rescoring, json=request, timeout=None)
+
+    @_Endpoint
+    def list_rescorings(self, job_id: str) -> _Request[api.ListObject[api.Rescoring]]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/rescore", api.ListObject[api.Rescoring])
 
     @_Endpoint
     def samples(self, job_id: str, after_step: int | None = None, limit: int = 100) -> _Request[api.SamplesPage]:

@@ -152,6 +152,41 @@ def m002_job_report_tokens(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m003_rescorings(db: sqlite_utils.Database) -> None:
+    """Named re-scorings of a job's stored outputs with another grader, kept beside the original scores (issue 11).
+
+    `rescored_rows` holds one row per re-graded output: kind 'validation' (key = the validation row's index) or
+    'sample' (key = the training sample's id). Training samples gain the item they were graded against, so a
+    re-score can grade them again.
+    """
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS rescorings (
+            id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            name TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            grader TEXT NOT NULL,
+            result TEXT NOT NULL,
+            UNIQUE (job_id, name)
+        );
+        CREATE TABLE IF NOT EXISTS rescored_rows (
+            rescoring_id TEXT NOT NULL REFERENCES rescorings(id),
+            kind TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            row_key INTEGER NOT NULL,
+            reward REAL NOT NULL,
+            sub_rewards TEXT,
+            errors TEXT,
+            PRIMARY KEY (rescoring_id, kind, step, row_key)
+        ) WITHOUT ROWID;
+        """
+    )
+    if "item" not in db.table("samples").columns_dict:
+        db.execute("ALTER TABLE samples ADD COLUMN item TEXT")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     db.execute(

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -529,6 +530,51 @@ class Store:
         return [checkpoint_object(r, reasons.get(r["id"], [])) for r in rows]
 
 
+    # ------------------------------------------------------------------ re-scorings (never the original scores)
+
+    def validation_scores(self, job_id: str, step: int) -> dict[int, RowScore]:
+        """Each validation row's reward, sub-rewards and error flags at a step, by row index (comparisons read it)."""
+        rows = self.query("SELECT row_index, reward, sub_rewards, errors FROM validation_rows "
+                          "WHERE job_id = ? AND step = ?", [job_id, step])
+        return {r["row_index"]: _row_score(r) for r in rows}
+
+    def sample_rows(self, job_id: str) -> list[dict[str, Any]]:
+        """Every stored training sample of a job, oldest first, with the item it was graded against (or None)."""
+        rows = self.query("SELECT id, step, prompt, completion, reward, item FROM samples WHERE job_id = ? "
+                          "ORDER BY id", [job_id])
+        return [{**r, "item": loads(r["item"])} for r in rows]
+
+    def insert_rescoring(self, row: Mapping[str, Any], scored: Iterable[Mapping[str, Any]]) -> bool:
+        """A named re-scoring and its rows, all or nothing; False (nothing written) if the name is taken."""
+        with self.tx() as conn:
+            if conn.execute("SELECT 1 FROM rescorings WHERE job_id = ? AND name = ?",
+                            [row["job_id"], row["name"]]).fetchone():
+                return False
+            self.db.table("rescorings").insert(dict(row))
+            self.db.table("rescored_rows").insert_all(
+                {"rescoring_id": row["id"], "kind": r["kind"], "step": r["step"], "row_key": r["row_key"],
+                 "reward": finite(r["reward"]) or 0.0, "sub_rewards": dumps(_clean_map(r.get("sub_rewards"))),
+                 "errors": dumps(r.get("errors") or {})} for r in scored)
+        return True
+
+    def rescoring_rows(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's re-scorings, oldest first."""
+        return self.query("SELECT * FROM rescorings WHERE job_id = ? ORDER BY created_at, rowid", [job_id])
+
+    def rescoring_row(self, job_id: str, name: str) -> dict[str, Any] | None:
+        return self.query_one("SELECT * FROM rescorings WHERE job_id = ? AND name = ?", [job_id, name])
+
+    def rescored_validation(self, rescoring_id: str, step: int) -> dict[int, RowScore]:
+        """A re-scoring's reward, sub-rewards and error flags per validation row at a step, by row index."""
+        rows = self.query("SELECT row_key, reward, sub_rewards, errors FROM rescored_rows WHERE rescoring_id = ? "
+                          "AND kind = 'validation' AND step = ?", [rescoring_id, step])
+        return {r["row_key"]: _row_score(r) for r in rows}
+
+    def rescored_validation_steps(self, rescoring_id: str) -> list[int]:
+        return [r["step"] for r in self.query(
+            "SELECT DISTINCT step FROM rescored_rows WHERE rescoring_id = ? AND kind = 'validation' ORDER BY step",
+            [rescoring_id])]
+
     # ------------------------------------------------------------------ what a worker writes (JobReporter)
 
     def requested_action(self, job_id: str) -> str | None:
@@ -565,7 +611,8 @@ class Store:
             self.db.table("samples").insert_all(
                 {"job_id": job_id, "step": step, "prompt": str(s.get("prompt", "")),
                   "completion": str(s.get("completion", "")), "reward": finite(s.get("reward")) or 0.0,
-                  "sub_rewards": dumps(_clean_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {})}
+                  "sub_rewards": dumps(_clean_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {}),
+                  "item": dumps(s.get("item"))}
                  for s in list(samples)[:MAX_SAMPLES_PER_STEP])
             fields: dict[str, Any] = {"step": max(step, job[0] or 0)}
             if clean.get(TRAIN_REWARD) is not None:  # the registry's train reward key
@@ -762,6 +809,19 @@ def job_of_token(token: str) -> str | None:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RowScore:
+    """How one stored output scored: reward, sub-rewards by grader name, error flags."""
+
+    reward: float
+    sub_rewards: dict[str, float | None]
+    errors: dict[str, Any]
+
+
+def _row_score(row: Mapping[str, Any]) -> RowScore:
+    return RowScore(float(row["reward"]), loads(row["sub_rewards"], {}) or {}, loads(row["errors"], {}) or {})
 
 
 def _clean_map(m: Mapping[str, Any] | None) -> dict[str, float | None]:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from daemon import api
+from daemon import api, stats
 from daemon.context import DaemonContext, ctx_of
 from daemon.errors import ApiError, bad_request, conflict, not_found
-from daemon.jobs import build_job
+from daemon.jobs import build_job, validate_grader_spec
 from daemon.procs import log_tail
+from daemon.rescoring import RescoreJob, compare_validation, grade_outputs, rescoring_object
 from daemon.routes import errors
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
@@ -146,24 +148,139 @@ def metrics(request: Request, job_id: str, after_step: int | None = Query(None, 
     return Response(body.model_dump_json(), media_type="application/json")
 
 
+RescoringName = Query(None, pattern=api.RESCORING_NAME_PATTERN,
+                      description="read a named re-scoring's rewards instead of the original scores")
+
+
+def _rescoring_row(ctx: DaemonContext, job_id: str, name: str | None) -> dict[str, Any] | None:
+    if name is None:
+        return None
+    row = ctx.store.rescoring_row(job_id, name)
+    if row is None:
+        raise ApiError(404, f"Job {job_id} has no re-scoring named {name!r}", param="rescoring",
+                       code="rescoring_not_found")
+    return row
+
+
+def _validation_steps(ctx: DaemonContext, job_id: str, rescoring: dict[str, Any] | None) -> list[int]:
+    if rescoring is None:
+        return ctx.store.validation_steps(job_id)
+    return ctx.store.rescored_validation_steps(str(rescoring["id"]))
+
+
+def _step_in(steps: list[int], step: int, job_id: str, param: str) -> int:
+    if step not in steps:
+        raise ApiError(404, f"No validation at step {step} for job {job_id} (steps: {steps})", param=param,
+                       code="validation_not_found")
+    return step
+
+
 @router.get("/{job_id}/validation", response_model=api.ValidationPage, responses=errors(404, 503))
 def validation(request: Request, job_id: str,
-               step: int | None = Query(None, ge=api.INT64_MIN, le=api.INT64_MAX)) -> api.ValidationPage:
+               step: int | None = Query(None, ge=api.INT64_MIN, le=api.INT64_MAX),
+               rescoring: str | None = RescoringName) -> api.ValidationPage:
     ctx = ctx_of(request)
     _job_row(ctx, job_id)
-    steps = ctx.store.validation_steps(job_id)
+    rescored = _rescoring_row(ctx, job_id, rescoring)
+    steps = _validation_steps(ctx, job_id, rescored)
     if step is None:
         step = steps[-1] if steps else None
-    elif step not in steps:
-        raise ApiError(404, f"No validation at step {step} for job {job_id} (steps: {steps})", param="step",
-                       code="validation_not_found")
+    else:
+        _step_in(steps, step, job_id, "step")
     rows = ctx.store.validation_rows(job_id, step) if step is not None else []
+    if rescored is not None and step is not None:
+        scores = ctx.store.rescored_validation(str(rescored["id"]), step)
+        rows = [r.model_copy(update={"reward": s.reward, "sub_rewards": s.sub_rewards, "errors": s.errors})
+                for r in rows if (s := scores.get(r.row_index)) is not None]
     summary: dict[str, float] = {}
     if rows:
         rewards = [r.reward for r in rows]
         summary = {"reward_mean": sum(rewards) / len(rewards),
                    "pass_rate": sum(1 for x in rewards if x >= 1.0) / len(rewards), "rows": float(len(rows))}
     return api.ValidationPage(job_id=job_id, step=step, steps=steps, data=rows, summary=summary)
+
+
+@router.get("/{job_id}/validation/compare", response_model=api.ValidationCompare, responses=errors(404, 503))
+async def validation_compare(
+        request: Request, job_id: str,
+        base_step: int = Query(0, ge=0, le=api.INT64_MAX, description="the step compared against (0 = base model)"),
+        step: int | None = Query(None, ge=0, le=api.INT64_MAX, description="default: the latest validated step"),
+        rescoring: str | None = RescoringName,
+        resamples: int = Query(stats.DEFAULT_RESAMPLES, ge=stats.DEFAULT_RESAMPLES, le=100_000,
+                               description="paired-bootstrap resamples for ci95"),
+        seed: int = Query(stats.DEFAULT_SEED, ge=0, le=api.MAX_SEED, description="the bootstrap's seed"),
+) -> api.ValidationCompare:
+    """Extension: base vs checkpoint over paired validation rows: mean difference, 95 % paired-bootstrap
+    interval, exact sign test, overall and per sub-grader (computed off the event loop)."""
+    ctx = ctx_of(request)
+    return await run_in_threadpool(_compare, ctx, job_id, base_step, step, rescoring, resamples, seed)
+
+
+def _compare(ctx: DaemonContext, job_id: str, base_step: int, step: int | None, rescoring: str | None,
+             resamples: int, seed: int) -> api.ValidationCompare:
+    _job_row(ctx, job_id)
+    rescored = _rescoring_row(ctx, job_id, rescoring)
+    steps = _validation_steps(ctx, job_id, rescored)
+    if not steps:
+        raise ApiError(404, f"Job {job_id} has no validation yet", param="step", code="validation_not_found")
+    step = _step_in(steps, steps[-1] if step is None else step, job_id, "step")
+    base_step = _step_in(steps, base_step, job_id, "base_step")
+    return compare_validation(ctx.store, job_id, base_step, step, resamples, seed, rescored)
+
+
+@router.post("/{job_id}/rescore", response_model=api.Rescoring, responses=errors(400, 404, 409, 503, 507))
+async def rescore(request: Request, job_id: str, body: api.RescoreRequest) -> api.Rescoring:
+    """Extension: grade the job's stored validation outputs (and training samples) again with another grader;
+    kept as a named re-scoring beside the original scores, which are never changed."""
+    ctx = ctx_of(request)
+    started = time.perf_counter()
+    job = await run_in_threadpool(_prepare_rescore, ctx, job_id, body)
+    scored = await _grade(body.grader, job.outputs, job.items)
+    result = await run_in_threadpool(job.keep, scored, started)
+    await run_in_threadpool(ctx.store.add_event, job_id, _rescore_message(result),
+                            data={"rescoring": result.name, "rescoring_id": result.id})
+    return result
+
+
+@router.get("/{job_id}/rescore", response_model=api.ListObject[api.Rescoring], responses=errors(404, 503))
+def list_rescorings(request: Request, job_id: str) -> api.ListObject[api.Rescoring]:
+    """Extension: a job's re-scorings, oldest first."""
+    ctx = ctx_of(request)
+    _job_row(ctx, job_id)
+    data = [rescoring_object(r) for r in ctx.store.rescoring_rows(job_id)]
+    return api.ListObject[api.Rescoring](data=data, first_id=data[0].id if data else None,
+                                         last_id=data[-1].id if data else None)
+
+
+def _prepare_rescore(ctx: DaemonContext, job_id: str, body: api.RescoreRequest) -> RescoreJob:
+    row = _job_row(ctx, job_id)
+    validate_grader_spec(body.grader, param="grader")
+    job = RescoreJob(ctx.store, row, body)
+    job.collect()
+    return job
+
+
+async def _grade(grader: dict[str, Any], outputs: list[str], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Grade in a thread, or in the torch-capable helper process for graders that need it."""
+    import graders
+    from daemon.routes.graders import in_helper_process
+
+    if not outputs:
+        return []
+    if graders.needs_heavy_libraries(grader):
+        return await run_in_threadpool(in_helper_process, grade_outputs, grader, outputs, items, timeout=3600)
+    return await run_in_threadpool(grade_outputs, grader, outputs, items)
+
+
+def _rescore_message(r: api.Rescoring) -> str:
+    parts = [f"step {s.step}: {_num(s.original_mean)} -> {_num(s.mean)}" for s in r.steps]
+    if r.samples is not None:
+        parts.append(f"{r.samples.samples} samples: {_num(r.samples.original_mean)} -> {_num(r.samples.mean)}")
+    return f"Re-scored as {r.name!r} (original scores kept): " + ("; ".join(parts) or "nothing to grade")
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 @router.get("/{job_id}/samples", response_model=api.SamplesPage, responses=errors(404, 503))

@@ -96,7 +96,7 @@ class GraderReward:
                 r = result.results[i]
                 self.samples.append({"prompt": prompt_text(prompts[i]), "completion": outputs[i],
                                      "reward": result.rewards[i], "sub_rewards": dict(r.sub_rewards or {}),
-                                     "errors": result_errors(r)})
+                                     "errors": result_errors(r), "item": items[i]})  # a re-score grades it again
         return [float(x) for x in result.rewards]
 
     def drain(self) -> tuple[list[dict[str, Any]], dict[str, float]]:

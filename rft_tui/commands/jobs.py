@@ -460,21 +460,24 @@ def preflight(obj: CliContext, model: str, training_file: str, validation_file: 
 @click.option("--step", type=int, default=None, help="Validation step (default: the latest; 0 = base model).")
 @click.option("--compare/--no-compare", default=True, show_default=True, help="Show the base model's output beside it.")
 @click.option("--limit", default=20, show_default=True, help="Rows to print.")
+@click.option("--rescoring", default=None, metavar="NAME", help="Show a named re-scoring's rewards (jobs rescore).")
 @json_option
 @pass_ctx
 @handle_errors
-def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, limit: int, as_json: bool) -> None:
-    """Validation rows at a step, side by side with the base model (step 0)."""
+def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, limit: int, rescoring: str | None,
+               as_json: bool) -> None:
+    """Validation rows at a step beside the base model (step 0), with the change's 95 % CI and sign-test p."""
     client = obj.client()
     job_id = ids.job_id(client, job_id)
-    page = client.validation(job_id, step=step)
+    page = client.validation(job_id, step=step, rescoring=rescoring)
     if as_json:
         print_json(page)
         return
     if page.step is None:
         click.echo(f"{job_id} has no validation yet.")
         return
-    base = {r.row_index: r for r in client.validation(job_id, step=0).data} if compare and page.step != 0 else {}
+    base = {r.row_index: r for r in client.validation(job_id, step=0, rescoring=rescoring).data} \
+        if compare and page.step != 0 else {}
     headers = ["row", "prompt", "reference"] + (["base", "base reward"] if base else []) + \
         [f"step {page.step}", "reward"]
     rows = []
@@ -488,6 +491,56 @@ def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, li
     base_mean = sum(b.reward for b in base.values()) / len(base) if base else None
     click.echo(f"steps: {page.steps}; mean reward at step {page.step}: {fmt_float(page.summary.get('reward_mean'))}"
                + (f" (base {fmt_float(base_mean)})" if base_mean is not None else ""))
+    if base:
+        print_compare(client.validation_compare(job_id, step=page.step, rescoring=rescoring))
+
+
+def print_compare(c: api.ValidationCompare) -> None:
+    """Base vs checkpoint, overall and per grader: mean change, 95 % CI, sign-test p, rows better/worse."""
+    what = f"step {c.step} vs step {c.base_step}" + (f" (re-scoring {c.rescoring})" if c.rescoring else "")
+    click.echo(f"{what} over {c.n} rows: {c.headline()}")
+    if len(c.per_grader) > 1:  # one sub-grader is the overall reward again
+        print_table(["grader", "base", f"step {c.step}", "change", "95% CI", "p", "better", "worse"],
+                    [(name, fmt_float(g.base_mean), fmt_float(g.mean),
+                      "-" if g.mean_diff is None else f"{g.mean_diff:+.3f}",
+                      "-" if g.ci95 is None else f"[{g.ci95[0]:.2f}, {g.ci95[1]:.2f}]", api.format_p_value(g.p_value),
+                      g.wins, g.losses) for name, g in c.per_grader.items()])
+    click.echo(f"(95% CI: paired bootstrap over rows, {c.resamples} resamples, seed {c.seed}; p: exact two-sided "
+               "sign test over rows that changed)")
+
+
+@group.command("rescore")
+@click.argument("job_id")
+@click.option("--grader", "-g", "grader_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Grader file (.json, .yaml or .py) to grade the stored outputs with.")
+@click.option("--name", default=None, help="Name of the re-scoring (default: the grader's name, made unique).")
+@click.option("--step", "steps", type=int, multiple=True, help="Validation step to re-score (repeatable; default all).")
+@click.option("--samples", is_flag=True, help="Also re-grade the stored training samples.")
+@json_option
+@pass_ctx
+@handle_errors
+def rescore(obj: CliContext, job_id: str, grader_file: str, name: str | None, steps: tuple[int, ...],
+            samples: bool, as_json: bool) -> None:
+    """Grade a job's stored outputs again with another grader, without retraining (originals are kept)."""
+    client = obj.client()
+    job_id = ids.job_id(client, job_id)
+    result = client.rescore(job_id, typed_request(api.RescoreRequest, {
+        "grader": load_grader(grader_file, "-g/--grader"), "name": name, "steps": list(steps) or None,
+        "samples": samples}))
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"Re-scoring {result.name!r} of {job_id} ({result.elapsed_s:.1f} s; the original scores are unchanged)")
+    print_table(["step", "rows", "original", "re-scored", "errors"],
+                [(s.step, s.rows, fmt_float(s.original_mean), fmt_float(s.mean), s.rows_with_errors)
+                 for s in result.steps])
+    if result.samples is not None:
+        sm = result.samples
+        click.echo(f"training samples: {sm.samples}: original {fmt_float(sm.original_mean)} -> re-scored "
+                   f"{fmt_float(sm.mean)}" + (f" ({sm.without_item} without their item)" if sm.without_item else ""))
+    if result.compare is not None:
+        print_compare(result.compare)
+    click.echo(f"rows: rft-tui jobs validation {job_id} --rescoring {result.name}")
 
 
 @group.command("samples")

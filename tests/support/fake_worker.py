@@ -74,7 +74,7 @@ def main(job_id: str) -> int:
         reward = 0.3 + 0.5 * (1 - math.exp(-step / 10))
         reporter.log_step(step, {metrics.TRAIN_REWARD: reward, "reward_std": 0.1, "loss": 1.0 / step,
                                  metrics.LEARNING_RATE: 1e-3 * (1 - step / (total + 1)), metrics.STEP_WALL_S: step_s},
-                          samples=[{"prompt": "1+1=", "completion": "2", "reward": reward}])
+                          samples=[{"prompt": "1+1=", "completion": "2", "reward": reward, "item": {"answer": "2"}}])
         if step % eval_interval == 0 or step == total:
             checkpoint(step, validate(step))
     reporter.finish("succeeded", fine_tuned_model=f"ft:fake:{job_id}")
