@@ -681,6 +681,29 @@ class PreflightRequest(JobCreateRequest):
     completions_per_row: int = Field(default=8, ge=1, le=64)
 
 
+class PreflightRowSignal(WireModel):
+    """Pre-flight's signal map: one sampled training row's rewards over its k completions (issue 11)."""
+
+    row: int = Field(description="0-based index of the row in the training file")
+    prompt: str
+    rewards: list[float]
+    mean: float
+    spread: float = Field(description="max - min of the row's rewards")
+    signal: bool = Field(description="false: every completion scored the same, so GRPO learns nothing here")
+
+
+class PreflightProbe(WireModel):
+    """A degenerate answer graded against every sampled row: does the grader pay for not solving the task?"""
+
+    name: str
+    description: str
+    reward_mean: float
+    reward_max: float
+    rows_full_credit: int
+    example: str = ""
+    reaches_base: bool = Field(description="its mean reward is above 0 and at least the base model's mean")
+
+
 class PreflightReport(WireModel):
     object: Literal["fine_tuning.preflight"] = "fine_tuning.preflight"
     model: str
@@ -699,6 +722,11 @@ class PreflightReport(WireModel):
     examples: list[dict[str, Any]] = []
     verdict: str = ""
     elapsed_s: float = 0.0
+    # issue 11: a pre-flight that tries to fool the grader
+    signal_map: list[PreflightRowSignal] = []
+    no_signal_rows: list[int] = Field(default=[], description="training rows whose completions all scored the same")
+    probes: list[PreflightProbe] = []
+    gameability_warning: str | None = None
 
 
 # --------------------------------------------------------------------------------------------

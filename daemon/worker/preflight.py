@@ -15,8 +15,10 @@ import math
 import random
 import sys
 import time
+from typing import Any
 
 from daemon import api
+from daemon.worker.probes import gameability, signal_map
 
 HIST_BINS = 10
 
@@ -91,6 +93,11 @@ def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
     flat_out = [o for outs in outputs for o in outs]
     flat_items = [rows[i]["item"] for i, outs in zip(chosen, outputs, strict=True) for _ in outs]
     result = reward.grade(flat_out, flat_items)
+    row_prompts = [message_text(rows[i]["messages"][-1].get("content")) if rows[i]["messages"] else ""
+                   for i in chosen]
+    mean_so_far = sum(result.rewards) / len(result.rewards) if result.rewards else 0.0
+    probes, gameable = gameability(lambda outs, items: [float(x) for x in reward.grade(outs, items).rewards],
+                                   row_prompts, [rows[i]["item"] for i in chosen], mean_so_far)
     reward.close()
     rewards = [float(r) for r in result.rewards]
     per_row = [rewards[j * k:(j + 1) * k] for j in range(len(chosen))]
@@ -111,9 +118,19 @@ def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
         reward_histogram=histogram(rewards), zero_signal_rows=zero, zero_signal_fraction=zero_frac,
         grader_errors=dict(result.errors), grader_error_rate=error_rate,
         longest_prompt_tokens=max(prompt_lens, default=0), longest_completion_tokens=max(all_lens, default=0),
-        longest_total_tokens=longest, examples=examples, verdict=verdict(mean, zero_frac, error_rate, clipped),
+        longest_total_tokens=longest, examples=examples,
+        verdict=" ".join(filter(None, [gameable, verdict(mean, zero_frac, error_rate, clipped)])),
         elapsed_s=round(time.time() - started, 2),
+        **fooling_fields(chosen, row_prompts, per_row, probes, gameable),
     )
+
+
+def fooling_fields(chosen: list[int], prompts: list[str], per_row: list[list[float]],
+                   probes: list[api.PreflightProbe], gameable: str | None) -> dict[str, Any]:
+    """The report's signal map, no-signal rows and gameability probes (issue 11)."""
+    rows = signal_map(chosen, prompts, per_row)
+    return {"signal_map": rows, "no_signal_rows": [r.row for r in rows if not r.signal], "probes": probes,
+            "gameability_warning": gameable}
 
 
 def main() -> int:

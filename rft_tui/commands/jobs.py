@@ -452,7 +452,28 @@ def preflight(obj: CliContext, model: str, training_file: str, validation_file: 
     peak = max((c for _, c in report.reward_histogram), default=0) or 1
     for lo, count in report.reward_histogram:
         click.echo(f"  {lo:.1f}-{lo + 0.1:.1f} {'#' * round(30 * count / peak):30} {count}")
+    print_fooling(report)
     click.echo(f"\nverdict: {report.verdict}")
+
+
+def print_fooling(report: api.PreflightReport) -> None:
+    """Pre-flight's signal map (rows that give no signal) and the gameability probes (issue 11)."""
+    if report.signal_map:
+        click.echo(f"\nno-signal rows: {len(report.no_signal_rows)} of {len(report.signal_map)} "
+                   f"({report.zero_signal_fraction:.0%})" + (f": rows {report.no_signal_rows}"
+                                                             if report.no_signal_rows else ""))
+        print_table(["row", "prompt", "mean", "spread", "rewards"],
+                    [(r.row, clip(r.prompt, 40, one_line=True), f"{r.mean:.2f}", f"{r.spread:.2f}",
+                      " ".join(f"{x:.2f}" for x in r.rewards[:8]) + (" …" if len(r.rewards) > 8 else ""))
+                     for r in report.signal_map], title="signal per row (reward over its completions)")
+    if report.probes:
+        print_table(["probe", "mean reward", "full credit", "vs base", "example"],
+                    [(p.description, f"{p.reward_mean:.3f}", p.rows_full_credit,
+                      "REACHES BASE" if p.reaches_base else "below", clip(p.example, 30, one_line=True))
+                     for p in report.probes],
+                    title=f"answers that should score 0 (base model mean {report.reward_mean:.3f})")
+    if report.gameability_warning:
+        click.echo(f"\nWARNING: {report.gameability_warning}")
 
 
 @group.command("validation")

@@ -66,7 +66,30 @@ def preflight_text(report: api.PreflightReport) -> Text:
         out.append("none\n", style="green")
     out.append(f"longest prompt {report.longest_prompt_tokens} tok, "
                f"completion {report.longest_completion_tokens} tok\n", style="dim")
+    out.append_text(fooling_text(report))
     if report.verdict:
         out.append("verdict ", style="bold")
         out.append(report.verdict + "\n")
+    return out
+
+
+def fooling_text(report: api.PreflightReport) -> Text:
+    """The signal map (a cell per row: █ signal, · none) and each probe's mean reward against the base's."""
+    out = Text()
+    if report.signal_map:
+        out.append("signal map ", style="bold")
+        for r in report.signal_map:
+            out.append("█" if r.signal else "·", style="green" if r.signal else "red")
+        if report.no_signal_rows:
+            shown = ", ".join(str(i) for i in report.no_signal_rows[:12])
+            more = " …" if len(report.no_signal_rows) > 12 else ""
+            out.append(f"  no signal: rows {shown}{more}", style="dim")
+        out.append("\n")
+    if report.probes:
+        out.append(f"probes (should score 0; base mean {report.reward_mean:.3f})\n", style="bold")
+        for p in report.probes:
+            out.append(f"  {p.name:<12} {p.reward_mean:.3f}", style="red bold" if p.reaches_base else "")
+            out.append("  ≥ base\n" if p.reaches_base else "\n", style="red bold")
+    if report.gameability_warning:
+        out.append(report.gameability_warning + "\n", style="red")
     return out

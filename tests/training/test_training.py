@@ -209,6 +209,37 @@ def test_preflight_reports_signal_and_verdict(daemon, arith_grader):
     assert report.longest_total_tokens == report.longest_prompt_tokens + report.longest_completion_tokens or \
         report.longest_total_tokens <= report.longest_prompt_tokens + report.longest_completion_tokens
     assert report.verdict
+    # the signal map: one entry per sampled row, and the no-signal rows are the ones counted above
+    assert len(report.signal_map) == 6 and all(len(r.rewards) == 4 for r in report.signal_map)
+    assert report.no_signal_rows == [r.row for r in report.signal_map if r.spread == 0]
+    assert len(report.no_signal_rows) == report.zero_signal_rows
+    # the arithmetic grader pays for the right sum only: no degenerate answer reaches the base model
+    assert {p.name for p in report.probes} >= {"empty", "repetition", "prompt_echo", "item_json", "dont_know",
+                                               "wrong_answer"}
+    assert report.gameability_warning is None or report.reward_mean == 0
+
+
+@pytest.mark.slow
+def test_preflight_flags_a_grader_that_rewards_any_non_empty_output(daemon, rft_home, tmp_path):
+    c = daemon.client()
+    train = c.import_file(str(ARITH / "train.jsonl")).id
+    grader = {"type": "python", "name": "non_empty",
+              "source": "def grade(sample, item):\n    return 1.0 if sample['output_text'].strip() else 0.0\n"}
+    report = c.preflight({"model": "builtin:tiny-arith", "training_file": train, "seed": 3, "rows": 4,
+                          "completions_per_row": 2,
+                          "method": {"type": "reinforcement", "reinforcement": {"grader": grader}}})
+    fooled = {p.name for p in report.probes if p.reaches_base}
+    assert {"repetition", "prompt_echo", "dont_know"} <= fooled and "empty" not in fooled
+    assert report.gameability_warning and "can be fooled" in report.gameability_warning
+    assert report.verdict.startswith(report.gameability_warning)
+    # the CLI shows the probes and the warning
+    from tests.daemon.test_cli import cli
+
+    grader_file = tmp_path / "non_empty.py"
+    grader_file.write_text(grader["source"])
+    out = cli(rft_home, "jobs", "preflight", "--model", "builtin:tiny-arith", "-t", str(ARITH / "train.jsonl"),
+              "-g", str(grader_file), "--rows", "2", "--completions", "2", "--seed", "3", timeout=300).stdout
+    assert "REACHES BASE" in out and "WARNING: The grader can be fooled" in out and "no-signal rows" in out
 
 
 def test_preflight_with_an_unknown_file_is_a_clear_error(daemon, arith_grader):

@@ -302,3 +302,4 @@ async def test_preflight_shows_the_reward_spread(graders_daemon: tuple[DaemonPro
         assert "builtin:tiny-arith: 16 rows x 8 completions" in text
         assert "zero-signal rows" in text and "reward mean" in text and "grader errors none" in text
         assert sum(line.count("█") for line in text.splitlines()) > 0  # the histogram has bars
+        assert "signal map" in text and "probes (should score 0" in text and "repetition" in text
