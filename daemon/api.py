@@ -1079,6 +1079,7 @@ class ReportedSample(BaseModel):
     reward: float | None = None
     sub_rewards: dict[str, float | None] = {}
     errors: dict[str, Any] = {}
+    item: dict[str, Any] | None = None  # the dataset row it was graded against (re-scoring grades it again)
 
     @field_validator("prompt", "completion", mode="before")
     @classmethod

@@ -160,7 +160,8 @@ def _mint(d: DaemonProcess, job_id: str) -> str:
 
 def _step(step: int, rid: str | None = None) -> dict[str, Any]:
     return {"kind": "step", "id": rid, "step": step, "values": {"reward": 0.5, "loss": 1.0},
-            "samples": [{"prompt": "1+1=", "completion": "2", "reward": 1.0, "trajectory": [{"role": "tool"}]}]}
+            "samples": [{"prompt": "1+1=", "completion": "2", "reward": 1.0, "item": {"answer": "2"},
+                         "trajectory": [{"role": "tool"}]}]}
 
 
 def test_a_job_token_reaches_only_its_own_jobs_reporting_endpoints(two_jobs: tuple[DaemonProcess, str, str, str],
@@ -240,6 +241,12 @@ def test_appends_are_idempotent_by_record_id_and_by_step(two_jobs: tuple[DaemonP
         assert sum(m.startswith("Validation at step 0") for m in messages) == 1
         assert messages.count("Checkpoint saved at step 2") == 1
         ckpt = c.list_checkpoints(a).data
+    store = Store(d.paths.db)
+    try:  # each sample keeps the dataset row it was graded against (re-scoring grades it again)
+        assert [s["item"] for s in store.sample_rows(a)] == [{"answer": "2"}] * 3
+    finally:
+        store.close()
+    with d.client() as c:
         assert [(ck.step_number, ck.path) for ck in ckpt] == [(2, "s3://bucket/rft/job/step-2")]
         assert c.get_job(a).progress.valid_reward_base == 0.5
 
