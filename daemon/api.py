@@ -312,11 +312,12 @@ class ReinforcementHyperparameters(BaseModel):
     save_total_limit: PositiveIntOrAuto = "auto"
     gradient_accumulation_steps: PositiveIntOrAuto = "auto"
     samples_per_step: IntOrAuto = "auto"
+    max_episode_steps: PositiveIntOrAuto = "auto"  # rows with tools: model turns per episode (docs/agent-rft.md)
 
     @field_validator(
         "n_epochs", "batch_size", "eval_interval", "eval_samples", "num_generations",
         "max_completion_length", "max_prompt_length", "lora_r", "lora_alpha", "max_steps",
-        "num_processes", "save_total_limit", "gradient_accumulation_steps",
+        "num_processes", "save_total_limit", "gradient_accumulation_steps", "max_episode_steps",
     )
     @classmethod
     def _positive_int(cls, v: Any) -> Any:
@@ -342,10 +343,90 @@ class ReinforcementHyperparameters(BaseModel):
 HYPERPARAMETER_NAMES: tuple[str, ...] = tuple(ReinforcementHyperparameters.model_fields)
 
 
+#: A tool's name, as rows' `tools` schemas and the model's calls spell it (OpenAI's function-name rule).
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_TOOL_NAME_RE = re.compile(TOOL_NAME_PATTERN)
+#: OpenAI's python grader source limit, applied to python tools too.
+MAX_TOOL_SOURCE_BYTES = 256 * 1024
+
+
+def _check_http_url(url: str) -> str:
+    """An absolute http(s) URL with a host: the only place the worker will send a tool's calls."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an absolute http:// or https:// URL with a host, got {url!r}")
+    return url
+
+
+class HttpToolRuntime(BaseModel):
+    """A tool served by the user's HTTP endpoint: the worker POSTs each call there (docs/agent-rft.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["http"] = "http"
+    url: str = Field(min_length=1, max_length=2048)
+    timeout_s: float = Field(default=10.0, gt=0, le=600, description="per attempt")
+    max_retries: int = Field(default=3, ge=0, le=10, description="extra attempts after a 5xx, timeout or refusal")
+    headers: dict[str, str] = Field(default={}, json_schema_extra={"maxProperties": 32})
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_http_url(v)
+
+
+class PythonToolRuntime(BaseModel):
+    """A tool written in Python (`def call(arguments, item)`), run in the python-grader sandbox."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["python"] = "python"
+    source: str = Field(min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="wall time per call")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        import ast
+
+        if len(v.encode("utf-8")) > MAX_TOOL_SOURCE_BYTES:
+            raise ValueError(f"source is over {MAX_TOOL_SOURCE_BYTES // 1024} kB")
+        try:
+            tree = ast.parse(v, "<tool>")
+        except SyntaxError as e:
+            raise ValueError(f"source line {e.lineno}: {e.msg}") from None
+        if not any(isinstance(n, ast.FunctionDef) and n.name == "call" for n in tree.body):
+            raise ValueError("source must define a top-level function `call(arguments, item)`")
+        return v
+
+
+#: How one tool runs; `method.reinforcement.tools` maps each tool name to one.
+ToolRuntime = Annotated[HttpToolRuntime | PythonToolRuntime, Field(discriminator="type")]
+
+
+def check_tool_names(tools: dict[str, Any] | None) -> dict[str, Any] | None:
+    if tools is not None:
+        for name in tools:
+            if not _TOOL_NAME_RE.match(name):
+                raise ValueError(f"tool name {name!r} must be 1-64 letters, digits, '_' or '-'")
+        if len(tools) > 128:
+            raise ValueError("at most 128 tools")
+    return tools
+
+
 class ReinforcementMethod(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grader: GraderSpec
     hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
+    # extension (agent RFT): how each tool the rows declare runs; rows without `tools` ignore it
+    tools: dict[str, ToolRuntime] | None = Field(
+        default=None, description="tool name -> how it runs (http endpoint or python in the sandbox); "
+                                  "see docs/agent-rft.md")
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_tool_names(v)
 
 
 class JobMethod(BaseModel):
@@ -498,6 +579,39 @@ class MetricsPage(WireModel):
     has_more: bool = False
 
 
+class ToolCallRecord(WireModel):
+    """One tool call the model made in an episode, with what came back (docs/agent-rft.md)."""
+
+    id: str
+    name: str
+    arguments: Any = None  # the parsed JSON arguments (an object), or the raw text when it did not parse
+    result: str | None = None  # the text the model was shown (None when the call failed)
+    error: str | None = None  # why the call failed (malformed call, unknown tool, bad arguments, 5xx, timeout)
+    latency_ms: float | None = None  # wall time of running it (all attempts); None when it never ran
+
+
+class TrajectoryTurn(WireModel):
+    """One turn of an episode after the prompt: the model's (`assistant`) or a tool result fed back (`tool`)."""
+
+    role: Literal["assistant", "tool"]
+    content: str  # assistant: its text outside tool-call blocks; tool: the result (or error) the model saw
+    tool_calls: list[ToolCallRecord] = []  # assistant turns: the calls it made, results included
+    tool_call_id: str | None = None  # tool turns: which call this answers
+    name: str | None = None  # tool turns: the tool's name
+
+
+#: Why an episode ended: the model answered without calling a tool, it used all `max_episode_steps` turns,
+#: or the episode ran out of `max_completion_length` tokens (tool results count against it).
+EpisodeStop = Literal["final_answer", "max_episode_steps", "token_budget"]
+
+
+def flat_tool_calls(turns: list[TrajectoryTurn] | None) -> list[ToolCallRecord] | None:
+    """Every tool call of an episode, in order (`sample.tool_calls`)."""
+    if turns is None:
+        return None
+    return [call for turn in turns for call in turn.tool_calls]
+
+
 class ValidationRow(WireModel):
     """Extension: one validation example's output and scores at one step (step 0 = base model)."""
 
@@ -510,6 +624,10 @@ class ValidationRow(WireModel):
     sub_rewards: dict[str, float] = {}
     errors: dict[str, Any] = {}
     item: dict[str, Any] | None = None
+    # agent RFT (rows with tools): the episode turn by turn; `output` is its final answer
+    output_messages: list[TrajectoryTurn] | None = None
+    tool_calls: list[ToolCallRecord] | None = None
+    stop_reason: EpisodeStop | None = None
 
 
 class ValidationPage(WireModel):
@@ -641,6 +759,10 @@ class TrainingSample(WireModel):
     reward: float
     sub_rewards: dict[str, float] = {}
     errors: dict[str, Any] = {}
+    # agent RFT (rows with tools): the episode turn by turn; `completion` is its final answer
+    output_messages: list[TrajectoryTurn] | None = None
+    tool_calls: list[ToolCallRecord] | None = None
+    stop_reason: EpisodeStop | None = None
 
 
 class SamplesPage(WireModel):
@@ -999,6 +1121,7 @@ class ResolvedHyperparameters(WireModel):
     use_vllm: bool = False
     save_total_limit: int = 4
     samples_per_step: int = 8
+    max_episode_steps: int = 8
 
     @property
     def completions_per_step(self) -> int:
@@ -1019,6 +1142,7 @@ class JobSnapshot(WireModel):
     grader: GraderSpec
     hyperparameters: ResolvedHyperparameters
     hyperparameters_requested: dict[str, Any] = {}
+    tools: dict[str, ToolRuntime] = {}  # agent RFT: how each tool runs (empty: no tool runs)
     seed: int
     versions: dict[str, str | None] = {}
     device: SnapshotDevice = SnapshotDevice()

@@ -118,7 +118,7 @@ def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str,
         # one process per visible GPU (torchrun), one on CPU
         num_processes=given("num_processes", device.count if device.kind == "cuda" else 1),
         save_total_limit=given("save_total_limit"), samples_per_step=given("samples_per_step"),
-        device=device.kind,
+        max_episode_steps=given("max_episode_steps"), device=device.kind,
     )
 
 

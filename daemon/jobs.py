@@ -92,11 +92,15 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest) -> api
                                        valid_rows=(valid.rows if valid else 0) or 0, seed=seed, device=device)
     for param, message in check_resolved(resolved):
         raise bad_request(message, param=f"method.reinforcement.hyperparameters.{param}")
+    if req.method.reinforcement.tools and resolved.use_vllm:
+        raise bad_request("use_vllm is not supported with tools yet: tool episodes generate with the training "
+                          "model (set use_vllm to false or \"auto\")",
+                          param="method.reinforcement.hyperparameters.use_vllm")
     return api.JobSnapshot(
         model=model, training_file=train, validation_file=valid, grader=grader, hyperparameters=resolved,
         hyperparameters_requested=hp.model_dump(exclude_none=True), seed=seed, versions=library_versions(),
         device=api.SnapshotDevice(kind=device.kind, count=device.count), suffix=req.suffix,
-        created_at=int(time.time()),
+        created_at=int(time.time()), tools=req.method.reinforcement.tools or {},
     )
 
 
@@ -104,7 +108,10 @@ def build_job(store: Store, paths: Paths, req: api.JobCreateRequest) -> dict[str
     """The jobs-table row for a new job: the request's columns plus its snapshot (see `build_snapshot`)."""
     snapshot = build_snapshot(store, paths, req)
     requested = snapshot.hyperparameters_requested
-    method = {"type": "reinforcement", "reinforcement": {"grader": snapshot.grader, "hyperparameters": requested}}
+    method: dict[str, Any] = {"type": "reinforcement",
+                              "reinforcement": {"grader": snapshot.grader, "hyperparameters": requested}}
+    if snapshot.tools:
+        method["reinforcement"]["tools"] = {name: t.model_dump() for name, t in snapshot.tools.items()}
     return {
         "id": new_job_id(), "created_at": snapshot.created_at, "status": api.JobStatus.validating_files.value,
         "model": req.model, "training_file": snapshot.training_file.id,

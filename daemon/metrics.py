@@ -113,6 +113,18 @@ METRICS: tuple[Metric, ...] = (
     _ours("grader/error_rate", "err_rate", ".1%", "health", "Share of completions with a grader error."),
     _ours("grader/errors/{flag}", "{flag}", ".0f", "health",
           "Completions with this OpenAI grader error flag (python_grader_runtime_error, ...)."),
+    # ---- agent RFT (rows with tools): how episodes use their tools (train: the step's episodes)
+    _ours("tools/calls_per_episode", "calls/ep", ".2f", "train", "Tool calls per episode (all turns)."),
+    _ours("tools/episode_turns", "turns/ep", ".2f", "train", "Model turns per episode."),
+    _ours("tools/error_rate", "tool_err", ".1%", "health",
+          "Share of tool calls that failed: malformed, unknown tool, bad arguments, HTTP error, timeout."),
+    _ours("tools/latency_p50_ms", "tool p50", ".0f", "speed", "Median wall time of a tool call (retries included).",
+          "ms"),
+    _ours("tools/latency_p95_ms", "tool p95", ".0f", "speed", "95th percentile of tool call wall time.", "ms"),
+    _ours("tools/max_steps_share", "max_steps", ".1%", "health",
+          "Share of episodes cut at max_episode_steps (still calling tools when their turns ran out)."),
+    _ours("tools/token_budget_share", "tok_budget", ".1%", "health",
+          "Share of episodes cut at max_completion_length tokens (tool results count against it)."),
     # ---- speed: where each step's time goes
     _ours("step_wall_s", "step s", ".2f", "speed", "Wall time of the step, sampling to optimizer update.", "s"),
     _ours("sampling_s", "sample s", ".2f", "speed", "Of which generating completions (grading excluded).", "s"),
@@ -126,6 +138,8 @@ METRICS: tuple[Metric, ...] = (
     _ours("valid/{grader}/mean", "valid {grader}", ".3f", "validation", "Mean validation reward per grader."),
     _ours("valid_pass_rate", "valid pass", ".1%", "validation", "Share of validation rows with reward 1.0."),
     _ours("valid_grader_errors", "valid err", ".0f", "validation", "Validation rows with a grader error."),
+    _ours("valid/tools/{stat}", "valid {stat}", "#.4g", "validation",
+          "The tools/* numbers over the validation episodes (calls_per_episode, error_rate, latency_p50_ms, ...)."),
 )
 
 _EXACT: dict[str, Metric] = {m.key: m for m in METRICS if not m.is_family}
@@ -145,6 +159,18 @@ VALID_REWARD_MEAN = "valid_reward_mean"
 VALID_PASS_RATE = "valid_pass_rate"
 VALID_GRADER_ERRORS = "valid_grader_errors"
 GRADED, ERRORED, ERROR_RATE = "grader/graded", "grader/errored", "grader/error_rate"
+TOOL_CALLS_PER_EPISODE = "tools/calls_per_episode"
+TOOL_EPISODE_TURNS = "tools/episode_turns"
+TOOL_ERROR_RATE = "tools/error_rate"
+TOOL_LATENCY_P50_MS = "tools/latency_p50_ms"
+TOOL_LATENCY_P95_MS = "tools/latency_p95_ms"
+TOOL_MAX_STEPS_SHARE = "tools/max_steps_share"
+TOOL_TOKEN_BUDGET_SHARE = "tools/token_budget_share"
+
+
+def valid_tool_metric(key: str) -> str:
+    """`tools/error_rate` -> `valid/tools/error_rate`: a tool number over the validation episodes."""
+    return f"valid/{key}"
 
 #: The columns the metrics table (TUI) and `rft-tui jobs metrics` show by default, in order.
 DEFAULT_COLUMNS: tuple[str, ...] = ("reward", "reward_std", "loss", "kl", "learning_rate", "grad_norm",

@@ -187,6 +187,16 @@ def m003_rescorings(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE samples ADD COLUMN item TEXT")
 
 
+@migration
+def m004_episode_trajectories(db: sqlite_utils.Database) -> None:
+    """Agent RFT: a sample's or validation row's episode (turns, tool calls, results) and why it ended."""
+    for table in ("samples", "validation_rows"):
+        have = {c.name for c in db[table].columns}
+        for column in ("output_messages", "stop_reason"):
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     db.execute(

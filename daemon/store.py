@@ -507,7 +507,7 @@ class Store:
         return [api.ValidationRow(step=r["step"], row_index=r["row_index"], prompt=r["prompt"],
                                   reference=r["reference"], output=r["output"], reward=r["reward"],
                                   sub_rewards=loads(r["sub_rewards"], {}), errors=loads(r["errors"], {}),
-                                  item=loads(r["item"])) for r in rows]
+                                  item=loads(r["item"]), **episode_fields(r)) for r in rows]
 
     def samples(self, job_id: str, after_step: int | None = None, limit: int = 200,
                 before_id: int | None = None) -> tuple[list[api.TrainingSample], bool]:
@@ -521,7 +521,8 @@ class Store:
         has_more = len(rows) > limit
         return [api.TrainingSample(id=r["id"], step=r["step"], prompt=r["prompt"], completion=r["completion"],
                                    reward=r["reward"], sub_rewards=loads(r["sub_rewards"], {}),
-                                   errors=loads(r["errors"], {})) for r in rows[:limit]], has_more
+                                   errors=loads(r["errors"], {}), **episode_fields(r))
+                for r in rows[:limit]], has_more
 
     def checkpoints(self, job_id: str, include_deleted: bool = False) -> list[api.JobCheckpoint]:
         cond = "" if include_deleted else " AND deleted_at IS NULL"
@@ -612,7 +613,7 @@ class Store:
                 {"job_id": job_id, "step": step, "prompt": str(s.get("prompt", "")),
                   "completion": str(s.get("completion", "")), "reward": finite(s.get("reward")) or 0.0,
                   "sub_rewards": dumps(_clean_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {}),
-                  "item": dumps(s.get("item"))}
+                  "item": dumps(s.get("item")), **episode_columns(s)}
                  for s in list(samples)[:MAX_SAMPLES_PER_STEP])
             fields: dict[str, Any] = {"step": max(step, job[0] or 0)}
             if clean.get(TRAIN_REWARD) is not None:  # the registry's train reward key
@@ -637,7 +638,7 @@ class Store:
                   "reference": None if r.get("reference") is None else str(r.get("reference")),
                   "output": str(r.get("output", "")), "reward": rewards[i],
                   "sub_rewards": dumps(_clean_map(r.get("sub_rewards"))), "errors": dumps(r.get("errors") or {}),
-                  "item": dumps(r.get("item"))} for i, r in enumerate(rows)), replace=True)
+                  "item": dumps(r.get("item")), **episode_columns(r)} for i, r in enumerate(rows)), replace=True)
             job = conn.execute("SELECT total_steps, valid_reward_base, valid_reward_best FROM jobs WHERE id = ?",
                                [job_id]).fetchone()
             if job is None:
@@ -822,6 +823,35 @@ class RowScore:
 
 def _row_score(row: Mapping[str, Any]) -> RowScore:
     return RowScore(float(row["reward"]), loads(row["sub_rewards"], {}) or {}, loads(row["errors"], {}) or {})
+
+
+STOP_REASONS = ("final_answer", "max_episode_steps", "token_budget")
+
+
+def episode_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns of an agent-RFT episode (a sample's or validation row's turns and why it ended); {} without."""
+    messages = row.get("output_messages")
+    if messages is None:
+        return {}
+    return {"output_messages": dumps(list(messages)), "stop_reason": row.get("stop_reason")}
+
+
+def episode_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The API fields of a stored episode: its turns, every tool call (flattened) and why it ended.
+
+    A turn that does not fit the wire shape is logged and the episode is served without turns (never a 500).
+    """
+    text = row.get("output_messages")
+    if not text:
+        return {}
+    try:
+        turns = [api.TrajectoryTurn.model_validate(t) for t in json.loads(text)]
+    except (ValueError, TypeError) as exc:
+        log.warning("stored episode does not parse (%s); served without its turns", exc)
+        return {}
+    reason = row.get("stop_reason")
+    return {"output_messages": turns, "tool_calls": api.flat_tool_calls(turns),
+            "stop_reason": reason if reason in STOP_REASONS else None}
 
 
 def _clean_map(m: Mapping[str, Any] | None) -> dict[str, float | None]:

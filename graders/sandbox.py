@@ -85,6 +85,7 @@ class CallOutcome:
     """What one grade() call produced: a value, or an error kind with details."""
 
     value: float | None = None
+    text: str | None = None  # a tool call's answer (tools return text, graders numbers)
     error: str | None = None  # "runtime" | "server" | "timeout"
     error_type: str | None = None
     details: str | None = None
@@ -187,6 +188,36 @@ class PythonGraderPool:
             broken = False
             try:
                 done = self._run(worker, source, pending, outcomes)
+            except WorkerFailed as exc:
+                broken = True
+                outcomes.append(CallOutcome(error=exc.kind, error_type=exc.error_type, details=exc.details))
+                done = len(outcomes) - (len(calls) - len(pending))
+            finally:
+                self._release(worker, broken)
+            pending = pending[done:]
+        return outcomes
+
+    def call_tool(self, source: str, calls: Sequence[tuple[Any, Any]], wall_time_s: float | None = None
+                  ) -> list[CallOutcome]:
+        """Run a python tool's call(arguments, item) for each call, on workers of that tool only (never a
+        grader's: the key says which), each call within `wall_time_s`; outcomes carry `text`, never raise."""
+        if self.mode.startswith("unavailable"):
+            refusal = CallOutcome(error="server", error_type="SandboxUnavailable",
+                                  details=f"python tools are refused: the sandbox is {self.mode}")
+            return [refusal for _ in calls]
+        key = _key(source, self._settings + b"\0entry=call")
+        wall = min(wall_time_s or self.limits.wall_time_s, self.limits.wall_time_s)
+        outcomes: list[CallOutcome] = []
+        pending = list(calls)
+        while pending:
+            try:
+                worker = self._acquire(key)
+            except WorkerFailed as exc:
+                failure = CallOutcome(error="server", error_type=exc.error_type, details=exc.details)
+                return outcomes + [failure for _ in pending]
+            broken = False
+            try:
+                done = self._run(worker, source, pending, outcomes, entry="call", wall_time_s=wall)
             except WorkerFailed as exc:
                 broken = True
                 outcomes.append(CallOutcome(error=exc.kind, error_type=exc.error_type, details=exc.details))
@@ -325,17 +356,20 @@ class PythonGraderPool:
         return worker
 
     def _run(self, worker: _Spawned, source: str, calls: list[tuple[Any, Any]],
-             outcomes: list[CallOutcome]) -> int:
+             outcomes: list[CallOutcome], entry: str = "grade", wall_time_s: float | None = None) -> int:
         """Send the calls, read one frame per call; return how many completed."""
+        wall = wall_time_s or self.limits.wall_time_s
         request: dict[str, Any] = {"key": worker.key, "calls": [[sample, item] for sample, item in calls]}
+        if entry != "grade":
+            request["entry"] = entry
         if not worker.loaded:
             request["source"] = source
-        _write_frame(worker, request, time.monotonic() + self.limits.wall_time_s)
+        _write_frame(worker, request, time.monotonic() + wall)
         worker.loaded = True
         for _ in calls:
-            frame = _read_frame(worker, time.monotonic() + self.limits.wall_time_s)
+            frame = _read_frame(worker, time.monotonic() + wall)
             worker.calls += 1
-            outcome = _outcome(frame)
+            outcome = _tool_outcome(frame) if entry == "call" else _outcome(frame)
             if outcome.error == "server":  # the worker reported a fatal error and is exiting
                 raise WorkerFailed("server", outcome.error_type or "WorkerError", outcome.details or "")
             outcomes.append(outcome)
@@ -360,6 +394,17 @@ def _outcome(frame: Any) -> CallOutcome:
     if frame.get("error") == "fatal":
         return CallOutcome(error="server", error_type="WorkerError", details=details, stdout=stdout)
     return CallOutcome(error="runtime", error_type="RuntimeError", details=details, stdout=stdout)
+
+
+def _tool_outcome(frame: Any) -> CallOutcome:
+    """A tool call's frame: its text, or the error (the same kinds as a grader's)."""
+    if isinstance(frame, dict) and frame.get("ok") is True:
+        value = frame.get("value")
+        if not isinstance(value, str):
+            raise WorkerFailed("server", "ProtocolError", "the worker sent a tool answer that is not text")
+        stdout = frame.get("stdout")
+        return CallOutcome(text=value, stdout=stdout if isinstance(stdout, str) else "")
+    return _outcome(frame)
 
 
 def _write_frame(worker: _Spawned, obj: Any, deadline: float) -> None:

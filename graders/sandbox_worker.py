@@ -1,4 +1,5 @@
-"""The python-grader sandbox worker: a long-lived process that runs ONE grader's `grade(sample, item)` calls.
+"""The python-grader sandbox worker: a long-lived process that runs ONE grader's `grade(sample, item)` calls
+(or ONE python tool's `call(arguments, item)` calls: the same sandbox, the same limits).
 
 Run by graders.sandbox as `python -I -B sandbox_worker.py '<json config>'`, normally inside bubblewrap
 (namespaces, no capabilities, read-only runtime, seccomp: see graders.sandbox_bwrap). It must not import
@@ -10,8 +11,9 @@ the worker exits, so no state can pass from one grader to another. /tmp and /dev
 each request.
 
 Wire protocol on the inherited stdin/stdout pipes: frames of a 4-byte big-endian length + UTF-8 JSON.
-Parent -> worker: {"key", "source"?, "calls": [[sample, item], ...]}.
-Worker -> parent: first {"ready": report}, then one {"ok", "value"|"error", "details", "stdout"} per call.
+Parent -> worker: {"key", "source"?, "entry"?: "grade" | "call", "calls": [[sample, item], ...]}.
+Worker -> parent: first {"ready": report}, then one {"ok", "value"|"error", "details", "stdout"} per call
+(a tool's `value` is the text it returned: a string as is, anything else as JSON).
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class Worker:
         self.scratch = [p for p in config.get("scratch", []) if isinstance(p, str)]
         self.key: str | None = None
         self.grade: object = None
+        self.entry = "grade"
 
     def send(self, obj: dict[str, Any]) -> None:
         data = json.dumps(obj, allow_nan=True).encode("utf-8")
@@ -147,22 +150,25 @@ class Worker:
         request: dict[str, Any] = json.loads(self.req.read(size).decode("utf-8"))
         return request
 
-    def load(self, key: str, source: str | None) -> object:
-        """Bind this worker to its one grader on the first request; the `grade` function (or an error string)."""
+    def load(self, key: str, source: str | None, entry: str = "grade") -> object:
+        """Bind this worker to its one grader (or tool) on the first request; its function (or an error string)."""
         if self.key is not None:
             return self.grade
         if source is None:
             return "worker lost the grader source"
         self.key = key
-        namespace: dict[str, Any] = {"__name__": "grader", "__builtins__": __builtins__}
+        self.entry = "call" if entry == "call" else "grade"
+        tool = self.entry == "call"
+        what, signature = ("tool", "call(arguments, item)") if tool else ("grader", "grade(sample, item)")
+        namespace: dict[str, Any] = {"__name__": what, "__builtins__": __builtins__}
         try:
-            exec(compile(source, "<grader>", "exec"), namespace)  # running untrusted code is this process's purpose
-            grade = namespace.get("grade")
-            result: object = grade if callable(grade) else "the grader source defines no grade(sample, item) function"
+            exec(compile(source, f"<{what}>", "exec"), namespace)  # running untrusted code is this process's purpose
+            grade = namespace.get(self.entry)
+            result: object = grade if callable(grade) else f"the {what} source defines no {signature} function"
         except MemoryError:
             raise
         except BaseException:  # noqa: BLE001 - user code may raise anything, SystemExit included
-            result = "loading the grader failed:\n" + _tail(traceback.format_exc())
+            result = f"loading the {what} failed:\n" + _tail(traceback.format_exc())
         self.grade = result
         return result
 
@@ -176,13 +182,15 @@ class Worker:
         except MemoryError:
             raise
         except SystemExit as exc:
-            return {"ok": False, "error": "runtime", "details": f"grade() called sys.exit({exc.code!r})",
+            return {"ok": False, "error": "runtime", "details": f"{self.entry}() called sys.exit({exc.code!r})",
                     "stdout": self.output.take()}
         except BaseException as exc:  # noqa: BLE001
             user_frames = exc.__traceback__.tb_next if exc.__traceback__ else None  # not run_call's own frame
             frames = traceback.format_exception(type(exc), exc, user_frames)
             return {"ok": False, "error": "runtime", "details": _tail("".join(frames)),
                     "stdout": self.output.take()}
+        if self.entry == "call":
+            return _tool_text(value, self.output.take())
         return _check_value(value, self.output.take())
 
     def serve(self) -> None:
@@ -194,7 +202,7 @@ class Worker:
                 if self.key is not None and request.get("key") != self.key:
                     self.send({"ok": False, "error": "fatal", "details": "this worker runs one grader only"})
                     os._exit(4)
-                grade = self.load(request["key"], request.get("source"))
+                grade = self.load(request["key"], request.get("source"), str(request.get("entry") or "grade"))
                 for sample, item in request["calls"]:
                     self.send(self.run_call(grade, sample, item))
             except MemoryError:
@@ -245,6 +253,20 @@ def _check_value(value: object, stdout: str) -> dict[str, Any]:
         return {"ok": False, "error": "runtime",
                 "details": f"grade() returned a value that is not a usable number ({type(exc).__name__})",
                 "stdout": stdout}
+
+
+def _tool_text(value: object, stdout: str) -> dict[str, Any]:
+    """A tool's answer as the text the model will see: a string as is, anything else as JSON."""
+    if isinstance(value, str):
+        return {"ok": True, "value": value, "stdout": stdout}
+    try:
+        return {"ok": True, "value": json.dumps(value, ensure_ascii=False, allow_nan=False), "stdout": stdout}
+    except MemoryError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a user type's serialisation may raise anything
+        return {"ok": False, "error": "runtime", "stdout": stdout,
+                "details": f"call() must return a string or a JSON value, got {type(value).__name__} "
+                           f"({type(exc).__name__}: {str(exc)[:200]})"}
 
 
 def _tail(text: str, limit: int = 3000) -> str:

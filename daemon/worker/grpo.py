@@ -22,9 +22,13 @@ from daemon import api, metrics
 from daemon.models import load_model, load_tokenizer
 from daemon.paths import Paths
 from daemon.worker import storage
+from daemon.worker.episodes import EpisodeRunner
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
 from daemon.worker.reporting import Reporter, open_reporter, reports_over_http, work_dir
 from daemon.worker.rewards import GraderReward
+from daemon.worker.rollout import ToolRollout, rollout_dataset
+from daemon.worker.tool_calls import tool_schemas
+from daemon.worker.tool_runtime import ToolBox
 from daemon.worker.validation import Validator, choose_rows
 from daemon.worker_protocol import CHECKPOINT_STORAGE_ENV, FILES_DIR_ENV, ControlFlags
 
@@ -163,6 +167,8 @@ class JobCallback(TrainerCallback):
         samples, grader_metrics = run.reward.drain()
         values: dict[str, Any] = {k: v for k, v in logs.items() if isinstance(v, (int, float)) or v is None}
         values.update(grader_metrics)
+        if run.rollout is not None:
+            values.update(run.rollout.drain_metrics())
         wall = getattr(self, "step_wall", None) or (time.perf_counter() - self.step_started)
         values[metrics.STEP_WALL_S] = wall
         timing = run.take_timing()
@@ -236,6 +242,8 @@ class TrainingRun:
         self.stop_detail: str | None = None
         self._timing: dict[str, float] = {}
         self.validator: Validator | None = None
+        self.rollout: ToolRollout | None = None
+        self.toolbox: ToolBox | None = None
 
     # --------------------------------------------------------------- control
 
@@ -304,18 +312,32 @@ class TrainingRun:
                                    seed=hp.seed)
         args = grpo_config(hp, out_dir, self.world)
         reward_funcs: list[Any] = [self.reward]  # TRL's hint wants list[float | None] back (lists are invariant)
-        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args,
-                              train_dataset=training_dataset(train_rows, tokenizer), processing_class=tokenizer,
-                              peft_config=lora_config(hp), callbacks=[JobCallback(self)])
+        runner: EpisodeRunner | None = None
+        if spec.tools:  # agent RFT: multi-turn episodes with the job's tools (daemon/worker/rollout.py says why)
+            self.toolbox = ToolBox(spec.tools)
+            runner = EpisodeRunner(tokenizer, self.toolbox, hp.max_episode_steps, hp.max_completion_length,
+                                   rollout_prefix=f"{self.job_id}-train-{self.rank}")
+            self.rollout = ToolRollout(runner)
+            dataset = rollout_dataset(train_rows)
+        else:
+            dataset = training_dataset(train_rows, tokenizer)
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+                              processing_class=tokenizer, peft_config=lora_config(hp), callbacks=[JobCallback(self)],
+                              rollout_func=self.rollout)
         self.device = trainer.accelerator.device
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # our callback prints a compact line; the store has every number
         self._instrument(trainer)
+        if self.rollout is not None and getattr(trainer, "_generate_and_score_completions", None) is None:
+            raise RuntimeError("this TRL has no _generate_and_score_completions: tool rollouts cannot see their rows")
         if valid_rows and hp.eval_samples > 0:
             idx = choose_rows(valid_rows, hp.eval_samples, hp.seed)
+            valid_runner = None if self.toolbox is None else EpisodeRunner(
+                tokenizer, self.toolbox, hp.max_episode_steps, hp.max_completion_length,
+                rollout_prefix=f"{self.job_id}-valid")
             self.validator = Validator(valid_rows, idx, tokenizer, self.reward, hp.max_completion_length,
-                                       device=self.device)
+                                       device=self.device, runner=valid_runner)
         if self.reporter is not None:
             assert trainer.model is not None  # GRPOTrainer always holds the model it was given
             trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -328,6 +350,8 @@ class TrainingRun:
 
             if warning := sandbox_warning(spec.grader):
                 self.reporter.event(warning, level="warn")
+            if notice := tools_notice(spec, train_rows):
+                self.reporter.event(notice, level="warn" if not spec.tools else "info")
         try:
             self.flags.training_started()
             early = self.stop_action()  # asked while we loaded: stop now, nothing new to save
@@ -338,6 +362,8 @@ class TrainingRun:
             trainer.train(resume_from_checkpoint=self.resume_from)
         finally:
             self.reward.close()
+            if self.toolbox is not None:
+                self.toolbox.close()
         return self.outcome
 
     def _instrument(self, trainer: Any) -> None:
@@ -348,6 +374,8 @@ class TrainingRun:
         run = self
 
         def timed(*a: Any, **kw: Any) -> Any:
+            if run.rollout is not None and a and isinstance(a[0], list):
+                run.rollout.inputs = a[0]  # the rollout_func reads each prompt's item (tools, fields) from here
             t = time.perf_counter()
             try:
                 return inner(*a, **kw)
@@ -359,6 +387,19 @@ class TrainingRun:
     def fine_tuned_model_name(self) -> str:
         suffix = self.spec.suffix
         return f"ft:{self.spec.model.id}:local{':' + suffix if suffix else ''}:{self.job_id}"
+
+
+def tools_notice(spec: api.JobSnapshot, rows: list[dict[str, Any]]) -> str | None:
+    """One line at job start on how tools run: which ones, or that the rows' tools will never run."""
+    declared = sorted({name for r in rows for name in tool_schemas(row_tools(r))})
+    if spec.tools:
+        kinds = ", ".join(f"{name} ({t.type})" for name, t in sorted(spec.tools.items()))
+        return (f"Agent RFT: multi-turn episodes (max_episode_steps={spec.hyperparameters.max_episode_steps}) "
+                f"with tools {kinds}")
+    if declared:
+        return (f"The rows declare tools ({', '.join(declared[:8])}) but the job says how to run none "
+                "(method.reinforcement.tools): single-turn rollouts, no tool ever runs")
+    return None
 
 
 def oom_message(exc: BaseException) -> str:

@@ -72,15 +72,19 @@ class GraderReward:
         self.sub_sums: defaultdict[str, float] = defaultdict(float)
         self.sub_counts: Counter[str] = Counter()
 
-    def grade(self, outputs: list[str], items: list[dict[str, Any]]) -> graders.BatchResult:
-        return self.batch.grade([{"output_text": o} for o in outputs], items)
+    def grade(self, outputs: list[str] | list[dict[str, Any]], items: list[dict[str, Any]]) -> graders.BatchResult:
+        """Grade final answers (str) or whole episodes (the grader `sample` dicts of `Episode.grader_sample`)."""
+        return self.batch.grade([o if isinstance(o, dict) else {"output_text": o} for o in outputs], items)
 
     def __call__(self, prompts: list[Any], completions: list[Any], item_json: list[str] | None = None,
-                 **_: Any) -> list[float]:
+                 episode: list[dict[str, Any]] | None = None, **_: Any) -> list[float]:
+        """TRL's reward call; `episode` (from our rollout_func, rows with tools) holds each completion's episode,
+        whose final answer is graded instead of the completion's text (which includes the tool results)."""
         started = time.perf_counter()
-        outputs = [completion_text(c) for c in completions]
+        episodes = episode if episode is not None and len(episode) == len(completions) else None
+        outputs = [e["output_text"] for e in episodes] if episodes else [completion_text(c) for c in completions]
         items = [json.loads(j) for j in (item_json or ["{}"] * len(outputs))]
-        result = self.grade(outputs, items)
+        result = self.grade(episodes or outputs, items)
         elapsed = time.perf_counter() - started
         with self.lock:
             self.seconds += elapsed
@@ -94,9 +98,13 @@ class GraderReward:
                                                               len(outputs))) if self.samples_per_step else []
             for i in sorted(take):
                 r = result.results[i]
-                self.samples.append({"prompt": prompt_text(prompts[i]), "completion": outputs[i],
-                                     "reward": result.rewards[i], "sub_rewards": dict(r.sub_rewards or {}),
-                                     "errors": result_errors(r), "item": items[i]})  # a re-score grades it again
+                sample = {"prompt": prompt_text(prompts[i]), "completion": outputs[i],
+                          "reward": result.rewards[i], "sub_rewards": dict(r.sub_rewards or {}),
+                          "errors": result_errors(r), "item": items[i]}  # a re-score grades it again
+                if episodes:
+                    sample["output_messages"] = episodes[i]["output_messages"]
+                    sample["stop_reason"] = episodes[i].get("stop_reason")
+                self.samples.append(sample)
         return [float(x) for x in result.rewards]
 
     def drain(self) -> tuple[list[dict[str, Any]], dict[str, float]]:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from daemon import metrics
+from daemon.worker.episodes import Episode, EpisodeRunner, episode_metrics, episode_rows, hf_generate
 from daemon.worker.prompts import render_prompt, row_tools
 from daemon.worker.rewards import GraderReward, message_text, result_errors
 
@@ -35,7 +36,8 @@ class Validator:
     """Greedy generation + grading of the chosen validation rows."""
 
     def __init__(self, rows: list[dict[str, Any]], indices: list[int], tokenizer: Any, reward: GraderReward,
-                 max_new_tokens: int, device: Any = None) -> None:
+                 max_new_tokens: int, device: Any = None, runner: EpisodeRunner | None = None) -> None:
+        self.runner = runner  # agent RFT: greedy multi-turn episodes with the job's tools
         self.rows = rows
         self.indices = indices
         self.tokenizer = tokenizer
@@ -69,20 +71,41 @@ class Validator:
             model.train(was_training)
         return outputs
 
+    def episodes(self, model: Any) -> list[Episode]:
+        """Greedy episodes of the chosen rows (rows with tools: model turns and tool calls until an answer)."""
+        assert self.runner is not None
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        was_training = model.training
+        model.eval()
+        try:
+            generate = hf_generate(model, pad, sorted(self.runner.eos_ids), self.device, do_sample=False)
+            out: list[Episode] = []
+            rows = episode_rows([self.rows[i] for i in self.indices])
+            for start in range(0, len(rows), VALIDATION_BATCH):
+                out += self.runner.run(generate, rows[start:start + VALIDATION_BATCH])
+            return out
+        finally:
+            model.train(was_training)
+
     def run(self, model: Any) -> tuple[list[dict[str, Any]], dict[str, float], float]:
         """(rows for log_validation, per-grader summary, seconds)."""
         started = time.perf_counter()
-        outputs = self.generate(model)
+        episodes = self.episodes(model) if self.runner is not None else None
+        outputs = [e.final_answer for e in episodes] if episodes is not None else self.generate(model)
         items = [self.rows[i]["item"] for i in self.indices]
-        result = self.reward.grade(outputs, items)
+        result = self.reward.grade([e.grader_sample() for e in episodes] if episodes is not None else outputs, items)
         rows = []
         for k, i in enumerate(self.indices):
             r = result.results[k]
             rows.append({"row_index": i, "prompt": self.prompt_texts[k], "reference": reference_of(items[k]),
                          "output": outputs[k], "reward": result.rewards[k],
                          "sub_rewards": dict(r.sub_rewards or {}) or {self.reward.__name__: result.rewards[k]},
-                         "errors": result_errors(r), "item": items[k]})
+                         "errors": result_errors(r), "item": items[k],
+                         **(episodes[k].record() if episodes is not None else {})})
         summary: dict[str, float] = {}
+        if episodes is not None:
+            summary.update({metrics.valid_tool_metric(k): v for k, v in episode_metrics(episodes).items()})
         for name, values in result.sub_rewards.items():
             summary[metrics.valid_grader_reward(name)] = sum(values) / max(1, len(values))
         if rows:

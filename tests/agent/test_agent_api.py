@@ -1,0 +1,128 @@
+"""Agent RFT through the real daemon: the tool spec on job create (checked, snapshotted) and trajectories
+stored by the worker's reporter, read back through the samples and validation endpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from daemon import api
+from daemon.worker.episodes import EpisodeRow, EpisodeRunner
+from daemon.worker.reporting import JobReporter
+from daemon.worker.tool_runtime import ToolBox
+from tests.daemon.test_endpoints import assert_openai_error, raw
+from tests.support.daemon_proc import DaemonProcess, wait_until
+from tests.support.jobs import job_request, make_files
+from tests.support.tool_model import call_block, tool_tokenizer
+from tests.support.tool_server import ToolServer
+
+ADD_TOOL = {"type": "http", "url": "http://127.0.0.1:8765/add", "timeout_s": 5, "max_retries": 2,
+            "headers": {"Authorization": "Bearer t"}}
+PY_TOOL = {"type": "python", "source": "def call(arguments, item):\n    return arguments['a'] + arguments['b']\n"}
+
+
+def with_tools(request: dict[str, Any], tools: Any) -> dict[str, Any]:
+    request["method"]["reinforcement"]["tools"] = tools
+    return request
+
+
+def test_job_create_takes_and_snapshots_the_tool_spec(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+    with fake_worker_daemon.client() as c:
+        train, valid = make_files(c, tmp_path)
+        job = c.create_job(with_tools(job_request(train, valid, max_steps=2, max_episode_steps=3),
+                                      {"add": ADD_TOOL, "py_add": PY_TOOL}))
+        assert job.snapshot is not None and job.resolved_hyperparameters is not None
+        assert job.resolved_hyperparameters.max_episode_steps == 3
+        add = job.snapshot.tools["add"]
+        assert isinstance(add, api.HttpToolRuntime) and add.url == ADD_TOOL["url"] and add.max_retries == 2
+        assert isinstance(job.snapshot.tools["py_add"], api.PythonToolRuntime)
+        assert job.method["reinforcement"]["tools"]["add"]["timeout_s"] == 5
+        again = c.get_job(job.id)
+        assert again.snapshot is not None and set(again.snapshot.tools) == {"add", "py_add"}
+        plain = c.create_job(job_request(train, valid, max_steps=2))
+        assert plain.snapshot is not None and plain.snapshot.tools == {}
+        assert plain.resolved_hyperparameters is not None and plain.resolved_hyperparameters.max_episode_steps == 8
+
+
+def test_bad_tool_specs_are_400s_naming_the_field(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+    with fake_worker_daemon.client() as c, raw(fake_worker_daemon) as h:
+        train, valid = make_files(c, tmp_path)
+
+        def create(tools: Any, **hp: Any) -> httpx.Response:
+            return h.post("/v1/fine_tuning/jobs", json=with_tools(job_request(train, valid, max_steps=2, **hp), tools))
+
+        cases: list[tuple[Any, str, str]] = [
+            ({"add": {**ADD_TOOL, "url": "ftp://x/add"}}, "method.reinforcement.tools.add.http.url", "http"),
+            ({"add": {**ADD_TOOL, "url": "/add"}}, "method.reinforcement.tools.add.http.url", "absolute"),
+            ({"add": {**ADD_TOOL, "timeout_s": 0}}, "method.reinforcement.tools.add.http.timeout_s", "greater"),
+            ({"add": {**ADD_TOOL, "max_retries": -1}}, "method.reinforcement.tools.add.http.max_retries", "greater"),
+            ({"add": {**ADD_TOOL, "retries": 1}}, "method.reinforcement.tools.add.http.retries", "Unknown field"),
+            ({"add": {"type": "grpc", "url": "http://x"}}, "method.reinforcement.tools.add", "type"),
+            ({"add": {"type": "python", "source": "def grade(sample, item):\n    return 1\n"}},
+             "method.reinforcement.tools.add.python.source", "call(arguments, item)"),
+            ({"add": {"type": "python", "source": "def call(:\n"}},
+             "method.reinforcement.tools.add.python.source", "line 1"),
+            ({"bad name!": ADD_TOOL}, "method.reinforcement.tools", "tool name"),
+            ([ADD_TOOL], "method.reinforcement.tools", "dictionary"),
+        ]
+        for tools, param, words in cases:
+            error = assert_openai_error(create(tools), 400)
+            assert error["param"] == param and words in error["message"], (tools, error)
+        error = assert_openai_error(create({"add": ADD_TOOL}, use_vllm=True), 400,
+                                    "method.reinforcement.hyperparameters.use_vllm")
+        assert "tools" in error["message"]
+        assert_openai_error(create({"add": ADD_TOOL}, max_episode_steps=0), 400,
+                            "method.reinforcement.hyperparameters.max_episode_steps")
+
+
+ADD_SCHEMA = {"type": "function", "function": {"name": "add", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}}
+
+
+def scripted(tok: Any, turns: list[str]) -> Any:
+    """A Generate writing the given turns in order (the loop, template, tokenizer and tools are real)."""
+    def generate(sequences: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        n = tok.decode(sequences[0]).count("<|im_start|>user\n<tool_response>")  # tool turns so far
+        return [list(tok(turns[n], add_special_tokens=False)["input_ids"]) + [tok.eos_token_id]] * len(sequences)
+    return generate
+
+
+def test_trajectories_are_stored_and_served(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+    tok = tool_tokenizer()
+    with ToolServer(fail_first=0) as srv:
+        runner = EpisodeRunner(tok, ToolBox({"add": api.HttpToolRuntime(url=srv.url("/add"))}), 4, 2000)
+        row = EpisodeRow(messages=[{"role": "user", "content": "1+2?"}], tools=[ADD_SCHEMA], item={"answer": "3"})
+        [episode] = runner.run(scripted(tok, [call_block("add", a=1, b=2) + call_block("nope", x=1), "3"]), [row])
+    with fake_worker_daemon.client() as c:
+        train, valid = make_files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=2, eval_interval=1))
+        wait_until(lambda: c.get_job(job.id).status.is_terminal(), 60, what="fake job to finish")
+        reporter = JobReporter(fake_worker_daemon.home, job.id)
+        try:
+            assert reporter.log_step(100, {"reward": 1.0}, samples=[{
+                "prompt": "1+2?", "completion": episode.final_answer, "reward": 1.0, **episode.record()}])
+            reporter.log_validation(100, [{"row_index": 0, "prompt": "1+2?", "reference": "3",
+                                           "output": episode.final_answer, "reward": 1.0, **episode.record()}])
+        finally:
+            reporter.close()
+        [sample] = c.samples(job.id, after_step=99).data
+        [vrow] = c.validation(job.id, step=100).data
+        plain = c.samples(job.id).data[-1]
+    for got in (sample, vrow):
+        assert got.stop_reason == "final_answer" and got.output_messages is not None and got.tool_calls is not None
+        assert [t.role for t in got.output_messages] == ["assistant", "tool", "tool", "assistant"]
+        assert [(t.name, t.error is None) for t in got.tool_calls] == [("add", True), ("nope", False)]
+        assert got.tool_calls[0].result == '{"sum": 3}' and got.tool_calls[0].latency_ms is not None
+        assert got.tool_calls[0].arguments == {"a": 1, "b": 2}
+        assert "unknown tool 'nope'" in (got.tool_calls[1].error or "")
+        assert got.output_messages[2].content == json.dumps({"error": got.tool_calls[1].error})
+    assert sample.completion == vrow.output == "3"
+    assert plain.output_messages is None and plain.tool_calls is None and plain.stop_reason is None
+    # the wire JSON is the documented shape
+    with raw(fake_worker_daemon) as h:
+        body = h.get(f"/v1/fine_tuning/jobs/{job.id}/samples", params={"after_step": 99}).json()["data"][0]
+    assert set(body["output_messages"][0]) == {"role", "content", "tool_calls", "tool_call_id", "name"}
+    assert set(body["tool_calls"][0]) == {"id", "name", "arguments", "result", "error", "latency_ms"}

@@ -1,0 +1,147 @@
+"""Running tool calls against a real local HTTP tool server and in the python sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from daemon import api
+from daemon.worker.tool_calls import ParsedCall
+from daemon.worker.tool_runtime import ToolBox, ToolRequest, shown_text
+from tests.support.tool_server import ToolServer
+
+ADD = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}
+ITEM = {"answer": "3", "tools": []}
+
+
+@pytest.fixture
+def server() -> Iterator[ToolServer]:
+    with ToolServer(fail_first=2, delay_s=5.0, parties=3) as srv:
+        yield srv
+
+
+def request(name: str, arguments: object = None, call_id: str = "call_1",
+            schemas: dict[str, dict[str, object]] | None = None, error: str | None = None) -> ToolRequest:
+    return ToolRequest(rollout_id="r-1", call_id=call_id,
+                       call=ParsedCall(name=name, arguments={"a": 1, "b": 2} if arguments is None else arguments,
+                                       error=error),
+                       item=ITEM, schemas=schemas if schemas is not None else {name: ADD})
+
+
+def box(**tools: api.HttpToolRuntime | api.PythonToolRuntime) -> ToolBox:
+    return ToolBox(dict(tools))
+
+
+def test_http_tool_gets_the_call_and_its_json_answer_is_the_result(server: ToolServer) -> None:
+    tools = box(add=api.HttpToolRuntime(url=server.url("/add"), headers={"X-Key": "k"}))
+    [record] = tools.run([request("add")])
+    assert record.result == '{"sum": 3}' and record.error is None and record.latency_ms is not None
+    assert server.calls["/add"] == 1
+    assert server.requests[0] == ("/add", {"rollout_id": "r-1", "call_id": "call_1", "name": "add",
+                                           "arguments": {"a": 1, "b": 2}, "item": ITEM})
+
+
+def test_text_answers_are_used_as_is(server: ToolServer) -> None:
+    [record] = box(ping=api.HttpToolRuntime(url=server.url("/text"))).run([request("ping", {}, schemas={"ping": {}})])
+    assert record.result == "pong ping"
+
+
+def test_5xx_is_retried_then_succeeds(server: ToolServer) -> None:
+    [record] = box(add=api.HttpToolRuntime(url=server.url("/flaky"), max_retries=3)).run([request("add")])
+    assert record.result == '{"sum": 3}' and server.calls["/flaky"] == 3  # two 500s, then the answer
+
+
+def test_5xx_after_every_retry_is_a_tool_error_the_model_sees(server: ToolServer) -> None:
+    [record] = box(add=api.HttpToolRuntime(url=server.url("/always500"), max_retries=2)).run([request("add")])
+    assert server.calls["/always500"] == 3
+    assert record.result is None and "HTTP 500" in (record.error or "") and "3 attempts" in (record.error or "")
+    assert json.loads(shown_text(record)) == {"error": record.error}
+
+
+def test_timeouts_are_retried_then_an_error(server: ToolServer) -> None:
+    [record] = box(add=api.HttpToolRuntime(url=server.url("/slow"), timeout_s=0.3, max_retries=1)).run(
+        [request("add")])
+    assert "timed out after 0.3 s" in (record.error or "") and "2 attempts" in (record.error or "")
+    assert server.calls["/slow"] == 2
+
+
+def test_4xx_is_an_error_at_once(server: ToolServer) -> None:
+    [record] = box(add=api.HttpToolRuntime(url=server.url("/nope"), max_retries=3)).run([request("add")])
+    assert "HTTP 404" in (record.error or "") and server.calls["/nope"] == 1
+
+
+def test_malformed_json_answer_is_a_tool_error(server: ToolServer) -> None:
+    [record] = box(add=api.HttpToolRuntime(url=server.url("/badjson"))).run([request("add")])
+    assert "malformed JSON" in (record.error or "") and record.result is None
+
+
+def test_unreachable_endpoint_is_a_tool_error() -> None:
+    with ToolServer() as srv:
+        url = srv.url("/add")
+    [record] = box(add=api.HttpToolRuntime(url=url, max_retries=1)).run([request("add")])
+    assert "could not reach" in (record.error or "")
+
+
+def test_parallel_calls_run_concurrently(server: ToolServer) -> None:
+    """The /barrier route answers only when all three calls are in flight together."""
+    tools = box(add=api.HttpToolRuntime(url=server.url("/barrier"), max_retries=0))
+    records = tools.run([request("add", call_id=f"call_{i}") for i in range(3)])
+    assert [r.error for r in records] == [None, None, None]
+    assert [json.loads(r.result or "")["call_id"] for r in records] == ["call_0", "call_1", "call_2"]
+
+
+def test_calls_that_cannot_run_never_reach_the_endpoint(server: ToolServer) -> None:
+    tools = box(add=api.HttpToolRuntime(url=server.url("/add")))
+    records = tools.run([
+        request("add", error="malformed tool call: not JSON"),
+        request("sub", schemas={"add": ADD}),  # not among the row's tools
+        request("mul", schemas={}),  # the row declares nothing, the job does not run it
+        request("add", {"a": "one", "b": 2}),
+        request("add", {"a": 1}),
+    ])
+    errors = [r.error or "" for r in records]
+    assert errors[0] == "malformed tool call: not JSON"
+    assert "unknown tool 'sub'" in errors[1] and "add" in errors[1]
+    assert "unknown tool 'mul'" in errors[2] and "the job runs these tools: add" in errors[2]
+    assert errors[3].startswith("bad arguments") and "'a' must be integer" in errors[3]
+    assert "missing required argument 'b'" in errors[4]
+    assert all(r.latency_ms is None for r in records) and server.calls["/add"] == 0
+    stats = tools.take_stats()
+    assert (stats.calls, stats.errors) == (5, 5)
+
+
+def test_python_tool_runs_in_the_sandbox() -> None:
+    source = ("import os\n"
+              "def call(arguments, item):\n"
+              "    return {'sum': arguments['a'] + arguments['b'], 'answer': item['answer'], 'pid': os.getpid()}\n")
+    tools = box(add=api.PythonToolRuntime(source=source))
+    try:
+        [record] = tools.run([request("add")])
+        result = json.loads(record.result or "{}")
+        assert record.error is None and result["sum"] == 3 and result["answer"] == "3"
+        import graders
+
+        if graders.sandbox_mode() == "bubblewrap":  # its own pid namespace: the tool is pid 1 or 2 there
+            assert result["pid"] <= 3
+    finally:
+        tools.close()
+
+
+def test_python_tool_errors_and_timeouts_are_tool_errors() -> None:
+    raising = api.PythonToolRuntime(source="def call(arguments, item):\n    return 1 / 0\n")
+    looping = api.PythonToolRuntime(source="def call(arguments, item):\n    while True:\n        pass\n",
+                                    timeout_s=1.0)
+    network = api.PythonToolRuntime(source=(
+        "import urllib.request\n"
+        "def call(arguments, item):\n"
+        "    return urllib.request.urlopen('http://127.0.0.1:9/').read().decode()\n"))
+    tools = box(div=raising, spin=looping, net=network)
+    try:
+        records = tools.run([request("div"), request("spin"), request("net")])
+        assert "ZeroDivisionError" in (records[0].error or "")
+        assert "timed out after 1 s" in (records[1].error or "")
+        assert records[2].result is None and "the python tool failed" in (records[2].error or "")
+    finally:
+        tools.close()
