@@ -1204,6 +1204,8 @@ class ReportedSample(BaseModel):
     sub_rewards: dict[str, float | None] = {}
     errors: dict[str, Any] = {}
     item: dict[str, Any] | None = None  # the dataset row it was graded against (re-scoring grades it again)
+    output_messages: list[TrajectoryTurn] | None = None  # agent RFT: the episode (docs/agent-rft.md)
+    stop_reason: EpisodeStop | None = None
 
     @field_validator("prompt", "completion", mode="before")
     @classmethod
@@ -1225,6 +1227,8 @@ class ReportedValidationRow(BaseModel):
     sub_rewards: dict[str, float | None] = {}
     errors: dict[str, Any] = {}
     item: dict[str, Any] | None = None
+    output_messages: list[TrajectoryTurn] | None = None  # agent RFT: the episode (docs/agent-rft.md)
+    stop_reason: EpisodeStop | None = None
 
     @field_validator("prompt", "output", mode="before")
     @classmethod
