@@ -612,7 +612,7 @@ class Store:
             self.db.table("samples").insert_all(
                 {"job_id": job_id, "step": step, "prompt": str(s.get("prompt", "")),
                   "completion": str(s.get("completion", "")), "reward": finite(s.get("reward")) or 0.0,
-                  "sub_rewards": dumps(_clean_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {}),
+                  "sub_rewards": dumps(_score_map(s.get("sub_rewards"))), "errors": dumps(s.get("errors") or {}),
                   "item": dumps(s.get("item")), **episode_columns(s)}
                  for s in list(samples)[:MAX_SAMPLES_PER_STEP])
             fields: dict[str, Any] = {"step": max(step, job[0] or 0)}
@@ -637,7 +637,7 @@ class Store:
                   "prompt": str(r.get("prompt", "")),
                   "reference": None if r.get("reference") is None else str(r.get("reference")),
                   "output": str(r.get("output", "")), "reward": rewards[i],
-                  "sub_rewards": dumps(_clean_map(r.get("sub_rewards"))), "errors": dumps(r.get("errors") or {}),
+                  "sub_rewards": dumps(_score_map(r.get("sub_rewards"))), "errors": dumps(r.get("errors") or {}),
                   "item": dumps(r.get("item")), **episode_columns(r)} for i, r in enumerate(rows)), replace=True)
             job = conn.execute("SELECT total_steps, valid_reward_base, valid_reward_best FROM jobs WHERE id = ?",
                                [job_id]).fetchone()
@@ -852,6 +852,11 @@ def episode_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     reason = row.get("stop_reason")
     return {"output_messages": turns, "tool_calls": api.flat_tool_calls(turns),
             "stop_reason": reason if reason in STOP_REASONS else None}
+
+
+def _score_map(m: Mapping[str, Any] | None) -> dict[str, float]:
+    """Sub-rewards as rows keep them: a score that is not a finite number is left out (the wire says float)."""
+    return {k: v for k, v in _clean_map(m).items() if v is not None}
 
 
 def _clean_map(m: Mapping[str, Any] | None) -> dict[str, float | None]:

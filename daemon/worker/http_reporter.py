@@ -58,7 +58,8 @@ class HttpReporter(Reporter):
         self.connect_deadline_s = _env_float("RFT_REPORT_CONNECT_DEADLINE_S", 600.0)
         self.client = Client(Endpoint(base_url=self.url, token=token), timeout=REQUEST_TIMEOUT_S)
         # rank 0 reports; other ranks only read (their own, empty, journal keeps them off rank 0's file)
-        self.journal = Journal(self.scratch / ("report-journal" if rank == 0 else f"report-journal-rank{rank}"))
+        self.journal = Journal(self.scratch / ("report-journal" if rank == 0 else f"report-journal-rank{rank}"),
+                               job_id)
         self._cond = threading.Condition()
         self._control: api.ReportControl | None = None
         self._control_at = 0.0
@@ -67,6 +68,7 @@ class HttpReporter(Reporter):
         self.delivered = 0  # records the daemon confirmed (this process)
         self.offline_since: float | None = None
         self.last_error: str | None = None
+        self.refused: str | None = None  # the daemon refuses this token or job: waiting will not help
         self._stopping = False
         self._sender = threading.Thread(target=self._send_loop, name="rft-report-sender", daemon=True)
         if rank == 0:
@@ -100,7 +102,7 @@ class HttpReporter(Reporter):
             self._cond.notify_all()
             while len(self.journal):
                 left = deadline - time.monotonic()
-                if left <= 0 or not self._sender.is_alive():
+                if left <= 0 or not self._sender.is_alive() or self.refused:
                     return False
                 self._cond.wait(min(left, 0.5))
         return True
@@ -148,11 +150,20 @@ class HttpReporter(Reporter):
                           f"{self.journal.rejected_path}", flush=True)
                     self.journal.reject(batch[0], str(e))
                     continue
+                if e.status_code in (401, 403, 404) and not self.refused:
+                    # revoked or replaced token, or a job the daemon no longer has: say so once, keep the
+                    # records on disk, keep trying slowly (a restored daemon may know them again)
+                    self.refused = f"HTTP {e.status_code}: {e}"
+                    print(f"[report] the daemon refuses this job's records ({self.refused}); they stay in "
+                          f"{self.journal.dir}", flush=True)
+                    with self._cond:
+                        self._cond.notify_all()
                 delay = self._offline(f"HTTP {e.status_code}: {e}", delay)
                 continue
             except (DaemonError, OSError) as e:
                 delay = self._offline(str(e), delay)
                 continue
+            self.refused = None
             if self.offline_since is not None:
                 print(f"[report] the daemon answers again after {time.monotonic() - self.offline_since:.1f} s; "
                       f"sending the buffered records", flush=True)
@@ -209,14 +220,13 @@ class HttpReporter(Reporter):
         return control.requested_action
 
     def last_step(self) -> int | None:
-        """The store's last step at start, or a later one still waiting in the journal."""
+        """The store's last step, or a later one this scratch dir's journal holds (not delivered yet, or
+        delivered after the saved state was read)."""
         stored = self.job().last_step
-        pending = [r.step for r in list(self.journal.pending) if isinstance(r, api.ReportStep)]
-        return max([s for s in [stored, *pending] if s is not None], default=None)
+        return max([s for s in (stored, self.journal.last_step) if s is not None], default=None)
 
     def validated_steps(self) -> set[int]:
-        pending = {r.step for r in list(self.journal.pending) if isinstance(r, api.ReportValidation)}
-        return set(self.job().validated_steps) | pending
+        return set(self.job().validated_steps) | self.journal.validated_steps
 
     def checkpoints_to_delete(self) -> list[api.JobCheckpoint]:
         """Asked once the journal is delivered (bounded); offline: nothing yet, the next call catches up."""

@@ -27,9 +27,15 @@ COMPACT_BYTES = 16 * 1024 * 1024  # an all-acked journal over this size is empti
 class Journal:
     """Append-only record log with an acknowledged prefix; thread-safe."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], job_id: str) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owner = self.dir / "job"
+        if not owner.exists():
+            owner.write_text(job_id)
+        elif owner.read_text().strip() != job_id:  # records carry no job id: never send them to another job
+            raise RuntimeError(f"the report journal in {self.dir} belongs to job {owner.read_text().strip()}, "
+                               f"not {job_id}; give each job its own scratch directory (RFT_WORK_DIR)")
         self.path = self.dir / "records.jsonl"
         self.acked_path = self.dir / "acked"
         self.rejected_path = self.dir / "rejected.jsonl"
@@ -37,6 +43,11 @@ class Journal:
         self._nonce = secrets.token_hex(6)  # this reporter's ids: unique per job across attempts and restarts
         self._seq = 0
         self._total = 0  # lines in records.jsonl
+        self.history_path = self.dir / "history.json"
+        # what this scratch dir's workers reported, delivered or not (a resubmission resumes after it)
+        self.last_step: int | None = None
+        self.validated_steps: set[int] = set()
+        self._load_history()
         self.pending: list[api.ReportRecord] = self._load()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
@@ -67,7 +78,33 @@ class Journal:
                 f.flush()
                 os.fsync(f.fileno())
         self._total = len(good)
-        return [RECORD.validate_json(line) for line in good[acked:]]
+        records = [RECORD.validate_json(line) for line in good]
+        for record in records:
+            self._remember(record)
+        return records[acked:]
+
+    def _remember(self, record: api.ReportRecord) -> None:
+        if isinstance(record, api.ReportStep):
+            self.last_step = max(record.step, self.last_step or 0)
+        elif isinstance(record, api.ReportValidation):
+            self.validated_steps.add(record.step)
+
+    def _load_history(self) -> None:
+        try:
+            data = json.loads(self.history_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        self.last_step = data.get("last_step")
+        self.validated_steps = set(data.get("validated_steps") or [])
+
+    def _save_history(self) -> None:
+        tmp = self.history_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"last_step": self.last_step, "validated_steps": sorted(self.validated_steps)}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.history_path)
 
     def append(self, record: api.ReportRecord) -> api.ReportRecord:
         """Give the record its id, write it durably, and queue it for sending."""
@@ -79,6 +116,7 @@ class Journal:
             os.write(self._fd, line)
             os.fsync(self._fd)
             self._total += 1
+            self._remember(record)
             self.pending.append(record)
         return record
 
@@ -100,6 +138,7 @@ class Journal:
         with self._lock:
             del self.pending[:n]
             if not self.pending and self._total and os.fstat(self._fd).st_size > COMPACT_BYTES:
+                self._save_history()  # what the emptied file knew
                 self._write_acked(0)  # first: a crash after this only replays what the daemon ignores
                 os.ftruncate(self._fd, 0)
                 os.fsync(self._fd)

@@ -213,7 +213,8 @@ def test_appends_are_idempotent_by_record_id_and_by_step(two_jobs: tuple[DaemonP
     batch = {"records": [
         {"kind": "started", "id": "w1-1", "total_steps": 5, "message": "worker up"},
         {"kind": "validation", "id": "w1-2", "step": 0,
-         "rows": [{"row_index": 0, "prompt": "1+1=", "output": "2", "reward": 1.0, "reference": "2"},
+         "rows": [{"row_index": 0, "prompt": "1+1=", "output": "2", "reward": 1.0, "reference": "2",
+                   "sub_rewards": {"exact": 1.0, "judge": None}},
                   {"row_index": 1, "prompt": "2+2=", "output": "5", "reward": 0.0, "reference": "4"}]},
         _step(1, "w1-3"), _step(2, "w1-4"),
         {"kind": "event", "id": "w1-5", "message": "a warning from the worker", "level": "warn"},
@@ -249,6 +250,7 @@ def test_appends_are_idempotent_by_record_id_and_by_step(two_jobs: tuple[DaemonP
     with d.client() as c:
         assert [(ck.step_number, ck.path) for ck in ckpt] == [(2, "s3://bucket/rft/job/step-2")]
         assert c.get_job(a).progress.valid_reward_base == 0.5
+        assert c.validation(a, step=0).data[0].sub_rewards == {"exact": 1.0}  # a score that is no number: left out
 
 
 REPORTER_SCRIPT = """
@@ -295,3 +297,82 @@ def test_a_worker_side_reporter_delivers_everything_in_a_subprocess(
         assert row is not None and (row["worker_outcome"], row["fine_tuned_model"]) == ("succeeded", "ft:driver")
     finally:
         store.close()
+
+
+CONTROL_SCRIPT = """
+import json, sys, time
+from daemon.worker.http_reporter import HttpReporter
+url, token, job_id, scratch = sys.argv[1:5]
+r = HttpReporter(url, token, job_id, scratch=scratch, control_interval_s=0.2)
+r.job()
+step, deadline = 0, time.monotonic() + 60
+while r.requested_action() != "cancel" and time.monotonic() < deadline:
+    step += 1
+    r.log_step(step, {"reward": 0.5})
+    time.sleep(0.05)  # a training step's work
+r.finish("cancelled" if r.requested_action() == "cancel" else "failed", detail=f"stopped after step {step}")
+print(json.dumps({"steps": step, "action": r.requested_action()}))
+r.close()
+"""
+
+
+def test_a_cancel_reaches_a_worker_over_the_api_without_a_signal(two_jobs: tuple[DaemonProcess, str, str, str],
+                                                                 tmp_path: Path) -> None:
+    """A cluster worker gets no signal from the daemon: the cancel comes back with its next ack or poll."""
+    d, a, _b, base = two_jobs
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RFT_HOME", None)
+    proc = subprocess.Popen([sys.executable, "-c", CONTROL_SCRIPT, base, _mint(d, a), a, str(tmp_path / "w")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                            start_new_session=True)  # its own group: nothing the daemon could signal
+    try:
+        with d.client() as c:
+            wait_until(lambda: (c.metrics(a).last_step or 0) >= 3, 60, what="the reporter's first steps")
+            assert c.cancel_job(a).status is api.JobStatus.cancelled
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["action"] == "cancel"
+    with d.client() as c:
+        assert c.metrics(a).last_step == result["steps"]  # every step it took is stored, none after
+    store = Store(d.paths.db)
+    try:
+        row = store.get_job_row(a)
+        assert row is not None and row["worker_outcome"] == "cancelled"
+    finally:
+        store.close()
+
+
+def test_records_left_by_a_worker_that_never_reached_the_daemon_are_sent_by_the_next_one(
+        two_jobs: tuple[DaemonProcess, str, str, str], tmp_path: Path) -> None:
+    """A worker that ends while the daemon is away leaves its records in the journal; its successor on the same
+    scratch dir (a resubmission) sends them first, in order, and resumes after the last step they hold."""
+    d, a, _b, base = two_jobs
+    token, scratch = _mint(d, a), str(tmp_path / "w")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RFT_REPORT_FINISH_DEADLINE_S": "1", "RFT_REPORT_CLOSE_WAIT_S": "1"}
+    env.pop("RFT_HOME", None)
+
+    def run(url: str, n: int) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-c", REPORTER_SCRIPT, url, token, a, scratch, str(n)],
+                             capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    assert run(base, 5)["start"] == 1  # online: steps 1..5 delivered; the job's state is saved in the scratch dir
+    nobody = f"http://127.0.0.1:{_free_port()}"
+    offline = run(nobody, 10)  # the daemon unreachable: starts from the saved state, journals 6..10, gives up
+    assert offline["start"] == 6 and offline["delivered"] == 0
+    assert _journal_pending(Path(scratch)) >= 5 + 3
+    with d.client() as c:
+        assert c.metrics(a).last_step == 5
+    resumed = run(base, 10)  # back online: sends what the last one left, then has no step left to make
+    assert resumed["start"] == 11
+    assert _journal_pending(Path(scratch)) == 0
+    with d.client() as c:
+        assert [m.step for m in c.metrics(a).data] == list(range(1, 11))
+        assert [s.step for s in reversed(c.samples(a, limit=100).data)] == list(range(1, 11))
+        messages = [e.message for e in c.list_events(a, limit=100).data]
+        assert messages.count("driver done") == 3 and messages.count("driver up") == 3
