@@ -376,3 +376,29 @@ def test_records_left_by_a_worker_that_never_reached_the_daemon_are_sent_by_the_
         assert [s.step for s in reversed(c.samples(a, limit=100).data)] == list(range(1, 11))
         messages = [e.message for e in c.list_events(a, limit=100).data]
         assert messages.count("driver done") == 3 and messages.count("driver up") == 3
+
+
+def test_agent_episodes_travel_over_the_api(two_jobs: tuple[DaemonProcess, str, str, str]) -> None:
+    """Samples and validation rows with tool trajectories (agent RFT) arrive whole through the reporting API."""
+    d, a, _b, base = two_jobs
+    turns = [{"role": "assistant", "content": "let me add",
+              "tool_calls": [{"id": "c1", "name": "add", "arguments": {"a": 1, "b": 1}, "result": "2",
+                              "latency_ms": 1.5}]},
+             {"role": "tool", "content": "2", "tool_call_id": "c1", "name": "add"},
+             {"role": "assistant", "content": "2"}]
+    episode = {"output_messages": turns, "stop_reason": "final_answer"}
+    records = [{"kind": "step", "id": "e-1", "step": 1, "values": {"reward": 1.0},
+                "samples": [{"prompt": "1+1=", "completion": "2", "reward": 1.0, **episode}]},
+               {"kind": "validation", "id": "e-2", "step": 0,
+                "rows": [{"row_index": 0, "prompt": "1+1=", "output": "2", "reward": 1.0, **episode}]}]
+    with httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {_mint(d, a)}"}) as h:
+        assert h.post(f"/v1/fine_tuning/jobs/{a}/report/records", json={"records": records}).json()["applied"] == 2
+        bad = h.post(f"/v1/fine_tuning/jobs/{a}/report/records", json={"records": [
+            {"kind": "step", "id": "e-3", "step": 2, "samples": [{"output_messages": [{"role": "system"}]}]}]})
+        assert bad.status_code == 400  # a turn that is not an episode turn is refused, not stored
+    with d.client() as c:
+        for got in (c.samples(a).data[0], c.validation(a, step=0).data[0]):
+            assert got.stop_reason == "final_answer" and got.output_messages is not None
+            assert [t.role for t in got.output_messages] == ["assistant", "tool", "assistant"]
+            assert got.tool_calls is not None and [(t.name, t.result) for t in got.tool_calls] == [("add", "2")]
+        assert c.metrics(a).last_step == 1
