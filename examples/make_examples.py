@@ -4,7 +4,8 @@
   pairs (a, b) with 10 <= a, b <= 99 split by a seeded shuffle, so no prompt is in both files.
 - gene-ranking/{train,valid}.jsonl: synthetic phenotype lists -> a ranked list of candidate genes
   (after OpenAI's rare-disease RFT demo); each row's `reference_answer` is the causal gene, and no gene
-  appears in both files.
+  appears in both files. gene-ranking/grader.json: a `multi` grader (top-1, top-5, rank credit) built from
+  graders/gene_ranking.py.
 """
 
 from __future__ import annotations
@@ -152,6 +153,22 @@ def gene_ranking(rng: random.Random) -> tuple[list[dict], list[dict]]:
     return gene_cases(rng, train_genes, 1, "train"), gene_cases(rng, valid_genes, 1, "valid")
 
 
+def gene_ranking_grader() -> dict:
+    """The gene-ranking `multi` grader: top-1 and top-5 accuracy beside the rank credit, which is the reward."""
+    source = (HERE / "graders" / "gene_ranking.py").read_text(encoding="utf-8")
+    if "\nTOP_K = None\n" not in source:
+        raise SystemExit("examples/graders/gene_ranking.py must set TOP_K = None on a line of its own")
+
+    def python(name: str, top_k: int | None) -> dict:
+        text = source if top_k is None else source.replace("\nTOP_K = None\n", f"\nTOP_K = {top_k}\n", 1)
+        return {"type": "python", "name": name, "source": text}
+
+    return {"type": "multi", "name": "gene_ranking",
+            "graders": {"top_1": python("top_1", 1), "top_5": python("top_5", 5),
+                        "rank_credit": python("rank_credit", None)},
+            "calculate_output": "rank_credit"}
+
+
 def main() -> None:
     rng = random.Random(SEED)
     train, valid = arithmetic(rng)
@@ -160,6 +177,8 @@ def main() -> None:
     train, valid = gene_ranking(random.Random(SEED + 1))
     write_jsonl(HERE / "gene-ranking" / "train.jsonl", train)
     write_jsonl(HERE / "gene-ranking" / "valid.jsonl", valid)
+    (HERE / "gene-ranking" / "grader.json").write_text(json.dumps(gene_ranking_grader(), indent=2) + "\n",
+                                                        encoding="utf-8")
 
 
 if __name__ == "__main__":

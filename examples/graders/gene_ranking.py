@@ -10,11 +10,17 @@ score by the 1-based rank r of the first correct gene:
     r = 2..5   -> 1.0 - 0.15 * (r - 1)           (0.85, 0.70, 0.55, 0.40)
     r = 6..20  -> 0.2 * (21 - r) / 15            (0.20 down to 0.013)
     absent, or ranked below 20 -> 0.0
+
+With TOP_K set to an integer k, it scores top-k accuracy instead: 1.0 when the right gene is among the first k,
+else 0.0. examples/gene-ranking/grader.json (written by examples/make_examples.py) is a `multi` grader of three
+copies of this file: top_1 (TOP_K = 1), top_5 (TOP_K = 5) and rank_credit (as is), the reward being the rank
+credit, so validation and re-scorings show top-1 and top-5 accuracy (OpenAI's rare-disease metrics) per grader.
 """
 
 import json
 import re
 
+TOP_K = None
 MAX_RANK = 20
 BULLET = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s*")
 
@@ -48,11 +54,18 @@ def rank_credit(rank):
     return 0.0
 
 
-def grade(sample, item):
-    reference = item["reference_answer"]
+def correct_rank(output, reference):
+    """The 1-based rank of the first correct gene among the first MAX_RANK, or None."""
     answers = reference if isinstance(reference, list) else [reference]
     wanted = {str(a).strip().upper() for a in answers}
-    for rank, gene in enumerate(parse_genes(sample["output_text"])[:MAX_RANK], start=1):
+    for rank, gene in enumerate(parse_genes(output)[:MAX_RANK], start=1):
         if gene.upper() in wanted:
-            return rank_credit(rank)
-    return 0.0
+            return rank
+    return None
+
+
+def grade(sample, item):
+    rank = correct_rank(sample["output_text"], item["reference_answer"])
+    if TOP_K is not None:
+        return 1.0 if rank is not None and rank <= TOP_K else 0.0
+    return 0.0 if rank is None else rank_credit(rank)

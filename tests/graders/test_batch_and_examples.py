@@ -90,3 +90,32 @@ def test_graders_source_never_imports_our_other_packages() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 assert name.split(".")[0] not in ("daemon", "rft_tui"), f"{path} imports {name}"
+
+
+@pytest.mark.parametrize(("output", "top_1", "top_5", "rank_credit"), [
+    ('["FBN1", "TGFBR2"]', 1.0, 1.0, 1.0),
+    ("TGFBR2\nfbn1\nCOL3A1", 0.0, 1.0, 0.85),
+    ("1. A, 2. B, 3. C, 4. D, 5. FBN1", 0.0, 1.0, pytest.approx(0.4)),
+    (", ".join([f"G{i}" for i in range(1, 6)] + ["FBN1"]), 0.0, 0.0, pytest.approx(0.2)),
+    ("", 0.0, 0.0, 0.0),
+])
+def test_gene_ranking_multi_grader_reports_top_1_and_top_5(output: str, top_1: float, top_5: float,
+                                                           rank_credit: float) -> None:
+    """examples/gene-ranking/grader.json: top-1 and top-5 accuracy as sub-rewards; the reward is the rank credit."""
+    result = run_grader(load_grader_file(EXAMPLES / "gene-ranking" / "grader.json"), output,
+                        {"reference_answer": "FBN1"})
+    assert not result.errors
+    assert result.sub_rewards == {"top_1": top_1, "top_5": top_5, "rank_credit": rank_credit}
+    assert result.reward == rank_credit
+
+
+def test_gene_ranking_multi_grader_is_what_make_examples_writes() -> None:
+    """The JSON holds gene_ranking.py's source (so editing the .py means running make_examples.py again)."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("make_examples", EXAMPLES / "make_examples.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert json.loads((EXAMPLES / "gene-ranking" / "grader.json").read_text()) == module.gene_ranking_grader()
