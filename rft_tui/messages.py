@@ -90,6 +90,30 @@ class MetricsAppended(Message):
 
 
 @dataclass
+class ValidationCompared(Message):
+    """Base vs the selected step over paired rows (mean change, 95 % CI, sign-test p), or None (one step only)."""
+
+    job_id: str
+    compare: api.ValidationCompare | None
+
+
+@dataclass
+class RescoringsListed(Message):
+    """The names of a job's re-scorings, oldest first."""
+
+    job_id: str
+    names: list[str]
+
+
+@dataclass
+class RescoreDone(Message):
+    """A re-scoring of a job's stored outputs finished (the original scores are unchanged)."""
+
+    job_id: str
+    result: api.Rescoring
+
+
+@dataclass
 class ValidationLoaded(Message):
     """Validation rows of one job: the base (step 0) and the selected step."""
 

@@ -38,6 +38,7 @@ class JobScreen(RftScreen):
     JobScreen #valid-bar { height: auto; }
     JobScreen #valid-bar Select { width: 34; }
     JobScreen #valid-summary { padding: 0 1; height: auto; width: 1fr; }  /* wraps at 80 columns instead of cut */
+    JobScreen #valid-compare { padding: 0 1; height: auto; }
     JobScreen #rewards-help { height: 1; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
@@ -53,6 +54,10 @@ class JobScreen(RftScreen):
         Binding("f", "cycle_filter", "Filter", id="job.valid_filter",
                 tooltip="Validation: all / improved / regressed / unchanged rows"),
         Binding("o", "cycle_sort", "Sort", id="job.valid_sort", tooltip="Validation: sort by row, change, base, score"),
+        Binding("R", "rescore", "Re-score…", id="job.rescore",
+                tooltip="Validation: grade the stored outputs again with another grader (originals are kept)"),
+        Binding("v", "cycle_scores", "Scores", id="job.valid_scores",
+                tooltip="Validation: the original scores or one of the job's re-scorings"),
         Binding("r", "reload", "Reload", id="job.reload", show=False, tooltip="Fetch everything again"),
     ]
 
@@ -66,6 +71,8 @@ class JobScreen(RftScreen):
         self.change_filter = "all"
         self.sort = "row"
         self.selected_step: int | None = None
+        self.scores: str | None = None  # None: the original scores; else a re-scoring's name
+        self.rescorings: list[str] = []
         self._shown = JobView()
         self._stale: set[str] = set()
 
@@ -87,6 +94,7 @@ class JobScreen(RftScreen):
                 with Horizontal(id="valid-bar"):
                     yield Select[int]([], prompt="step", id="valid-step", allow_blank=True)
                     yield Static("", id="valid-summary")
+                yield Static("", id="valid-compare")
                 yield ValidationTable(id="valid-table")
             with TabPane("Samples", id="samples"):
                 yield SamplesTable(id="samples-table")
@@ -97,7 +105,7 @@ class JobScreen(RftScreen):
 
     def on_mount(self) -> None:
         self.sub_title = self.job_id
-        for kind in ("job", "metrics", "validation", "samples", "events"):
+        for kind in ("job", "metrics", "validation", "samples", "events", "rescorings"):
             self.refresh_kind(kind)
         self.set_interval(1.0, self._tick)
 
@@ -119,12 +127,23 @@ class JobScreen(RftScreen):
 
     async def _fetch_validation(self) -> None:
         client = self.app.client
-        latest = await client.validation(self.job_id, step=self.selected_step)
+        scores = self.scores
+        latest = await client.validation(self.job_id, step=self.selected_step, rescoring=scores)
         steps = list(latest.steps)
         if not steps:
             self.post_message(m.ValidationLoaded(self.job_id, None, latest))
+            self.post_message(m.ValidationCompared(self.job_id, None))
             return
-        base = latest if latest.step == steps[0] else await client.validation(self.job_id, step=steps[0])
+        base = latest if latest.step == steps[0] else await client.validation(self.job_id, step=steps[0],
+                                                                              rescoring=scores)
+        compare = None
+        if base.step is not None and latest.step is not None and latest.step != base.step:
+            compare = await client.validation_compare(self.job_id, step=latest.step, base_step=base.step,
+                                                      rescoring=scores)
+        self.post_message(m.ValidationCompared(self.job_id, compare))
+        if scores is not None:  # the reward curve stays on the original scores
+            self.post_message(m.ValidationLoaded(self.job_id, base, latest))
+            return
         known = {s for s, _, _ in self.view.valid_curve}
         points = []
         for step in steps:
@@ -135,6 +154,10 @@ class JobScreen(RftScreen):
             points.append((step, *_page_means(page)))
         self.post_message(m.ValidationCurve(self.job_id, points))
         self.post_message(m.ValidationLoaded(self.job_id, base, latest))
+
+    async def _fetch_rescorings(self) -> None:
+        page = await self.app.client.list_rescorings(self.job_id)
+        self.post_message(m.RescoringsListed(self.job_id, [r.name for r in page.data]))
 
     async def _fetch_samples(self) -> None:
         page = await self.app.client.samples(self.job_id, limit=100)
@@ -201,6 +224,25 @@ class JobScreen(RftScreen):
         steps = tuple(message.selected.steps) if message.selected else ()
         self.view = replace(self.view, base=message.base, selected=message.selected, validation_steps=steps)
 
+    @on(m.ValidationCompared)
+    def _compared(self, message: m.ValidationCompared) -> None:
+        self.view = replace(self.view, compare=message.compare)
+
+    @on(m.RescoringsListed)
+    def _rescorings(self, message: m.RescoringsListed) -> None:
+        self.rescorings = list(message.names)
+        self.refresh_bindings()
+
+    @on(m.RescoreDone)
+    def _rescored(self, message: m.RescoreDone) -> None:
+        from rft_tui.screens.grader_picker import rescoring_text
+        from rft_tui.screens.text_modal import TextModal
+
+        if message.result.name not in self.rescorings:
+            self.rescorings.append(message.result.name)
+        self._show_scores(message.result.name)
+        self.app.push_screen(TextModal(f"Re-scored {self.job_id}", rescoring_text(message.result)))
+
     @on(m.SamplesLoaded)
     def _samples(self, message: m.SamplesLoaded) -> None:
         self.view = replace(self.view, samples=tuple(message.samples))
@@ -239,6 +281,8 @@ class JobScreen(RftScreen):
                 self._render_chart(view)
             if view.base is not old.base or view.selected is not old.selected:
                 self._render_validation(view)
+            if view.compare is not old.compare:
+                self.query_one("#valid-compare", Static).update(compare_text(view.compare, self.scores))
             if view.samples is not old.samples:
                 self.query_one(SamplesTable).append_samples(view.samples)
             if view.events is not old.events:
@@ -345,6 +389,10 @@ class JobScreen(RftScreen):
             return tab == "rewards"
         if action in ("cycle_filter", "cycle_sort"):
             return tab == "validation"
+        if action == "rescore":
+            return tab == "validation" and bool(self.view.validation_steps or self.rescorings)
+        if action == "cycle_scores":
+            return tab == "validation" and bool(self.rescorings)
         return True
 
     def action_show_tab(self, tab: str) -> None:
@@ -425,8 +473,44 @@ class JobScreen(RftScreen):
         self.notify(f"Validation sorted by {self.sort}", timeout=2)
 
     def action_reload(self) -> None:
-        for kind in ("job", "metrics", "validation", "samples", "events"):
+        for kind in ("job", "metrics", "validation", "samples", "events", "rescorings"):
             self.refresh_kind(kind)
+
+    def action_rescore(self) -> None:
+        """Pick a grader (the daemon's grader files, an example, a path), then re-score the stored outputs."""
+        async def pick() -> None:
+            from rft_tui.screens.grader_picker import GraderPickerScreen
+
+            files = list((await self.app.client.list_grader_files()).data)
+            self.app.push_screen(GraderPickerScreen(f"Re-score {self.job_id} with…", files), self.rescore)
+
+        self.run_worker(pick(), name="grader files", group="rescore-pick", exit_on_error=False)
+
+    def rescore(self, choice: str | None) -> None:
+        if not choice:
+            return
+        self.notify(f"Re-scoring the stored outputs with {choice}…", timeout=4)
+
+        async def call() -> None:
+            from rft_tui.screens.grader_picker import load_choice
+
+            grader = await load_choice(self.app.client, choice)
+            result = await self.app.client.rescore(self.job_id, api.RescoreRequest(grader=grader))
+            self.post_message(m.RescoreDone(self.job_id, result))
+
+        self.run_worker(call(), name="re-score", group="rescore", exit_on_error=False)
+
+    def action_cycle_scores(self) -> None:
+        order: list[str | None] = [None, *self.rescorings]
+        now = order.index(self.scores) if self.scores in order else 0
+        self._show_scores(order[(now + 1) % len(order)])
+
+    def _show_scores(self, name: str | None) -> None:
+        self.scores = name
+        self.selected_step = None
+        self.notify("Validation: " + (f"re-scoring {name}" if name else "original scores"), timeout=2)
+        self.refresh_kind("validation")
+        self.refresh_bindings()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         for t in TABS:
@@ -443,11 +527,27 @@ class JobScreen(RftScreen):
         for f in CHANGE_FILTERS:
             yield SystemCommand(f"Validation: show {f}", f"Only {f} validation rows",
                                 lambda f=f: self._set_filter(f))
+        if self.view.validation_steps:
+            yield SystemCommand("Re-score with…", "Grade the stored validation outputs with another grader",
+                                self.action_rescore)
 
     def _set_filter(self, change_filter: str) -> None:
         self.change_filter = change_filter
         self.action_show_tab("validation")
         self._render_validation(self.view)
+
+
+def compare_text(c: api.ValidationCompare | None, scores: str | None) -> str:
+    """The Validation tab's header: `vs base: +0.255 [0.21, 0.30]  p<0.001  89↑ 11↓`, then each sub-grader."""
+    label = f"re-scoring {scores} · " if scores else ""
+    if c is None:
+        return f"{label}one validation step so far: nothing to compare" if scores else ""
+    what = "base" if c.base_step == 0 else f"step {c.base_step}"
+    line = f"{label}vs {what}: {c.headline()}"
+    if len(c.per_grader) > 1:
+        line += "\n" + "  ".join(f"{name} {g.mean_diff:+.3f} {api.format_p_value(g.p_value)}"
+                                  for name, g in c.per_grader.items() if g.mean_diff is not None)
+    return line
 
 
 def _page_means(page: api.ValidationPage) -> tuple[float, dict[str, float]]:

@@ -21,6 +21,7 @@ class JobView:
     validation_steps: tuple[int, ...] = ()
     base: api.ValidationPage | None = None
     selected: api.ValidationPage | None = None
+    compare: api.ValidationCompare | None = None
     samples: tuple[api.TrainingSample, ...] = ()
     events: tuple[api.JobEvent, ...] = ()
     log: api.JobLog | None = None

@@ -1,0 +1,66 @@
+"""Validation statistics and re-scoring in the TUI (80x24), against a real daemon on the recorded store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.tui import recorded
+from tests.tui.conftest import footer_actions, make_app, static_text, until
+
+ZERO_SOURCE = "def grade(sample, item):\n    return 0.0\n"
+
+
+async def _open(pilot, job_id: str):  # type: ignore[no-untyped-def]
+    from rft_tui.screens.job import JobScreen
+
+    pilot.app.action_open_job(job_id)
+    await until(pilot, lambda: isinstance(pilot.app.screen, JobScreen) and pilot.app.screen.view.job is not None)
+    return pilot.app.screen
+
+
+async def test_validation_header_shows_the_change_with_its_interval_and_p(shared_recorded_daemon) -> None:
+    with shared_recorded_daemon.client() as c:
+        expected = c.validation_compare(recorded.SUCCEEDED)
+    app = make_app(shared_recorded_daemon)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(pilot, recorded.SUCCEEDED)
+        await pilot.press("3")
+        header = screen.query_one("#valid-compare")
+        await until(pilot, lambda: expected.headline() in static_text(header, 80), what="the compare line")
+        text = static_text(header, 80)
+        assert f"vs base: {expected.headline()}" in text and "exact" in text and "close" in text
+        assert "rescore" in footer_actions(app) and "cycle_scores" not in footer_actions(app)
+
+
+async def test_rescore_from_the_validation_tab_shows_the_rescoring_beside_the_original(
+        shared_recorded_daemon, tmp_path: Path) -> None:
+    from rft_tui.screens.grader_picker import GraderPickerScreen
+    from rft_tui.screens.text_modal import TextModal
+    from rft_tui.widgets.validation_table import ValidationTable
+
+    grader = tmp_path / "zero.py"
+    grader.write_text(ZERO_SOURCE)
+    app = make_app(shared_recorded_daemon)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(pilot, recorded.SUCCEEDED)
+        await pilot.press("3")
+        table = screen.query_one(ValidationTable)
+        await until(pilot, lambda: table.row_count == 12, what="12 validation rows")
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, GraderPickerScreen), what="the grader picker")
+        app.screen.query_one("#grader-path").focus()
+        await pilot.press(*str(grader), "enter")
+        await until(pilot, lambda: isinstance(app.screen, TextModal), timeout=60, what="the re-scoring's result")
+        body = static_text(app.screen.query_one("#text-body"), 80)
+        assert "Re-scoring 'zero'" in body and "original scores are unchanged" in body and "-> 0.000" in body
+        await pilot.press("escape")
+        header = screen.query_one("#valid-compare")
+        await until(pilot, lambda: "re-scoring zero" in static_text(header, 80), what="the re-scoring shown")
+        await until(pilot, lambda: table.rows_shown and all(r.selected is not None and r.selected.reward == 0.0
+                                                             for r in table.rows_shown), what="re-scored rows")
+        assert "cycle_scores" in footer_actions(app)
+        await pilot.press("v")  # back to the original scores, which never changed
+        await until(pilot, lambda: "re-scoring" not in static_text(header, 80) and "vs base" in static_text(header, 80),
+                    what="the original scores again")
+        await until(pilot, lambda: any(r.selected is not None and r.selected.reward > 0 for r in table.rows_shown),
+                    what="original rewards")
