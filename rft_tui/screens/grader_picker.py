@@ -62,6 +62,44 @@ class GraderPickerScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class JobPickerScreen(ModalScreen[str | None]):
+    """Pick a job with stored validation outputs (to re-score); dismisses with its id, or None."""
+
+    DEFAULT_CSS = """
+    JobPickerScreen { align: center middle; }
+    JobPickerScreen > Vertical { width: 76; max-width: 95%; height: auto; max-height: 90%;
+                                 border: thick $accent; background: $surface; padding: 0 1; }
+    JobPickerScreen OptionList { height: auto; max-height: 16; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="job_picker.cancel", tooltip="Close without choosing")]
+
+    def __init__(self, title: str, jobs: list[api.FineTuningJob]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.jobs = jobs
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text)
+            if self.jobs:
+                yield OptionList(*[Option(job_label(j), id=j.id) for j in self.jobs], id="job-options")
+            else:
+                yield Label("No job has validation outputs yet.", classes="hint")
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def job_label(job: api.FineTuningJob) -> str:
+    p = job.progress
+    reward = "" if p is None or p.valid_reward_latest is None else f" · valid {p.valid_reward_latest:.3f}"
+    return f"{job.id} · {job.status.value} · {job.model}{reward}"
+
+
 async def load_choice(client: Any, choice: str) -> dict[str, Any]:
     """The grader spec a choice names (parsed here; the daemon validates it). Raises GraderFileError."""
     from graders.loader import parse_grader_text, read_grader_file

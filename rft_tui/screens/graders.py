@@ -33,6 +33,7 @@ from rft_tui.messages import (
     GraderTestFailed,
     LocalGraderLoaded,
     PreflightDone,
+    RescoreDone,
     WorkerFailed,
 )
 from rft_tui.screens.base import RftScreen
@@ -64,6 +65,8 @@ class GradersScreen(RftScreen):
                 tooltip="Open any grader file by its path (.json, .yaml, .yml or .py)"),
         Binding("ctrl+f", "preflight", "Pre-flight", id="graders.preflight", priority=True,
                 tooltip="Sample completions on the playground's file and show the reward spread"),
+        Binding("ctrl+b", "rescore_job", "Re-score job", id="graders.rescore", priority=True,
+                tooltip="Grade a job's stored validation outputs with this grader (the job's scores are kept)"),
         Binding("ctrl+n", "new_grader", "New grader", id="graders.new", priority=True,
                 tooltip="Create a grader file (name ending in .json, .yaml or .py)"),
         Binding("escape", "leave", "Back", id="graders.back",
@@ -486,7 +489,7 @@ class GradersScreen(RftScreen):
             return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("save", "run_grader", "preflight"):
+        if action in ("save", "run_grader", "preflight", "rescore_job"):
             return self.name_open is not None
         return True
 
@@ -551,6 +554,39 @@ class GradersScreen(RftScreen):
         self.playground.show_preflight(Text(f"pre-flight on {model}… (samples completions)", style="dim"))
         self.run_preflight(grader, model, file_id)
 
+    def action_rescore_job(self) -> None:
+        """Choose a job with stored validation outputs, then re-score them with the grader in the editor."""
+        grader = self._current_grader()
+        if grader is None:
+            return
+
+        async def pick() -> None:
+            from rft_tui.screens.grader_picker import JobPickerScreen
+
+            jobs = [j for j in (await self.app.client.list_jobs(limit=100)).data
+                    if j.progress is not None and j.progress.valid_reward_base is not None]
+            self.app.push_screen(JobPickerScreen(f"Re-score which job with {self.name_open}?", jobs),
+                                 lambda job_id: self.rescore(job_id, grader) if job_id else None)
+
+        self.run_worker(pick(), name="jobs", group="rescore-pick", exit_on_error=False)
+
+    def rescore(self, job_id: str, grader: dict[str, object]) -> None:
+        self.notify(f"Re-scoring {job_id} with {self.name_open}…", timeout=4)
+
+        async def call() -> None:
+            result = await self.app.client.rescore(job_id, api.RescoreRequest(grader=grader))
+            self.post_message(RescoreDone(job_id, result))
+
+        self.run_worker(call(), name="re-score", group="rescore", exit_on_error=False)
+
+    @on(RescoreDone)
+    def _rescored(self, message: RescoreDone) -> None:
+        from rft_tui.screens.grader_picker import rescoring_text
+        from rft_tui.screens.text_modal import TextModal
+
+        self.app.push_screen(TextModal(f"Re-scored {message.job_id}", rescoring_text(message.result)
+                                       + f"\n\nIn the job's Validation tab, v shows '{message.result.name}'."))
+
     def action_leave(self) -> None:
         for box_id in ("#grader-new-name", "#grader-open-path"):
             box = self.query_one(box_id, Input)
@@ -596,6 +632,8 @@ class GradersScreen(RftScreen):
             yield SystemCommand("Run grader on file", "Playground: every row of the chosen file",
                                 self.action_run_grader)
             yield SystemCommand("Pre-flight", "Reward spread before training", self.action_preflight)
+            yield SystemCommand("Re-score a job…", "Grade a job's stored validation outputs with this grader",
+                                self.action_rescore_job)
 
 
 def _heading(text: str) -> Option:

@@ -64,3 +64,38 @@ async def test_rescore_from_the_validation_tab_shows_the_rescoring_beside_the_or
                     what="the original scores again")
         await until(pilot, lambda: any(r.selected is not None and r.selected.reward > 0 for r in table.rows_shown),
                     what="original rewards")
+
+
+async def test_rescore_a_chosen_job_from_the_graders_screen(shared_recorded_daemon) -> None:
+    from rft_tui.screens.grader_picker import JobPickerScreen
+    from rft_tui.screens.text_modal import TextModal
+
+    folder = shared_recorded_daemon.paths.graders
+    (folder / "only_exact.json").write_text('{"type": "string_check", "name": "only_exact", "operation": "eq", '
+                                            '"input": "{{sample.output_text}}", "reference": "{{item.answer}}"}')
+    app = make_app(shared_recorded_daemon)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("G")
+        screen = await until(pilot, lambda: pilot.app.screen if type(pilot.app.screen).__name__ == "GradersScreen"
+                             else None, what="the Graders screen")
+        await until(pilot, lambda: screen.name_open == "only_exact.json" and screen.editor.text, what="grader open")
+        assert "rescore_job" in footer_actions(app)
+        await pilot.press("ctrl+b")
+        picker = await until(pilot, lambda: app.screen if isinstance(app.screen, JobPickerScreen) else None,
+                             what="the job picker")
+        ids = [o.id for o in picker.query_one("#job-options")._options]
+        assert recorded.SUCCEEDED in ids and recorded.QUEUED not in ids  # only jobs with validation outputs
+        options = picker.query_one("#job-options")
+        options.focus()
+        options.highlighted = ids.index(recorded.SUCCEEDED)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TextModal), timeout=60, what="the re-scoring's result")
+        body = static_text(app.screen.query_one("#text-body"), 80)
+        assert "Re-scoring 'only_exact'" in body and "vs 0:" in body
+    with shared_recorded_daemon.client() as c:
+        mine = [r for r in c.list_rescorings(recorded.SUCCEEDED).data if r.name == "only_exact"]
+        assert mine and mine[0].compare is not None
+        # exact match is the multi grader's `exact` sub-grader: the re-scored means are its original means
+        for step in mine[0].steps:
+            page = c.validation(recorded.SUCCEEDED, step=step.step)
+            assert step.mean == sum(r.sub_rewards["exact"] for r in page.data) / len(page.data)
