@@ -826,6 +826,22 @@ class PreflightProbe(WireModel):
     reaches_base: bool = Field(description="its mean reward is above 0 and at least the base model's mean")
 
 
+class PreflightToolUse(WireModel):
+    """Agent RFT: how the base model used the job's tools in pre-flight's episodes."""
+
+    episodes: int
+    call_rate: float = Field(description="share of episodes with at least one tool call")
+    calls_per_episode: float
+    calls: int
+    error_rate: float = Field(description="share of tool calls that failed")
+    errors: dict[str, int] = Field(default={}, description="failed calls by kind: malformed_call, unknown_tool, "
+                                   "bad_arguments, http_error, timeout, unreachable, bad_answer, python_error")
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    stop_reasons: dict[str, int] = {}
+    example_errors: list[str] = []
+
+
 class PreflightReport(WireModel):
     object: Literal["fine_tuning.preflight"] = "fine_tuning.preflight"
     model: str
@@ -849,6 +865,8 @@ class PreflightReport(WireModel):
     no_signal_rows: list[int] = Field(default=[], description="training rows whose completions all scored the same")
     probes: list[PreflightProbe] = []
     gameability_warning: str | None = None
+    # issue 13: jobs with tools play episodes; how the base model used the tools (None without tools)
+    tools: PreflightToolUse | None = None
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ METRICS: tuple[Metric, ...] = (
     _ours("grader/errors/{flag}", "{flag}", ".0f", "health",
           "Completions with this OpenAI grader error flag (python_grader_runtime_error, ...)."),
     # ---- agent RFT (rows with tools): how episodes use their tools (train: the step's episodes)
+    _ours("tools/call_rate", "tool_use", ".1%", "train", "Share of episodes that called at least one tool."),
     _ours("tools/calls_per_episode", "calls/ep", ".2f", "train", "Tool calls per episode (all turns)."),
     _ours("tools/episode_turns", "turns/ep", ".2f", "train", "Model turns per episode."),
     _ours("tools/error_rate", "tool_err", ".1%", "health",
@@ -159,6 +160,7 @@ VALID_REWARD_MEAN = "valid_reward_mean"
 VALID_PASS_RATE = "valid_pass_rate"
 VALID_GRADER_ERRORS = "valid_grader_errors"
 GRADED, ERRORED, ERROR_RATE = "grader/graded", "grader/errored", "grader/error_rate"
+TOOL_CALL_RATE = "tools/call_rate"
 TOOL_CALLS_PER_EPISODE = "tools/calls_per_episode"
 TOOL_EPISODE_TURNS = "tools/episode_turns"
 TOOL_ERROR_RATE = "tools/error_rate"

@@ -197,6 +197,7 @@ def validation(request: Request, job_id: str,
         rewards = [r.reward for r in rows]
         summary = {"reward_mean": sum(rewards) / len(rewards),
                    "pass_rate": sum(1 for x in rewards if x >= 1.0) / len(rewards), "rows": float(len(rows))}
+        summary.update(_tool_summary(rows))
     return api.ValidationPage(job_id=job_id, step=step, steps=steps, data=rows, summary=summary)
 
 
@@ -301,3 +302,14 @@ def job_log(request: Request, job_id: str, lines: int = Query(200, ge=1, le=100_
     _limit(lines, 100_000)
     path = ctx.paths.job_log(job_id)
     return api.JobLog(job_id=job_id, path=str(path) if path.exists() else None, lines=log_tail(path, lines))
+
+
+def _tool_summary(rows: list[api.ValidationRow]) -> dict[str, float]:
+    """Agent RFT: tool use over the page's episodes (rows with a trajectory); {} when none has one."""
+    episodes = [r for r in rows if r.output_messages is not None]
+    if not episodes:
+        return {}
+    calls = [c for r in episodes for c in r.tool_calls or []]
+    return {"tool_call_rate": sum(1 for r in episodes if r.tool_calls) / len(episodes),
+            "tool_calls_per_episode": len(calls) / len(episodes),
+            "tool_error_rate": sum(1 for c in calls if c.error is not None) / len(calls) if calls else 0.0}

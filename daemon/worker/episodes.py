@@ -264,6 +264,7 @@ def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
     n = len(episodes)
     calls = [c for e in episodes for c in e.tool_calls]
     out = {
+        metrics.TOOL_CALL_RATE: sum(1 for e in episodes if e.tool_calls) / n,
         metrics.TOOL_CALLS_PER_EPISODE: len(calls) / n,
         metrics.TOOL_EPISODE_TURNS: sum(e.steps for e in episodes) / n,
         metrics.TOOL_ERROR_RATE: sum(1 for c in calls if c.error is not None) / len(calls) if calls else 0.0,

@@ -78,8 +78,18 @@ def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
     outputs: list[list[str]] = []
     comp_lens: list[list[int]] = []
     prompt_lens: list[int] = []
+    samples: list[Any] | None = None
+    tool_use: api.PreflightToolUse | None = None
+    if snapshot.tools:  # agent RFT: k sampled episodes per row, with the job's real tools
+        episodes = play_episodes(snapshot, tok, model, device, [rows[i] for i in chosen], k)
+        per = [episodes[j * k:(j + 1) * k] for j in range(len(chosen))]
+        outputs = [[e.final_answer for e in eps] for eps in per]
+        comp_lens = [[sum(e.mask) for e in eps] for eps in per]
+        prompt_lens = [len(eps[0].prompt_ids) if eps else 0 for eps in per]
+        samples = [e.grader_sample() for e in episodes]
+        tool_use = tool_use_report(episodes)
     with torch.no_grad():
-        for p in prompts:
+        for p in (prompts if samples is None else []):
             enc = tok([p], return_tensors="pt", add_special_tokens=False).to(device)
             prompt_lens.append(int(enc["input_ids"].shape[1]))
             out = model.generate(**enc, do_sample=True, temperature=hp.temperature,
@@ -92,7 +102,7 @@ def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
     reward = GraderReward(snapshot.grader)
     flat_out = [o for outs in outputs for o in outs]
     flat_items = [rows[i]["item"] for i, outs in zip(chosen, outputs, strict=True) for _ in outs]
-    result = reward.grade(flat_out, flat_items)
+    result = reward.grade(samples if samples is not None else flat_out, flat_items)
     row_prompts = [message_text(rows[i]["messages"][-1].get("content")) if rows[i]["messages"] else ""
                    for i in chosen]
     mean_so_far = sum(result.rewards) / len(result.rewards) if result.rewards else 0.0
@@ -119,10 +129,62 @@ def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
         grader_errors=dict(result.errors), grader_error_rate=error_rate,
         longest_prompt_tokens=max(prompt_lens, default=0), longest_completion_tokens=max(all_lens, default=0),
         longest_total_tokens=longest, examples=examples,
-        verdict=" ".join(filter(None, [gameable, verdict(mean, zero_frac, error_rate, clipped)])),
-        elapsed_s=round(time.time() - started, 2),
+        verdict=" ".join(filter(None, [gameable, tools_verdict(tool_use),
+                                       verdict(mean, zero_frac, error_rate, clipped)])),
+        elapsed_s=round(time.time() - started, 2), tools=tool_use,
         **fooling_fields(chosen, row_prompts, per_row, probes, gameable),
     )
+
+
+def play_episodes(snapshot: api.JobSnapshot, tok: Any, model: Any, device: str, rows: list[dict[str, Any]],
+                  k: int) -> list[Any]:
+    """k sampled episodes of each row (rows in order, k consecutive each), calling the job's real tools."""
+    from daemon.worker.episodes import EpisodeRunner, episode_rows, hf_generate
+    from daemon.worker.tool_runtime import ToolBox
+
+    hp = snapshot.hyperparameters
+    box = ToolBox(snapshot.tools)
+    try:
+        runner = EpisodeRunner(tok, box, hp.max_episode_steps, hp.max_completion_length, rollout_prefix="preflight")
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        generate = hf_generate(model, pad, sorted(runner.eos_ids), device, do_sample=True, temperature=hp.temperature)
+        starts = [r for r in episode_rows(rows) for _ in range(k)]
+        return [e for i in range(0, len(starts), 64) for e in runner.run(generate, starts[i:i + 64])]
+    finally:
+        box.close()
+
+
+def tool_use_report(episodes: list[Any]) -> api.PreflightToolUse:
+    """Tool-call rate, errors by kind, latencies and how the episodes ended."""
+    from collections import Counter
+
+    from daemon import metrics
+    from daemon.worker.episodes import episode_metrics
+    from daemon.worker.tool_runtime import error_kind
+
+    m = episode_metrics(episodes)
+    calls = [c for e in episodes for c in e.tool_calls]
+    failed = [c.error for c in calls if c.error is not None]
+    return api.PreflightToolUse(
+        episodes=len(episodes), call_rate=m.get(metrics.TOOL_CALL_RATE, 0.0),
+        calls_per_episode=m.get(metrics.TOOL_CALLS_PER_EPISODE, 0.0), calls=len(calls),
+        error_rate=m.get(metrics.TOOL_ERROR_RATE, 0.0), errors=dict(Counter(error_kind(e) for e in failed)),
+        latency_p50_ms=m.get(metrics.TOOL_LATENCY_P50_MS), latency_p95_ms=m.get(metrics.TOOL_LATENCY_P95_MS),
+        stop_reasons=dict(Counter(str(e.stop_reason) for e in episodes)),
+        example_errors=list(dict.fromkeys(failed))[:5])
+
+
+def tools_verdict(use: api.PreflightToolUse | None) -> str | None:
+    """A line on tool use when it needs attention (never calls; calls mostly fail)."""
+    if use is None or not use.episodes:
+        return None
+    if use.calls == 0:
+        return ("The base model never called a tool in pre-flight: RL can only reinforce calls it makes; "
+                "check the tools reach the prompt (row `tools`) and the model knows the call format.")
+    if use.error_rate > 0.5:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(use.errors.items(), key=lambda kv: -kv[1]))
+        return f"Tool calls fail {use.error_rate:.0%} of the time ({kinds}); check the tools before training."
+    return None
 
 
 def fooling_fields(chosen: list[int], prompts: list[str], per_row: list[list[float]],

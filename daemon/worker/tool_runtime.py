@@ -60,6 +60,19 @@ def shown_text(record: api.ToolCallRecord) -> str:
     return record.result or ""
 
 
+def error_kind(error: str) -> str:
+    """A failed call's kind, from the error text this module and the parser write (for counts and alarms)."""
+    for prefix, kind in (("malformed tool call", "malformed_call"), ("arguments over", "malformed_call"),
+                         ("unknown tool", "unknown_tool"), ("bad arguments", "bad_arguments"),
+                         ("timed out", "timeout"), ("could not reach", "unreachable"),
+                         ("the tool endpoint answered HTTP", "http_error"),
+                         ("the tool endpoint answered malformed", "bad_answer"),
+                         ("the python tool failed", "python_error")):
+        if error.startswith(prefix):
+            return kind
+    return "other"
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + " ...[truncated]"
 
