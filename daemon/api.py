@@ -435,6 +435,60 @@ class JobMethod(BaseModel):
     reinforcement: ReinforcementMethod
 
 
+# --------------------------------------------------------------------------------------------
+# Health (extension): guardrails a job is created with, and the alarms it raises (docs/health.md)
+
+#: Every alarm a job can raise; the defaults, windows and their sources are in daemon/health.py (ALARMS).
+AlarmName = Literal["zero_signal", "train_valid_gap", "valid_regression", "reward_saturated", "length_clipped",
+                    "entropy_collapse", "grader_errors", "grader_slow", "non_finite", "stalled"]
+ALARM_NAMES: tuple[str, ...] = AlarmName.__args__  # type: ignore[attr-defined]
+AlarmSeverity = Literal["warning", "critical"]
+#: What an alarm did: `warn` (an alarm row and event only), `pause`/`cancel` (on_alarm), `fail` (on_stall).
+AlarmAction = Literal["warn", "pause", "cancel", "fail"]
+
+
+class AlarmOverride(StrictRequest):
+    """One alarm's settings for a job; each field left out keeps the documented default."""
+
+    enabled: bool = True
+    threshold: float | None = Field(default=None, description="the alarm's bound (its unit: docs/health.md)")
+    critical: float | None = Field(default=None, description="train_valid_gap only: the critical bound")
+    window: int | None = Field(default=None, ge=1, description="steps (zero_signal: groups) the alarm looks at")
+    severity: AlarmSeverity | None = None
+
+
+class Guardrails(StrictRequest):
+    """Extension object `guardrails` on job create: alarm thresholds and what a critical alarm or a stall does."""
+
+    on_alarm: Literal["warn", "pause", "cancel"] = Field(
+        default="warn", description="what a critical alarm does: warn (record it), pause (checkpoint, end paused) "
+        "or cancel")
+    on_stall: Literal["warn", "fail"] = Field(default="warn", description="what `stalled` does: warn, or fail the job")
+    stall_factor: float = Field(default=10.0, gt=1, description="stalled: no step for this many median step times")
+    stall_min_s: float = Field(default=300.0, gt=0, description="stalled: and at least this many seconds")
+    alarms: dict[AlarmName, AlarmOverride] = Field(default_factory=dict,
+                                                   description="per-alarm overrides by alarm name")
+
+
+class JobAlarm(WireModel):
+    """Extension `fine_tuning.job.alarm`: one episode of an alarm (fired once, cleared when the signal recovers)."""
+
+    object: Literal["fine_tuning.job.alarm"] = "fine_tuning.job.alarm"
+    id: str
+    created_at: int
+    name: AlarmName
+    severity: AlarmSeverity
+    step: int | None = None
+    value: float | None = None
+    threshold: float | None = None
+    message: str
+    action: AlarmAction = "warn"
+    grader: str | None = None  # per-grader alarms (grader_errors, grader_slow): which grader
+    fine_tuning_job_id: str | None = None
+    cleared_at: int | None = None
+    cleared_step: int | None = None
+
+
 SUFFIX_PATTERN = r"^[A-Za-z0-9_.-]{0,64}$"
 _SUFFIX_RE = re.compile(SUFFIX_PATTERN)
 #: numpy (through transformers' set_seed) takes seeds in [0, 2**32 - 1]; a job is refused outside it.
@@ -459,6 +513,7 @@ class JobCreateRequest(StrictRequest):
     integrations: list[Any] | None = None
     # local extensions
     allow_overlap: bool = False
+    guardrails: Guardrails | None = None
 
     @field_validator("suffix")
     @classmethod
@@ -1002,6 +1057,7 @@ class StreamEventType(str, Enum):
     job_metrics = "job.metrics"
     job_validation = "job.validation"
     job_event = "job.event"
+    job_alarm = "job.alarm"
     file_created = "file.created"
     grader_changed = "grader.changed"
     heartbeat = "heartbeat"
@@ -1166,6 +1222,7 @@ class JobSnapshot(WireModel):
     device: SnapshotDevice = SnapshotDevice()
     suffix: str | None = None
     created_at: int | None = None
+    guardrails: Guardrails | None = None  # None: a job created before guardrails existed (the defaults)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -1322,9 +1379,24 @@ class ReportFinish(ReportRecordBase):
     fine_tuned_model: str | None = None
 
 
+class ReportAlarm(ReportRecordBase):
+    """An alarm firing, or (`cleared`) its episode ending (daemon/health.py; issue 11)."""
+
+    kind: Literal["alarm"] = "alarm"
+    name: AlarmName
+    severity: AlarmSeverity
+    step: int | None = None
+    value: float | None = None
+    threshold: float | None = None
+    message: str = Field(default="", max_length=4000)
+    action: AlarmAction = "warn"
+    grader: str | None = Field(default=None, max_length=256)
+    cleared: bool = False
+
+
 ReportRecord = Annotated[
     ReportStarted | ReportStep | ReportValidation | ReportCheckpoint | ReportCheckpointDeleted | ReportEvent
-    | ReportFinish,
+    | ReportFinish | ReportAlarm,
     Field(discriminator="kind"),
 ]
 

@@ -298,6 +298,10 @@ class _Api:
                         params=_params(after_step=after_step, limit=limit))
 
     @_Endpoint
+    def list_alarms(self, job_id: str) -> _Request[api.ListObject[api.JobAlarm]]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/alarms", api.ListObject[api.JobAlarm])
+
+    @_Endpoint
     def job_log(self, job_id: str, lines: int = 200) -> _Request[api.JobLog]:
         return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/log", api.JobLog, params={"lines": lines})
 

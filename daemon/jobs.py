@@ -10,6 +10,7 @@ from typing import Any
 
 from daemon import __version__, api
 from daemon.errors import bad_request
+from daemon.health import check_guardrails
 from daemon.hyperparams import DeviceInfo, check_resolved, resolve_hyperparameters
 from daemon.models import ModelNotFound, check_model_ref
 from daemon.paths import Paths
@@ -96,11 +97,14 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest) -> api
         raise bad_request("use_vllm is not supported with tools yet: tool episodes generate with the training "
                           "model (set use_vllm to false or \"auto\")",
                           param="method.reinforcement.hyperparameters.use_vllm")
+    guardrails = req.guardrails or api.Guardrails()
+    for param, message in check_guardrails(guardrails):
+        raise bad_request(f"guardrails.{param}: {message}", param=f"guardrails.{param}", code="invalid_guardrails")
     return api.JobSnapshot(
         model=model, training_file=train, validation_file=valid, grader=grader, hyperparameters=resolved,
         hyperparameters_requested=hp.model_dump(exclude_none=True), seed=seed, versions=library_versions(),
         device=api.SnapshotDevice(kind=device.kind, count=device.count), suffix=req.suffix,
-        created_at=int(time.time()), tools=req.method.reinforcement.tools or {},
+        created_at=int(time.time()), tools=req.method.reinforcement.tools or {}, guardrails=guardrails,
     )
 
 

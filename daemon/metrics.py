@@ -126,6 +126,16 @@ METRICS: tuple[Metric, ...] = (
           "Share of episodes cut at max_episode_steps (still calling tools when their turns ran out)."),
     _ours("tools/token_budget_share", "tok_budget", ".1%", "health",
           "Share of episodes cut at max_completion_length tokens (tool results count against it)."),
+    _ours("grader/{grader}/error_rate", "{grader} err", ".1%", "health",
+          "Share of this step's rows on which this grader (or sub-grader of a multi grader) raised an error."),
+    _ours("grader/{grader}/latency_p50_s", "{grader} p50", ".3f", "health",
+          "Median time this grader took for one row this step.", "s"),
+    _ours("grader/{grader}/latency_p95_s", "{grader} p95", ".3f", "health",
+          "95th percentile of this grader's time per row this step (grader_slow compares it with the time "
+          "limit).", "s"),
+    _ours("train_valid_gap", "gap", "+.3f", "health",
+          "Train reward smoothed over the last 10 steps minus the latest validation reward (reward hacking, "
+          "overfitting); empty until the first validation."),
     # ---- speed: where each step's time goes
     _ours("step_wall_s", "step s", ".2f", "speed", "Wall time of the step, sampling to optimizer update.", "s"),
     _ours("sampling_s", "sample s", ".2f", "speed", "Of which generating completions (grading excluded).", "s"),
@@ -174,6 +184,15 @@ def valid_tool_metric(key: str) -> str:
     """`tools/error_rate` -> `valid/tools/error_rate`: a tool number over the validation episodes."""
     return f"valid/{key}"
 
+# health signals the alarms (daemon/health.py) watch
+LOSS = "loss"
+GRAD_NORM = "grad_norm"
+FRAC_REWARD_ZERO_STD = "frac_reward_zero_std"
+CLIPPED_RATIO = "completions/clipped_ratio"
+ENTROPY = "entropy"
+KL = "kl"
+TRAIN_VALID_GAP = "train_valid_gap"
+
 #: The columns the metrics table (TUI) and `rft-tui jobs metrics` show by default, in order.
 DEFAULT_COLUMNS: tuple[str, ...] = ("reward", "reward_std", "loss", "kl", "learning_rate", "grad_norm",
                                     "completions/mean_length", "frac_reward_zero_std", "step_wall_s")
@@ -189,6 +208,27 @@ def grader_reward(name: str) -> str:
 
 def grader_error(flag: str) -> str:
     return f"grader/errors/{flag}"
+
+
+def grader_error_rate(grader: str) -> str:
+    return f"grader/{grader}/error_rate"
+
+
+def grader_latency_p50(grader: str) -> str:
+    return f"grader/{grader}/latency_p50_s"
+
+
+def grader_latency_p95(grader: str) -> str:
+    return f"grader/{grader}/latency_p95_s"
+
+
+_GRADER_HEALTH = re.compile(r"^grader/(?P<grader>[^/]+)/(?:error_rate|latency_p50_s|latency_p95_s)$")
+
+
+def grader_of_health(key: str) -> str | None:
+    """The grader a per-grader health key names (`grader/exact/error_rate` -> `exact`), else None."""
+    m = _GRADER_HEALTH.match(key)
+    return m.group("grader") if m and m.group("grader") != "errors" else None
 
 
 def valid_grader_reward(name: str) -> str:

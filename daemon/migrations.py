@@ -197,6 +197,31 @@ def m004_episode_trajectories(db: sqlite_utils.Database) -> None:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
 
+@migration
+def m005_job_alarms(db: sqlite_utils.Database) -> None:
+    """Alarms a job raised (daemon/health.py): one row per episode, cleared when the signal recovered."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS job_alarms (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            created_at INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            grader TEXT,
+            severity TEXT NOT NULL,
+            step INTEGER,
+            value REAL,
+            threshold REAL,
+            message TEXT NOT NULL,
+            action TEXT NOT NULL DEFAULT 'warn',
+            cleared_at INTEGER,
+            cleared_step INTEGER
+        );
+        CREATE INDEX IF NOT EXISTS job_alarms_job ON job_alarms(job_id, seq);
+        """
+    )
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     db.execute(

@@ -29,15 +29,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
 
-from daemon import api
+from daemon import api, health, metrics
 from daemon.bus import EventBus
 from daemon.paths import Paths
 from daemon.procs import log_tail, process_start_time, same_process
-from daemon.store import Store, is_busy_error
+from daemon.store import Store, is_busy_error, stored_model
 from daemon.worker_protocol import (
     ATTEMPT_HEADER,
     CANCEL_SIGNAL,
     PAUSE_SIGNAL,
+    STACKS_SIGNAL,
     http_worker_env,
     pause_signal_held,
     worker_command,
@@ -52,6 +53,9 @@ OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "MemoryError", "Cannot 
 RETRY_FIRST_S = 0.1  # a busy store: first wait before writing again, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 2.0
 REQUEST_WAIT_S = 10.0  # create/resume answer once the worker is spawned (if the store lets it happen by then)
+STALL_CHECK_S = float(os.environ.get("RFT_STALL_CHECK_S", "2"))  # how often running jobs are checked for a stall
+STALL_STEPS = 50  # the median step time is taken over this many latest steps
+STACK_DUMP_GRACE_S = 1.0  # on_stall fail: the worker gets this long to write its stacks before it is killed
 
 
 def attempt_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
@@ -90,6 +94,9 @@ class Scheduler:
         self._kill_timers: dict[str, asyncio.TimerHandle] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._known_steps: dict[str, tuple[int | None, int]] = {}
+        self._known_alarms: dict[str, int] = {}  # job id -> last alarm seq announced on the stream
+        self._stalled: dict[str, int] = {}  # job id -> the step a `stalled` alarm was raised after
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._stopping = threading.Event()
         self._store_ident: int | None = None
         # one thread for everything the scheduler writes (ordered, so a settle never races a spawn), one for
@@ -109,6 +116,7 @@ class Scheduler:
                  self.max_running)
         self._submit(self.recover)
         self.kick()
+        self._stall_timer = loop.call_later(STALL_CHECK_S, self._stall_tick)
 
     def shutdown(self) -> None:
         """Stop watching; workers keep running (they outlive the daemon by design)."""
@@ -122,6 +130,8 @@ class Scheduler:
             self._unwatch(job_id)
         for t in self._kill_timers.values():
             t.cancel()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         self._reads.shutdown(wait=False, cancel_futures=True)
         self._writes.shutdown(wait=True, cancel_futures=True)
 
@@ -192,6 +202,7 @@ class Scheduler:
         """Re-adopt live workers and settle the ones that died while no daemon watched."""
         for row in self.store.jobs_with_status(S.running):
             if same_process(row["worker_pid"], row["worker_start_time"]):
+                self._known_alarms[row["id"]] = self.store.last_alarm_seq(row["id"])
                 self._write(self.store.add_event, row["id"], f"Daemon re-adopted worker pid {row['worker_pid']}")
                 log.info("job %s: re-adopted worker pid %d", row["id"], row["worker_pid"])
                 self._watch(row["id"], row["worker_pid"])
@@ -336,6 +347,8 @@ class Scheduler:
             logf.close()
         start = process_start_time(proc.pid) or time.time()
         self._children[proc.pid] = proc
+        self._known_alarms[job_id] = self.store.last_alarm_seq(job_id)
+        self._stalled.pop(job_id, None)
         now = int(time.time())
         ok = self._transition(
             job_id, S.running, f"Worker started (pid {proc.pid})", expect=[S.queued],
@@ -434,7 +447,8 @@ class Scheduler:
         clear = self._cleared(row)
         requested = row["requested_action"]
         if requested == "cancel" or outcome == "cancelled":
-            self._transition(job_id, S.cancelled, "Job cancelled", **clear)
+            why = f": {detail}" if outcome == "cancelled" and detail and requested != "cancel" else ""
+            self._transition(job_id, S.cancelled, "Job cancelled" + why, **clear)
         elif outcome == "succeeded":
             self._transition(job_id, S.succeeded, "Job succeeded", **clear)
         elif outcome == "paused":
@@ -567,7 +581,91 @@ class Scheduler:
             self.bus.publish(api.StreamEventType.job_validation, job_id=job_id, step=row["step"],
                              data={"valid_reward_latest": row["valid_reward_latest"]})
         self._known_steps[job_id] = (last_step, n_valid)
+        self._announce_alarms(job_id)
         self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
+
+    def _announce_alarms(self, job_id: str) -> None:
+        """Alarms the worker recorded since the last announcement, one `job.alarm` stream event each."""
+        known = self._known_alarms.get(job_id)
+        if known is None:
+            return  # not a worker this daemon started or re-adopted: nothing to announce
+        for alarm in self.store.alarms(job_id, after_seq=known):
+            self._publish_alarm(job_id, alarm)
+            self._known_alarms[job_id] = max(self._known_alarms.get(job_id, 0), int(alarm.id.rsplit("-", 1)[1]))
+
+    def _publish_alarm(self, job_id: str, alarm: api.JobAlarm) -> None:
+        self.bus.publish(api.StreamEventType.job_alarm, job_id=job_id, step=alarm.step,
+                         data={"alarm": alarm.name, "id": alarm.id, "severity": alarm.severity,
+                               "message": alarm.message, "action": alarm.action, "grader": alarm.grader})
+
+    # ------------------------------------------------------------------ stalls
+
+    def _stall_tick(self) -> None:
+        """On the loop, every STALL_CHECK_S: the check itself reads the store on the store thread."""
+        if self._stopping.is_set() or self.loop is None:
+            return
+        self._submit(self._check_stalls)
+        self._stall_timer = self.loop.call_later(STALL_CHECK_S, self._stall_tick)
+
+    def _check_stalls(self) -> None:
+        now = time.time()
+        for row in self.store.jobs_with_status(S.running):
+            if row["worker_pid"]:
+                self._check_stall(row, now)
+
+    def _check_stall(self, row: dict[str, Any], now: float) -> None:
+        """`stalled`: no step for factor x the median step time (and the floor) since this attempt's last step."""
+        job_id = row["id"]
+        recent = self.store.recent_metrics(job_id, STALL_STEPS)
+        if not recent or recent[0].created_at < (row["worker_start_time"] or 0):
+            return  # this worker attempt has logged no step yet: nothing to compare with (model loading, ...)
+        last = recent[0]
+        raised = self._stalled.get(job_id)
+        if raised is not None and last.step > raised:  # steps again: the episode is over
+            del self._stalled[job_id]
+            if self._write(self.store.clear_alarm, job_id, "stalled", last.step):
+                self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
+            return
+        if raised is not None:
+            return
+        snapshot = stored_model(api.JobSnapshot, row["snapshot"], job_id)
+        guardrails = snapshot.guardrails if snapshot else None
+        if not health.settings(guardrails)["stalled"].enabled:
+            return
+        times = [t for m in recent if (t := m.values.get(metrics.STEP_WALL_S)) is not None and t > 0]
+        longest_valid = max((v for m in recent if (v := m.values.get(metrics.VALIDATION_S)) is not None), default=0.0)
+        limit = health.stall_after_s(times or [max(1e-3, recent[0].created_at - recent[-1].created_at)
+                                               / max(1, len(recent) - 1)], guardrails, longest_valid)
+        idle = now - last.created_at
+        if limit is None or idle <= limit:
+            return
+        self._stalled[job_id] = last.step
+        self._raise_stall(row, health.stall_alarm(last.step, idle, limit, guardrails))
+
+    def _raise_stall(self, row: dict[str, Any], alarm: health.Alarm) -> None:
+        """Ask the worker for every thread's stack (into the job log), record the alarm, fail the job if asked."""
+        job_id = row["id"]
+        log.warning("job %s: stalled: %s", job_id, alarm.message)
+        self._signal_group(row, STACKS_SIGNAL)
+        alarm_id = self._write(self.store.add_alarm, job_id, alarm.as_dict())
+        if alarm_id is not None:
+            for a in self.store.alarms(job_id, after_seq=int(alarm_id.rsplit("-", 1)[1]) - 1):
+                self._publish_alarm(job_id, a)
+            self._known_alarms[job_id] = max(self._known_alarms.get(job_id, 0), int(alarm_id.rsplit("-", 1)[1]))
+        self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
+        if alarm.action != "fail":
+            return
+        self._write(self.store.worker_finished, job_id, "failed", f"stalled: {alarm.message}")
+        pgid = row["worker_pgid"] or row["worker_pid"]
+
+        def kill() -> None:
+            current = self.store.get_job_row(job_id)
+            if current and current["worker_pid"] == row["worker_pid"] and same_process(
+                    row["worker_pid"], row["worker_start_time"]):
+                self._kill_group(pgid)
+
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.loop.call_later, STACK_DUMP_GRACE_S, self._submit, kill)
 
     # ------------------------------------------------------------------ helpers
 

@@ -493,6 +493,13 @@ class Store:
         return [api.MetricStep(step=r["step"], created_at=r["created_at"], values=loads(r["values"], {}))
                 for r in rows]
 
+    def recent_metrics(self, job_id: str, limit: int) -> list[api.MetricStep]:
+        """The latest `limit` steps, newest first (the scheduler's stall check)."""
+        rows = self.query('SELECT step, created_at, "values" FROM metrics WHERE job_id = ? ORDER BY step DESC '
+                          'LIMIT ?', [job_id, limit])
+        return [api.MetricStep(step=r["step"], created_at=r["created_at"], values=loads(r["values"], {}))
+                for r in rows]
+
     def last_metric_step(self, job_id: str) -> int | None:
         row = self.query_one("SELECT MAX(step) AS s FROM metrics WHERE job_id = ?", [job_id])
         return None if row is None else row["s"]
@@ -722,6 +729,10 @@ class Store:
             return self.log_step(job_id, record.step, record.values,
                                  [s.model_dump(exclude_none=True) for s in record.samples], record.total_steps,
                                  record.trained_tokens)
+        if isinstance(record, api.ReportAlarm):  # idempotent per open episode, whatever the record id
+            if record.cleared:
+                return self.clear_alarm(job_id, record.name, record.step, record.grader)
+            return self.add_alarm(job_id, record.model_dump(exclude={"id", "kind", "cleared"})) is not None
         if isinstance(record, api.ReportStarted):
             hp = record.resolved_hyperparameters
             self.worker_started(job_id, record.total_steps, None if hp is None else hp.model_dump(), record.message)
@@ -776,6 +787,69 @@ class Store:
         """Whether `token` is the live reporting token of `job_id` (constant-time compare of the hashes)."""
         row = self.query_one("SELECT token_sha256 FROM job_tokens WHERE job_id = ?", [job_id])
         return row is not None and hmac.compare_digest(row["token_sha256"], _sha256(token))
+
+    # ------------------------------------------------------------------ alarms (daemon/health.py)
+
+    def add_alarm(self, job_id: str, alarm: Mapping[str, Any]) -> str | None:
+        """Record an alarm firing and its job event, atomically; None (nothing written) when the same episode
+        (name, grader, severity) is open already -- a resumed worker's fresh monitor fires it again."""
+        name, grader, severity = str(alarm["name"]), alarm.get("grader"), str(alarm["severity"])
+        if name not in api.ALARM_NAMES or severity not in ("warning", "critical"):
+            raise ValueError(f"unknown alarm {name!r} or severity {severity!r}")
+        with self.tx() as conn:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone() is None:
+                raise LookupError(f"job {job_id} is not in {self.path}")
+            if conn.execute("SELECT 1 FROM job_alarms WHERE job_id = ? AND name = ? AND grader IS ? AND severity = ?"
+                            " AND cleared_at IS NULL", [job_id, name, grader, severity]).fetchone():
+                return None
+            action = str(alarm.get("action") or "warn")
+            row = {"job_id": job_id, "created_at": int(time.time()), "name": name, "grader": grader,
+                   "severity": severity, "step": alarm.get("step"), "value": finite(alarm.get("value")),
+                   "threshold": finite(alarm.get("threshold")), "message": str(alarm.get("message") or name),
+                   "action": action}
+            seq = int(conn.execute(
+                f"INSERT INTO job_alarms ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                list(row.values())).lastrowid or 0)
+            label = f"{name} ({grader})" if grader else name
+            does = {"pause": "; pausing the job", "cancel": "; cancelling the job",
+                    "fail": "; failing the job"}.get(action, "")
+            self._event(job_id, f"Alarm {label} ({severity}) at step {row['step']}: {row['message']}{does}",
+                        level="error" if severity == "critical" else "warn",
+                        data={"alarm": name, "alarm_id": alarm_id(seq), "severity": severity,
+                              "step": row["step"], "value": row["value"], "threshold": row["threshold"],
+                              "action": action, "grader": grader})
+        return alarm_id(seq)
+
+    def clear_alarm(self, job_id: str, name: str, step: int | None, grader: str | None = None) -> bool:
+        """Close the open episode of an alarm (the signal recovered); False when none was open."""
+        with self.tx() as conn:
+            open_ = conn.execute("SELECT seq FROM job_alarms WHERE job_id = ? AND name = ? AND grader IS ? "
+                                 "AND cleared_at IS NULL", [job_id, name, grader]).fetchall()
+            if not open_:
+                return False
+            conn.execute(f"UPDATE job_alarms SET cleared_at = ?, cleared_step = ? WHERE seq IN "
+                         f"({', '.join('?' for _ in open_)})", [int(time.time()), step, *(r[0] for r in open_)])
+            label = f"{name} ({grader})" if grader else name
+            self._event(job_id, f"Alarm {label} cleared at step {step}", level="info",
+                        data={"alarm": name, "cleared": True, "step": step, "grader": grader})
+        return True
+
+    def alarms(self, job_id: str, after_seq: int = 0) -> list[api.JobAlarm]:
+        rows = self.query("SELECT * FROM job_alarms WHERE job_id = ? AND seq > ? ORDER BY seq", [job_id, after_seq])
+        return [alarm_object(r) for r in rows]
+
+    def last_alarm_seq(self, job_id: str) -> int:
+        row = self.query_one("SELECT MAX(seq) AS s FROM job_alarms WHERE job_id = ?", [job_id])
+        return int(row["s"]) if row and row["s"] is not None else 0
+
+    def open_alarm_counts(self, job_ids: Iterable[str]) -> dict[str, int]:
+        """Alarms still open per job (the Jobs table's badge)."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        rows = self.query(f"SELECT job_id, COUNT(*) AS n FROM job_alarms WHERE cleared_at IS NULL AND job_id IN "
+                          f"({', '.join('?' for _ in ids)}) GROUP BY job_id", ids)
+        return {r["job_id"]: int(r["n"]) for r in rows}
 
     # ------------------------------------------------------------------ what the scheduler asks
 
@@ -862,6 +936,18 @@ def _score_map(m: Mapping[str, Any] | None) -> dict[str, float]:
 def _clean_map(m: Mapping[str, Any] | None) -> dict[str, float | None]:
     return {str(k): finite(v) for k, v in (m or {}).items()}
 
+
+
+def alarm_id(seq: int) -> str:
+    return f"ftalarm-{seq:012d}"
+
+
+def alarm_object(row: dict[str, Any]) -> api.JobAlarm:
+    return api.JobAlarm(id=alarm_id(row["seq"]), created_at=row["created_at"], name=row["name"],
+                        severity=row["severity"], step=row["step"], value=row["value"], threshold=row["threshold"],
+                        message=row["message"], action=row["action"], grader=row["grader"],
+                        fine_tuning_job_id=row["job_id"], cleared_at=row["cleared_at"],
+                        cleared_step=row["cleared_step"])
 
 
 def event_id(seq: int) -> str:

@@ -7,6 +7,7 @@ a pause that arrives meanwhile must not kill it).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ from typing import Any
 # Signals the daemon sends a worker's process group.
 CANCEL_SIGNAL = signal.SIGTERM
 PAUSE_SIGNAL = signal.SIGUSR1
+#: The daemon's `stalled` alarm: every thread of every rank writes its stack into the job log (faulthandler).
+STACKS_SIGNAL = signal.SIGUSR2
 
 DEFAULT_WORKER_MODULE = "daemon.worker"
 # Each worker attempt starts its section of the job log with this line (so a failure quotes only its own lines).
@@ -117,6 +120,8 @@ class ControlFlags:
         signal.signal(CANCEL_SIGNAL, self._on_cancel)
         signal.signal(signal.SIGINT, self._on_cancel)
         signal.signal(PAUSE_SIGNAL, self._on_pause)
+        # a C-level handler: it dumps every thread's stack even while the main thread is stuck in C code
+        faulthandler.register(STACKS_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
         # the daemon starts workers with the pause signal blocked (pause_signal_held): deliver any pending one now
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {PAUSE_SIGNAL})
         return self

@@ -295,6 +295,16 @@ def samples(request: Request, job_id: str, after_step: int | None = Query(None, 
     return api.SamplesPage(job_id=job_id, data=data, has_more=has_more)
 
 
+@router.get("/{job_id}/alarms", response_model=api.ListObject[api.JobAlarm], responses=errors(404, 503))
+def list_alarms(request: Request, job_id: str) -> api.ListObject[api.JobAlarm]:
+    """Extension: every alarm the job raised, oldest first (each episode once; `cleared_at` once it recovered)."""
+    ctx = ctx_of(request)
+    _job_row(ctx, job_id)
+    data = ctx.store.alarms(job_id)
+    return api.ListObject[api.JobAlarm](data=data, has_more=False, first_id=data[0].id if data else None,
+                                        last_id=data[-1].id if data else None)
+
+
 @router.get("/{job_id}/log", response_model=api.JobLog, responses=errors(404, 503))
 def job_log(request: Request, job_id: str, lines: int = Query(200, ge=1, le=100_000)) -> api.JobLog:
     ctx = ctx_of(request)

@@ -19,13 +19,14 @@ import torch
 from transformers import TrainerCallback
 
 from daemon import api, metrics
+from daemon.health import Alarm, JobHealth
 from daemon.models import load_model, load_tokenizer
 from daemon.paths import Paths
 from daemon.worker import storage
 from daemon.worker.episodes import EpisodeRunner
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
 from daemon.worker.reporting import Reporter, open_reporter, reports_over_http, work_dir
-from daemon.worker.rewards import GraderReward
+from daemon.worker.rewards import GraderReward, grader_time_limits
 from daemon.worker.rollout import ToolRollout, rollout_dataset
 from daemon.worker.tool_calls import tool_schemas
 from daemon.worker.tool_runtime import ToolBox
@@ -106,6 +107,12 @@ def grpo_config(hp: api.ResolvedHyperparameters, out_dir: Path, world: int) -> A
     )
 
 
+def groups_per_step(hp: api.ResolvedHyperparameters, world: int) -> int:
+    """Prompt groups one optimizer step samples (what frac_reward_zero_std is a share of)."""
+    per_device = max(hp.num_generations, hp.completions_per_step // max(1, world))
+    return max(1, per_device * max(1, world) * hp.gradient_accumulation_steps // hp.num_generations)
+
+
 def checkpoint_name(step: int) -> str:
     return f"step-{step}"
 
@@ -155,6 +162,8 @@ class JobCallback(TrainerCallback):
         rows, summary, seconds = run.validator.run(model)
         mean = run.reporter.log_validation(step, rows, summary)
         self.last_valid[step] = mean
+        if run.health is not None:
+            run.health.validation(step, mean)
         self.pending_valid_s += seconds
         print(f"[validation] step {step}: mean reward {mean if mean is None else round(mean, 4)} "
               f"over {len(rows)} rows in {seconds:.1f}s", flush=True)
@@ -187,8 +196,18 @@ class JobCallback(TrainerCallback):
         self.last_train_reward = values.get(metrics.TRAIN_REWARD)
         if run.reporter is None:
             return
+        if run.health is not None:
+            run.health.add_signals(values)
         run.reporter.log_step(step, values, samples=samples, total_steps=state.max_steps,
                               trained_tokens=int(tokens) if isinstance(tokens, (int, float)) else None)
+        if run.health is not None:
+            run.health.step(step, values)
+            if run.world == 1 and run.health.stop is not None and run.outcome == "succeeded" \
+                    and step < state.max_steps:
+                # one process: act on a critical alarm in this very step (save happens right after on_log)
+                run.outcome, run.stop_detail = run.health_stop_detail()
+                control.should_training_stop = True
+                control.should_save = control.should_save or run.outcome == "paused"
         if step % 10 == 0 or step == 1:
             print(f"[step {step}/{state.max_steps}] reward {values.get(metrics.TRAIN_REWARD)} wall {wall:.2f}s",
                   flush=True)
@@ -244,6 +263,7 @@ class TrainingRun:
         self.validator: Validator | None = None
         self.rollout: ToolRollout | None = None
         self.toolbox: ToolBox | None = None
+        self.health: JobHealth | None = None  # rank 0: health signals and alarms (daemon/health.py)
 
     # --------------------------------------------------------------- control
 
@@ -253,11 +273,28 @@ class TrainingRun:
         if self.reporter is not None and code == 0:
             requested = self.reporter.requested_action()
             code = 2 if requested == "cancel" else 1 if requested == "pause" else 0
+        if code == 0 and self.health is not None and self.health.stop is not None:
+            outcome, self.stop_detail = self.health_stop_detail()  # a critical alarm with on_alarm pause/cancel
+            code = 2 if outcome == "cancelled" else 1
         if self.world > 1:
             t = torch.tensor([code], dtype=torch.int64, device=self.device)
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
             code = int(t.item())
         return {0: None, 1: "paused", 2: "cancelled"}[code]
+
+    def health_stop_detail(self) -> tuple[str, str]:
+        """The outcome a critical alarm asks for, and the reason the job's status will give."""
+        assert self.health is not None and self.health.stop is not None
+        outcome, reason = self.health.stop
+        return outcome, reason + ("; checkpointed, resume continues from here" if outcome == "paused" else "")
+
+    def record_alarm(self, alarm: Alarm) -> bool:
+        """The health monitor's sink: through the reporter interface, and a line in the job log."""
+        assert self.reporter is not None
+        state = "cleared" if alarm.cleared else f"{alarm.severity}, action {alarm.action}"
+        print(f"[alarm] {alarm.name}{' ' + alarm.grader if alarm.grader else ''} at step {alarm.step} ({state}): "
+              f"{alarm.message}", flush=True)
+        return self.reporter.alarm(alarm.as_dict())
 
     def take_timing(self) -> dict[str, float]:
         t, self._timing = self._timing, {}
@@ -311,6 +348,9 @@ class TrainingRun:
         self.reward = GraderReward(spec.grader, name=spec.grader_name, samples_per_step=hp.samples_per_step,
                                    seed=hp.seed)
         args = grpo_config(hp, out_dir, self.world)
+        if self.reporter is not None:
+            self.health = JobHealth(spec.guardrails, groups_per_step(hp, self.world), self.record_alarm,
+                                    grader_time_limits(spec.grader))
         reward_funcs: list[Any] = [self.reward]  # TRL's hint wants list[float | None] back (lists are invariant)
         runner: EpisodeRunner | None = None
         if spec.tools:  # agent RFT: multi-turn episodes with the job's tools (daemon/worker/rollout.py says why)

@@ -49,7 +49,7 @@ class Reporter(ABC):
 
     Reads: `job`, `spec`, `requested_action`, `last_step`, `validated_steps`, `checkpoints_to_delete`.
     Writes (one record each): `started`, `log_step`, `log_validation`, `add_checkpoint`,
-    `mark_checkpoint_deleted`, `event`, `finish`. `close` releases what the back end holds.
+    `mark_checkpoint_deleted`, `event`, `alarm`, `finish`. `close` releases what the back end holds.
     """
 
     job_id: str
@@ -126,6 +126,12 @@ class Reporter(ABC):
     def event(self, message: str, level: str = "info", data: Mapping[str, Any] | None = None) -> None:
         self.send(api.ReportEvent(message=message, level=level,  # type: ignore[arg-type]  # checked by pydantic
                                   data=None if data is None else dict(data)))
+
+    def alarm(self, alarm: Mapping[str, Any]) -> bool:
+        """An alarm firing, or (`cleared: true`) its episode ending: `daemon.health.Alarm.as_dict()` (name,
+        severity, step, value, threshold, message, action, grader, cleared). False when the store had that
+        episode open already (a resumed worker's fresh monitor fires it again; it must not act twice)."""
+        return self.send(api.ReportAlarm.model_validate(dict(alarm)))
 
     def finish(self, outcome: str, detail: str | None = None, fine_tuned_model: str | None = None) -> None:
         """Record how this worker ended (succeeded, paused, cancelled, failed) for the daemon to settle."""

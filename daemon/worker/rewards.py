@@ -7,6 +7,7 @@ grader's error counts and time, which the logging callback drains into the store
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -50,6 +51,31 @@ def result_errors(result: Any) -> dict[str, Any]:
     return {**dict.fromkeys(sorted(result.errors), True), **dict(result.details)}
 
 
+def percentile(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted values (nearest rank): cheap, and exact for the few rows of one step."""
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def grader_time_limits(spec: dict[str, Any]) -> dict[str, float]:
+    """Each grader's time limit per row in seconds (python: the sandbox's wall time; model graders: the judge's
+    HTTP timeout), by the name its health keys use; graders without a limit are left out (no grader_slow)."""
+    out: dict[str, float] = {}
+
+    def walk(g: dict[str, Any], name: str) -> None:
+        kind = g.get("type")
+        if kind == "python":
+            out[name] = graders.SandboxLimits().wall_time_s
+        elif kind in ("score_model", "label_model"):
+            out[name] = float(g.get("timeout") or 60.0)
+        elif kind == "multi":
+            for sub_name, sub in (g.get("graders") or {}).items():
+                if isinstance(sub, dict):
+                    walk(sub, str(sub_name))
+
+    walk(spec, str(spec.get("name") or "grader").replace("/", "_"))
+    return out
+
+
 class GraderReward:
     """A TRL reward function (`__call__(prompts, completions, **columns)`) scoring with the job's grader."""
 
@@ -71,6 +97,9 @@ class GraderReward:
         self.seconds = 0.0
         self.sub_sums: defaultdict[str, float] = defaultdict(float)
         self.sub_counts: Counter[str] = Counter()
+        # per grader (the job's, and each sub-grader of a multi): seconds per row, rows with an error
+        self.latencies: defaultdict[str, list[float]] = defaultdict(list)
+        self.grader_errors: Counter[str] = Counter()
 
     def grade(self, outputs: list[str] | list[dict[str, Any]], items: list[dict[str, Any]]) -> graders.BatchResult:
         """Grade final answers (str) or whole episodes (the grader `sample` dicts of `Episode.grader_sample`)."""
@@ -94,6 +123,7 @@ class GraderReward:
             for name, values in result.sub_rewards.items():
                 self.sub_sums[name] += sum(values)
                 self.sub_counts[name] += len(values)
+            self._count_graders(result.results)
             take = self.rng.sample(range(len(outputs)), min(self.samples_per_step - len(self.samples),
                                                               len(outputs))) if self.samples_per_step else []
             for i in sorted(take):
@@ -107,6 +137,30 @@ class GraderReward:
                 self.samples.append(sample)
         return [float(x) for x in result.rewards]
 
+    def _count_graders(self, results: list[Any]) -> None:
+        """Per-grader latency and error counts (the health signals grader_errors and grader_slow watch)."""
+        top = self.__name__
+        lat, errs = self.latencies[top], self.grader_errors
+        for r in results:
+            lat.append(r.execution_time)
+            if r.errors:
+                errs[top] += 1
+            for name, sub in (r.sub_results or {}).items():
+                self.latencies[name].append(sub.execution_time)
+                if sub.errors:
+                    errs[name] += 1
+
+    def _grader_health(self) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for name, times in self.latencies.items():
+            if not times:
+                continue
+            times.sort()
+            values[metrics.grader_error_rate(name)] = self.grader_errors[name] / len(times)
+            values[metrics.grader_latency_p50(name)] = percentile(times, 0.50)
+            values[metrics.grader_latency_p95(name)] = percentile(times, 0.95)
+        return values
+
     def drain(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
         """This step's samples and our grader metrics; resets for the next step."""
         with self.lock:
@@ -117,6 +171,7 @@ class GraderReward:
                 values[metrics.grader_error(flag)] = float(n)
             for name, total in self.sub_sums.items():
                 values[metrics.grader_reward(name)] = total / max(1, self.sub_counts[name])
+            values.update(self._grader_health())
             samples = self.samples
             self._reset()
         return samples, values

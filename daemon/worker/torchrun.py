@@ -16,6 +16,7 @@ import sys
 
 def main() -> None:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # kept across exec; the ranks override it with a handler
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the stall's stack dump is for the ranks (faulthandler)
     # torchrun's own default, said without its multi-line warning in the job log (ranks set their threads)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", *sys.argv[1:]])

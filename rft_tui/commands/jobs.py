@@ -118,17 +118,42 @@ def request_fields(client: Client, model: str, training_file: str, validation_fi
     }
 
 
+def load_guardrails(value: str | None) -> dict[str, Any] | None:
+    """`--guardrails`: a JSON object inline, or the path of a file holding one (docs/health.md)."""
+    if value is None:
+        return None
+    text, where = value, "--guardrails"
+    if not value.lstrip().startswith("{"):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise click.BadParameter(f"{value!r} is neither a JSON object nor a file", param_hint="--guardrails")
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"{where}: line {e.lineno} column {e.colno}: {e.msg}",
+                                 param_hint="--guardrails") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{where}: a JSON object is expected", param_hint="--guardrails")
+    return data
+
+
 @group.command()
 @job_request_options
+@click.option("--guardrails", default=None, metavar="JSON|FILE",
+              help='Alarm thresholds and actions, e.g. \'{"on_alarm": "pause"}\' (docs/health.md).')
 @json_option
 @pass_ctx
 @handle_errors
 def create(obj: CliContext, model: str, training_file: str, validation_file: str | None, grader_file: str,
-           hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, as_json: bool) -> None:
+           hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, guardrails: str | None,
+           as_json: bool) -> None:
     """Create a reinforcement fine-tuning job (queued behind any running job)."""
     client = obj.client()
-    job = client.create_job(typed_request(api.JobCreateRequest, request_fields(
-        client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap)))
+    fields = request_fields(client, model, training_file, validation_file, grader_file, hp, seed, suffix,
+                            allow_overlap)
+    fields["guardrails"] = load_guardrails(guardrails)
+    job = client.create_job(typed_request(api.JobCreateRequest, fields))
     if as_json:
         print_json(job)
         return
@@ -382,6 +407,28 @@ def checkpoints(obj: CliContext, job_id: str, as_json: bool) -> None:
     print_table(["id", "step", "valid reward", "train reward", "created", "path"],
                 [(c.id, c.step_number, fmt_float(c.metrics.valid_reward_mean), fmt_float(c.metrics.train_reward_mean),
                   fmt_time(c.created_at), c.path) for c in page.data])
+
+
+@group.command()
+@click.argument("job_id")
+@json_option
+@pass_ctx
+@handle_errors
+def alarms(obj: CliContext, job_id: str, as_json: bool) -> None:
+    """List the alarms a job raised (docs/health.md): when, at which step, the value against its bound."""
+    client = obj.client()
+    page = client.list_alarms(ids.job_id(client, job_id))
+    if as_json:
+        print_json(page)
+        return
+    if not page.data:
+        click.echo("No alarms.")
+        return
+    print_table(["step", "alarm", "severity", "value", "bound", "action", "state", "message"],
+                [(a.step if a.step is not None else "-", a.name + (f" ({a.grader})" if a.grader else ""), a.severity,
+                  fmt_float(a.value), fmt_float(a.threshold), a.action,
+                  "open" if a.cleared_at is None else f"cleared @{a.cleared_step}",
+                  clip(a.message, 60, one_line=True)) for a in page.data])
 
 
 # ------------------------------------------------------------------------------------------ training extras

@@ -42,6 +42,7 @@ def test_a_snapshot_stored_before_the_typed_model_parses() -> None:
         "hyperparameters": {k: v for k, v in written["hyperparameters"].items()
                             if k in STORED["snapshot"]["hyperparameters"]}} == STORED["snapshot"]
     assert written["tools"] == {} and written["hyperparameters"]["max_episode_steps"] == 8  # added by agent RFT
+    assert written["guardrails"] is None  # added by training health (None: the documented defaults)
     assert api.ResolvedHyperparameters.model_validate(STORED["resolved_hyperparameters"]) == hp
 
 

@@ -7,6 +7,11 @@ validation rows and a checkpoint every `eval_interval`, through the reporter the
 resumes after the last step in the store. `RFT_FAKE_STARTUP_S` is start-up time spent before its signal
 handlers exist (the real worker's imports); `RFT_FAKE_CRASH_ON_ATTEMPT=N` exits 3 silently on attempt N;
 `RFT_FAKE_EXIT_GATE=PATH` holds the exit after a success until PATH exists.
+
+Health: every step goes through the real `daemon.health.JobHealth` (signals, alarms, on_alarm pause/cancel),
+as in the GRPO worker. With `RFT_FAKE_GRADE=1` each step really grades `batch_size` training rows x
+`num_generations` made-up completions (the row's `answer`, or a wrong one, by a seeded coin) with the job's
+grader through `GraderReward`, so reward, zero-spread groups and per-grader errors/latency are the grader's.
 """
 
 from __future__ import annotations
@@ -14,12 +19,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from daemon import metrics
+from daemon.health import Alarm, JobHealth
 from daemon.worker.reporting import open_reporter, work_dir
+from daemon.worker.rewards import GraderReward, grader_time_limits
 from daemon.worker_protocol import ControlFlags
 
 
@@ -35,6 +45,14 @@ def main(job_id: str) -> int:
     step_s = float(os.environ.get("RFT_FAKE_STEP_S", "0.05"))
     last = reporter.last_step()
     start = 1 if last is None else last + 1
+
+    def record(alarm: Alarm) -> bool:
+        print(f"[alarm] {alarm.name} at step {alarm.step}: {alarm.message}", flush=True)
+        return reporter.alarm(alarm.as_dict())
+
+    hp = spec.hyperparameters
+    health = JobHealth(spec.guardrails, hp.batch_size, record, grader_time_limits(spec.grader))
+    grading = Grading(spec, hp.batch_size, hp.num_generations) if os.environ.get("RFT_FAKE_GRADE") else None
     reporter.started(total, message=f"Fake worker pid {os.getpid()} starting at step {start}")
     print(f"fake worker {os.getpid()} job {job_id} steps {start}..{total}", flush=True)
     ckpt_root = Path(work_dir()) / "checkpoints"
@@ -50,6 +68,9 @@ def main(job_id: str) -> int:
         reporter.add_checkpoint(step, str(d), {"valid_reward_mean": reward, "train_reward_mean": reward})
 
     def validate(step: int) -> float:
+        if grading is not None:
+            rows = grading.validation_rows()
+            return reporter.log_validation(step, rows) or 0.0
         reward = round(0.3 + 0.5 * (1 - math.exp(-step / 10)), 4)
         rows = [{"row_index": i, "prompt": f"{i}+1=", "reference": str(i + 1),
                  "output": str(i + 1) if i < reward * 10 else "0", "reward": 1.0 if i < reward * 10 else 0.0}
@@ -58,7 +79,7 @@ def main(job_id: str) -> int:
         return reward
 
     if last is None:
-        validate(0)
+        health.validation(0, validate(0))
     for step in range(start, total + 1):
         if flags.cancel.is_set() or reporter.requested_action() == "cancel":
             reporter.finish("cancelled")
@@ -72,14 +93,75 @@ def main(job_id: str) -> int:
             return 0
         time.sleep(step_s)
         reward = 0.3 + 0.5 * (1 - math.exp(-step / 10))
-        reporter.log_step(step, {metrics.TRAIN_REWARD: reward, "reward_std": 0.1, "loss": 1.0 / step,
-                                 metrics.LEARNING_RATE: 1e-3 * (1 - step / (total + 1)), metrics.STEP_WALL_S: step_s},
-                          samples=[{"prompt": "1+1=", "completion": "2", "reward": reward, "item": {"answer": "2"}}])
+        values: dict[str, Any] = {metrics.TRAIN_REWARD: reward, "reward_std": 0.1, "loss": 1.0 / step,
+                                  metrics.LEARNING_RATE: 1e-3 * (1 - step / (total + 1)), metrics.STEP_WALL_S: step_s}
+        samples: list[dict[str, Any]] = [{"prompt": "1+1=", "completion": "2", "reward": reward,
+                                                "item": {"answer": "2"}}]
+        if grading is not None:
+            started = time.perf_counter()
+            samples = grading.step(step, values)
+            values[metrics.STEP_WALL_S] = step_s + time.perf_counter() - started
+        health.add_signals(values)
+        reporter.log_step(step, values, samples=samples)
+        health.step(step, values)
         if step % eval_interval == 0 or step == total:
-            checkpoint(step, validate(step))
+            valid_reward = validate(step)
+            checkpoint(step, valid_reward)
+            health.validation(step, valid_reward)
+        if health.stop is not None and step < total:  # a critical alarm with on_alarm pause/cancel
+            outcome, reason = health.stop
+            if outcome == "paused":
+                checkpoint(step, 0.0)
+            reporter.finish(outcome, reason)
+            return 0
     reporter.finish("succeeded", fine_tuned_model=f"ft:fake:{job_id}")
     wait_for_exit_gate()
     return 0
+
+
+class Grading:
+    """Grades made-up completions of real training rows with the job's grader, as the GRPO reward does."""
+
+    def __init__(self, spec: Any, batch_size: int, num_generations: int) -> None:
+        self.rows = read_rows(spec.training_file.path)
+        self.valid = read_rows(spec.validation_file.path) if spec.validation_file else []
+        self.reward = GraderReward(spec.grader, name=spec.grader_name, seed=spec.seed)
+        self.batch, self.k = batch_size, num_generations
+        self.rng = random.Random(spec.seed)
+
+    def step(self, step: int, values: dict[str, Any]) -> list[dict[str, Any]]:
+        start = (step - 1) * self.batch
+        rows = [self.rows[(start + i) % len(self.rows)] for i in range(self.batch)]
+        prompts, completions, items = [], [], []
+        for row in rows:
+            answer = str(row["item"].get("answer", ""))
+            for _ in range(self.k):
+                prompts.append(row["messages"])
+                completions.append(answer if self.rng.random() < 0.5 else answer + "0")
+                items.append(json.dumps(row["item"]))
+        rewards = self.reward(prompts, completions, item_json=items)
+        groups = [rewards[i:i + self.k] for i in range(0, len(rewards), self.k)]
+        samples, grader_values = self.reward.drain()
+        values.update(grader_values)
+        values[metrics.TRAIN_REWARD] = statistics.fmean(rewards)
+        values["reward_std"] = statistics.pstdev(rewards)
+        values[metrics.FRAC_REWARD_ZERO_STD] = sum(1 for g in groups if max(g) == min(g)) / len(groups)
+        return samples
+
+    def validation_rows(self) -> list[dict[str, Any]]:
+        """Validation rows graded the same way (one made-up output each)."""
+        outputs = [str(r["item"].get("answer", "")) + ("" if i % 2 else "0") for i, r in enumerate(self.valid)]
+        result = self.reward.grade(outputs, [r["item"] for r in self.valid])
+        return [{"row_index": i, "prompt": json.dumps(r["messages"]), "reference": r["item"].get("answer"),
+                 "output": o, "reward": x} for i, (r, o, x) in enumerate(zip(self.valid, outputs, result.rewards,
+                                                                            strict=True))]
+
+
+def read_rows(path: str | None) -> list[dict[str, Any]]:
+    """grpo.read_rows's shape (`messages` + `item`), without importing torch."""
+    with open(str(path), encoding="utf-8") as f:
+        return [{"messages": d.get("messages") or [], "item": {k: v for k, v in d.items() if k != "messages"}}
+                for d in map(json.loads, filter(str.strip, f))]
 
 
 def wait_for_exit_gate() -> None:
