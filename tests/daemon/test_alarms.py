@@ -15,6 +15,7 @@ import pytest
 
 from daemon import api
 from daemon.client import ApiRequestError, Client
+from tests.daemon.test_reporting_api import http_daemon  # noqa: F401 - a fixture: workers reporting over HTTP
 from tests.support.daemon_proc import REPO, DaemonProcess, wait_until
 from tests.support.jobs import arithmetic_rows, job_request, make_files, write_jsonl
 
@@ -187,3 +188,25 @@ def test_alarms_of_an_unknown_job_is_a_404(fake_worker_daemon: DaemonProcess) ->
         with pytest.raises(ApiRequestError) as err:
             c.list_alarms("ftjob-nope")
         assert err.value.status_code == 404
+
+
+@pytest.mark.parametrize("daemon_kind", ["fake_worker_daemon", "http_daemon"])
+def test_on_alarm_cancel_ends_the_job_cancelled_with_the_alarm_as_reason(request: pytest.FixtureRequest,
+                                                                         tmp_path: Path, daemon_kind: str) -> None:
+    """A critical alarm (here an override: reward_saturated at 0.3 over 3 steps, made critical) with on_alarm
+    cancel; the same records go through the local reporter and over HTTP (the cluster workers' reporter)."""
+    d: DaemonProcess = request.getfixturevalue(daemon_kind)
+    with d.client() as c:
+        guardrails = {"on_alarm": "cancel",
+                      "alarms": {"reward_saturated": {"threshold": 0.3, "window": 3, "severity": "critical"}}}
+        train, valid = make_files(c, tmp_path)
+        body = job_request(train, valid, max_steps=20, eval_interval=10)
+        body["guardrails"] = guardrails
+        job = c.create_job(body)
+        done = wait_status(c, job.id, TERMINAL)
+        assert done.status is S.cancelled, (done.status, c.job_log(job.id).lines)
+        [alarm] = c.list_alarms(job.id).data
+        assert (alarm.name, alarm.severity, alarm.step, alarm.action) == ("reward_saturated", "critical", 3, "cancel")
+        assert done.progress.step == 3
+        events = [e.message for e in c.list_events(job.id, limit=100).data]
+        assert any(m.startswith("Job cancelled: alarm reward_saturated") for m in events), events
