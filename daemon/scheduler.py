@@ -581,6 +581,8 @@ class Scheduler:
             self.bus.publish(api.StreamEventType.job_validation, job_id=job_id, step=row["step"],
                              data={"valid_reward_latest": row["valid_reward_latest"]})
         self._known_steps[job_id] = (last_step, n_valid)
+        if job_id in self._stalled and last_step is not None:  # the step after a stall: clear it at once
+            self._submit(self._clear_stall, job_id, last_step)
         self._announce_alarms(job_id)
         self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
 
@@ -620,13 +622,8 @@ class Scheduler:
         if not recent or recent[0].created_at < (row["worker_start_time"] or 0):
             return  # this worker attempt has logged no step yet: nothing to compare with (model loading, ...)
         last = recent[0]
-        raised = self._stalled.get(job_id)
-        if raised is not None and last.step > raised:  # steps again: the episode is over
-            del self._stalled[job_id]
-            if self._write(self.store.clear_alarm, job_id, "stalled", last.step):
-                self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
-            return
-        if raised is not None:
+        if job_id in self._stalled:
+            self._clear_stall(job_id, last.step)
             return
         snapshot = stored_model(api.JobSnapshot, row["snapshot"], job_id)
         guardrails = snapshot.guardrails if snapshot else None
@@ -641,6 +638,15 @@ class Scheduler:
             return
         self._stalled[job_id] = last.step
         self._raise_stall(row, health.stall_alarm(last.step, idle, limit, guardrails))
+
+    def _clear_stall(self, job_id: str, step: int | None) -> None:
+        """A step after a `stalled` alarm ends its episode (on the store thread)."""
+        raised = self._stalled.get(job_id)
+        if raised is None or step is None or step <= raised:
+            return
+        del self._stalled[job_id]
+        if self._write(self.store.clear_alarm, job_id, "stalled", step):
+            self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
 
     def _raise_stall(self, row: dict[str, Any], alarm: health.Alarm) -> None:
         """Ask the worker for every thread's stack (into the job log), record the alarm, fail the job if asked."""

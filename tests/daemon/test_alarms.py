@@ -140,7 +140,7 @@ def test_a_hanging_grader_raises_stalled_and_on_stall_fail_fails_with_the_stacks
         grading_daemon: DaemonProcess, tmp_path: Path) -> None:
     with grading_daemon.client() as c:
         train = hanging_train_file(c, tmp_path, 600)
-        job = create(c, tmp_path, HANGS, {"on_stall": "fail", "stall_min_s": 1.5}, train=train,
+        job = create(c, tmp_path, HANGS, {"on_stall": "fail", "stall_min_s": 1.5, "stall_factor": 2}, train=train,
                      max_steps=30, eval_interval=30)
         failed = wait_status(c, job.id, TERMINAL, timeout=120)
         assert failed.status is S.failed, (failed.status, log_of(grading_daemon, job.id))
@@ -158,8 +158,9 @@ def test_a_hanging_grader_raises_stalled_and_on_stall_fail_fails_with_the_stacks
 def test_a_stall_that_ends_clears_and_with_on_stall_warn_the_job_goes_on(grading_daemon: DaemonProcess,
                                                                           tmp_path: Path) -> None:
     with grading_daemon.client() as c:
-        train = hanging_train_file(c, tmp_path, 6)
-        job = create(c, tmp_path, HANGS, {"stall_min_s": 1.5}, train=train, max_steps=10, eval_interval=10)
+        train = hanging_train_file(c, tmp_path, 8)
+        job = create(c, tmp_path, HANGS, {"stall_min_s": 1.5, "stall_factor": 2}, train=train, max_steps=10,
+                     eval_interval=10)
         done = wait_status(c, job.id, TERMINAL, timeout=120)
         assert done.status is S.succeeded, (done.error, log_of(grading_daemon, job.id))
         [alarm] = [a for a in c.list_alarms(job.id).data if a.name == "stalled"]
