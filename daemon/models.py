@@ -1,10 +1,11 @@
-"""Model loading for the worker, and the built-in model `builtin:tiny-arith`.
+"""Model loading for the worker, and the built-in models `builtin:tiny-arith` and `builtin:tiny-tools`.
 
 `builtin:tiny-arith` is a ~1M-parameter character-level Llama that the project builds and
 supervised-trains itself (seeded, CPU, about a minute) on 2-digit addition, deliberately stopped at
 ~35% exact match so GRPO has room to improve it. It is cached under `$RFT_HOME/models/tiny-arith/`
 (or `$RFT_MODEL_CACHE/tiny-arith/`), built in a temp dir and renamed into place under a file lock, so
 two processes never build it twice and nobody ever sees half a model. Nothing is downloaded.
+`builtin:tiny-tools` (3-digit addition with an `add` tool, `daemon.tiny_tools`) is built and cached the same way.
 
 Imports torch/transformers lazily: `daemon.hyperparams` and the daemon import this module's constants
 without paying for torch.
@@ -32,7 +33,8 @@ from daemon.paths import Paths
 
 BUILTIN_PREFIX = "builtin:"
 TINY_ARITH = "builtin:tiny-arith"
-BUILTIN_MODEL_NAMES: tuple[str, ...] = (TINY_ARITH,)
+TINY_TOOLS = "builtin:tiny-tools"  # daemon.tiny_tools (kept in step by a test)
+BUILTIN_MODEL_NAMES: tuple[str, ...] = (TINY_ARITH, TINY_TOOLS)
 BUILD_VERSION = 2  # bump when the recipe changes: old caches are rebuilt
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>", "<bos>"]
@@ -82,14 +84,25 @@ def builtin_dir(paths: Paths, model_id: str = TINY_ARITH) -> Path:
     return (Path(root).expanduser() if root else paths.models) / name
 
 
+def build_version(model_id: str) -> int:
+    """The recipe version of a built-in model (a cache built by another version is rebuilt)."""
+    if model_id == TINY_TOOLS:
+        from daemon import tiny_tools
+
+        return tiny_tools.BUILD_VERSION
+    return BUILD_VERSION
+
+
 def builtin_ready(path: Path) -> bool:
+    """A finished build of the current recipe is in `path` (its build.json names the model and version)."""
     info = path / "build.json"
     if not info.is_file():
         return False
     try:
-        return json.loads(info.read_text()).get("build_version") == BUILD_VERSION
+        data = json.loads(info.read_text())
     except (OSError, ValueError):
         return False
+    return isinstance(data, dict) and data.get("build_version") == build_version(str(data.get("model", TINY_ARITH)))
 
 
 @contextlib.contextmanager
@@ -105,8 +118,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def ensure_builtin_model(paths: Paths, model_id: str = TINY_ARITH, progress: bool = True) -> Path:
     """The built-in model's directory, building it first if no finished build is cached."""
-    if model_id != TINY_ARITH:
-        raise ModelLoadError(f"Unknown built-in model '{model_id}' (built-in models: ['{TINY_ARITH}'])")
+    if model_id not in BUILTIN_MODEL_NAMES:
+        raise ModelLoadError(f"Unknown built-in model '{model_id}' (built-in models: {list(BUILTIN_MODEL_NAMES)})")
     target = builtin_dir(paths, model_id)
     if builtin_ready(target):
         return target
@@ -115,7 +128,7 @@ def ensure_builtin_model(paths: Paths, model_id: str = TINY_ARITH, progress: boo
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-build-", dir=target.parent))
         try:
-            build_tiny_arith(tmp, progress=progress)
+            build_builtin(model_id, tmp, progress=progress)
             if target.exists():
                 shutil.rmtree(target)
             os.rename(tmp, target)
@@ -123,6 +136,27 @@ def ensure_builtin_model(paths: Paths, model_id: str = TINY_ARITH, progress: boo
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def build_builtin(model_id: str, out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Build one built-in model into `out_dir` (no caching here: `ensure_builtin_model` does that)."""
+    if model_id == TINY_TOOLS:
+        from daemon import tiny_tools
+
+        bar = BuildProgress(progress, time.time(), model=TINY_TOOLS, total=tiny_tools.MAX_STEPS,
+                            goal="it calls the add tool on about a third of the prompts, in the right format",
+                            measure="tool-call format")
+        return tiny_tools.build(out_dir, bar)
+    return build_tiny_arith(out_dir, progress=progress)
+
+
+def builtin_tokenizer(model_id: str) -> Any:
+    """A built-in model's tokenizer without building the model (it is fixed by the recipe)."""
+    if model_id == TINY_TOOLS:
+        from daemon import tiny_tools
+
+        return tiny_tools.build_tokenizer()
+    return build_tokenizer()
 
 
 # ------------------------------------------------------------------------------------------ the built-in model
@@ -235,30 +269,32 @@ class BuildProgress:
     """The build's progress on stderr: a bar on a terminal, one plain line every few seconds otherwise (logs and
     pipes get no carriage returns), and always a closing "built ..." line.
 
-    The build stops as soon as the probe reaches SFT_TARGET_EXACT_MATCH, usually well before SFT_MAX_STEPS, so the
-    bar's total is an upper bound; the closing line says where it stopped.
+    The build stops as soon as its probe reaches the goal, usually well before `total` steps, so the bar's total is
+    an upper bound; the closing line says where it stopped.
     """
 
     LINE_EVERY_S = 5.0
 
-    def __init__(self, enabled: bool, started: float, stream: Any = None) -> None:
+    def __init__(self, enabled: bool, started: float, stream: Any = None, *, model: str = TINY_ARITH,
+                 total: int = SFT_MAX_STEPS, goal: str = f"{SFT_TARGET_EXACT_MATCH:.0%} exact match",
+                 measure: str = "exact match") -> None:
         self.enabled = enabled
         self.started = started
         self.stream = stream or sys.stderr
         self.tty = enabled and self.stream.isatty()
         self.last_line = time.monotonic()
+        self.model, self.measure = model, measure
         self.bar: Any = None
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=SFT_MAX_STEPS, unit="step", file=self.stream, dynamic_ncols=True,
-                            desc=f"building {TINY_ARITH} (stops at {SFT_TARGET_EXACT_MATCH:.0%} exact match)")
+            self.bar = tqdm(total=total, unit="step", file=self.stream, dynamic_ncols=True,
+                            desc=f"building {model} (stops at {goal})")
         elif enabled:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # its "Writing model shards" bar would end a plain log with \r
-            self._print(f"building {TINY_ARITH}: supervised training on CPU until {SFT_TARGET_EXACT_MATCH:.0%} "
-                        f"exact match (at most {SFT_MAX_STEPS} steps)")
+            self._print(f"building {model}: supervised training on CPU until {goal} (at most {total} steps)")
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
@@ -268,19 +304,19 @@ class BuildProgress:
             self.bar.update(1)
         elif self.enabled and time.monotonic() - self.last_line >= self.LINE_EVERY_S:
             self.last_line = time.monotonic()
-            self._print(f"building {TINY_ARITH}: step {step}, exact match {exact:.2f}, "
+            self._print(f"building {self.model}: step {step}, {self.measure} {exact:.2f}, "
                         f"{time.time() - self.started:.0f} s")
 
     def evaluated(self, loss: float, exact: float) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.3f}", exact_match=f"{exact:.2f}")
+            self.bar.set_postfix({"loss": f"{loss:.3f}", self.measure.replace(" ", "_"): f"{exact:.2f}"})
 
     def done(self, step: int, exact: float) -> None:
         if self.bar is not None:
             self.bar.close()
         if self.enabled:
-            self._print(f"built {TINY_ARITH} in {time.time() - self.started:.0f} s: {step} steps, "
-                        f"exact match {exact:.2f} (done)")
+            self._print(f"built {self.model} in {time.time() - self.started:.0f} s: {step} steps, "
+                        f"{self.measure} {exact:.2f} (done)")
 
 
 # ------------------------------------------------------------------------------------------ the model check
@@ -470,13 +506,14 @@ def load_model(model_id: str, paths: Paths, dtype: Any = None, device: str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m daemon.models [--home H]`: build the built-in model now (prints where it is)."""
+    """`python -m daemon.models [--home H] [--model builtin:NAME]`: build a built-in model now (prints where it is)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m daemon.models")
     ap.add_argument("--home", default=None)
+    ap.add_argument("--model", default=TINY_ARITH, choices=BUILTIN_MODEL_NAMES)
     args = ap.parse_args(argv)
-    path = ensure_builtin_model(Paths.resolve(args.home).ensure(), progress=True)
+    path = ensure_builtin_model(Paths.resolve(args.home).ensure(), args.model, progress=True)
     print(path)
     print((path / "build.json").read_text())
     return 0

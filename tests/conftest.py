@@ -78,3 +78,21 @@ def model_cache() -> Path:
         if old is None:
             os.environ.pop("RFT_MODEL_CACHE")
     return cache
+
+
+@pytest.fixture(scope="session")
+def tools_model_cache(model_cache: Path) -> Path:
+    """`builtin:tiny-tools` in the same shared cache (built once per machine, ~1 min on 2 cores)."""
+    from daemon.models import TINY_TOOLS, ensure_builtin_model
+    from daemon.paths import Paths
+
+    old = os.environ.get("RFT_MODEL_CACHE")
+    os.environ["RFT_MODEL_CACHE"] = str(model_cache)
+    try:
+        ensure_builtin_model(Paths.resolve(model_cache / "home"), TINY_TOOLS, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("RFT_MODEL_CACHE")
+        else:
+            os.environ["RFT_MODEL_CACHE"] = old
+    return model_cache

@@ -22,7 +22,7 @@ def load_tokenizer(model_id: str) -> Any:
 
     paths = Paths.resolve(None)
     if models.is_builtin(model_id) and not models.builtin_ready(models.builtin_dir(paths, model_id)):
-        return models.build_tokenizer()  # the same character vocabulary, without building the model
+        return models.builtin_tokenizer(model_id)  # the same vocabulary, without building the model
     return models.load_tokenizer(model_id, paths)
 
 
