@@ -2,6 +2,11 @@
 
 - arithmetic/{train,valid}.jsonl: 2-digit addition in exactly the built-in model's format ("12+34=" -> "46"),
   pairs (a, b) with 10 <= a, b <= 99 split by a seeded shuffle, so no prompt is in both files.
+- tools-arith/{train,valid}.jsonl: 3-digit addition for `builtin:tiny-tools` ("123+456=" -> "579"), each row
+  declaring an `add` tool (OpenAI function-tool schema) that the job runs over HTTP (tools-arith/job.json);
+  no pair is in both files.
+  tools-arith/grader.json (exact match + partial credit on the final answer; tool use itself earns nothing) and
+  tools-arith/job.json (the whole job: model, files, grader, hyperparameters, the http `add` tool) are written too.
 - gene-ranking/{train,valid}.jsonl: synthetic phenotype lists -> a ranked list of candidate genes
   (after OpenAI's rare-disease RFT demo); each row's `reference_answer` is the causal gene, and no gene
   appears in both files. gene-ranking/grader.json: a `multi` grader (top-1, top-5, rank credit) built from
@@ -17,6 +22,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SEED = 20240607
 ARITH_TRAIN, ARITH_VALID = 1500, 200
+TOOLS_TRAIN, TOOLS_VALID = 2000, 200
+ADD_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "add", "description": "The exact sum of two integers.",
+        "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                       "required": ["a", "b"]},
+    },
+}
 
 # Illustrative gene -> phenotype associations (textbook-level, simplified; not for clinical use).
 GENES: dict[str, list[str]] = {
@@ -125,6 +139,49 @@ def arithmetic(rng: random.Random) -> tuple[list[dict], list[dict]]:
     return train, valid
 
 
+def tools_arithmetic(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    pairs: set[tuple[int, int]] = set()
+    while len(pairs) < TOOLS_TRAIN + TOOLS_VALID:
+        pairs.add((rng.randint(100, 999), rng.randint(100, 999)))
+    ordered = sorted(pairs)
+    rng.shuffle(ordered)
+
+    def row(a: int, b: int) -> dict:
+        return {"messages": [{"role": "user", "content": f"{a}+{b}="}], "tools": [ADD_TOOL], "answer": str(a + b)}
+
+    return [row(a, b) for a, b in ordered[:TOOLS_TRAIN]], [row(a, b) for a, b in ordered[TOOLS_TRAIN:]]
+
+
+ARITH_GRADER = {
+    "type": "multi", "name": "arithmetic",
+    "graders": {
+        "exact": {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+                  "reference": "{{item.answer}}", "operation": "eq"},
+        "close": {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
+                  "reference": "{{item.answer}}", "evaluation_metric": "fuzzy_match"},
+    },
+    "calculate_output": "exact + (1 - exact) * 0.5 * close",
+}
+# The tools demo's job (`rft-tui demo --task tools` uploads the files and points `add` at the tool server it
+# starts; the url here is where `python -m rft_tui.tool_server --port 8765` would listen).
+TOOLS_JOB = {
+    "model": "builtin:tiny-tools", "training_file": "train.jsonl", "validation_file": "valid.jsonl", "seed": 0,
+    "suffix": "tools-demo",
+    "method": {"type": "reinforcement", "reinforcement": {
+        "grader": ARITH_GRADER,
+        "hyperparameters": {"batch_size": 8, "num_generations": 8, "learning_rate": 1e-3, "lora_r": 16,
+                            "lora_alpha": 32, "beta": 0.0, "temperature": 1.0, "max_steps": 50,
+                            "eval_interval": 5, "eval_samples": 100, "max_episode_steps": 3,
+                            "max_completion_length": 48},
+        "tools": {"add": {"type": "http", "url": "http://127.0.0.1:8765/add", "timeout_s": 5, "max_retries": 2}},
+    }},
+}
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
 def gene_cases(rng: random.Random, genes: list[str], cases_per_gene: int, prefix: str) -> list[dict]:
     rows = []
     for gene in genes:
@@ -174,6 +231,11 @@ def main() -> None:
     train, valid = arithmetic(rng)
     write_jsonl(HERE / "arithmetic" / "train.jsonl", train)
     write_jsonl(HERE / "arithmetic" / "valid.jsonl", valid)
+    train, valid = tools_arithmetic(random.Random(SEED + 2))
+    write_jsonl(HERE / "tools-arith" / "train.jsonl", train)
+    write_jsonl(HERE / "tools-arith" / "valid.jsonl", valid)
+    write_json(HERE / "tools-arith" / "grader.json", ARITH_GRADER)
+    write_json(HERE / "tools-arith" / "job.json", TOOLS_JOB)
     train, valid = gene_ranking(random.Random(SEED + 1))
     write_jsonl(HERE / "gene-ranking" / "train.jsonl", train)
     write_jsonl(HERE / "gene-ranking" / "valid.jsonl", valid)

@@ -76,3 +76,35 @@ def test_model_build_progress_without_a_terminal_is_plain_lines_and_ends_with_do
     assert [re.sub(r", \d+ s$", "", ln) for ln in lines[1:4]] == [
         f"building builtin:tiny-arith: step {s}, exact match {0.1 * s:.2f}" for s in (1, 2, 3)]
     assert re.fullmatch(r"built builtin:tiny-arith in \d+ s: 3 steps, exact match 0\.36 \(done\)", lines[-1])
+
+
+@pytest.mark.slow
+def test_tools_demo_learns_to_call_the_add_tool(rft_home: Path, tools_model_cache: Path) -> None:
+    """`rft-tui demo --task tools`: validation reward up by >= 0.15 and the tool-call rate up, in a few steps,
+    with its own add tool server (gone once the job ends) and the episodes stored."""
+    import httpx
+
+    try:
+        out = rft(rft_home, "demo", "--task", "tools", "--no-tui", "--max-steps", "8")
+        assert out.returncode == 0, out.stderr[-2000:]
+        text = out.stdout
+        rewards = re.search(r"mean validation reward: base (\d\.\d+) -> final (\d\.\d+)", text)
+        rates = re.search(r"tool-call rate \(validation episodes that called add\): base (\d+)% -> final (\d+)%", text)
+        assert rewards and rates, text
+        assert float(rewards.group(2)) - float(rewards.group(1)) >= 0.15, text
+        assert int(rates.group(2)) > int(rates.group(1)), text
+        assert re.search(r"validation \(base model\): mean reward .*, tool calls \d+% of episodes", text)
+        assert ": succeeded" in text
+        job_id = re.search(r"(ftjob-[0-9a-f]+)", text).group(1)
+        url = re.search(r"add tool at (http://127\.0\.0\.1:\d+/add)", text).group(1)
+        with pytest.raises(httpx.ConnectError):
+            httpx.post(url, json={"arguments": {"a": 1, "b": 2}}, timeout=5)  # the demo stopped its tool
+
+        rows = json.loads(rft(rft_home, "jobs", "validation", job_id, "--json").stdout)["data"]
+        called = [r for r in rows if r["tool_calls"]]
+        assert called and all(r["output_messages"][0]["role"] == "assistant" for r in rows)
+        call = called[0]["tool_calls"][0]
+        assert call["name"] == "add" and call["error"] is None and call["latency_ms"] is not None
+        assert call["result"] == str(call["arguments"]["a"] + call["arguments"]["b"])
+    finally:
+        rft(rft_home, "daemon", "stop", timeout=60)
