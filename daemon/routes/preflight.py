@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 
-from daemon import api
+from daemon import api, checkpoint_storage
 from daemon.context import ctx_of
 from daemon.errors import bad_request, conflict, not_found
 from daemon.export_card import choose_checkpoint, model_card, parse_choice
@@ -55,7 +55,8 @@ async def export_job(request: Request, job_id: str, body: api.JobExportRequest) 
     ckpt, why = choose_checkpoint(job_id, ckpts, choice)
     from starlette.concurrency import run_in_threadpool
 
-    out, ckpt_dir = await run_in_threadpool(_export_paths, body.output_dir, body.overwrite, ckpt)
+    out, ckpt_dir = await run_in_threadpool(_export_paths, body.output_dir, body.overwrite, ckpt,
+                                            ctx.paths.job_dir(job_id))
     snapshot = api.JobSnapshot.from_json(row["snapshot"])
     base = snapshot.model_ref()  # keeps @revision: a merge loads that revision
     card = model_card(row, snapshot, ckpt, why)
@@ -67,14 +68,23 @@ async def export_job(request: Request, job_id: str, body: api.JobExportRequest) 
                                model_card=result.get("model_card"))
 
 
-def _export_paths(output_dir: str, overwrite: bool, ckpt: api.JobCheckpoint) -> tuple[Path, str]:
-    """The export's output and checkpoint directories, checked on disk (stat calls: run off the event loop)."""
+def _export_paths(output_dir: str, overwrite: bool, ckpt: api.JobCheckpoint, job_dir: Path) -> tuple[Path, str]:
+    """The export's output and checkpoint directories, checked on disk (stat calls: run off the event loop).
+
+    A checkpoint on a cluster's storage (an fsspec URL) is fetched into the job's directory first.
+    """
     out = Path(output_dir).expanduser()
     if not out.is_absolute():
         raise bad_request("output_dir must be an absolute path", param="output_dir")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise conflict(f"{out} exists and is not empty (pass overwrite to write into it)", param="output_dir",
                        code="output_exists")
+    if ckpt.path and checkpoint_storage.is_url(ckpt.path):
+        try:
+            return out, checkpoint_storage.fetch(ckpt.path, job_dir / "fetched")
+        except (OSError, ValueError, ImportError) as e:  # unreachable storage, missing fsspec backend, gone
+            raise conflict(f"Checkpoint {ckpt.id} could not be fetched from {ckpt.path}: {e}",
+                           code="checkpoint_missing") from None
     if not ckpt.path or not Path(ckpt.path).is_dir():
         raise conflict(f"Checkpoint {ckpt.id} is gone from disk ({ckpt.path})", code="checkpoint_missing")
     return out, ckpt.path

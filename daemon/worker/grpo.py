@@ -19,10 +19,10 @@ import torch
 from transformers import TrainerCallback
 
 from daemon import api, metrics
+from daemon import checkpoint_storage as storage
 from daemon.health import Alarm, JobHealth
 from daemon.models import load_model, load_tokenizer
 from daemon.paths import Paths
-from daemon.worker import storage
 from daemon.worker.episodes import EpisodeRunner
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
 from daemon.worker.reporting import Reporter, open_reporter, reports_over_http, work_dir
@@ -254,7 +254,7 @@ class TrainingRun:
         if self.resume_from and not storage.exists(self.resume_from):
             raise FileNotFoundError(f"checkpoint to resume from is gone: {self.resume_from}")
         if self.resume_from:
-            self.resume_from = storage.fetch(self.resume_from, self.scratch)
+            self.resume_from = storage.fetch(self.resume_from, self.scratch / "resume")
         self.hp: api.ResolvedHyperparameters = self.spec.hyperparameters
         self.eval_interval = self.hp.eval_interval
         self.outcome = "succeeded"

@@ -402,3 +402,33 @@ def test_agent_episodes_travel_over_the_api(two_jobs: tuple[DaemonProcess, str, 
             assert [t.role for t in got.output_messages] == ["assistant", "tool", "assistant"]
             assert got.tool_calls is not None and [(t.name, t.result) for t in got.tool_calls] == [("add", "2")]
         assert c.metrics(a).last_step == 1
+
+
+def test_checkpoints_on_url_storage_are_recorded_there_and_export_from_there(daemon_factory,  # type: ignore[no-untyped-def]
+                                                                              tmp_path: Path) -> None:
+    """RFT_CHECKPOINT_STORAGE as an fsspec URL (file:// here; s3:// on a cluster): the worker copies each
+    checkpoint there, the store records the URL, and export fetches it from there."""
+    storage = tmp_path / "bucket"
+    port = _free_port()
+    d: DaemonProcess = daemon_factory(env={
+        "RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_WORKER_REPORTER": "http",
+        "RFT_WORKER_SCRATCH_ROOT": str(tmp_path / "scratch"), "RFT_CHECKPOINT_STORAGE": f"file://{storage}",
+        "RFT_FAKE_STEP_S": "0.01"}, tcp=f"127.0.0.1:{port}")
+    with d.client() as c:
+        train, valid = _files(c, tmp_path)
+        job = c.create_job(job_request(train, valid, max_steps=4, eval_interval=2))
+        done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 60, what="the job to end")
+        assert done.status is api.JobStatus.succeeded, c.job_log(job.id).lines
+        ckpts = c.list_checkpoints(job.id).data
+        assert sorted((ck.step_number, ck.path) for ck in ckpts) == [
+            (s, f"file://{storage}/{job.id}/step-{s}") for s in (2, 4)]
+        assert (storage / job.id / "step-4" / "adapter_config.json").is_file()
+        result = c.export_job(job.id, {"output_dir": str(tmp_path / "out"), "checkpoint": "latest"})
+        assert result.step == 4 and (Path(result.adapter_dir) / "adapter_config.json").is_file()
+        shutil.rmtree(storage / job.id / "step-2")
+        from daemon.client import ApiRequestError
+
+        with pytest.raises(ApiRequestError) as gone:
+            c.export_job(job.id, {"output_dir": str(tmp_path / "out2"), "checkpoint_step": 2})
+        assert gone.value.status_code == 409 and gone.value.error.code == "checkpoint_missing"
+        assert f"file://{storage}/{job.id}/step-2" in gone.value.error.message

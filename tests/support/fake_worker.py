@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon import metrics
+from daemon import checkpoint_storage, metrics
 from daemon.health import Alarm, JobHealth
 from daemon.worker.reporting import open_reporter, work_dir
 from daemon.worker.rewards import GraderReward, grader_time_limits
-from daemon.worker_protocol import ControlFlags
+from daemon.worker_protocol import CHECKPOINT_STORAGE_ENV, ControlFlags
 
 
 def main(job_id: str) -> int:
@@ -65,7 +65,8 @@ def main(job_id: str) -> int:
         (d / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": spec.model.id,
                                                            "peft_type": "LORA", "revision": None}))
         (d / "README.md").write_text("PEFT template: [More Information Needed]")
-        reporter.add_checkpoint(step, str(d), {"valid_reward_mean": reward, "train_reward_mean": reward})
+        location = checkpoint_storage.publish(d, os.environ.get(CHECKPOINT_STORAGE_ENV), job_id)
+        reporter.add_checkpoint(step, location, {"valid_reward_mean": reward, "train_reward_mean": reward})
 
     def validate(step: int) -> float:
         if grading is not None:

@@ -1,10 +1,11 @@
-"""Where a worker's checkpoints live: the job dir (local), a shared path, or an fsspec URL (cluster storage).
+"""Where checkpoints live: the job dir (local), a shared path, or an fsspec URL (a cluster's storage).
 
 The store records each checkpoint's location as given here: a local path stays a path (the local executor's
 behaviour is unchanged); with RFT_CHECKPOINT_STORAGE set to a URL (`s3://bucket/rft`, `gs://...`,
 `file:///shared/rft`) the checkpoint is saved in the worker's scratch dir and copied there, and the URL is
 what the store keeps. fsspec (already installed with `datasets`) does the copying; its backends (s3fs, gcsfs)
-are the cluster's to install.
+are the cluster's to install. The worker publishes and prunes through this module; the daemon's export
+fetches a checkpoint that lives at a URL into the job's directory first.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def publish(local_dir: Path, storage: str | None, job_id: str) -> str:
     return url
 
 
-def fetch(location: str, scratch: Path) -> str:
-    """A local directory holding the checkpoint at `location` (downloaded into scratch for a URL)."""
+def fetch(location: str, into: Path) -> str:
+    """A local directory holding the checkpoint at `location` (a URL's is downloaded to `into/<name>`)."""
     if not is_url(location):
         return location
-    dest = scratch / "resume" / location.rstrip("/").rsplit("/", 1)[-1]
+    dest = into / location.rstrip("/").rsplit("/", 1)[-1]
     if dest.exists():
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
