@@ -54,7 +54,8 @@ async def shoot(daemon: DaemonProcess, out: Path) -> list[Path]:
         await pilot.pause(0.3)
         written.append(Path(app.save_screenshot("job-rewards.svg", str(out))))
         screen.action_show_tab("validation")
-        await _until(pilot, lambda: screen.query_one("#valid-table").row_count == 12)
+        await _until(pilot, lambda: screen.query_one("#valid-table").row_count == 12
+                     and screen.view.compare is not None)
         await pilot.pause(0.3)
         written.append(Path(app.save_screenshot("job-validation.svg", str(out))))
     await app.client.aclose()

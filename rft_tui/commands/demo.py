@@ -196,10 +196,12 @@ def summary(client: Client, job: api.FineTuningJob) -> dict[str, Any]:
     base = client.validation(job.id, step=0) if 0 in steps else None
     final = val if steps and steps[-1] != 0 else None
     ckpts = client.list_checkpoints(job.id).data
+    compare = client.validation_compare(job.id, step=final.step) if base and final and final.step else None
     return {"job": job.id, "status": job.status.value, "base": base, "final": final, "checkpoints": ckpts,
             "base_mean": base.summary.get("reward_mean") if base else None,
             "final_mean": final.summary.get("reward_mean") if final else None,
-            "base_tool_call_rate": tool_call_rate(base), "final_tool_call_rate": tool_call_rate(final)}
+            "base_tool_call_rate": tool_call_rate(base), "final_tool_call_rate": tool_call_rate(final),
+            "compare": compare}
 
 
 @click.command("demo")
@@ -264,8 +266,10 @@ def command(obj: CliContext, task: str, no_tui: bool, max_steps: int | None, see
 def report(job: api.FineTuningJob, result: dict[str, Any], as_json: bool) -> None:
     """The end of a followed demo: base vs final validation (and tool-call rates), the checkpoints."""
     if as_json:
-        print_json({k: v for k, v in result.items() if k not in ("base", "final")} |
-                   {"valid_reward_base": result["base_mean"], "valid_reward_final": result["final_mean"]})
+        compare = result["compare"]
+        print_json({k: v for k, v in result.items() if k not in ("base", "final", "compare")} |
+                   {"valid_reward_base": result["base_mean"], "valid_reward_final": result["final_mean"],
+                    "compare": compare.model_dump(mode="json") if compare else None})
         return
     base, final = result["base"], result["final"]
     if base and final:
@@ -278,6 +282,8 @@ def report(job: api.FineTuningJob, result: dict[str, Any], as_json: bool) -> Non
         click.echo(f"mean validation reward: base {fmt_float(result['base_mean'])} -> final "
                    f"{fmt_float(result['final_mean'])} (exact match {fmt_float(base.summary.get('pass_rate'))} -> "
                    f"{fmt_float(final.summary.get('pass_rate'))}) over {len(final.data)} rows")
+        if result["compare"] is not None:
+            print_demo_compare(result["compare"])
         if result["base_tool_call_rate"] is not None and result["final_tool_call_rate"] is not None:
             click.echo(f"tool-call rate (validation episodes that called add): base "
                        f"{result['base_tool_call_rate']:.0%} -> final {result['final_tool_call_rate']:.0%}")
@@ -287,3 +293,11 @@ def report(job: api.FineTuningJob, result: dict[str, Any], as_json: bool) -> Non
                    f"{ck.path}")
     if result["checkpoints"]:
         click.echo(f"export one with: rft-tui jobs export {job.id} OUT_DIR [--checkpoint STEP] [--merged]")
+
+
+def print_demo_compare(c: api.ValidationCompare) -> None:
+    """The change from the base model with its 95 % interval and sign-test p, overall and per sub-grader."""
+    click.echo(f"change vs base: {c.headline()}  (95% CI: paired bootstrap over the {c.n} rows; "
+               "p: exact sign test over the rows that changed)")
+    for name, g in c.per_grader.items() if len(c.per_grader) > 1 else ():
+        click.echo(f"  {name}: {fmt_float(g.base_mean)} -> {fmt_float(g.mean)}  {g.headline()}")

@@ -545,8 +545,9 @@ def compare_text(c: api.ValidationCompare | None, scores: str | None) -> str:
     what = "base" if c.base_step == 0 else f"step {c.base_step}"
     line = f"{label}vs {what}: {c.headline()}"
     if len(c.per_grader) > 1:
-        line += "\n" + "  ".join(f"{name} {g.mean_diff:+.3f} {api.format_p_value(g.p_value)}"
-                                  for name, g in c.per_grader.items() if g.mean_diff is not None)
+        line += "\n" + "  ".join(f"{name} {g.base_mean:.2f}→{g.mean:.2f} {api.format_p_value(g.p_value)}"
+                                  for name, g in c.per_grader.items()
+                                  if g.base_mean is not None and g.mean is not None)
     return line
 
 

@@ -28,6 +28,9 @@ def test_demo_no_tui_trains_and_shows_base_vs_final(rft_home, tmp_path):
         assert "validation (base model): mean reward" in text
         assert "Validation: base model vs final" in text
         assert re.search(r"mean validation reward: base \d\.\d+ -> final \d\.\d+", text)
+        assert re.search(r"^change vs base: [+-]\d\.\d{3} \[-?\d\.\d\d, -?\d\.\d\d\]  p[<=][\d.]+  \d+↑ \d+↓", text,
+                         re.M), text
+        assert "  exact: " in text and "  close: " in text  # per sub-grader
         assert ": succeeded" in text and "checkpoint step 4" in text
         job_id = re.search(r"(ftjob-[0-9a-f]+)", text).group(1)
 
@@ -54,6 +57,9 @@ def test_demo_in_a_pipe_says_it_skips_the_tui_and_prints_plain_progress(fake_wor
     assert len(notes) == 1 and "no TUI" in notes[0]
     assert "\r" not in out.stdout + out.stderr
     assert re.search(r"^step +20/20 +train reward", out.stdout, re.M) and ": succeeded" in out.stdout
+    # the final table's compare line: the change with its 95% interval, the sign test and rows better/worse
+    line = r"^change vs base: \+0\.500 \[0\.\d\d, 0\.\d\d\]  p=0\.062  5↑ 0↓ 5="
+    assert re.search(line, out.stdout, re.M), out.stdout
 
 
 def test_model_build_progress_without_a_terminal_is_plain_lines_and_ends_with_done() -> None:
