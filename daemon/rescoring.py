@@ -66,15 +66,18 @@ def compare_validation(store: Store, job_id: str, base_step: int, step: int, res
 # ---------------------------------------------------------------------------------------------- re-scoring
 
 
-def grade_outputs(grader: dict[str, Any], outputs: list[str], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def grade_outputs(grader: dict[str, Any], outputs: list[str] | list[str | dict[str, Any]],
+                  items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Grade outputs[i] against items[i] (in whichever process calls it): reward, sub-rewards, error flags each.
 
-    Python graders run in the graders sandbox pool, as everywhere else; grading never raises for a grader error.
+    An output is the final text, or (agent RFT) the grader `sample` of a stored episode: the final answer plus
+    output_messages, tool_calls and stop_reason, as the worker graded it. Python graders run in the graders
+    sandbox pool, as everywhere else; grading never raises for a grader error.
     """
     import graders
 
     with graders.BatchGrader(graders.parse_grader(grader)) as batch:
-        result = batch.grade([{"output_text": o} for o in outputs], items)
+        result = batch.grade([o if isinstance(o, dict) else {"output_text": o} for o in outputs], items)
     name = str(grader.get("name") or "grader")
     scored = []
     for reward, r in zip(result.rewards, result.results, strict=True):
@@ -82,6 +85,15 @@ def grade_outputs(grader: dict[str, Any], outputs: list[str], items: list[dict[s
         scored.append({"reward": float(reward), "sub_rewards": dict(r.sub_rewards or {}) or {name: float(reward)},
                        "errors": errors})
     return scored
+
+
+def episode_sample(output: str, turns: list[api.TrajectoryTurn] | None,
+                   stop_reason: str | None) -> str | dict[str, Any]:
+    """A stored output as the grader saw it: the text, or the episode's grader `sample` (docs/agent-rft.md)."""
+    if turns is None:
+        return output
+    return {"output_text": output, "output_messages": [t.model_dump() for t in turns],
+            "tool_calls": [c.model_dump() for c in api.flat_tool_calls(turns) or []], "stop_reason": stop_reason}
 
 
 def default_name(store: Store, job_id: str, grader: Mapping[str, Any]) -> str:
@@ -159,7 +171,7 @@ class RescoreJob:
         if body.name and store.rescoring_row(self.job_id, body.name) is not None:
             raise conflict(f"Job {self.job_id} already has a re-scoring named {body.name!r} (re-scorings are never "
                            "overwritten; pick another name).", param="name", code="rescoring_exists")
-        self.outputs: list[str] = []
+        self.outputs: list[str | dict[str, Any]] = []
         self.items: list[dict[str, Any]] = []
         self.keys: list[tuple[str, int, int, float]] = []  # (kind, step, row key, original reward)
         self.without_item = 0
@@ -176,7 +188,8 @@ class RescoreJob:
                             else None
                         valid_rows = _read_jsonl_rows(path)
                     item = _item_of(valid_rows[r.row_index]) if r.row_index < len(valid_rows) else {}
-                self._add("validation", step, r.row_index, r.reward, r.output, item)
+                self._add("validation", step, r.row_index, r.reward,
+                          episode_sample(r.output, r.output_messages, r.stop_reason), item)
         if self.body.samples:
             by_prompt: dict[str, dict[str, Any]] | None = None
             for s in self.store.sample_rows(self.job_id):
@@ -190,9 +203,11 @@ class RescoreJob:
                     if item is None:
                         self.without_item += 1
                         item = {}
-                self._add("sample", s["step"], s["id"], s["reward"], s["completion"], item)
+                self._add("sample", s["step"], s["id"], s["reward"],
+                          episode_sample(s["completion"], s.get("output_messages"), s.get("stop_reason")), item)
 
-    def _add(self, kind: str, step: int, key: int, original: float, output: str, item: dict[str, Any]) -> None:
+    def _add(self, kind: str, step: int, key: int, original: float, output: str | dict[str, Any],
+             item: dict[str, Any]) -> None:
         self.keys.append((kind, step, key, float(original)))
         self.outputs.append(output)
         self.items.append(item)

@@ -548,9 +548,9 @@ class Store:
 
     def sample_rows(self, job_id: str) -> list[dict[str, Any]]:
         """Every stored training sample of a job, oldest first, with the item it was graded against (or None)."""
-        rows = self.query("SELECT id, step, prompt, completion, reward, item FROM samples WHERE job_id = ? "
-                          "ORDER BY id", [job_id])
-        return [{**r, "item": loads(r["item"])} for r in rows]
+        rows = self.query("SELECT id, step, prompt, completion, reward, item, output_messages, stop_reason "
+                          "FROM samples WHERE job_id = ? ORDER BY id", [job_id])
+        return [{**r, "item": loads(r["item"]), **episode_fields(r)} for r in rows]
 
     def insert_rescoring(self, row: Mapping[str, Any], scored: Iterable[Mapping[str, Any]]) -> bool:
         """A named re-scoring and its rows, all or nothing; False (nothing written) if the name is taken."""

@@ -261,7 +261,8 @@ def _prepare_rescore(ctx: DaemonContext, job_id: str, body: api.RescoreRequest) 
     return job
 
 
-async def _grade(grader: dict[str, Any], outputs: list[str], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def _grade(grader: dict[str, Any], outputs: list[str | dict[str, Any]],
+                 items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Grade in a thread, or in the torch-capable helper process for graders that need it."""
     import graders
     from daemon.routes.graders import in_helper_process

@@ -111,6 +111,13 @@ def test_trajectories_are_stored_and_served(fake_worker_daemon: DaemonProcess, t
         [sample] = c.samples(job.id, after_step=99).data
         [vrow] = c.validation(job.id, step=100).data
         plain = c.samples(job.id).data[-1]
+        # a re-scoring grades the stored episode as the worker did: tool calls and turns included
+        tool_use = {"type": "python", "name": "tool_use", "source": (
+            "def grade(sample, item):\n"
+            "    calls = sample.get('tool_calls') or []\n"
+            "    ok = [c['name'] for c in calls if c['error'] is None]\n"
+            "    return 0.5 * (ok == ['add']) + 0.5 * (len(sample.get('output_messages') or []) == 4)\n")}
+        rescored = c.rescore(job.id, {"grader": tool_use, "steps": [100], "samples": True})
     for got in (sample, vrow):
         assert got.stop_reason == "final_answer" and got.output_messages is not None and got.tool_calls is not None
         assert [t.role for t in got.output_messages] == ["assistant", "tool", "tool", "assistant"]
@@ -121,6 +128,9 @@ def test_trajectories_are_stored_and_served(fake_worker_daemon: DaemonProcess, t
         assert got.output_messages[2].content == json.dumps({"error": got.tool_calls[1].error})
     assert sample.completion == vrow.output == "3"
     assert plain.output_messages is None and plain.tool_calls is None and plain.stop_reason is None
+    assert [st.mean for st in rescored.steps if st.step == 100] == [1.0]
+    assert rescored.samples is not None and rescored.samples.samples == 3  # 2 from the fake worker, 1 episode
+    assert rescored.samples.mean == 1.0 / 3
     # the wire JSON is the documented shape
     with raw(fake_worker_daemon) as h:
         body = h.get(f"/v1/fine_tuning/jobs/{job.id}/samples", params={"after_step": 99}).json()["data"][0]
