@@ -54,7 +54,7 @@ GRADER_SCHEMA_MARK = "x-rft-grader-spec"
 #: /openapi.json describes it with the graders package's own discriminated union (daemon/routes/__init__.py).
 GraderSpec = Annotated[dict[str, Any], WithJsonSchema(
     {"type": "object", "description": "an OpenAI grader spec (string_check, text_similarity, python, "
-     "score_model, label_model or multi)", GRADER_SCHEMA_MARK: True}, mode="validation")]
+     "score_model, label_model, multi or endpoint)", GRADER_SCHEMA_MARK: True}, mode="validation")]
 
 
 #: Integers the store can compare (SQLite's 64-bit INTEGER); query numbers are declared within them.

@@ -64,6 +64,8 @@ def grader_summary(grader: dict[str, Any]) -> str:
         return f"Python `grade(sample, item)` ({lines} lines, run in the sandbox)"
     if kind in ("score_model", "label_model"):
         return f"{kind.replace('_', ' ')} judged by `{grader.get('model')}`"
+    if kind == "endpoint":
+        return f"HTTP endpoint `{grader.get('url')}`"
     if kind == "multi":
         subs = grader.get("graders") or {}
         parts = ", ".join(f"{name} ({(g or {}).get('type', '?')})" for name, g in subs.items())

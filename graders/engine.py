@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from graders.impl.base import Engine
+from graders.impl.endpoint import EndpointEngine
 from graders.impl.model import LabelModelEngine, ScoreModelEngine
 from graders.impl.multi import MultiEngine
 from graders.impl.python import PythonEngine
@@ -25,6 +26,8 @@ def compile_grader(spec: Any) -> Engine:
         return ScoreModelEngine(spec)
     if kind == "label_model":
         return LabelModelEngine(spec)
+    if kind == "endpoint":
+        return EndpointEngine(spec)
     if kind == "multi":
         return MultiEngine(spec, compile_grader)
     raise ValueError(f"unknown grader type {kind!r}")

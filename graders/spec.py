@@ -151,8 +151,35 @@ class LabelModelGrader(_Spec):
         return self
 
 
+class EndpointGrader(_Spec):
+    """Agent RFT: the user's HTTP endpoint scores each sample (as in OpenAI's Agent RFT).
+
+    The grading process POSTs `{"sample", "item"}` (the sample as python graders see it: output_text,
+    output_json, and for tool episodes output_messages, tool_calls, stop_reason) to `url`; the answer is a JSON
+    number or `{"reward": number}` in [0, 1]. 5xx, timeouts and refused connections are retried with backoff.
+    Called only at `url`, never from the sandbox.
+    """
+
+    type: Literal["endpoint"]
+    name: str
+    url: str = Field(min_length=1, max_length=2048)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    headers: dict[str, str] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an absolute http:// or https:// URL with a host, got {url!r}")
+        return url
+
+
 SubGrader = Annotated[
-    StringCheckGrader | TextSimilarityGrader | PythonGrader | ScoreModelGrader | LabelModelGrader,
+    StringCheckGrader | TextSimilarityGrader | PythonGrader | ScoreModelGrader | LabelModelGrader | EndpointGrader,
     Field(discriminator="type"),
 ]
 
@@ -167,11 +194,12 @@ class MultiGrader(_Spec):
 
 
 Grader = Annotated[
-    StringCheckGrader | TextSimilarityGrader | PythonGrader | ScoreModelGrader | LabelModelGrader | MultiGrader,
+    StringCheckGrader | TextSimilarityGrader | PythonGrader | ScoreModelGrader | LabelModelGrader | MultiGrader
+    | EndpointGrader,
     Field(discriminator="type"),
 ]
 
-GRADER_TYPES = ("string_check", "text_similarity", "python", "score_model", "label_model", "multi")
+GRADER_TYPES = ("string_check", "text_similarity", "python", "score_model", "label_model", "multi", "endpoint")
 
 _GRADER_ADAPTER: TypeAdapter[Any] = TypeAdapter(Grader)
 
@@ -179,7 +207,7 @@ _GRADER_ADAPTER: TypeAdapter[Any] = TypeAdapter(Grader)
 def parse_grader(obj: Any) -> Grader:
     """Validate a grader spec (OpenAI JSON as a dict); raise GraderSpecError naming the bad field."""
     if isinstance(obj, (StringCheckGrader, TextSimilarityGrader, PythonGrader, ScoreModelGrader,
-                        LabelModelGrader, MultiGrader)):
+                        LabelModelGrader, MultiGrader, EndpointGrader)):
         return obj
     if not isinstance(obj, dict):
         raise GraderSpecError(f"a grader must be a JSON object, got {type(obj).__name__}")

@@ -7,6 +7,11 @@ Routes (POST, the worker's body `{"rollout_id", "call_id", "name", "arguments", 
   /always500    always 500
   /slow         answers after `delay_s` (longer than the client's timeout in the timeout tests)
   /badjson      content-type application/json with a body that is not JSON
+  /grade        an endpoint grader: {"reward": 1.0 if sample.output_text == item.answer else 0.0, "calls": n},
+                plus 0.5 credit for a sample whose tool_calls include a successful add
+  /flakygrade   like /flaky, answering {"reward": 1.0}
+  /number       an endpoint grader answering a bare number: 0.25
+  /outofrange   an endpoint grader answering 1.5
   /barrier      answers only once `parties` requests are in flight together (proves calls run concurrently),
                 else 500 after `barrier_timeout_s`
 Every request body is recorded (`requests`), per path.
@@ -60,11 +65,24 @@ class ToolServer:
         args = body.get("arguments") or {}
         if path == "/text":
             return _send(h, 200, f"pong {body.get('name')}".encode(), "text/plain")
-        if path == "/always500" or (path == "/flaky" and n <= self.fail_first):
+        if path == "/always500" or (path in ("/flaky", "/flakygrade") and n <= self.fail_first):
             return _send(h, 500, b"injected failure", "text/plain")
         if path == "/slow":
             self.release.wait(self.delay_s)
             return _send(h, 200, b'{"late": true}', "application/json")
+        if path == "/grade":
+            sample, item = body.get("sample") or {}, body.get("item") or {}
+            reward = 1.0 if sample.get("output_text") == item.get("answer") else 0.0
+            if reward == 0.0 and any(c.get("name") == "add" and c.get("error") is None
+                                     for c in sample.get("tool_calls") or []):
+                reward = 0.5
+            return _send(h, 200, json.dumps({"reward": reward, "calls": n}).encode(), "application/json")
+        if path == "/flakygrade":
+            return _send(h, 200, b'{"reward": 1.0}', "application/json")
+        if path == "/number":
+            return _send(h, 200, b"0.25", "application/json")
+        if path == "/outofrange":
+            return _send(h, 200, b'{"reward": 1.5}', "application/json")
         if path == "/barrier":
             try:
                 self.barrier.wait(self.barrier_timeout_s)
