@@ -404,6 +404,23 @@ class PythonToolRuntime(BaseModel):
 ToolRuntime = Annotated[HttpToolRuntime | PythonToolRuntime, Field(discriminator="type")]
 
 
+def parse_tool_runtimes(data: Any) -> dict[str, HttpToolRuntime | PythonToolRuntime]:
+    """A `method.reinforcement.tools` value checked (ValueError naming the first bad field, e.g. `add.url`)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if not isinstance(data, dict):
+        raise ValueError(f"tools must be an object mapping tool names to how they run, got {type(data).__name__}")
+    check_tool_names(data)
+    try:
+        parsed: dict[str, HttpToolRuntime | PythonToolRuntime] = TypeAdapter(dict[str, ToolRuntime]).validate_python(
+            data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p not in ("http", "python"))
+        raise ValueError(f"{where}: {str(first['msg']).removeprefix('Value error, ')}") from None
+    return parsed
+
+
 def check_tool_names(tools: dict[str, Any] | None) -> dict[str, Any] | None:
     if tools is not None:
         for name in tools:

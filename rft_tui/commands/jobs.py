@@ -28,6 +28,7 @@ from rft_tui.output import (
     print_kv,
     print_table,
 )
+from rft_tui.tools_text import ToolsTextError, tools_from_arg
 
 PAUSE_TIMEOUT_S = 600.0
 
@@ -81,6 +82,9 @@ def job_request_options(fn: Any) -> Any:
         click.option("--seed", type=int, default=None),
         click.option("--suffix", default=None),
         click.option("--allow-overlap", is_flag=True, help="Allow validation rows that also occur in training."),
+        click.option("--tools", "tools", default=None, metavar="FILE|JSON",
+                     help="Agent RFT: how the rows' tools run, {name: {type: http, url} | {type: python, source}} "
+                          "(a .json/.yaml file or inline JSON; docs/agent-rft.md)."),
     ]):
         fn = opt(fn)
     return fn
@@ -104,17 +108,23 @@ def typed_request(model: type[R], data: dict[str, Any]) -> R:
 
 
 def request_fields(client: Client, model: str, training_file: str, validation_file: str | None, grader_file: str,
-                   hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool) -> dict[str, Any]:
+                   hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool,
+                   tools: str | None = None) -> dict[str, Any]:
     """What `jobs create` and `jobs preflight` send (local files uploaded first, the grader file read and checked);
     `typed_request` makes it the API's request model."""
+    reinforcement: dict[str, Any] = {"grader": load_grader(grader_file, "-g/--grader"),
+                                     "hyperparameters": parse_hp(hp)}
+    if tools:
+        try:
+            reinforcement["tools"] = tools_from_arg(tools)
+        except ToolsTextError as e:
+            raise click.BadParameter(str(e), param_hint="--tools") from None
     return {
         "model": model,
         "training_file": resolve_file(client, training_file, "-t/--training-file"),
         "validation_file": resolve_file(client, validation_file, "-v/--validation-file"),
         "seed": seed, "suffix": suffix, "allow_overlap": allow_overlap,
-        "method": {"type": "reinforcement",
-                   "reinforcement": {"grader": load_grader(grader_file, "-g/--grader"),
-                                     "hyperparameters": parse_hp(hp)}},
+        "method": {"type": "reinforcement", "reinforcement": reinforcement},
     }
 
 
@@ -146,12 +156,12 @@ def load_guardrails(value: str | None) -> dict[str, Any] | None:
 @pass_ctx
 @handle_errors
 def create(obj: CliContext, model: str, training_file: str, validation_file: str | None, grader_file: str,
-           hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, guardrails: str | None,
-           as_json: bool) -> None:
+           hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, tools: str | None,
+           guardrails: str | None, as_json: bool) -> None:
     """Create a reinforcement fine-tuning job (queued behind any running job)."""
     client = obj.client()
     fields = request_fields(client, model, training_file, validation_file, grader_file, hp, seed, suffix,
-                            allow_overlap)
+                            allow_overlap, tools)
     fields["guardrails"] = load_guardrails(guardrails)
     job = client.create_job(typed_request(api.JobCreateRequest, fields))
     if as_json:
@@ -476,11 +486,12 @@ def export(obj: CliContext, job_id: str, out_dir: str, checkpoint: str, merged: 
 @pass_ctx
 @handle_errors
 def preflight(obj: CliContext, model: str, training_file: str, validation_file: str | None, grader_file: str,
-              hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, rows: int,
-              completions_per_row: int, as_json: bool) -> None:
+              hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, tools: str | None,
+              rows: int, completions_per_row: int, as_json: bool) -> None:
     """Sample the base model on training rows and grade it: is there a learning signal?"""
     client = obj.client()
-    fields = request_fields(client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap)
+    fields = request_fields(client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap,
+                            tools)
     report = client.preflight(typed_request(api.PreflightRequest, {
         **fields, "rows": rows, "completions_per_row": completions_per_row}))
     if as_json:
@@ -500,7 +511,24 @@ def preflight(obj: CliContext, model: str, training_file: str, validation_file: 
     for lo, count in report.reward_histogram:
         click.echo(f"  {lo:.1f}-{lo + 0.1:.1f} {'#' * round(30 * count / peak):30} {count}")
     print_fooling(report)
+    print_tool_use(report.tools)
     click.echo(f"\nverdict: {report.verdict}")
+
+
+def print_tool_use(use: api.PreflightToolUse | None) -> None:
+    """Agent RFT: how the base model used its tools in pre-flight's episodes."""
+    if use is None:
+        return
+    click.echo("\ntools:")
+    print_kv([
+        ("episodes", use.episodes), ("tool-call rate", f"{use.call_rate:.0%} of episodes"),
+        ("calls per episode", f"{use.calls_per_episode:.2f} ({use.calls} calls)"),
+        ("tool errors", f"{use.error_rate:.1%} {use.errors or ''}".strip()),
+        ("latency p50 / p95", f"{fmt_float(use.latency_p50_ms)} / {fmt_float(use.latency_p95_ms)} ms"),
+        ("episodes ended by", ", ".join(f"{k} {n}" for k, n in sorted(use.stop_reasons.items()))),
+    ])
+    for error in use.example_errors[:3]:
+        click.echo(f"  e.g. {clip(error, 100, one_line=True)}")
 
 
 def print_fooling(report: api.PreflightReport) -> None:

@@ -3,6 +3,7 @@ and grader before submitting and shows any problem, the daemon's included, next 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ from daemon import api
 from daemon.client import ApiRequestError
 from rft_tui.messages import JobRefused, JobSubmitted, NewJobChecked, NewJobChoicesLoaded
 from rft_tui.screens.base import RftScreen
+from rft_tui.tools_text import ToolsTextError, tools_from_arg
 from rft_tui.widgets.file_picker import file_label
 from rft_tui.widgets.form_hyperparams import HyperparameterFields, check_hyperparameters, field_key
 from rft_tui.widgets.grader_text import GraderTextError, grader_from_text
 
 DEFAULT_MODEL = "builtin:tiny-arith"
-FIELDS = ("model", "training_file", "validation_file", "grader", "seed", "suffix")
+FIELDS = ("model", "training_file", "validation_file", "grader", "seed", "suffix", "tools")
 PREFILL_GRADER = "__job_grader__"
 HP_PREFIX = "method.reinforcement.hyperparameters."
 
@@ -37,6 +39,8 @@ def field_for_param(param: str | None) -> str | None:
         return field_key(param[len(HP_PREFIX):].split(".")[0])
     if param.startswith("hyperparameters."):
         return field_key(param.split(".")[1])
+    if param.startswith(("method.reinforcement.tools", "tools")):
+        return "tools"
     if param.startswith(("method.reinforcement.grader", "grader", "method")):
         return "grader"
     head = param.split(".")[0]
@@ -66,6 +70,7 @@ class NewJobScreen(RftScreen):
         reinforcement = (prefill.method.get("reinforcement") or {}) if prefill else {}
         self.prefill_grader: dict[str, Any] | None = reinforcement.get("grader")
         self.prefill_hyper: dict[str, Any] = dict(reinforcement.get("hyperparameters") or {})
+        self.prefill_tools: dict[str, Any] | None = reinforcement.get("tools") or None
         self.grader_files: list[api.GraderFile] = []
         self.files: list[api.FileObject] = []
         self.submit_after_check = False
@@ -93,6 +98,10 @@ class NewJobScreen(RftScreen):
                                                          id="nj-grader-path", compact=True), field=None)
             yield from self._row("seed", Input(placeholder="random", id="nj-seed", type="integer", compact=True))
             yield from self._row("suffix", Input(placeholder="optional", id="nj-suffix", compact=True))
+            yield from self._row("tools", Input(
+                json.dumps(self.prefill_tools) if self.prefill_tools else "", id="nj-tools", compact=True,
+                placeholder='optional: {"add": {"type": "http", "url": ...}} or a file',
+                tooltip="Agent RFT: how the rows' tools run (inline JSON, or a .json/.yaml file); docs/agent-rft.md"))
             with Horizontal(classes="form-row"):
                 yield Label("", classes="form-label")
                 yield Checkbox("allow train/validation overlap", id="nj-allow-overlap", compact=True)
@@ -248,6 +257,13 @@ class NewJobScreen(RftScreen):
             except ValueError:
                 problems["seed"] = "an integer, or empty for a random seed"
         suffix = self.query_one("#nj-suffix", Input).value.strip() or None
+        tools_text = self.query_one("#nj-tools", Input).value.strip()
+        tools: dict[str, Any] | None = None
+        if tools_text:
+            try:
+                tools = tools_from_arg(tools_text)
+            except ToolsTextError as e:
+                problems["tools"] = str(e)
         hyper, hp_problems = check_hyperparameters(self.query_one(HyperparameterFields).values())
         problems.update(hp_problems)
         if hp_problems:
@@ -258,8 +274,9 @@ class NewJobScreen(RftScreen):
                 request = api.JobCreateRequest(
                     model=model, training_file=str(train), validation_file=valid if isinstance(valid, str) else None,
                     seed=seed, suffix=suffix, allow_overlap=self.query_one("#nj-allow-overlap", Checkbox).value,
-                    method=api.JobMethod(reinforcement=api.ReinforcementMethod(
-                        grader=grader or {}, hyperparameters=api.ReinforcementHyperparameters(**hyper))))
+                    method=api.JobMethod(reinforcement=api.ReinforcementMethod.model_validate({
+                        "grader": grader or {}, "hyperparameters": api.ReinforcementHyperparameters(**hyper),
+                        "tools": tools})))
             except ValueError as e:
                 errors: list[Any] = getattr(e, "errors", list)()
                 loc = ".".join(str(p) for p in (errors[0].get("loc", ()) if errors else ()))

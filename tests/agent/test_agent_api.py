@@ -136,3 +136,28 @@ def test_trajectories_are_stored_and_served(fake_worker_daemon: DaemonProcess, t
         body = h.get(f"/v1/fine_tuning/jobs/{job.id}/samples", params={"after_step": 99}).json()["data"][0]
     assert set(body["output_messages"][0]) == {"role", "content", "tool_calls", "tool_call_id", "name"}
     assert set(body["tool_calls"][0]) == {"id", "name", "arguments", "result", "error", "latency_ms"}
+
+
+def test_cli_create_takes_tools_from_a_file_or_inline(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+    from tests.daemon.test_cli import cli
+    from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
+
+    grader = tmp_path / "grader.json"
+    grader.write_text(json.dumps(EXACT_GRADER))
+    train = str(write_jsonl(tmp_path / "train.jsonl", arithmetic_rows(10, 20)))
+    base = ("jobs", "create", "-m", "builtin:tiny-arith", "-t", train, "-g", str(grader), "--hp", "max_steps=1")
+    spec = tmp_path / "tools.yaml"
+    spec.write_text("add:\n  type: http\n  url: http://127.0.0.1:8765/add\n  max_retries: 0\n"
+                    "lookup:\n  type: python\n  source: |\n    def call(arguments, item):\n        return 'x'\n")
+    home = fake_worker_daemon.home
+    job = json.loads(cli(home, *base, "--tools", str(spec), "--json").stdout)
+    assert set(job["snapshot"]["tools"]) == {"add", "lookup"}
+    assert job["snapshot"]["tools"]["add"]["max_retries"] == 0
+    inline = json.loads(cli(home, *base, "--tools", json.dumps({"add": ADD_TOOL}), "--json").stdout)
+    assert inline["snapshot"]["tools"]["add"]["url"] == ADD_TOOL["url"]
+    bad = cli(home, *base, "--tools", json.dumps({"add": {"type": "http", "url": "nope"}}), check=False)
+    assert bad.returncode != 0 and "--tools" in bad.stderr and "add.url" in bad.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("add: [unclosed\n")
+    out = cli(home, *base, "--tools", str(broken), check=False)
+    assert out.returncode != 0 and "broken.yaml: line 2" in out.stderr and "Traceback" not in out.stderr

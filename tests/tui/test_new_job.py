@@ -173,6 +173,36 @@ async def test_duplicate_prefills_from_the_job(form_daemon: tuple[DaemonProcess,
         assert dup.method["reinforcement"]["hyperparameters"]["lora_r"] == 4
 
 
+async def test_tools_field_takes_the_agent_rft_tool_spec(form_daemon: tuple[DaemonProcess, dict[str, str]],
+                                                         tmp_path: Path) -> None:
+    """The tools field (inline JSON or a file): bad text and bad specs are shown at it; a good one is sent."""
+    d, ids = form_daemon
+    tools = {"add": {"type": "http", "url": "http://127.0.0.1:8765/add", "timeout_s": 5}}
+    app = make_app(d, stream=False)
+    async with app.run_test(size=(110, 40)) as pilot:
+        screen = await _form(pilot)
+        _fill(screen, ids["train"], ids["valid"])
+        field = screen.query_one("#nj-tools")
+        field.value = '{"add": {"type": "http", "url": '
+        await pilot.press("ctrl+s")
+        assert "line 1" in _error(screen, "tools")
+        field.value = json.dumps({"add": {"type": "http", "url": "ftp://x"}})
+        await pilot.press("ctrl+s")
+        assert "add.url" in _error(screen, "tools") and "http" in _error(screen, "tools")
+        spec_file = tmp_path / "tools.yaml"
+        spec_file.write_text("add:\n  type: http\n  url: http://127.0.0.1:8765/add\n  timeout_s: 5\n")
+        field.value = str(spec_file)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: type(app.screen).__name__ == "JobScreen", timeout=30, what="the job")
+        with d.client() as c:
+            job = c.get_job(c.list_jobs(limit=1).data[0].id)
+        assert job.snapshot is not None and job.snapshot.tools["add"].model_dump()["timeout_s"] == 5
+        # a duplicate carries the tools
+        pilot.app.pop_screen()
+        dup = await _form(pilot, prefill=job)
+        assert json.loads(dup.query_one("#nj-tools").value)["add"]["url"] == tools["add"]["url"]
+
+
 @pytest.mark.parametrize("size", [(100, 30), (80, 24)], ids=["100x30", "80x24"])
 def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], snap_compare: Any,
                           size: tuple[int, int]) -> None:
