@@ -409,6 +409,11 @@ def peer_checked_protocol() -> type:
         def connection_made(self, transport: Any) -> None:
             sock = transport.get_extra_info("socket")
             super().connection_made(transport)  # set up fully, so closing runs the normal clean-up path
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                # uvicorn writes a response's head and body separately: without this, Nagle holds the body
+                # for the client's delayed ACK, ~40 ms on every keep-alive request (tests/bench/ingest.py)
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if sock is not None and sock.family == socket.AF_UNIX:
                 uid = peer_uid(sock)
                 if uid is None or uid != os.getuid():

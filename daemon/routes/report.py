@@ -41,13 +41,16 @@ def _authorized(request: Request, job_id: str) -> DaemonContext:
 
 @router.post("/records", response_model=api.ReportAck, responses=errors(401, 403, 404, 503, 507))
 def append_records(request: Request, job_id: str, body: api.ReportBatch) -> api.ReportAck:
-    """Append a worker's records in order, in one transaction; records applied before are skipped."""
+    """Append a worker's records in order, in one transaction; records applied before are skipped.
+
+    An empty list appends nothing and answers the job's control state: the reporter's poll for pause/cancel.
+    """
     ctx = _authorized(request, job_id)
     applied = 0
-    with ctx.store.tx():
-        for record in body.records:
-            applied += bool(ctx.store.apply_report(job_id, record))
-    if body.records:
+    if body.records:  # an empty append is a control poll: no write transaction
+        with ctx.store.tx():
+            for record in body.records:
+                applied += bool(ctx.store.apply_report(job_id, record))
         ctx.scheduler.on_worker_notify(job_id)  # live views hear of it as they do of a local worker's commit
     control = ctx.store.report_control(job_id)
     if control is None:

@@ -9,6 +9,8 @@ own token, into SQLite -- the numbers docs/scaling.md compares with what a 64-GP
 - validation rows/s: validation passes of 500 rows
 - the worker side end to end: `HttpReporter.log_step` (journal fsync + sender thread) until all is delivered
 - 4 workers reporting at once (4 jobs, 4 threads), aggregate rows/s
+- control polls/s (an idle reporter's empty append, once a second per running job)
+- `a_64_gpu_job`: what one 64-GPU job reports (docs/scaling.md's assumptions) as a share of the measured rates
 - the daemon's CPU seconds per 1,000 records and the store's bytes per sample
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -69,6 +72,7 @@ class Bench:
                                     tcp=f"127.0.0.1:{port}").start()
         self.proc = psutil.Process(self.daemon.pid)
         self.steps = steps
+        self.scratches: list[Path] = []
         tmp = self.home / "data"
         tmp.mkdir()
         with self.daemon.client() as c:
@@ -96,8 +100,8 @@ class Bench:
         with httpx.Client(base_url=self.base, timeout=60, headers={"Authorization": f"Bearer {token}"}) as h:
             for i in range(0, len(records), per_request):
                 s = time.perf_counter()
-                r = h.post(f"/v1/fine_tuning/jobs/{job_id}/report/records",
-                           json={"records": records[i:i + per_request]})
+                batch = [r for r in records[i:i + per_request] if r]  # {}: an empty append (a control poll)
+                r = h.post(f"/v1/fine_tuning/jobs/{job_id}/report/records", json={"records": batch})
                 lat.append(time.perf_counter() - s)
                 assert r.status_code == 200, r.text
         wall, cpu = time.perf_counter() - t0, self.cpu() - cpu0
@@ -113,6 +117,13 @@ class Bench:
         job, token = self.new_job()
         single = self.post_all(job, token, [step_record(s) for s in range(1, min(self.steps, 500) + 1)], 1)
         return {"batched_200": batched, "one_step_per_request": single}
+
+    def control_polls(self, n: int = 300) -> dict[str, Any]:
+        """An idle reporter's poll for pause/cancel (an empty append, once a second per running job)."""
+        job, token = self.new_job()
+        res = self.post_all(job, token, [{}] * n, 1)
+        return {"polls_per_s": res["requests_per_s"], "p50_ms": res["p50_ms"], "p95_ms": res["p95_ms"],
+                "daemon_cpu_ms_per_poll": res["daemon_cpu_s_per_1000_records"]}
 
     def samples(self) -> dict[str, Any]:
         job, token = self.new_job()
@@ -137,6 +148,7 @@ class Bench:
         samples = step_record(0, 16)["samples"]
         values = step_record(0)["values"]
         scratch = Path(tempfile.mkdtemp(prefix="rft-ingest-worker-"))
+        self.scratches.append(scratch)
         reporter = HttpReporter(self.base, token, job, scratch=scratch)
         t0 = time.perf_counter()
         for s in range(1, n + 1):
@@ -170,6 +182,9 @@ class Bench:
 
     def close(self) -> None:
         self.daemon.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+        for scratch in self.scratches:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main() -> None:
@@ -183,6 +198,7 @@ def main() -> None:
             "metric_rows": bench.metric_rows(),
             "samples": bench.samples(),
             "validation_rows": bench.validation_rows(),
+            "control_polls": bench.control_polls(),
             "http_reporter_end_to_end": bench.reporter_end_to_end(),
             "concurrent_workers": bench.concurrent(),
             "daemon_rss_mb": round(bench.proc.memory_info().rss / 2**20, 1),
@@ -190,7 +206,25 @@ def main() -> None:
         }
     finally:
         bench.close()
+    results["a_64_gpu_job"] = sixty_four_gpu_job(results)
     print(json.dumps(results, indent=2))
+
+
+def sixty_four_gpu_job(measured: dict[str, Any], step_s: float = 30.0, samples_per_step: int = 16,
+                       validation_rows: int = 500, eval_interval: int = 20) -> dict[str, Any]:
+    """What one 64-GPU GRPO job reports (docs/scaling.md's worked example: a step every ~30 s) against the
+    rates measured above: the share of the daemon's measured capacity it uses."""
+    produces = {"metric_rows_per_s": 1 / step_s, "samples_per_s": samples_per_step / step_s,
+                "validation_rows_per_s": validation_rows / (eval_interval * step_s),
+                "requests_per_s": 1 / step_s + 1.0}  # one append per step + the 1 s control poll
+    capacity = {"metric_rows_per_s": measured["metric_rows"]["batched_200"]["records_per_s"],
+                "samples_per_s": measured["samples"]["samples_per_s"],
+                "validation_rows_per_s": measured["validation_rows"]["validation_rows_per_s"],
+                "requests_per_s": measured["control_polls"]["polls_per_s"]}
+    return {"assumed": {"step_s": step_s, "samples_per_step": samples_per_step,
+                        "validation_rows": validation_rows, "eval_interval": eval_interval},
+            "produces": {k: round(v, 4) for k, v in produces.items()},
+            "share_of_measured_capacity_percent": {k: round(100 * produces[k] / capacity[k], 3) for k in produces}}
 
 
 if __name__ == "__main__":
