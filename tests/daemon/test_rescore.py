@@ -71,6 +71,9 @@ def test_rescore_grades_stored_samples_against_their_items_and_names_do_not_coll
         assert first.name == "answer"
         assert [s.step for s in first.steps] == [0, 4]  # the base step comes along for the comparison
         assert first.samples is not None and first.samples.mean == 1.0 and first.samples.without_item == 0
+        # the fake worker stores no item with its validation rows: they come from the job's validation file
+        # (an empty item would flag invalid_variable_error on {{item.answer}})
+        assert all(s.rows == 10 and s.rows_with_errors == 0 for s in first.steps)
         second = c.rescore(job_id, {"grader": NON_EMPTY, "name": "answer-2b", "steps": [2]})
         third = c.rescore(job_id, {"grader": SAMPLE_ANSWER, "steps": [2]})
         assert (second.samples, third.name) == (None, "answer-2")
