@@ -432,3 +432,31 @@ def test_checkpoints_on_url_storage_are_recorded_there_and_export_from_there(dae
             c.export_job(job.id, {"output_dir": str(tmp_path / "out2"), "checkpoint_step": 2})
         assert gone.value.status_code == 409 and gone.value.error.code == "checkpoint_missing"
         assert f"file://{storage}/{job.id}/step-2" in gone.value.error.message
+
+
+def test_the_keep_rule_prunes_checkpoints_over_the_api_and_only_the_jobs_own(
+        two_jobs: tuple[DaemonProcess, str, str, str], tmp_path: Path) -> None:
+    """checkpoints_to_delete / mark_checkpoint_deleted through the reporter: 3 best + latest stay, the rest go;
+    a job's token cannot mark another job's checkpoint deleted."""
+    from daemon.worker.http_reporter import HttpReporter
+
+    d, a, b, base = two_jobs
+    owner = HttpReporter(base, _mint(d, b), b, scratch=tmp_path / "wb")
+    other = owner.add_checkpoint(1, str(tmp_path / "b-1"), {"valid_reward_mean": 0.1})
+    assert owner.flush(30)
+    owner.close()
+    r = HttpReporter(base, _mint(d, a), a, scratch=tmp_path / "wa")
+    try:
+        for step, reward in [(10, 0.5), (20, 0.9), (30, 0.2), (40, 0.7), (50, 0.8), (60, 0.1)]:
+            r.add_checkpoint(step, str(tmp_path / f"a-{step}"), {"valid_reward_mean": reward})
+        doomed = r.checkpoints_to_delete()  # delivers what is journalled first, then asks
+        assert sorted(c.step_number for c in doomed) == [10, 30]  # kept: 20, 50, 40 (best 3) and 60 (latest)
+        for c in doomed:
+            r.mark_checkpoint_deleted(c.id)
+        r.mark_checkpoint_deleted(other)  # job b's: the store ignores it for job a's token
+        assert r.flush(30) and r.checkpoints_to_delete() == []
+    finally:
+        r.close()
+    with d.client() as c:
+        assert sorted(ck.step_number for ck in c.list_checkpoints(a).data) == [20, 40, 50, 60]
+        assert [ck.id for ck in c.list_checkpoints(b).data] == [other]
