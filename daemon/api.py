@@ -565,6 +565,10 @@ class JobProgress(WireModel):
     started_at: int | None = None
     elapsed_s: float | None = None
     eta_s: float | None = None
+    # training health (docs/health.md): alarms whose episode has not cleared, the worst severity, the latest name
+    alarms_open: int = 0
+    alarm_severity: Literal["warning", "critical"] | None = None
+    alarm_latest: str | None = None
 
 
 class FineTuningJob(WireModel):

@@ -398,6 +398,28 @@ class HealthMonitor:
         return out
 
 
+def grader_time_limits(spec: Mapping[str, Any], python_limit_s: float = 120.0) -> dict[str, float]:
+    """Each grader's time limit per row in seconds, by the name its health keys use (the job's grader, and each
+    sub-grader of a multi): python graders the sandbox's wall time (OpenAI's 2 minutes; the worker passes
+    graders.SandboxLimits'), model graders the judge's HTTP timeout (`timeout`, 60 s by default). Graders
+    without a limit are left out: no grader_slow for them."""
+    out: dict[str, float] = {}
+
+    def walk(g: Mapping[str, Any], name: str) -> None:
+        kind = g.get("type")
+        if kind == "python":
+            out[name] = python_limit_s
+        elif kind in ("score_model", "label_model"):
+            out[name] = float(g.get("timeout") or 60.0)
+        elif kind == "multi":
+            for sub_name, sub in (g.get("graders") or {}).items():
+                if isinstance(sub, Mapping):
+                    walk(sub, str(sub_name))
+
+    walk(spec, str(spec.get("name") or "grader").replace("/", "_"))
+    return out
+
+
 # ---------------------------------------------------------------------- stall rule (used by the scheduler)
 
 

@@ -447,6 +447,7 @@ class Store:
                 valid_reward_base=row["valid_reward_base"], valid_reward_latest=row["valid_reward_latest"],
                 valid_reward_best=row["valid_reward_best"], started_at=row["started_at"],
                 elapsed_s=round(elapsed, 3), eta_s=None if eta is None else round(eta, 1),
+                **self._open_alarms(row["id"]),
             ),
             resolved_hyperparameters=resolved,
             snapshot=stored_model(api.JobSnapshot, row["snapshot"], row["id"]) if with_snapshot else None,
@@ -834,6 +835,15 @@ class Store:
                         data={"alarm": name, "cleared": True, "step": step, "grader": grader})
         return True
 
+    def _open_alarms(self, job_id: str) -> dict[str, Any]:
+        """JobProgress's alarm fields: how many episodes are open, the worst severity, the latest one's name."""
+        rows = self.query("SELECT name, severity FROM job_alarms WHERE job_id = ? AND cleared_at IS NULL ORDER BY seq",
+                          [job_id])
+        if not rows:
+            return {}
+        worst = "critical" if any(r["severity"] == "critical" for r in rows) else "warning"
+        return {"alarms_open": len(rows), "alarm_severity": worst, "alarm_latest": rows[-1]["name"]}
+
     def alarms(self, job_id: str, after_seq: int = 0) -> list[api.JobAlarm]:
         rows = self.query("SELECT * FROM job_alarms WHERE job_id = ? AND seq > ? ORDER BY seq", [job_id, after_seq])
         return [alarm_object(r) for r in rows]
@@ -841,15 +851,6 @@ class Store:
     def last_alarm_seq(self, job_id: str) -> int:
         row = self.query_one("SELECT MAX(seq) AS s FROM job_alarms WHERE job_id = ?", [job_id])
         return int(row["s"]) if row and row["s"] is not None else 0
-
-    def open_alarm_counts(self, job_ids: Iterable[str]) -> dict[str, int]:
-        """Alarms still open per job (the Jobs table's badge)."""
-        ids = list(job_ids)
-        if not ids:
-            return {}
-        rows = self.query(f"SELECT job_id, COUNT(*) AS n FROM job_alarms WHERE cleared_at IS NULL AND job_id IN "
-                          f"({', '.join('?' for _ in ids)}) GROUP BY job_id", ids)
-        return {r["job_id"]: int(r["n"]) for r in rows}
 
     # ------------------------------------------------------------------ what the scheduler asks
 

@@ -170,8 +170,19 @@ class RftApp(App[None]):
     def _forward_event(self, message: DaemonEvent) -> None:
         if message.event.type is api.StreamEventType.heartbeat:
             return
+        if message.event.type is api.StreamEventType.job_alarm:
+            self._notify_alarm(message.event)
         for screen in self.screen_stack:
             screen.post_message(DaemonEvent(message.event))
+
+    def _notify_alarm(self, event: api.StreamEvent) -> None:
+        """A training-health alarm fired (docs/health.md): say so whatever screen is open."""
+        data = event.data or {}
+        name = str(data.get("alarm", "alarm")) + (f" ({data['grader']})" if data.get("grader") else "")
+        action = {"pause": " · pausing", "cancel": " · cancelling", "fail": " · failing"}.get(str(data.get("action")),
+                                                                                           "")
+        self.notify(f"{data.get('message', '')}", title=f"Alarm {name} · {event.job_id} · step {event.step}{action}",
+                    severity="error" if data.get("severity") == "critical" else "warning", timeout=10)
 
     @on(StreamState)
     def _stream_state(self, message: StreamState) -> None:

@@ -73,6 +73,17 @@ class JobFetched(Message):
 
 
 @dataclass
+class AlarmsLoaded(Message):
+    """A job's alarms (every episode, oldest first): the Health tab's list."""
+
+    job_id: str
+    alarms: list[api.JobAlarm]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, AlarmsLoaded) and message.job_id == self.job_id
+
+
+@dataclass
 class JobActionDone(Message):
     """A control action (cancel/pause/resume/export) was accepted; `job` is the daemon's answer."""
 

@@ -60,6 +60,14 @@ def test_shared_helper_modules_are_standard_library_only() -> None:
         assert not third_party, (module, third_party)
 
 
+def test_alarm_rules_need_only_the_api_and_the_metric_registry() -> None:
+    """daemon.health (the alarm engine the TUI draws bounds with): the wire schema, the registry, nothing heavy."""
+    mods = _modules_after("import daemon.health")
+    ours = {m for m in mods if m.split(".")[0] in {"daemon", "rft_tui", "graders"}}
+    assert ours == {"daemon", "daemon.api", "daemon.metrics", "daemon.health"}, ours
+    assert not [m for m in HEAVY if m in mods] and "httpx" not in mods
+
+
 def test_preflight_lives_with_the_worker() -> None:
     """Modules that import torch live under daemon/worker (or daemon/models), run out of process."""
     assert (REPO / "daemon" / "worker" / "preflight.py").is_file()
@@ -74,7 +82,7 @@ def test_wire_schema_imports_only_pydantic_and_stdlib() -> None:
 
 
 RFT_TUI_DAEMON_ALLOWED = {"daemon", "daemon.api", "daemon.client", "daemon.paths", "daemon.procs", "daemon.text",
-                          "daemon.metrics"}
+                          "daemon.metrics", "daemon.health"}
 TUI_MODULES = ["rft_tui.cli", "rft_tui.app", *sorted(
     f"rft_tui.{p.parent.name}.{p.stem}" for folder in ("screens", "widgets", "commands")
     for p in (REPO / "rft_tui" / folder).glob("*.py") if p.stem != "__init__")]

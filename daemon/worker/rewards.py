@@ -16,6 +16,7 @@ from typing import Any
 
 import graders
 from daemon import metrics
+from daemon.health import grader_time_limits as _limits
 
 
 def message_text(content: Any) -> str:
@@ -57,23 +58,8 @@ def percentile(ordered: list[float], q: float) -> float:
 
 
 def grader_time_limits(spec: dict[str, Any]) -> dict[str, float]:
-    """Each grader's time limit per row in seconds (python: the sandbox's wall time; model graders: the judge's
-    HTTP timeout), by the name its health keys use; graders without a limit are left out (no grader_slow)."""
-    out: dict[str, float] = {}
-
-    def walk(g: dict[str, Any], name: str) -> None:
-        kind = g.get("type")
-        if kind == "python":
-            out[name] = graders.SandboxLimits().wall_time_s
-        elif kind in ("score_model", "label_model"):
-            out[name] = float(g.get("timeout") or 60.0)
-        elif kind == "multi":
-            for sub_name, sub in (g.get("graders") or {}).items():
-                if isinstance(sub, dict):
-                    walk(sub, str(sub_name))
-
-    walk(spec, str(spec.get("name") or "grader").replace("/", "_"))
-    return out
+    """daemon.health.grader_time_limits with the sandbox's real wall-time limit for python graders."""
+    return _limits(spec, python_limit_s=graders.SandboxLimits().wall_time_s)
 
 
 class GraderReward:

@@ -1,4 +1,4 @@
-"""One job: Overview, Rewards (live chart + metrics table), Validation, Samples, Events/log tabs."""
+"""One job: Overview, Rewards (live chart + metrics table), Validation, Samples, Events/log, Health tabs."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ from rft_tui.screens.base import RftScreen
 from rft_tui.screens.job_view import JobView, chart_series
 from rft_tui.widgets import overview as ov
 from rft_tui.widgets.events_log import EventsLog, WorkerLog
+from rft_tui.widgets.health_panel import HealthPanel
 from rft_tui.widgets.metrics_table import MetricsTable
 from rft_tui.widgets.reward_chart import RewardChart
 from rft_tui.widgets.samples_table import SamplesTable, sub_rewards_text
 from rft_tui.widgets.validation_table import CHANGE_FILTERS, SORTS, ValidationTable, aggregates, compare, summary_text
 
-TABS = ("overview", "rewards", "validation", "samples", "events")
-LAZY_TAB = {"job": "overview", "samples": "samples", "events": "events"}  # fetched per step only when shown
+TABS = ("overview", "rewards", "validation", "samples", "events", "health")
+# fetched per step only when shown
+LAZY_TAB = {"job": "overview", "samples": "samples", "events": "events", "alarms": "health"}
 PAUSABLE = (api.JobStatus.running, api.JobStatus.queued, api.JobStatus.validating_files, api.JobStatus.paused)
 
 
@@ -101,11 +103,13 @@ class JobScreen(RftScreen):
             with TabPane("Events", id="events"):
                 yield EventsLog(id="events-log")
                 yield WorkerLog(id="worker-log")
+            with TabPane("Health", id="health"):
+                yield HealthPanel(id="health-panel")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = self.job_id
-        for kind in ("job", "metrics", "validation", "samples", "events", "rescorings"):
+        for kind in ("job", "metrics", "validation", "samples", "events", "rescorings", "alarms"):
             self.refresh_kind(kind)
         self.set_interval(1.0, self._tick)
 
@@ -159,6 +163,10 @@ class JobScreen(RftScreen):
         page = await self.app.client.list_rescorings(self.job_id)
         self.post_message(m.RescoringsListed(self.job_id, [r.name for r in page.data]))
 
+    async def _fetch_alarms(self) -> None:
+        page = await self.app.client.list_alarms(self.job_id)
+        self.post_message(m.AlarmsLoaded(self.job_id, list(page.data)))
+
     async def _fetch_samples(self) -> None:
         page = await self.app.client.samples(self.job_id, limit=100)
         self.post_message(m.SamplesLoaded(self.job_id, list(page.data)))
@@ -187,7 +195,10 @@ class JobScreen(RftScreen):
             self.refresh_kind("job")
             self.refresh_lazy("events")
         elif event.type is T.job_event:
-            self.refresh_lazy("events")
+            self.refresh_lazy("events", "alarms")  # an alarm clearing is an event
+        elif event.type is T.job_alarm:
+            self.refresh_kind("alarms")
+            self.refresh_kind("job")
 
     def refresh_lazy(self, *kinds: str) -> None:
         """Fetch now what the visible tab shows; the rest when its tab is opened (keeps live steps cheap)."""
@@ -243,6 +254,10 @@ class JobScreen(RftScreen):
         self._show_scores(message.result.name)
         self.app.push_screen(TextModal(f"Re-scored {self.job_id}", rescoring_text(message.result)))
 
+    @on(m.AlarmsLoaded)
+    def _alarms(self, message: m.AlarmsLoaded) -> None:
+        self.view = replace(self.view, alarms=tuple(message.alarms))
+
     @on(m.SamplesLoaded)
     def _samples(self, message: m.SamplesLoaded) -> None:
         self.view = replace(self.view, samples=tuple(message.samples))
@@ -289,6 +304,11 @@ class JobScreen(RftScreen):
                 self.query_one(EventsLog).add_events(view.events)
             if view.log is not old.log and view.log is not None:
                 self.query_one(WorkerLog).show_tail(view.log.lines)
+            if view.metrics is not old.metrics or (view.job is not old.job and view.job is not None
+                                                   and view.job.snapshot is not None):
+                self.query_one(HealthPanel).show(view.metrics, view.job)
+            if view.alarms is not old.alarms:
+                self.query_one(HealthPanel).show_alarms(view.alarms)
         def status(v: JobView) -> api.JobStatus | None:
             return v.job.status if v.job else None
 
@@ -473,7 +493,7 @@ class JobScreen(RftScreen):
         self.notify(f"Validation sorted by {self.sort}", timeout=2)
 
     def action_reload(self) -> None:
-        for kind in ("job", "metrics", "validation", "samples", "events", "rescorings"):
+        for kind in ("job", "metrics", "validation", "samples", "events", "rescorings", "alarms"):
             self.refresh_kind(kind)
 
     def action_rescore(self) -> None:

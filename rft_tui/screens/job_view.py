@@ -25,6 +25,7 @@ class JobView:
     samples: tuple[api.TrainingSample, ...] = ()
     events: tuple[api.JobEvent, ...] = ()
     log: api.JobLog | None = None
+    alarms: tuple[api.JobAlarm, ...] = ()
 
     @property
     def last_step(self) -> int | None:

@@ -15,7 +15,7 @@ from rft_tui.screens.base import RftScreen
 from rft_tui.widgets.jobs_table import JobsTable
 
 JOB_EVENTS = (api.StreamEventType.job_status, api.StreamEventType.job_metrics,
-              api.StreamEventType.job_validation, api.StreamEventType.job_created)
+              api.StreamEventType.job_validation, api.StreamEventType.job_created, api.StreamEventType.job_alarm)
 PAUSABLE = (api.JobStatus.running, api.JobStatus.queued, api.JobStatus.validating_files, api.JobStatus.paused)
 
 

@@ -23,6 +23,15 @@ def status_text(status: api.JobStatus) -> Text:
     return Text(status.value.replace("_", " "), style=STATUS_STYLE.get(status, ""))
 
 
+def status_with_alarms(job: api.FineTuningJob) -> Text:
+    """The status, with a badge when alarms are open: `running ⚠2` (red: one is critical; yellow: warnings)."""
+    text = status_text(job.status)
+    p = job.progress
+    if p.alarms_open:
+        text.append(f" ⚠{p.alarms_open}", style="bold red" if p.alarm_severity == "critical" else "bold yellow")
+    return text
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

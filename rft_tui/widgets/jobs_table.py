@@ -19,7 +19,7 @@ def job_cells(job: api.FineTuningJob, now: float, names: dict[str, str] | None =
     elapsed, eta = fmt.elapsed_and_eta(job, now)
     return {
         "id": fmt.short_id(job.id),
-        "status": fmt.status_text(job.status),
+        "status": fmt.status_with_alarms(job),
         "model": fmt.clip(job.model + (f" ({job.user_provided_suffix})" if job.user_provided_suffix else ""), 24),
         "files": fmt.clip(fmt.file_label(job, names), 40),
         "progress": fmt.progress(job),

@@ -82,6 +82,7 @@ class RewardChart(Widget):
         super().__init__(id=id)
         self.series: tuple[Series, ...] = ()
         self.empty_message = "No metrics yet."
+        self.legend_key = metrics.TRAIN_REWARD  # whose format the legend's latest values take
 
     def set_series(self, series: Sequence[Series]) -> None:
         self.series = tuple(s for s in series if s.points)
@@ -132,6 +133,6 @@ class RewardChart(Widget):
         for s in self.series:
             last = s.points[-1][1]
             legend.append("━ ", style=s.color)
-            legend.append(f"{s.name} {metrics.format_value(metrics.TRAIN_REWARD, last)}  ")
+            legend.append(f"{s.name} {metrics.format_value(self.legend_key, last)}  ")
         legend.truncate(width)
         return legend

@@ -104,6 +104,31 @@ def _job_row(job: RecordedJob) -> dict[str, Any]:
             "resolved_hyperparameters": dumps(hp), "snapshot": dumps(snapshot), "total_steps": job.total}
 
 
+def _health(step: int, rng: random.Random) -> dict[str, float]:
+    """Health signals (docs/health.md): zero-spread groups peak around steps 10-17 (zero_signal fires at 12 and
+    clears at 18), completions are cut more and more (length_clipped opens at step 20), entropy drifts down."""
+    zero = 0.75 if 10 <= step <= 17 else 0.125 * (step % 3)
+    return {"frac_reward_zero_std": zero, "completions/clipped_ratio": round(min(0.6, 0.02 * step), 4),
+            "entropy": round(1.2 * math.exp(-step / 40) + 0.05 * rng.random(), 4),
+            "completions/mean_length": round(4 + 0.05 * step, 2), "completions/max_length": 8.0,
+            "grader/arith/error_rate": 0.0, "grader/arith/latency_p50_s": 0.002,
+            "grader/arith/latency_p95_s": round(0.004 + 0.001 * rng.random(), 5),
+            "train_valid_gap": round(0.03 + 0.002 * step, 4)}
+
+
+def _alarms(reporter: JobReporter, job: RecordedJob) -> None:
+    """What daemon.health raises on those signals (the succeeded job): one episode cleared, one still open."""
+    if job.status != "succeeded":
+        return
+    reporter.alarm({"name": "zero_signal", "severity": "critical", "step": 12, "value": 0.53, "threshold": 0.5,
+                    "message": "53% of the last 64 groups had zero reward spread (bound 50%): no learning signal",
+                    "action": "warn"})
+    reporter.alarm({"name": "zero_signal", "step": 18, "cleared": True, "severity": "critical"})
+    reporter.alarm({"name": "length_clipped", "severity": "warning", "step": 20, "value": 0.31, "threshold": 0.3,
+                    "message": "31.0% of completions cut at max_completion_length over the last 20 steps "
+                               "(bound 30%)", "action": "warn"})
+
+
 def _train(reporter: JobReporter, job: RecordedJob, problems: list[tuple[str, str]]) -> None:
     rng = random.Random(int(job.id[-4:]))
     ckpt_dir = reporter.paths.job_dir(job.id) / "checkpoints"
@@ -133,7 +158,8 @@ def _train(reporter: JobReporter, job: RecordedJob, problems: list[tuple[str, st
                   "loss": round(0.05 * math.exp(-step / 20) + 0.01 * rng.random(), 5),
                   "kl": round(0.002 * step ** 0.5, 5), "learning_rate": 5e-4 * (1 - step / (job.total + 1)),
                   "rewards/exact/mean": round(p + 0.05 * (rng.random() - 0.5), 4),
-                  "rewards/close/mean": round(min(1.0, p + 0.25), 4), "step_wall_s": 2.9 + 0.2 * rng.random()}
+                  "rewards/close/mean": round(min(1.0, p + 0.25), 4), "step_wall_s": 2.9 + 0.2 * rng.random(),
+                  **_health(step, rng)}
         reporter.log_step(step, values, samples=samples, total_steps=job.total,
                           trained_tokens=step * 8 * 8 * 12)
         if step % HP["eval_interval"] == 0 or step == job.steps and job.status == "succeeded":
@@ -178,6 +204,8 @@ def _fix_times(store: Store, job: RecordedJob) -> None:
     with store.tx() as conn:
         conn.execute("UPDATE metrics SET created_at = ? + step * 3.0 WHERE job_id = ?", [started, job.id])
         conn.execute("UPDATE checkpoints SET created_at = ? + step * 3 WHERE job_id = ?", [started, job.id])
+        conn.execute("UPDATE job_alarms SET created_at = ? + step * 3, cleared_at = CASE WHEN cleared_at IS NULL THEN "
+                     "NULL ELSE ? + cleared_step * 3 END WHERE job_id = ?", [started, started, job.id])
         seqs = [r[0] for r in conn.execute("SELECT seq FROM job_events WHERE job_id = ? ORDER BY seq", [job.id])]
         for i, seq in enumerate(seqs):
             conn.execute("UPDATE job_events SET created_at = ? WHERE seq = ?", [started + 3 * i, seq])
@@ -201,6 +229,7 @@ def record(home: Path, jobs: tuple[RecordedJob, ...] = JOBS) -> Paths:
                 try:
                     reporter.started(job.total, message="Worker started (pid 4242)")
                     _train(reporter, job, problems)
+                    _alarms(reporter, job)
                 finally:
                     reporter.close()
             _finish(store, job)

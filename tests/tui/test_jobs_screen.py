@@ -26,7 +26,7 @@ async def test_lists_every_job_newest_first_with_status_progress_and_rewards(sha
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await _loaded(pilot)
         rows = row_texts(screen.table)
-        assert [r[1] for r in rows] == ["queued", "running", "paused", "cancelled", "failed", "succeeded"]
+        assert [r[1] for r in rows] == ["queued", "running", "paused", "cancelled", "failed", "succeeded ⚠1"]
         succeeded = rows[-1]
         assert succeeded[0] == "ftjob-a1c3e5f7"
         assert succeeded[8] == "arith-train.jsonl / arith-valid.jsonl"

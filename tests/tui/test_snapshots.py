@@ -62,6 +62,8 @@ TABS_READY = {
     "validation": lambda s: s.query_one("#valid-table").row_count == 12,
     "samples": lambda s: s.query_one("#samples-table").row_count == 100,
     "events": lambda s: len(s.query_one("#events-log").lines) > 10,
+    "health": lambda s: s.query_one("#health-signals").row_count >= 10 and s.query_one("#health-alarms").row_count == 2
+    and len(s.query_one("#health-chart").series) == 2,
 }
 
 
