@@ -457,7 +457,7 @@ class JobMethod(BaseModel):
 
 #: Every alarm a job can raise; the defaults, windows and their sources are in daemon/health.py (ALARMS).
 AlarmName = Literal["zero_signal", "train_valid_gap", "valid_regression", "reward_saturated", "length_clipped",
-                    "entropy_collapse", "grader_errors", "grader_slow", "non_finite", "stalled"]
+                    "entropy_collapse", "grader_errors", "grader_slow", "non_finite", "tool_errors", "stalled"]
 ALARM_NAMES: tuple[str, ...] = AlarmName.__args__  # type: ignore[attr-defined]
 AlarmSeverity = Literal["warning", "critical"]
 #: What an alarm did: `warn` (an alarm row and event only), `pause`/`cancel` (on_alarm), `fail` (on_stall).

@@ -71,6 +71,11 @@ ALARMS: tuple[AlarmSpec, ...] = (
               "issue 11: a grader near its time limit is about to time out (and score 0)", per_grader=True),
     AlarmSpec("non_finite", "critical", 0.0, 1, metrics.LOSS, "NaN or infinite loss or reward",
               "issue 11: a NaN never recovers; every later step is wasted"),
+    AlarmSpec("tool_errors", "critical", 0.10, 10, metrics.TOOL_FAILURE_RATE,
+              "more than {threshold:.0%} of tool calls failed because the tool did (HTTP error, timeout, "
+              "unreachable, bad answer) over {window} steps",
+              "issue 13: a failing tool endpoint feeds the model errors it learns to avoid or game; the model's "
+              "own malformed calls are excluded (they are what RL teaches away); 1 call in 10 is an outage"),
     AlarmSpec("stalled", "critical", 10.0, 1, metrics.STEP_WALL_S,
               "no step for {threshold:g}x the median step time (and at least the stall floor, 300 s by default)",
               "issue 11 (trl#6796, ART#346: runs that freeze with no error); detected by the daemon"),
@@ -118,6 +123,7 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "length_clipped": (0.0, 1.0, "a share of completions"), "entropy_collapse": (0.0, 1.0, "a share of the start"),
     "grader_errors": (0.0, 1.0, "an error rate"), "grader_slow": (0.0, 1.0, "a share of the time limit"),
     "non_finite": (0.0, 0.0, "(none: the alarm has no threshold)"), "stalled": (1.0, math.inf, "a step-time factor"),
+    "tool_errors": (0.0, 1.0, "a share of tool calls"),
 }
 
 
@@ -252,6 +258,8 @@ class HealthMonitor:
                                                       "of completions cut at max_completion_length"),
             ("entropy_collapse", None): self._entropy(entropy),
             ("non_finite", None): self._non_finite(values),
+            ("tool_errors", None): self._mean_over("tool_errors", metrics.TOOL_FAILURE_RATE,
+                                                   "of tool calls failed because the tool did"),
         }
         for grader in self._graders(values):
             conditions[("grader_errors", grader)] = self._mean_over(

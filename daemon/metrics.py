@@ -119,6 +119,9 @@ METRICS: tuple[Metric, ...] = (
     _ours("tools/episode_turns", "turns/ep", ".2f", "train", "Model turns per episode."),
     _ours("tools/error_rate", "tool_err", ".1%", "health",
           "Share of tool calls that failed: malformed, unknown tool, bad arguments, HTTP error, timeout."),
+    _ours("tools/failure_rate", "tool_fail", ".1%", "health",
+          "Share of tool calls that failed because the tool did (HTTP error, timeout, unreachable, bad answer, "
+          "python tool error); the model's own mistakes (malformed calls, unknown tools, bad arguments) excluded."),
     _ours("tools/latency_p50_ms", "tool p50", ".0f", "speed", "Median wall time of a tool call (retries included).",
           "ms"),
     _ours("tools/latency_p95_ms", "tool p95", ".0f", "speed", "95th percentile of tool call wall time.", "ms"),
@@ -174,6 +177,7 @@ TOOL_CALL_RATE = "tools/call_rate"
 TOOL_CALLS_PER_EPISODE = "tools/calls_per_episode"
 TOOL_EPISODE_TURNS = "tools/episode_turns"
 TOOL_ERROR_RATE = "tools/error_rate"
+TOOL_FAILURE_RATE = "tools/failure_rate"
 TOOL_LATENCY_P50_MS = "tools/latency_p50_ms"
 TOOL_LATENCY_P95_MS = "tools/latency_p95_ms"
 TOOL_MAX_STEPS_SHARE = "tools/max_steps_share"

@@ -258,6 +258,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
     """The registry's tools/* numbers over some episodes ({} for none)."""
     from daemon import metrics
+    from daemon.worker.tool_runtime import TOOL_FAILURES, error_kind
 
     if not episodes:
         return {}
@@ -268,6 +269,8 @@ def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
         metrics.TOOL_CALLS_PER_EPISODE: len(calls) / n,
         metrics.TOOL_EPISODE_TURNS: sum(e.steps for e in episodes) / n,
         metrics.TOOL_ERROR_RATE: sum(1 for c in calls if c.error is not None) / len(calls) if calls else 0.0,
+        metrics.TOOL_FAILURE_RATE: sum(1 for c in calls if c.error is not None and error_kind(c.error) in
+                                       TOOL_FAILURES) / len(calls) if calls else 0.0,
         metrics.TOOL_MAX_STEPS_SHARE: sum(1 for e in episodes if e.stop_reason == "max_episode_steps") / n,
         metrics.TOOL_TOKEN_BUDGET_SHARE: sum(1 for e in episodes if e.stop_reason == "token_budget") / n,
     }

@@ -73,6 +73,10 @@ def error_kind(error: str) -> str:
     return "other"
 
 
+#: Error kinds that are the tool's failure, not the model's mistake (what the tool_errors alarm watches).
+TOOL_FAILURES = frozenset({"http_error", "timeout", "unreachable", "bad_answer", "python_error", "other"})
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + " ...[truncated]"
 

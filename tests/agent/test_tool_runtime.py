@@ -145,3 +145,33 @@ def test_python_tool_errors_and_timeouts_are_tool_errors() -> None:
         assert records[2].result is None and "the python tool failed" in (records[2].error or "")
     finally:
         tools.close()
+
+
+def test_tool_errors_alarm_watches_tool_failures_not_model_mistakes() -> None:
+    from daemon import health, metrics
+
+    monitor = health.HealthMonitor(api.Guardrails(on_alarm="pause"))
+    fired = []
+    for step in range(1, 21):  # the model's own mistakes: many errors, but the tool never failed
+        fired += monitor.observe_step(step, {metrics.TOOL_ERROR_RATE: 0.9, metrics.TOOL_FAILURE_RATE: 0.0})
+    assert fired == []
+    for step in range(21, 31):  # the endpoint goes down
+        fired += monitor.observe_step(step, {metrics.TOOL_ERROR_RATE: 1.0, metrics.TOOL_FAILURE_RATE: 0.5})
+    [alarm] = fired
+    # the 10-step mean passes 10 % on the third failing step (3 x 0.5 / 10)
+    assert (alarm.name, alarm.severity, alarm.action, alarm.step) == ("tool_errors", "critical", "pause", 23)
+    assert "failed because the tool did" in alarm.message
+    cleared = [a for s in range(31, 41) for a in monitor.observe_step(s, {metrics.TOOL_FAILURE_RATE: 0.0})]
+    assert [a.cleared for a in cleared] == [True]
+
+
+def test_failure_rate_counts_only_the_tools_failures(server: ToolServer) -> None:
+    from daemon import metrics
+    from daemon.worker.episodes import Episode, EpisodeRow, episode_metrics
+
+    tools = box(add=api.HttpToolRuntime(url=server.url("/always500"), max_retries=0))
+    records = tools.run([request("add"), request("add", {"a": "x", "b": 1}), request("sub", schemas={"add": ADD})])
+    episode = Episode(row=EpisodeRow(messages=[], tools=None, item={}), rollout_id="r", prompt_ids=[],
+                      turns=[api.TrajectoryTurn(role="assistant", content="", tool_calls=records)], steps=1)
+    m = episode_metrics([episode])
+    assert m[metrics.TOOL_ERROR_RATE] == 1.0 and m[metrics.TOOL_FAILURE_RATE] == 1 / 3
