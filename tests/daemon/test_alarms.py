@@ -211,3 +211,28 @@ def test_on_alarm_cancel_ends_the_job_cancelled_with_the_alarm_as_reason(request
         assert done.progress.step == 3
         events = [e.message for e in c.list_events(job.id, limit=100).data]
         assert any(m.startswith("Job cancelled: alarm reward_saturated") for m in events), events
+
+
+def test_cli_create_takes_guardrails_inline_or_from_a_file_and_names_a_bad_field(
+        fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+    from tests.daemon.test_cli import cli
+
+    home = fake_worker_daemon.paths.home
+    train = write_jsonl(tmp_path / "t.jsonl", arithmetic_rows(10, 40))
+    valid = write_jsonl(tmp_path / "v.jsonl", arithmetic_rows(60, 10))
+    grader = tmp_path / "g.json"
+    grader.write_text(json.dumps(ALWAYS_ONE))
+    base = ["jobs", "create", "--model", "builtin:tiny-arith", "-t", str(train), "-v", str(valid), "-g", str(grader),
+            "--hp", "max_steps=4"]
+    job = json.loads(cli(home, *base, "--guardrails", '{"on_alarm": "pause", "stall_min_s": 60}', "--json").stdout)
+    assert job["snapshot"]["guardrails"]["on_alarm"] == "pause" and job["snapshot"]["guardrails"]["stall_min_s"] == 60
+    g = tmp_path / "guardrails.json"
+    g.write_text(json.dumps({"alarms": {"zero_signal": {"threshold": 0.8, "window": 40}}}))
+    job = json.loads(cli(home, *base, "--guardrails", str(g), "--json").stdout)
+    assert job["snapshot"]["guardrails"]["alarms"]["zero_signal"]["window"] == 40
+    bad = cli(home, *base, "--guardrails", '{"alarms": {"zero_signal": {"threshold": 3}}}', check=False)
+    assert bad.returncode != 0 and "guardrails.alarms.zero_signal.threshold" in bad.stderr + bad.stdout, bad
+    assert "Traceback" not in bad.stderr
+    g.write_text('{"on_alarm": "pause",\n "oops"}')
+    broken = cli(home, *base, "--guardrails", str(g), check=False)
+    assert broken.returncode != 0 and f"{g}: line 2" in broken.stderr + broken.stdout, broken
