@@ -56,6 +56,7 @@ class HttpReporter(Reporter):
         self.control_interval_s = control_interval_s
         self.finish_deadline_s = _env_float("RFT_REPORT_FINISH_DEADLINE_S", 3600.0)
         self.connect_deadline_s = _env_float("RFT_REPORT_CONNECT_DEADLINE_S", 600.0)
+        self.retry_max_s = _env_float("RFT_REPORT_RETRY_MAX_S", RETRY_MAX_S)  # longest wait between tries
         self.client = Client(Endpoint(base_url=self.url, token=token), timeout=REQUEST_TIMEOUT_S)
         # rank 0 reports; other ranks only read (their own, empty, journal keeps them off rank 0's file)
         self.journal = Journal(self.scratch / ("report-journal" if rank == 0 else f"report-journal-rank{rank}"),
@@ -181,7 +182,7 @@ class HttpReporter(Reporter):
         with self._cond:
             if not self._stopping:
                 self._cond.wait(delay)
-        return min(delay * 2, RETRY_MAX_S)
+        return min(delay * 2, self.retry_max_s)
 
     def _control_due(self) -> bool:
         return time.monotonic() - self._control_at >= self.control_interval_s
@@ -266,7 +267,7 @@ class HttpReporter(Reporter):
                 raise RuntimeError(f"the daemon at {self.url} did not answer for {self.connect_deadline_s:.0f} s: "
                                    f"{error}")
             time.sleep(delay)  # start-up: nothing else to do until the daemon answers
-            delay = min(delay * 2, RETRY_MAX_S)
+            delay = min(delay * 2, self.retry_max_s)
 
 
 def _write_private(path: Path, text: str) -> None:
