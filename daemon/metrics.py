@@ -198,7 +198,7 @@ KL = "kl"
 TRAIN_VALID_GAP = "train_valid_gap"
 
 #: The columns the metrics table (TUI) and `rft-tui jobs metrics` show by default, in order.
-DEFAULT_COLUMNS: tuple[str, ...] = ("reward", "reward_std", "loss", "kl", "learning_rate", "grad_norm",
+DEFAULT_COLUMNS: tuple[str, ...] = ("reward", "reward_std", TOOL_CALL_RATE, "loss", "kl", "learning_rate", "grad_norm",
                                     "completions/mean_length", "frac_reward_zero_std", "step_wall_s")
 
 

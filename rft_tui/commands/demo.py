@@ -33,7 +33,6 @@ from rft_tui.output import fmt_duration, fmt_float, handle_errors, json_option, 
 EXAMPLES_ROOT = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLES = EXAMPLES_ROOT / "arithmetic"
 TOOLS_EXAMPLES = EXAMPLES_ROOT / "tools-arith"
-TOOL_CALL_RATE = "tools/call_rate"
 
 # Settings that learn within the demo's budget on a 2-core CPU (see docs/hyperparameters.md).
 DEMO_HYPERPARAMETERS: dict[str, Any] = {
@@ -151,8 +150,7 @@ def start_tools_job(client: Client, max_steps: int | None, seed: int, tool_url: 
 
 def tool_call_rate(page: api.ValidationPage | None) -> float | None:
     """Share of a validation step's episodes that called a tool (None without episodes)."""
-    rows = [r for r in page.data if r.output_messages is not None] if page else []
-    return sum(1 for r in rows if r.tool_calls) / len(rows) if rows else None
+    return page.summary.get("tool_call_rate") if page else None
 
 
 def follow(client: Client, job_id: str, as_json: bool) -> api.FineTuningJob:
@@ -170,7 +168,7 @@ def follow(client: Client, job_id: str, as_json: bool) -> api.FineTuningJob:
             last_step = m.step
             if not as_json and printed:
                 reward = metrics.format_value(metrics.TRAIN_REWARD, m.values.get(metrics.TRAIN_REWARD))
-                rate = m.values.get(TOOL_CALL_RATE)
+                rate = m.values.get(metrics.TOOL_CALL_RATE)
                 tools = f"  tool calls {rate:.0%} of episodes" if isinstance(rate, (int, float)) else ""
                 click.echo(f"step {m.step:>4}/{job.progress.total_steps or '?'}  train reward "
                            f"{reward}{tools}  ({fmt_duration(time.monotonic() - started)})")

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Select, Static, TabbedCon
 from daemon import api
 from rft_tui import messages as m
 from rft_tui.screens.base import RftScreen
-from rft_tui.screens.job_view import JobView, chart_series
+from rft_tui.screens.job_view import JobView, chart_series, tool_use_text
 from rft_tui.widgets import overview as ov
 from rft_tui.widgets.events_log import EventsLog, WorkerLog
 from rft_tui.widgets.health_panel import HealthPanel
@@ -288,6 +288,9 @@ class JobScreen(RftScreen):
         with self.app.batch_update():
             if view.job is not old.job and view.job is not None:
                 self._render_job(view.job)
+            elif view.job is not None and (view.metrics is not old.metrics or view.base is not old.base
+                                           or view.selected is not old.selected):
+                self._render_overview(view.job)  # its tool-call line reads metrics and validation
             if view.checkpoints is not old.checkpoints:
                 self.query_one(ov.CheckpointsTable).show(list(view.checkpoints))
             if view.metrics is not old.metrics:
@@ -317,8 +320,12 @@ class JobScreen(RftScreen):
 
     def _render_job(self, job: api.FineTuningJob) -> None:
         self.sub_title = f"{job.id} · {job.status.value}"
-        self.query_one("#overview-text", Static).update(ov.overview(job, self.app.clock()))
+        self._render_overview(job)
         self.query_one("#hp-text", Static).update(ov.hyperparameters(job))
+
+    def _render_overview(self, job: api.FineTuningJob) -> None:
+        self.query_one("#overview-text", Static).update(ov.overview(job, self.app.clock(),
+                                                                    tool_use=tool_use_text(self.view)))
 
     def _render_chart(self, view: JobView) -> None:
         chart = self.query_one(RewardChart)
@@ -343,7 +350,7 @@ class JobScreen(RftScreen):
     def _tick(self) -> None:
         job = self.view.job
         if job is not None and job.status is api.JobStatus.running:
-            self.query_one("#overview-text", Static).update(ov.overview(job, self.app.clock()))
+            self._render_overview(job)
 
     # ------------------------------------------------------------------ user events
 
@@ -356,9 +363,14 @@ class JobScreen(RftScreen):
     @on(DataTable.RowSelected, "#samples-table")
     def _sample_selected(self, event: DataTable.RowSelected) -> None:
         from rft_tui.screens.text_modal import TextModal, sections
+        from rft_tui.screens.trajectory import TrajectoryScreen
+        from rft_tui.widgets.trajectory import sample_episodes
 
         sample = self.query_one(SamplesTable).samples.get(str(event.row_key.value))
         if sample is None:
+            return
+        if episodes := sample_episodes(sample):  # agent RFT: the episode turn by turn
+            self.app.push_screen(TrajectoryScreen(f"Trajectory · sample {sample.id} · step {sample.step}", episodes))
             return
         body = sections(("Prompt", sample.prompt), ("Completion", sample.completion),
                         ("Reward", f"{sample.reward:.4f}"), ("Sub-rewards", sub_rewards_text(sample.sub_rewards)),
@@ -368,10 +380,17 @@ class JobScreen(RftScreen):
     @on(DataTable.RowSelected, "#valid-table")
     def _valid_selected(self, event: DataTable.RowSelected) -> None:
         from rft_tui.screens.text_modal import TextModal, sections
+        from rft_tui.screens.trajectory import TrajectoryScreen
+        from rft_tui.widgets.trajectory import validation_episodes
 
         rows = {str(r.row_index): r for r in self.query_one(ValidationTable).rows_shown}
         r = rows.get(str(event.row_key.value))
         if r is None:
+            return
+        if episodes := validation_episodes(r.prompt, r.base, r.selected):  # agent RFT: base and step episodes
+            title = f"Trajectory · validation row {r.row_index} · {r.verdict}"
+            self.app.push_screen(TrajectoryScreen(title + (f" · answer {r.reference}" if r.reference else ""),
+                                                  episodes))
             return
         body = sections(("Prompt", r.prompt), ("Reference", r.reference),
                         ("Base output" + (f" (reward {r.base.reward:.3f})" if r.base else ""),

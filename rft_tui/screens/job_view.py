@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
+
 from daemon import api, metrics
 from rft_tui.widgets.reward_chart import Series, ema
 
+TOOL_CALLS_COLOR = "bright_yellow"
 GRADER_COLORS = ("magenta", "bright_red", "bright_yellow", "bright_blue", "cyan", "bright_magenta")
 
 
@@ -51,6 +54,10 @@ def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_gra
                           tuple((x, y) for (x, _), y in zip(train, sm, strict=True))))
     if view.valid_curve:
         out.append(Series("valid", "bright_green", tuple((float(s), r) for s, r, _ in view.valid_curve)))
+    calls = [(float(m.step), v) for m in view.metrics if (v := m.values.get(metrics.TOOL_CALL_RATE)) is not None]
+    if calls:  # agent RFT: the share of episodes that call a tool, on the reward's 0..1 scale
+        ys = ema([y for _, y in calls]) if smoothed else [y for _, y in calls]
+        out.append(Series("tool calls", TOOL_CALLS_COLOR, tuple((x, y) for (x, _), y in zip(calls, ys, strict=True))))
     if per_grader:
         for i, name in enumerate(grader_names(view)):
             color = GRADER_COLORS[i % len(GRADER_COLORS)]
@@ -63,3 +70,25 @@ def chart_series(view: JobView, raw: bool = True, smoothed: bool = True, per_gra
             if vpts:
                 out.append(Series(f"valid:{name}", color, tuple(vpts)))
     return out
+
+
+def tool_use_text(view: JobView) -> Text | None:
+    """`train 95% of episodes (step 50) · valid 41% → 100% (step 50)`; None for a job whose episodes never had
+    tools (no tool metrics and no validation episodes)."""
+    last = next((m for m in reversed(view.metrics) if m.values.get(metrics.TOOL_CALL_RATE) is not None), None)
+    base = view.base.summary.get("tool_call_rate") if view.base else None
+    selected = view.selected.summary.get("tool_call_rate") if view.selected else None
+    if last is None and base is None and selected is None:
+        return None
+    text = Text()
+    if last is not None:
+        text.append("train ", "bold")
+        text.append(f"{last.values[metrics.TOOL_CALL_RATE]:.0%} of episodes (step {last.step})")
+    if base is not None or selected is not None:
+        if last is not None:
+            text.append(" · ")
+        text.append("valid ", "bold")
+        step = view.selected.step if view.selected else None
+        text.append(f"{'-' if base is None else f'{base:.0%}'} → {'-' if selected is None else f'{selected:.0%}'}"
+                    + (f" (step {step})" if step else ""))
+    return text

@@ -22,8 +22,9 @@ def _grader_label(grader: dict[str, Any] | None) -> str:
     return f"{name} ({kind}){extra}"
 
 
-def overview(job: api.FineTuningJob, now: float) -> Table:
-    """Two columns of `label  value`: status and timings, then the spec, then any error."""
+def overview(job: api.FineTuningJob, now: float, tool_use: Text | None = None) -> Table:
+    """Two columns of `label  value`: status and timings, then the spec, then any error; `tool_use` (agent RFT:
+    how often episodes call tools, train and validation) under the rewards."""
     snap = job.snapshot
     elapsed, eta = fmt.elapsed_and_eta(job, now)
     p = job.progress
@@ -37,6 +38,7 @@ def overview(job: api.FineTuningJob, now: float) -> Table:
         ("Train reward", fmt.reward(p.train_reward_mean)),
         ("Valid reward", Text.assemble(fmt.valid_change(p.valid_reward_base, p.valid_reward_latest),
                                        f"  (best {fmt.reward(p.valid_reward_best)})")),
+        *([("Tool calls", tool_use)] if tool_use is not None else []),
         ("Created", fmt.clock_time(job.created_at)),
         ("Started", fmt.clock_time(p.started_at)),
         ("Finished", fmt.clock_time(job.finished_at)),

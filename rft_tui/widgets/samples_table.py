@@ -1,4 +1,5 @@
-"""Recent training completions with their reward and sub-rewards; `enter` shows one in full."""
+"""Recent training completions with their reward and sub-rewards; `enter` shows one in full (an agent-RFT
+episode, marked ⚙ when it called tools, in the trajectory view)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from textual.widgets import DataTable
 
 from daemon import api
 from daemon.text import clip
+from rft_tui.widgets.trajectory import tool_mark
 
 MAX_ROWS = 500
 
@@ -38,7 +40,8 @@ class SamplesTable(DataTable[str]):
             key = str(s.id)
             self.samples[key] = s
             self.add_row(str(s.step), f"{s.reward:.3f}", clip(sub_rewards_text(s.sub_rewards), 24, one_line=True),
-                         clip(s.prompt, 24, one_line=True), clip(s.completion, 40, one_line=True),
+                         clip(s.prompt, 24, one_line=True), clip(tool_mark(s.tool_calls) + s.completion, 40,
+                                                                  one_line=True),
                          key=key)
         if new:
             self.last_id = new[-1].id

@@ -11,6 +11,7 @@ from textual.widgets import DataTable
 
 from daemon import api
 from daemon.text import clip
+from rft_tui.widgets.trajectory import tool_mark
 
 CHANGE_FILTERS = ("all", "improved", "regressed", "unchanged")
 SORTS = ("row", "change", "base", "score")
@@ -74,6 +75,10 @@ def aggregates(rows: Sequence[Compared]) -> dict[str, float | int | None]:
                     keys.setdefault(k.lower().replace("-", "_"), []).append(v)
         for k, vs in keys.items():
             out[which + k] = _mean(vs)
+    for which, pick in (("base_", lambda r: r.base), ("", lambda r: r.selected)):
+        episodes = [vr for r in rows if (vr := pick(r)) is not None and vr.output_messages is not None]
+        if episodes:  # agent RFT: share of the episodes that called a tool
+            out[which + "tool_call_rate"] = _mean([1.0 if vr.tool_calls else 0.0 for vr in episodes])
     return out
 
 
@@ -88,6 +93,13 @@ def summary_text(agg: dict[str, float | int | None], step: int | None) -> Text:
                          ("same ", "bold"), str(agg["unchanged"]))
     for k in sorted(k for k in agg if TOPK_KEY.match(k)):
         text.append(f"   {k} {f(agg.get('base_' + k))} → {f(agg[k])}")
+    if "tool_call_rate" in agg or "base_tool_call_rate" in agg:
+        def pct(x: float | int | None) -> str:
+            return "-" if x is None else f"{x:.0%}"
+
+        text.append("   ")
+        text.append("tool calls ", "bold")
+        text.append(f"{pct(agg.get('base_tool_call_rate'))} → {pct(agg.get('tool_call_rate'))}")
     if step is not None:
         text.append(f"   (base vs step {step})", style="dim")
     return text
@@ -120,6 +132,7 @@ class ValidationTable(DataTable[str | Text]):
                     "unchanged": Text("= same", "dim")}[r.verdict]
             base, chosen = r.base.output if r.base else "", r.selected.output if r.selected else ""
             self.add_row(str(r.row_index), clip(r.prompt, 28, one_line=True), clip(r.reference, 10, one_line=True),
-                         clip(base, 16, one_line=True), f"{r.base.reward:.2f}" if r.base else "-",
-                         clip(chosen, 16, one_line=True),
+                         clip(tool_mark(r.base.tool_calls if r.base else None) + base, 16, one_line=True),
+                         f"{r.base.reward:.2f}" if r.base else "-",
+                         clip(tool_mark(r.selected.tool_calls if r.selected else None) + chosen, 16, one_line=True),
                          f"{r.selected.reward:.2f}" if r.selected else "-", mark, key=str(r.row_index))
