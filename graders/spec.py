@@ -17,7 +17,8 @@ EvaluationMetric = Literal[
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: JSON types exactly as the schema declares them (`false` is not a number, "1" is not an int)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class StringCheckGrader(_Spec):
@@ -99,7 +100,7 @@ class Message(_Spec):
 class SamplingParams(BaseModel):
     """Judge sampling parameters (OpenAI's names; extra keys pass through to the endpoint)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     max_completions_tokens: int | None = None
     reasoning_effort: str | None = None

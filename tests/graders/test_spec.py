@@ -50,6 +50,11 @@ def test_every_openai_grader_type_parses() -> None:
         ({"type": "label_model", "name": "l", "model": "m", "input": [], "labels": ["a"],
           "passing_labels": ["b"]}, "passing_labels"),
         ({"type": "python", "name": "p", "source": "#" * (256 * 1024 + 1)}, "256 kB"),
+        # JSON types as declared (schemathesis found `false` accepted as a number): no bool-as-float, no "1"
+        ({"type": "label_model", "name": "l", "model": "m", "input": [], "labels": ["a"], "passing_labels": ["a"],
+          "sampling_params": {"top_p": False}}, "top_p"),
+        ({"type": "score_model", "name": "s", "model": "m", "input": [], "pass_threshold": "0.5"}, "pass_threshold"),
+        ({"type": "score_model", "name": "s", "model": "m", "input": [], "range": [True, 10]}, "range"),
     ],
 )
 def test_bad_specs_name_the_field(obj: dict, fragment: str) -> None:
