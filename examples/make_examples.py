@@ -6,7 +6,8 @@
   declaring an `add` tool (OpenAI function-tool schema) that the job runs over HTTP (tools-arith/job.json);
   no pair is in both files.
   tools-arith/grader.json (exact match + partial credit on the final answer; tool use itself earns nothing) and
-  tools-arith/job.json (the whole job: model, files, grader, hyperparameters, the http `add` tool) are written too.
+  tools-arith/job.json (the whole job: model, files, grader, hyperparameters, the http `add` tool) and
+  tools-arith/tools.json (the tool spec alone, for `rft-tui jobs create --tools`) are written too.
 - gene-ranking/{train,valid}.jsonl: synthetic phenotype lists -> a ranked list of candidate genes
   (after OpenAI's rare-disease RFT demo); each row's `reference_answer` is the causal gene, and no gene
   appears in both files. gene-ranking/grader.json: a `multi` grader (top-1, top-5, rank credit) built from
@@ -236,6 +237,7 @@ def main() -> None:
     write_jsonl(HERE / "tools-arith" / "valid.jsonl", valid)
     write_json(HERE / "tools-arith" / "grader.json", ARITH_GRADER)
     write_json(HERE / "tools-arith" / "job.json", TOOLS_JOB)
+    write_json(HERE / "tools-arith" / "tools.json", TOOLS_JOB["method"]["reinforcement"]["tools"])
     train, valid = gene_ranking(random.Random(SEED + 1))
     write_jsonl(HERE / "gene-ranking" / "train.jsonl", train)
     write_jsonl(HERE / "gene-ranking" / "valid.jsonl", valid)

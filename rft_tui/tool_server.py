@@ -4,7 +4,8 @@
 outlives the TUI when the user quits it mid-run: the process prints `PORT <n>` once it listens on a free
 port, reads the job id from stdin, and exits when that job ends (or the daemon has been unreachable for
 DAEMON_GONE_S, or stdin closes before a job id arrives). The demo stops it itself when it follows the job
-to its end. Stdlib only: the CLI and TUI never import torch.
+to its end. By hand, `python -m rft_tui.tool_server --port 8765 --forever` serves until Ctrl+C (for
+`rft-tui jobs create ... --tools examples/tools-arith/tools.json`). Stdlib only: the CLI and TUI never import torch.
 
 The request is the worker's JSON (docs/agent-rft.md): `{"rollout_id", "call_id", "name", "arguments", "item"}`;
 the answer is the exact sum as plain text (`579`), or a 400 with the reason for bad arguments.
@@ -13,6 +14,7 @@ the answer is the exact sum as plain text (`579`), or a 400 with the reason for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -129,10 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--socket", default=None, help="the daemon's socket (default: the one under --home)")
     ap.add_argument("--home", default=None, help="RFT_HOME of the daemon to ask about the job")
     ap.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    ap.add_argument("--forever", action="store_true", help="serve until Ctrl+C, not until a job ends")
     args = ap.parse_args(argv)
-    server = AddToolServer(args.port)
     try:
-        serve_until_job_ends(server, args.socket, args.home)
+        server = AddToolServer(args.port)
+    except OSError as e:
+        print(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    try:
+        if args.forever:
+            print(f"PORT {server.server_address[1]}", flush=True)
+            print(f"add tool at {server.url} (Ctrl+C stops it)", file=sys.stderr, flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                server.serve_forever()
+        else:
+            serve_until_job_ends(server, args.socket, args.home)
     finally:
         server.shutdown()
         server.server_close()

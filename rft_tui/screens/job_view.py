@@ -89,6 +89,9 @@ def tool_use_text(view: JobView) -> Text | None:
             text.append(" · ")
         text.append("valid ", "bold")
         step = view.selected.step if view.selected else None
-        text.append(f"{'-' if base is None else f'{base:.0%}'} → {'-' if selected is None else f'{selected:.0%}'}"
-                    + (f" (step {step})" if step else ""))
+        if step is None or (view.base is not None and step == view.base.step):
+            text.append(f"{'-' if base is None else f'{base:.0%}'} (base model)")
+        else:
+            text.append(f"{'-' if base is None else f'{base:.0%}'} → {'-' if selected is None else f'{selected:.0%}'}"
+                        f" (step {step})")
     return text

@@ -90,3 +90,22 @@ def test_the_process_exits_when_no_job_comes() -> None:
     assert proc.stdin is not None
     proc.stdin.close()
     assert proc.wait(timeout=30) == 0
+
+
+def test_forever_serves_until_interrupted_and_a_taken_port_is_one_line() -> None:
+    """By hand (`--forever`, for `jobs create --tools examples/tools-arith/tools.json`): until Ctrl+C."""
+    import signal
+
+    proc, port = start_server_process("--forever")
+    try:
+        assert httpx.post(f"http://127.0.0.1:{port}/add", json={"arguments": {"a": 5, "b": 6}}).text == "11"
+        taken = subprocess.run([sys.executable, "-m", "rft_tui.tool_server", "--port", str(port), "--forever"],
+                               capture_output=True, text=True, timeout=30, cwd=REPO)
+        assert taken.returncode == 1 and taken.stderr.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+        assert "Traceback" not in taken.stderr
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

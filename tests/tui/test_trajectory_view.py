@@ -152,3 +152,16 @@ def test_trajectory_view_snapshot_80x24(snap_compare: Any, tools_daemon: DaemonP
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_overview_tool_line_before_and_after_the_first_checkpoint() -> None:
+    from daemon import api
+    from rft_tui.screens.job_view import JobView, tool_use_text
+
+    base = api.ValidationPage(job_id="j", step=0, steps=[0], data=[], summary={"tool_call_rate": 0.41})
+    later = api.ValidationPage(job_id="j", step=5, steps=[0, 5], data=[], summary={"tool_call_rate": 0.96})
+    step = api.MetricStep(step=3, created_at=0.0, values={"tools/call_rate": 0.55})
+    assert tool_use_text(JobView()) is None
+    assert tool_use_text(JobView(metrics=(step,), base=base, selected=base)).plain == (
+        "train 55% of episodes (step 3) · valid 41% (base model)")
+    assert tool_use_text(JobView(base=base, selected=later)).plain == "valid 41% → 96% (step 5)"
