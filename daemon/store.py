@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from daemon import api
 from daemon.metrics import TRAIN_REWARD, VALID_REWARD_MEAN
 from daemon.migrations import apply_migrations
+from daemon.sqlite_import import sqlite_utils
 
 log = logging.getLogger("rft.store")
 M = TypeVar("M", bound=api.WireModel)
