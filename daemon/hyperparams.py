@@ -19,8 +19,8 @@ from daemon import api
 BUILTIN_MODELS: dict[str, dict[str, Any]] = {
     # name -> facts the rules need (parameters, a sensible completion length)
     "builtin:tiny-arith": {"parameters": 1_000_000, "max_completion_length": 6, "max_prompt_length": 16},
-    # one turn is a tool call (~23 tokens) or an answer; a multi-turn prompt carries earlier turns and results
-    "builtin:tiny-tools": {"parameters": 340_000, "max_completion_length": 32, "max_prompt_length": 96},
+    # an episode's tokens after the prompt: a tool call (23), its result (~6), the answer (~5)
+    "builtin:tiny-tools": {"parameters": 340_000, "max_completion_length": 48, "max_prompt_length": 64},
 }
 
 

@@ -120,3 +120,18 @@ def test_build_progress_names_the_model_and_its_measure() -> None:
     assert lines[0] == ("building builtin:tiny-tools: supervised training on CPU until it calls the tool "
                         "(at most 10 steps)")
     assert lines[-1].startswith("built builtin:tiny-tools in ") and lines[-1].endswith("tool-call format 1.00 (done)")
+
+
+def test_auto_token_budget_fits_a_whole_tool_episode(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """`max_completion_length` counts the episode after the prompt (call, result, answer): "auto" must fit one."""
+    from daemon import api
+    from daemon.hyperparams import DeviceInfo, resolve_hyperparameters
+
+    hp = resolve_hyperparameters(api.ReinforcementHyperparameters(), model=models.TINY_TOOLS, train_rows=2000,
+                                 valid_rows=200, seed=0, device=DeviceInfo("cpu", 1, None))
+    msgs = tiny_tools.conversation(999, 999, call=True)
+    prompt = tokenizer.apply_chat_template(msgs[:1], tools=[tiny_tools.ADD_TOOL], tokenize=False)
+    whole = tokenizer.apply_chat_template(msgs, tools=[tiny_tools.ADD_TOOL], tokenize=False)
+    episode = len(tokenizer.encode(whole[len(prompt):], add_special_tokens=False))
+    assert episode < hp.max_completion_length and len(tokenizer.encode(prompt)) < hp.max_prompt_length
+    assert hp.max_prompt_length + hp.max_completion_length <= tiny_tools.CONFIG["max_position_embeddings"]
