@@ -507,6 +507,7 @@ class JobAlarm(WireModel):
 
 
 SUFFIX_PATTERN = r"^[A-Za-z0-9_.-]{0,64}$"
+CLUSTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _SUFFIX_RE = re.compile(SUFFIX_PATTERN)
 #: numpy (through transformers' set_seed) takes seeds in [0, 2**32 - 1]; a job is refused outside it.
 MAX_SEED = 2**32 - 1
@@ -531,6 +532,11 @@ class JobCreateRequest(StrictRequest):
     # local extensions
     allow_overlap: bool = False
     guardrails: Guardrails | None = None
+    cluster: str | None = Field(default=None, min_length=1, max_length=64, pattern=CLUSTER_NAME_PATTERN,
+                                description="run on this configured cluster (GET /v1/clusters) instead of locally")
+    nodes: int | None = Field(default=None, ge=1, le=4096, description="cluster nodes (default: the cluster's)")
+    gpus_per_node: int | None = Field(default=None, ge=0, le=64,
+                                      description="GPUs per node (default: the cluster's; 0 = CPU processes)")
 
     @field_validator("suffix")
     @classmethod
@@ -571,6 +577,19 @@ class JobProgress(WireModel):
     alarm_latest: str | None = None
 
 
+class JobPlacement(WireModel):
+    """Extension on a job object: the cluster it runs on and the engine's own id for it."""
+
+    name: str
+    kind: ClusterKind
+    engine_id: str | None = Field(default=None, description="Ray submission id or Slurm job id (latest attempt)")
+    nodes: int = 1
+    gpus_per_node: int = 0
+    processes_per_node: int = 1
+    storage_dir: str = Field(description="where the job's files and checkpoints live on the cluster's storage")
+    engine_state: str | None = Field(default=None, description="the engine's last reported state")
+
+
 class FineTuningJob(WireModel):
     """OpenAI `fine_tuning.job`, plus `progress`, `resolved_hyperparameters` and `snapshot`."""
 
@@ -599,6 +618,7 @@ class FineTuningJob(WireModel):
     resolved_hyperparameters: ResolvedHyperparameters | None = None
     snapshot: JobSnapshot | None = None
     worker: dict[str, Any] | None = None
+    cluster: JobPlacement | None = Field(default=None, description="where a cluster job runs (extension)")
 
 
 class JobEvent(WireModel):
@@ -854,6 +874,16 @@ class JobLog(WireModel):
     lines: list[str]
 
 
+class JobScript(WireModel):
+    """Extension: what a cluster job is submitted as (Slurm: the sbatch script; Ray: entrypoint + runtime_env)."""
+
+    object: Literal["fine_tuning.job.script"] = "fine_tuning.job.script"
+    job_id: str
+    cluster: str
+    kind: ClusterKind
+    script: str
+
+
 class ModelCheckRequest(StrictRequest):
     """Body of `POST /v1/models/check` (extension): is this model reference loadable, without loading it."""
 
@@ -943,6 +973,72 @@ class PreflightReport(WireModel):
     gameability_warning: str | None = None
     # issue 13: jobs with tools play episodes; how the base model used the tools (None without tools)
     tools: PreflightToolUse | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Clusters (extension): Ray or Slurm clusters a job can run on instead of this machine
+
+ClusterKind = Literal["ray", "slurm"]
+#: `storage`: an absolute shared path, or an fsspec URL (scheme://...), which is recorded but not yet runnable
+FSSPEC_SCHEMES = ("s3", "gs", "gcs", "abfs", "az", "hdfs", "file")
+
+
+class ClusterDefaults(BaseModel):
+    """Per-cluster defaults a job on it starts from (`jobs create --nodes/--gpus-per-node` override them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: int = Field(default=1, ge=1, le=4096)
+    gpus_per_node: int = Field(default=0, ge=0, le=64, description="0: CPU processes (`processes_per_node`)")
+    processes_per_node: int = Field(default=1, ge=1, le=64,
+                                    description="worker processes per node when gpus_per_node is 0")
+    partition: str | None = Field(default=None, min_length=1, max_length=128, description="Slurm partition")
+    account: str | None = Field(default=None, min_length=1, max_length=128, description="Slurm account")
+    time_limit: str | None = Field(default=None, min_length=1, max_length=32, pattern=r"^[0-9:-]+$",
+                                   description="Slurm time limit ([D-]HH:MM:SS or minutes)")
+    storage: str = Field(min_length=1, max_length=MAX_PATH_CHARS,
+                         description="a path the cluster writes and the daemon reads (shared), or an fsspec URL")
+    python: str | None = Field(default=None, min_length=1, max_length=MAX_PATH_CHARS,
+                               description="the Python on the cluster's nodes (default: `python3` on the PATH)")
+    report_url: str | None = Field(default=None, min_length=1, max_length=2048, pattern=r"^https?://",
+                                   description="the daemon's URL as the cluster sees it (default: from --tcp)")
+
+
+class ClusterCreateRequest(ClusterDefaults):
+    """Body of `POST /v1/clusters`: one of `ray` (job server address) or `slurm` (optionally with `ssh`)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=CLUSTER_NAME_PATTERN)
+    kind: ClusterKind
+    address: str | None = Field(default=None, min_length=1, max_length=2048, pattern=r"^https?://",
+                                description="Ray: the job server (dashboard) address, http://HEAD:8265")
+    ssh: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.@:-]+$",
+                            description="Slurm: run sbatch/squeue/scancel through `ssh LOGIN_HOST`")
+    replace: bool = Field(default=False, description="replace a cluster of the same name")
+
+
+class Cluster(WireModel):
+    """A configured cluster, as stored in `$RFT_HOME/clusters.json` (0600)."""
+
+    object: Literal["cluster"] = "cluster"
+    name: str
+    kind: ClusterKind
+    address: str | None = None
+    ssh: str | None = None
+    defaults: ClusterDefaults
+    created_at: int
+
+
+class ClusterTestResult(WireModel):
+    """`POST /v1/clusters/{name}/test`: a trivial job submitted, waited for, and its round trip."""
+
+    object: Literal["cluster.test"] = "cluster.test"
+    name: str
+    ok: bool
+    engine_id: str | None = None
+    round_trip_s: float
+    state: str
+    output: str = ""
+    detail: str = ""
 
 
 # --------------------------------------------------------------------------------------------

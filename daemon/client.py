@@ -323,6 +323,31 @@ class _Api:
     def report_checkpoints_to_delete(self, job_id: str) -> _Request[api.ListObject[api.JobCheckpoint]]:
         return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/report/checkpoints_to_delete",
                         api.ListObject[api.JobCheckpoint])
+    @_Endpoint
+    def job_script(self, job_id: str) -> _Request[api.JobScript]:
+        return _request("GET", f"/v1/fine_tuning/jobs/{job_id}/script", api.JobScript)
+
+    # clusters
+    @_Endpoint
+    def list_clusters(self) -> _Request[api.ListObject[api.Cluster]]:
+        return _request("GET", "/v1/clusters", api.ListObject[api.Cluster])
+
+    @_Endpoint
+    def get_cluster(self, name: str) -> _Request[api.Cluster]:
+        return _request("GET", f"/v1/clusters/{name}", api.Cluster)
+
+    @_Endpoint
+    def add_cluster(self, request: api.ClusterCreateRequest | dict[str, Any]) -> _Request[api.Cluster]:
+        return _request("POST", "/v1/clusters", api.Cluster, json=request)
+
+    @_Endpoint
+    def remove_cluster(self, name: str) -> _Request[api.Cluster]:
+        return _request("DELETE", f"/v1/clusters/{name}", api.Cluster)
+
+    @_Endpoint
+    def test_cluster(self, name: str, timeout_s: float = 60.0) -> _Request[api.ClusterTestResult]:
+        return _request("POST", f"/v1/clusters/{name}/test", api.ClusterTestResult,
+                        params={"timeout_s": timeout_s}, timeout=timeout_s + 30)
 
     # graders
     @_Endpoint

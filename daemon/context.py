@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 if TYPE_CHECKING:
     from daemon.bus import EventBus
+    from daemon.clusters import ClusterConfig
     from daemon.paths import Paths
     from daemon.scheduler import Scheduler
     from daemon.store import Store
@@ -30,6 +31,8 @@ class DaemonContext:
     scheduler: Scheduler
     started_at: float = field(default_factory=time.time)
     socket_path: str | None = None
+    tcp: str | None = None  # HOST:PORT when the daemon also listens on TCP (cluster workers report there)
+    clusters: ClusterConfig | None = None
     watch_tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 

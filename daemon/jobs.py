@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from daemon import __version__, api
+from daemon.clusters import ClusterConfig, dump_placement, placement
 from daemon.errors import bad_request
 from daemon.health import check_guardrails
 from daemon.hyperparams import DeviceInfo, check_resolved, resolve_hyperparameters
@@ -72,7 +73,8 @@ def check_files(store: Store, paths: Paths, req: api.JobCreateRequest, train: ap
         raise problem
 
 
-def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest) -> api.JobSnapshot:
+def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest,
+                   where: api.JobPlacement | None = None) -> api.JobSnapshot:
     """Everything the job depends on, checked and resolved; raises ApiError (400) naming the offending parameter."""
     if req.hyperparameters:
         raise bad_request("Top-level `hyperparameters` is deprecated; put them in "
@@ -88,9 +90,11 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest) -> api
     check_files(store, paths, req, train, valid)
     seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
     hp = req.method.reinforcement.hyperparameters
-    device = DeviceInfo.detect()
+    device = DeviceInfo.detect() if where is None else cluster_device(where)
     resolved = resolve_hyperparameters(hp, model=req.model, train_rows=train.rows or 0,
                                        valid_rows=(valid.rows if valid else 0) or 0, seed=seed, device=device)
+    if where is not None:
+        resolved = cluster_processes(resolved, hp, where)
     for param, message in check_resolved(resolved):
         raise bad_request(message, param=f"method.reinforcement.hyperparameters.{param}")
     if req.method.reinforcement.tools and resolved.use_vllm:
@@ -108,19 +112,53 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest) -> api
     )
 
 
-def build_job(store: Store, paths: Paths, req: api.JobCreateRequest) -> dict[str, Any]:
+def cluster_device(where: api.JobPlacement) -> DeviceInfo:
+    """The cluster's devices decide precision and process count, not this machine's."""
+    if where.gpus_per_node > 0:
+        return DeviceInfo("cuda", where.nodes * where.gpus_per_node, None)
+    return DeviceInfo("cpu", 1, None)
+
+
+def cluster_processes(resolved: api.ResolvedHyperparameters, hp: api.ReinforcementHyperparameters,
+                      where: api.JobPlacement) -> api.ResolvedHyperparameters:
+    """A cluster job runs nodes x processes_per_node ranks; an explicit num_processes must agree."""
+    world = where.nodes * where.processes_per_node
+    if hp.num_processes != "auto" and hp.num_processes != world:
+        raise bad_request(f"num_processes {hp.num_processes} disagrees with the cluster placement: {where.nodes} "
+                          f"node(s) x {where.processes_per_node} process(es) = {world}",
+                          param="method.reinforcement.hyperparameters.num_processes")
+    return resolved.model_copy(update={"num_processes": world})
+
+
+def build_job(store: Store, paths: Paths, req: api.JobCreateRequest,
+              clusters: ClusterConfig | None = None) -> dict[str, Any]:
     """The jobs-table row for a new job: the request's columns plus its snapshot (see `build_snapshot`)."""
-    snapshot = build_snapshot(store, paths, req)
+    job_id = new_job_id()
+    where = None
+    if req.cluster is not None:
+        if clusters is None:
+            raise bad_request("this daemon has no clusters configured", param="cluster", code="cluster_not_found")
+        cluster = clusters.find(req.cluster)
+        if cluster is None:
+            known = ", ".join(c.name for c in clusters.list()) or "none yet: rft-tui clusters add NAME ..."
+            raise bad_request(f"No cluster named {req.cluster!r} (configured: {known})", param="cluster",
+                              code="cluster_not_found")
+        where = placement(cluster, req, job_id)
+    elif req.nodes is not None or req.gpus_per_node is not None:
+        raise bad_request("nodes and gpus_per_node apply to cluster jobs; name the cluster too",
+                          param="nodes" if req.nodes is not None else "gpus_per_node")
+    snapshot = build_snapshot(store, paths, req, where)
     requested = snapshot.hyperparameters_requested
     method: dict[str, Any] = {"type": "reinforcement",
                               "reinforcement": {"grader": snapshot.grader, "hyperparameters": requested}}
     if snapshot.tools:
         method["reinforcement"]["tools"] = {name: t.model_dump() for name, t in snapshot.tools.items()}
     return {
-        "id": new_job_id(), "created_at": snapshot.created_at, "status": api.JobStatus.validating_files.value,
+        "id": job_id, "created_at": snapshot.created_at, "status": api.JobStatus.validating_files.value,
         "model": req.model, "training_file": snapshot.training_file.id,
         "validation_file": snapshot.validation_file.id if snapshot.validation_file else None,
         "seed": snapshot.seed, "suffix": req.suffix, "metadata": dumps(req.metadata), "method": dumps(method),
         "hyperparameters": dumps(requested), "resolved_hyperparameters": snapshot.hyperparameters.model_dump_json(),
         "snapshot": snapshot.model_dump_json(), "total_steps": snapshot.hyperparameters.max_steps,
+        "cluster": where.name if where else None, "cluster_placement": dump_placement(where) if where else None,
     }

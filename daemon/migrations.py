@@ -222,6 +222,15 @@ def m005_job_alarms(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m006_cluster_jobs(db: sqlite_utils.Database) -> None:
+    """Cluster jobs: the cluster's name, the placement (nodes, processes, storage dir) and the engine's id/state."""
+    have = {c.name for c in db["jobs"].columns}
+    for name in ("cluster", "cluster_placement", "engine_id", "engine_state"):
+        if name not in have:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     db.execute(

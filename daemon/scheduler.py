@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from daemon import api, health, metrics
 from daemon.bus import EventBus
+from daemon.cluster_jobs import ClusterJobs
 from daemon.paths import Paths
 from daemon.procs import log_tail, process_start_time, same_process
 from daemon.store import Store, is_busy_error, stored_model
@@ -106,6 +107,7 @@ class Scheduler:
         self._pending_lock = threading.Lock()
         self._kick_waiting: Future[None] | None = None
         self._notify_pending: set[str] = set()
+        self.cluster_jobs = ClusterJobs(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -117,6 +119,7 @@ class Scheduler:
         self._submit(self.recover)
         self.kick()
         self._stall_timer = loop.call_later(STALL_CHECK_S, self._stall_tick)
+        self.cluster_jobs.start()
 
     def shutdown(self) -> None:
         """Stop watching; workers keep running (they outlive the daemon by design)."""
@@ -126,6 +129,7 @@ class Scheduler:
         else:
             log.info("daemon pid %d stopping", os.getpid())
         self._stopping.set()  # a write still waiting for the lock gives up; the next daemon settles it
+        self.cluster_jobs.shutdown()
         for job_id in list(self._watched):
             self._unwatch(job_id)
         for t in self._kill_timers.values():
@@ -201,7 +205,9 @@ class Scheduler:
     def recover(self) -> None:
         """Re-adopt live workers and settle the ones that died while no daemon watched."""
         for row in self.store.jobs_with_status(S.running):
-            if same_process(row["worker_pid"], row["worker_start_time"]):
+            if row["cluster"]:
+                self.cluster_jobs.reattached(row)
+            elif same_process(row["worker_pid"], row["worker_start_time"]):
                 self._known_alarms[row["id"]] = self.store.last_alarm_seq(row["id"])
                 self._write(self.store.add_event, row["id"], f"Daemon re-adopted worker pid {row['worker_pid']}")
                 log.info("job %s: re-adopted worker pid %d", row["id"], row["worker_pid"])
@@ -231,8 +237,11 @@ class Scheduler:
     def _kick(self) -> None:
         with self._pending_lock:
             self._kick_waiting = None
+        for row in self.store.jobs_with_status(S.queued):
+            if row["cluster"]:  # the cluster's own scheduler queues it; it holds none of this machine's GPUs
+                self.cluster_jobs.submit(row)
         while self.store.workers_holding_gpus() < self.max_running:
-            queued = self.store.jobs_with_status(S.queued)
+            queued = [r for r in self.store.jobs_with_status(S.queued) if not r["cluster"]]
             if not queued:
                 return
             if not self._spawn(queued[0]):
@@ -274,9 +283,13 @@ class Scheduler:
         if status.is_terminal():
             return status
         live = status is S.running and bool(row["worker_pid"])
-        message = "Job cancelled" + ("; stopping the worker" if live else "")
+        remote = status is S.running and bool(row["cluster"] and row["engine_id"])
+        message = "Job cancelled" + ("; stopping the worker" if live else "") + (
+            f"; stopping {row['engine_id']} on cluster {row['cluster']}" if remote else "")
         if not self._transition(job_id, S.cancelled, message, expect=[status], requested_action="cancel"):
             return S(self._row(job_id)["status"])  # it changed under us (the worker just ended): say what it is
+        if remote:
+            self.cluster_jobs.cancel(row)
         if live:
             self._signal_group(row, CANCEL_SIGNAL)
             self._arm_kill(job_id, row)
@@ -287,6 +300,13 @@ class Scheduler:
         """Queued: paused now. Running: the worker stops before training starts, or checkpoints at the next step."""
         row = self._row(job_id)
         status = S(row["status"])
+        if status is S.running and row["cluster"]:
+            # the cluster worker reads the request over the API at its next step, checkpoints to storage, exits
+            if row["requested_action"] != "pause":
+                self._write(self.store.update_job, job_id, requested_action="pause")
+                self._write(self.store.add_event, job_id, f"Pause requested: the worker on cluster {row['cluster']} "
+                                                          "checkpoints at its next step and exits")
+            return status
         if status is S.running and row["worker_pid"]:
             if row["requested_action"] != "pause":
                 self._write(self.store.update_job, job_id, requested_action="pause")
@@ -311,6 +331,11 @@ class Scheduler:
                          requested_action=None)
         self._wait_from_request(self.kick())
         return S(self._row(job_id)["status"])
+
+    def issue_job_token(self, job_id: str) -> str:
+        """A fresh reporting token for a worker that reports over the API (the store keeps only its hash)."""
+        token: str = self._write(self.store.mint_job_token, job_id)
+        return token
 
     # ------------------------------------------------------------------ workers
 

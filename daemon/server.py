@@ -244,6 +244,7 @@ async def _deny(send: Send, status: int, message: str, type_: str, code: str | N
 
 
 def create_app(ctx: DaemonContext) -> FastAPI:
+    from daemon.routes import clusters as clusters_routes
     from daemon.routes import files as files_routes
     from daemon.routes import grader_files as grader_files_routes
     from daemon.routes import graders as graders_routes
@@ -319,7 +320,7 @@ def create_app(ctx: DaemonContext) -> FastAPI:
         app.add_exception_handler(fault, _store_fault)
 
     for module in (health, files_routes, jobs, graders_routes, grader_files_routes, stream, preflight_routes,
-                   models_routes, report_routes):
+                   models_routes, report_routes, clusters_routes):
         app.include_router(module.router)
     from daemon.routes import contract
 
@@ -497,6 +498,17 @@ def _refuse_to_start(message: str) -> None:
     raise SystemExit(2)
 
 
+def workers_url(tcp: str | None) -> str | None:
+    """The daemon's URL for workers: `--tcp HOST:PORT`; an empty or wildcard host is this machine's name (a
+    cluster node cannot reach 0.0.0.0), an empty one 127.0.0.1 for local workers."""
+    if not tcp:
+        return None
+    host, _, port = tcp.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = socket.getfqdn()
+    return f"http://{host or '127.0.0.1'}:{port}"
+
+
 def serve(home: str | None = None, tcp: str | None = None, log_level: str = "warning") -> None:
     os.umask(0o077)  # everything the daemon and its workers create is owner-only
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
@@ -518,14 +530,15 @@ def serve(home: str | None = None, tcp: str | None = None, log_level: str = "war
                     ", ".join(removed[:5]) + (" ..." if len(removed) > 5 else ""))
     bus = EventBus()
     max_running = int(os.environ.get("RFT_MAX_RUNNING_JOBS", "1"))
-    report_url = None
-    if tcp:
-        host, _, port = tcp.rpartition(":")
-        report_url = os.environ.get("RFT_REPORT_URL_FOR_WORKERS") or f"http://{host or '127.0.0.1'}:{port}"
+    report_url = (os.environ.get("RFT_REPORT_URL_FOR_WORKERS") or workers_url(tcp)) if tcp else None
     scheduler = Scheduler(paths, store, bus, max_running=max_running, report_url=report_url)
     socket_path = str(paths.socket)
     token = load_or_create_token(paths) if tcp else None
-    ctx = DaemonContext(paths=paths, store=store, bus=bus, scheduler=scheduler, socket_path=socket_path)
+    from daemon.clusters import ClusterConfig
+
+    ctx = DaemonContext(paths=paths, store=store, bus=bus, scheduler=scheduler, socket_path=socket_path, tcp=tcp,
+                        clusters=ClusterConfig(paths))
+    scheduler.cluster_jobs.config = ctx.clusters
     app = create_app(ctx)
     guarded = AccessGuard(app, token=token)
 

@@ -451,6 +451,7 @@ class Store:
             resolved_hyperparameters=resolved,
             snapshot=stored_model(api.JobSnapshot, row["snapshot"], row["id"]) if with_snapshot else None,
             worker=worker,
+            cluster=load_placement(row),
         )
 
     # ------------------------------------------------------------------ events
@@ -855,9 +856,16 @@ class Store:
 
     def workers_holding_gpus(self) -> int:
         """Jobs holding a GPU set: running ones, and cancelled ones whose worker has not exited yet."""
-        row = self.query_one("SELECT COUNT(*) AS n FROM jobs WHERE status = ? OR worker_pid IS NOT NULL",
-                             [api.JobStatus.running.value])
+        row = self.query_one("SELECT COUNT(*) AS n FROM jobs WHERE (status = ? OR worker_pid IS NOT NULL) "
+                             "AND cluster IS NULL", [api.JobStatus.running.value])
         return int(row["n"]) if row else 0
+
+    def cluster_jobs_to_watch(self) -> list[dict[str, Any]]:
+        """Cluster jobs whose engine job may still run: running ones, and answered ones not yet seen to end."""
+        return self.query("SELECT * FROM jobs WHERE cluster IS NOT NULL AND engine_id IS NOT NULL AND "
+                          "(status = ? OR engine_state IS NULL OR engine_state NOT IN "
+                          "('succeeded', 'failed', 'stopped', 'gone')) ORDER BY seq",
+                          [api.JobStatus.running.value])
 
     def stopping_workers(self) -> list[dict[str, Any]]:
         """Jobs answered already (cancelled) whose worker was still stopping when last seen."""
@@ -933,9 +941,18 @@ def _score_map(m: Mapping[str, Any] | None) -> dict[str, float]:
     return {k: v for k, v in _clean_map(m).items() if v is not None}
 
 
+def load_placement(row: Mapping[str, Any]) -> api.JobPlacement | None:
+    """A cluster job's placement (stored at creation) with the engine's latest id and state; None when local."""
+    if not row.get("cluster_placement"):
+        return None
+    p = api.JobPlacement.model_validate_json(row["cluster_placement"])
+    p.engine_id = row.get("engine_id")
+    p.engine_state = row.get("engine_state")
+    return p
+
+
 def _clean_map(m: Mapping[str, Any] | None) -> dict[str, float | None]:
     return {str(k): finite(v) for k, v in (m or {}).items()}
-
 
 
 def alarm_id(seq: int) -> str:

@@ -64,9 +64,9 @@ def main(ctx: click.Context, home: str | None, socket_: str | None, url: str | N
 
 
 def _register() -> None:
-    from rft_tui.commands import daemon_cmd, demo, files, graders, jobs
+    from rft_tui.commands import clusters, daemon_cmd, demo, files, graders, jobs
 
-    for module in (daemon_cmd, files, jobs, graders):
+    for module in (daemon_cmd, files, jobs, graders, clusters):
         main.add_command(module.group)
     main.add_command(demo.command)
 

@@ -269,10 +269,11 @@ class PreflightDone(Message):
 
 @dataclass
 class NewJobChoicesLoaded(Message):
-    """What the new-job form offers: imported files and grader files."""
+    """What the new-job form offers: imported files, grader files and clusters to run on."""
 
     files: list[api.FileObject]
     graders: list[api.GraderFile]
+    clusters: list[api.Cluster] = field(default_factory=list)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fresh machine -> the test suite: system packages (tmux, for the end-to-end TUI test; bubblewrap, the python
-# grader sandbox; OpenSSH client and server, for the --ssh test against a real sshd on loopback), .venv, the
+# grader sandbox; OpenSSH client and server, for the --ssh test against a real sshd on loopback; Slurm and
+# munge, for the cluster tests' one-node Slurm), .venv (with the [ray] extra: the cluster tests' Ray head), the
 # static checks (ruff, mypy: configured in pyproject.toml), pytest.
 # Arguments go to pytest, e.g. `scripts/test.sh -m "not slow"` (the fast loop) or `scripts/test.sh tests/tui`.
 set -euo pipefail
@@ -10,14 +11,17 @@ command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+[ -x /usr/sbin/slurmctld ] || missing="$missing slurm-wlm"
+[ -x /usr/sbin/munged ] || missing="$missing munge"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
-scripts/setup.sh test,embeddings
+scripts/setup.sh test,embeddings,ray
 echo "ruff: $(.venv/bin/ruff --version)" >&2
 .venv/bin/ruff check .
 echo "mypy: $(.venv/bin/mypy --version)" >&2
 .venv/bin/mypy
 export RFT_DEVICE=cpu
+export RFT_REQUIRE_CLUSTER_ENGINES=1  # tests/clusters: a missing Ray or Slurm fails here instead of skipping
 exec .venv/bin/python -m pytest -q "$@"

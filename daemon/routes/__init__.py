@@ -24,6 +24,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     408: "The request body stalled",
     409: "Conflicts with the resource's current state",
     413: "The request body is over the size limit",
+    500: "The daemon's own configuration file is invalid (the message names the file and what to fix)",
     503: "The store is busy: another process holds the database lock (nothing was changed; retry)",
     504: "A helper process took longer than its time limit",
     507: "The disk holding the store is full (nothing was half-written)",

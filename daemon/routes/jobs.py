@@ -9,12 +9,15 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from daemon import api, stats
+from daemon.cluster_jobs import NO_TCP, cluster_log
 from daemon.context import DaemonContext, ctx_of
 from daemon.errors import ApiError, bad_request, conflict, not_found
+from daemon.executors import ExecutorUnavailable
 from daemon.jobs import build_job, validate_grader_spec
 from daemon.procs import log_tail
 from daemon.rescoring import RescoreJob, compare_validation, grade_outputs, rescoring_object
 from daemon.routes import errors
+from daemon.store import load_placement
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
 
@@ -35,7 +38,9 @@ def _limit(limit: int, maximum: int = 10_000) -> int:
 @router.post("", response_model=api.FineTuningJob, responses=errors(400, 503, 507))
 async def create_job(request: Request, body: api.JobCreateRequest) -> api.FineTuningJob:
     ctx = ctx_of(request)
-    row = await run_in_threadpool(build_job, ctx.store, ctx.paths, body)
+    if body.cluster is not None and ctx.tcp is None:
+        raise bad_request(f"Cluster jobs need the daemon on TCP: {NO_TCP}", param="cluster", code="no_tcp")
+    row = await run_in_threadpool(build_job, ctx.store, ctx.paths, body, ctx.clusters)
     await run_in_threadpool(ctx.store.insert_job, row, "Validating training file")
     ctx.bus.publish(api.StreamEventType.job_created, job_id=row["id"], status=api.JobStatus.validating_files)
     await run_in_threadpool(ctx.scheduler.validate_and_queue, row["id"])  # the scheduler's writes: off the loop
@@ -309,10 +314,31 @@ def list_alarms(request: Request, job_id: str) -> api.ListObject[api.JobAlarm]:
 @router.get("/{job_id}/log", response_model=api.JobLog, responses=errors(404, 503))
 def job_log(request: Request, job_id: str, lines: int = Query(200, ge=1, le=100_000)) -> api.JobLog:
     ctx = ctx_of(request)
-    _job_row(ctx, job_id)
     _limit(lines, 100_000)
+    row = _job_row(ctx, job_id)
     path = ctx.paths.job_log(job_id)
-    return api.JobLog(job_id=job_id, path=str(path) if path.exists() else None, lines=log_tail(path, lines))
+    text = log_tail(path, lines)
+    if row["cluster"] and row["engine_id"]:  # the engine's log of the latest submission, mirrored by the watcher
+        engine_log = cluster_log(ctx.paths.job_dir(job_id), row["engine_id"])
+        text = (text + log_tail(engine_log, lines))[-lines:]
+    return api.JobLog(job_id=job_id, path=str(path) if path.exists() else None, lines=text)
+
+
+@router.get("/{job_id}/script", response_model=api.JobScript, responses=errors(404, 409, 500, 503))
+def job_script(request: Request, job_id: str) -> api.JobScript:
+    """What a cluster job is (or will be) submitted as: the sbatch script, or Ray's entrypoint and runtime_env."""
+    ctx = ctx_of(request)
+    row = _job_row(ctx, job_id)
+    if not row["cluster"]:
+        raise conflict(f"Job {job_id} runs on this machine; only cluster jobs have a submission script",
+                       param="fine_tuning_job_id", code="not_a_cluster_job")
+    placement = load_placement(row)
+    assert placement is not None  # every cluster job is created with one
+    try:
+        script = ctx.scheduler.cluster_jobs.describe(row)
+    except ExecutorUnavailable as e:
+        raise conflict(str(e), param="cluster", code="cluster_unavailable") from None
+    return api.JobScript(job_id=job_id, cluster=row["cluster"], kind=placement.kind, script=script)
 
 
 def _tool_summary(rows: list[api.ValidationRow]) -> dict[str, float]:

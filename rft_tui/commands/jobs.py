@@ -152,22 +152,33 @@ def load_guardrails(value: str | None) -> dict[str, Any] | None:
 @job_request_options
 @click.option("--guardrails", default=None, metavar="JSON|FILE",
               help='Alarm thresholds and actions, e.g. \'{"on_alarm": "pause"}\' (docs/health.md).')
+@click.option("--cluster", default=None, metavar="NAME",
+              help="Run on this configured cluster (rft-tui clusters list) instead of this machine.")
+@click.option("--nodes", type=click.IntRange(min=1), default=None, help="Cluster nodes (default: the cluster's).")
+@click.option("--gpus-per-node", type=click.IntRange(min=0), default=None,
+              help="GPUs per cluster node (default: the cluster's; 0 runs CPU processes).")
 @json_option
 @pass_ctx
 @handle_errors
 def create(obj: CliContext, model: str, training_file: str, validation_file: str | None, grader_file: str,
            hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, tools: str | None,
-           guardrails: str | None, as_json: bool) -> None:
-    """Create a reinforcement fine-tuning job (queued behind any running job)."""
+           guardrails: str | None, cluster: str | None, nodes: int | None, gpus_per_node: int | None,
+           as_json: bool) -> None:
+    """Create a reinforcement fine-tuning job (queued behind any running job, or submitted to --cluster)."""
+    if cluster is None and (nodes is not None or gpus_per_node is not None):
+        raise click.UsageError("--nodes and --gpus-per-node apply to cluster jobs: add --cluster NAME")
     client = obj.client()
     fields = request_fields(client, model, training_file, validation_file, grader_file, hp, seed, suffix,
                             allow_overlap, tools)
     fields["guardrails"] = load_guardrails(guardrails)
+    if cluster is not None:
+        fields.update(cluster=cluster, nodes=nodes, gpus_per_node=gpus_per_node)
     job = client.create_job(typed_request(api.JobCreateRequest, fields))
     if as_json:
         print_json(job)
         return
-    click.echo(f"Created {job.id} ({job.status.value}); follow it with: rft-tui jobs events {job.id} --follow")
+    where = f" on cluster {job.cluster.name}" if job.cluster else ""
+    click.echo(f"Created {job.id} ({job.status.value}){where}; follow it with: rft-tui jobs events {job.id} --follow")
 
 
 def _progress(job: api.FineTuningJob) -> str:
@@ -205,15 +216,36 @@ def list_(obj: CliContext, limit: int, after: str | None, status: str | None, as
         click.echo(f"(more: --after {page.last_id})")
 
 
+def cluster_lines(job: api.FineTuningJob) -> list[tuple[str, Any]]:
+    """Where a cluster job runs: cluster, the engine's id and state, placement, storage."""
+    c = job.cluster
+    if c is None:
+        return []
+    engine = "Ray submission" if c.kind == "ray" else "Slurm job"
+    per_node = f"{c.gpus_per_node} GPU(s)" if c.gpus_per_node else f"{c.processes_per_node} CPU process(es)"
+    return [("cluster", f"{c.name} ({c.kind})"),
+            (engine, f"{c.engine_id or '-'} ({c.engine_state or 'not submitted'})"),
+            ("placement", f"{c.nodes} node(s) x {per_node}"), ("storage", c.storage_dir)]
+
+
 @group.command()
 @click.argument("job_id")
+@click.option("--script", is_flag=True, help="Print what a cluster job is submitted as (sbatch or Ray).")
 @json_option
 @pass_ctx
 @handle_errors
-def show(obj: CliContext, job_id: str, as_json: bool) -> None:
+def show(obj: CliContext, job_id: str, script: bool, as_json: bool) -> None:
     """Show a job: status, files, progress, and the resolved hyperparameters."""
     client = obj.client()
-    job = client.get_job(ids.job_id(client, job_id))
+    job_id = ids.job_id(client, job_id)
+    if script:
+        submitted = client.job_script(job_id)
+        if as_json:
+            print_json(submitted)
+        else:
+            click.echo(submitted.script, nl=not submitted.script.endswith("\n"))
+        return
+    job = client.get_job(job_id)
     if as_json:
         print_json(job)
         return
@@ -227,6 +259,7 @@ def show(obj: CliContext, job_id: str, as_json: bool) -> None:
         ("elapsed", fmt_duration(p.elapsed_s)), ("eta", fmt_duration(p.eta_s)),
         ("fine-tuned model", job.fine_tuned_model or "-"),
         ("error", f"{job.error.code}: {job.error.message}" if job.error else "-"),
+        *cluster_lines(job),
     ])
     if job.resolved_hyperparameters:
         click.echo("\nhyperparameters (resolved):")

@@ -26,7 +26,7 @@ from rft_tui.widgets.form_hyperparams import HyperparameterFields, check_hyperpa
 from rft_tui.widgets.grader_text import GraderTextError, grader_from_text
 
 DEFAULT_MODEL = "builtin:tiny-arith"
-FIELDS = ("model", "training_file", "validation_file", "grader", "seed", "suffix", "tools")
+FIELDS = ("model", "training_file", "validation_file", "grader", "seed", "suffix", "tools", "cluster")
 PREFILL_GRADER = "__job_grader__"
 HP_PREFIX = "method.reinforcement.hyperparameters."
 
@@ -45,6 +45,13 @@ def field_for_param(param: str | None) -> str | None:
         return "grader"
     head = param.split(".")[0]
     return head if head in FIELDS else None
+
+
+def cluster_label(c: api.Cluster) -> str:
+    """`gpu-ray (ray, 2 x 8 GPU)`: what a job on it gets by default."""
+    d = c.defaults
+    per_node = f"{d.gpus_per_node} GPU" if d.gpus_per_node else f"{d.processes_per_node} CPU"
+    return f"{c.name} ({c.kind}, {d.nodes} x {per_node})"
 
 
 def error_id(field: str) -> str:
@@ -102,6 +109,8 @@ class NewJobScreen(RftScreen):
                 json.dumps(self.prefill_tools) if self.prefill_tools else "", id="nj-tools", compact=True,
                 placeholder='optional: {"add": {"type": "http", "url": ...}} or a file',
                 tooltip="Agent RFT: how the rows' tools run (inline JSON, or a .json/.yaml file); docs/agent-rft.md"))
+            yield from self._row("run on", Select[str]([], prompt="this machine", id="nj-cluster", compact=True),
+                                 field="cluster")
             with Horizontal(classes="form-row"):
                 yield Label("", classes="form-label")
                 yield Checkbox("allow train/validation overlap", id="nj-allow-overlap", compact=True)
@@ -130,7 +139,8 @@ class NewJobScreen(RftScreen):
     async def load_choices(self) -> None:
         files = await self.app.client.list_files(limit=1000)
         graders = await self.app.client.list_grader_files()
-        self.post_message(NewJobChoicesLoaded(list(files.data), list(graders.data)))
+        clusters = await self.app.client.list_clusters()
+        self.post_message(NewJobChoicesLoaded(list(files.data), list(graders.data), list(clusters.data)))
 
     @work(exclusive=True, group="newjob-check", exit_on_error=False)
     async def check(self, request: api.JobCreateRequest) -> None:
@@ -194,6 +204,10 @@ class NewJobScreen(RftScreen):
         grader.set_options(grader_options)
         if self.prefill_grader is not None:
             grader.value = PREFILL_GRADER
+        picker = self.query_one("#nj-cluster", Select)
+        picker.set_options([(cluster_label(c), c.name) for c in message.clusters])
+        if self.prefill and self.prefill.cluster and self.prefill.cluster.name in {c.name for c in message.clusters}:
+            picker.value = self.prefill.cluster.name
 
     @on(NewJobChecked)
     def _checked(self, message: NewJobChecked) -> None:
@@ -264,6 +278,7 @@ class NewJobScreen(RftScreen):
                 tools = tools_from_arg(tools_text)
             except ToolsTextError as e:
                 problems["tools"] = str(e)
+        cluster = self.query_one("#nj-cluster", Select).value
         hyper, hp_problems = check_hyperparameters(self.query_one(HyperparameterFields).values())
         problems.update(hp_problems)
         if hp_problems:
@@ -274,6 +289,7 @@ class NewJobScreen(RftScreen):
                 request = api.JobCreateRequest(
                     model=model, training_file=str(train), validation_file=valid if isinstance(valid, str) else None,
                     seed=seed, suffix=suffix, allow_overlap=self.query_one("#nj-allow-overlap", Checkbox).value,
+                    cluster=cluster if isinstance(cluster, str) else None,
                     method=api.JobMethod(reinforcement=api.ReinforcementMethod.model_validate({
                         "grader": grader or {}, "hyperparameters": api.ReinforcementHyperparameters(**hyper),
                         "tools": tools})))

@@ -48,6 +48,11 @@ def overview(job: api.FineTuningJob, now: float, tool_use: Text | None = None) -
         ("Grader", _grader_label(snap.grader if snap else job.method.get("reinforcement", {}).get("grader"))),
         ("Seed", str(job.seed)),
     ]
+    if job.cluster:
+        c = job.cluster
+        engine = "Ray submission" if c.kind == "ray" else "Slurm job"
+        rows.append(("Cluster", f"{c.name} ({c.kind}, {c.nodes} node(s) x {c.processes_per_node} process(es))"))
+        rows.append((engine, f"{c.engine_id or '-'} ({c.engine_state or 'not submitted'})"))
     if job.fine_tuned_model:
         rows.append(("Fine-tuned model", job.fine_tuned_model))
     if job.error:

@@ -14,6 +14,8 @@ Left out of the fuzzing, each for a reason:
 - `POST /v1/fine_tuning/preflight` samples the real model in a torch subprocess (a minute or more here)
   once schemathesis pairs a stored file with the model it saw in a job, which it does; its 400s are
   checked below instead.
+- `POST /v1/clusters/{name}/test` submits a job to whatever Ray address or Slurm command a fuzzed cluster
+  names, and waits for it (tests/clusters test it against real engines).
 Jobs run `tests/support/fake_worker.py`, so a job schemathesis manages to create finishes in a second
 without training; hub look-ups are offline, so generated model names fail fast with a 400.
 `--max-response-time` is generous: the first cosine-similarity grader call starts a torch helper process.
@@ -39,7 +41,8 @@ from tests.support.daemon_proc import DaemonProcess, wait_until
 from tests.support.jobs import EXACT_GRADER, arithmetic_rows, job_request, write_jsonl
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-EXCLUDED = ["/v1/shutdown", "/v1/stream", "/v1/fine_tuning/jobs/{job_id}/export", "/v1/fine_tuning/preflight"]
+EXCLUDED = ["/v1/shutdown", "/v1/stream", "/v1/fine_tuning/jobs/{job_id}/export", "/v1/fine_tuning/preflight",
+            "/v1/clusters/{name}/test"]
 MAX_EXAMPLES = int(os.environ.get("RFT_CONTRACT_EXAMPLES", "20"))  # per operation and phase
 MAX_TIME_S = 180
 

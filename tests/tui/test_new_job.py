@@ -222,3 +222,26 @@ def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], sna
         await pilot.pause()
 
     assert snap_compare(make_app(d, stream=False), terminal_size=size, run_before=ready)
+
+
+async def test_cluster_picker_offers_the_configured_clusters_and_shows_the_refusal_at_it(
+        form_daemon: tuple[DaemonProcess, dict[str, str]], tmp_path: Path) -> None:
+    d, ids = form_daemon
+    with d.client() as c:
+        c.add_cluster({"name": "lab", "kind": "slurm", "storage": str(tmp_path), "processes_per_node": 2})
+    try:
+        app = make_app(d, stream=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await _form(pilot)
+            picker = screen.query_one("#nj-cluster")
+            await until(pilot, lambda: picker._options[1:], what="the clusters in the picker")
+            assert [label for label, _ in picker._options[1:]] == ["lab (slurm, 1 x 2 CPU)"]
+            _fill(screen, ids["train"], ids["valid"])
+            picker.value = "lab"
+            await pilot.press("ctrl+s")
+            # this daemon listens only on its socket: the refusal names the field and the fix
+            await until(pilot, lambda: "--tcp" in _error(screen, "cluster"), what="the no-TCP refusal at the picker")
+            assert type(app.screen).__name__ == "NewJobScreen"
+    finally:
+        with d.client() as c:
+            c.remove_cluster("lab")

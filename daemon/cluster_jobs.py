@@ -1,0 +1,315 @@
+"""The scheduler's cluster side: submit to a cluster's engine, watch it, settle what it ends with.
+
+A cluster job never holds this machine's GPU set: queued cluster jobs are submitted at once (the cluster's
+own scheduler queues them). Submission stages the job's datasets and its per-job token in the job's
+directory on the cluster's storage, then asks the engine; the engine's id is recorded on the job. One
+watcher thread asks each engine about the jobs it still runs (`POLL_S`), mirrors the engine's log into
+`jobs/<id>/cluster-<engine id>.log` (served by the /log endpoint), and hands an ended engine job to the
+store thread, which settles it: the worker's own report over the API (succeeded, paused, cancelled, failed)
+decides, and a worker that ended without one fails with the engine's state and its log's last lines.
+
+The daemon restarts, the job does not: the watcher starts from what the store says is on a cluster, so a
+new daemon re-attaches to every running engine job, and settles the ones that ended while it was down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from daemon import api
+from daemon.executors import ClusterExecutor, EngineStatus, ExecutorUnavailable, LaunchSpec, executor_for
+from daemon.procs import log_tail
+from daemon.store import load_placement
+from daemon.worker_protocol import (
+    ATTEMPT_HEADER,
+    CHECKPOINT_STORAGE_ENV,
+    FILES_DIR_ENV,
+    REPORT_URL_ENV,
+    WORK_DIR_ENV,
+)
+
+if TYPE_CHECKING:
+    from daemon.clusters import ClusterConfig
+    from daemon.scheduler import Scheduler
+
+log = logging.getLogger("rft.clusters")
+S = api.JobStatus
+POLL_S = float(os.environ.get("RFT_CLUSTER_POLL_S", "2"))
+NO_TCP = ("cluster jobs report back over the daemon's TCP API, and this daemon listens only on its Unix socket: "
+          "restart it with `rft-tui daemon restart --tcp 0.0.0.0:PORT` (a host:port the cluster can reach)")
+
+
+def cluster_log(job_dir: Path, engine_id: str) -> Path:
+    return job_dir / f"cluster-{engine_id}.log"
+
+
+def worker_env(job_id: str, placement: api.JobPlacement, report_url: str, model_cache: str | None) -> dict[str, str]:
+    """What the worker on the cluster is told (no secrets: `jobs show --script` shows it; the token is in a file).
+
+    No RFT_HOME: the worker never sees the daemon's store; it reports to RFT_REPORT_URL, journals in its
+    work dir, reads the datasets shipped to the storage, and writes checkpoints there.
+    """
+    storage = Path(placement.storage_dir)
+    root = storage.parent.parent  # STORAGE/rft-tui
+    env = {"RFT_JOB_ID": job_id, REPORT_URL_ENV: report_url, WORK_DIR_ENV: str(storage / "work"),
+           FILES_DIR_ENV: str(storage / "files"), CHECKPOINT_STORAGE_ENV: str(root / "checkpoints"),
+           "RFT_JOB_STORAGE": str(storage), "RFT_NODES": str(placement.nodes),
+           "RFT_PROCS_PER_NODE": str(placement.processes_per_node),
+           "RFT_GPUS_PER_NODE": str(placement.gpus_per_node), "PYTHONUNBUFFERED": "1",
+           "RFT_MODEL_CACHE": model_cache or str(root / "models")}
+    if placement.gpus_per_node == 0:
+        env["RFT_DEVICE"] = "cpu"
+    return env
+
+
+def stage_files(store: Any, row: dict[str, Any], storage: Path) -> None:
+    """The job's datasets go to `<storage dir>/files/` under their stored names (where the worker reads them)."""
+    files = storage / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    for file_id in (row["training_file"], row["validation_file"]):
+        if not file_id:
+            continue
+        src = store.get_file_row(file_id)["path"]
+        dst = files / Path(src).name
+        if dst.exists():
+            continue
+        tmp = dst.with_suffix(".part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+
+
+def write_token(storage: Path, token: str) -> Path:
+    path = storage / "job-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    os.chmod(path, 0o600)
+    return path
+
+
+class ClusterJobs:
+    """Submits, watches and settles cluster jobs for one `Scheduler` (whose store thread does the writes)."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.s = scheduler
+        self.config: ClusterConfig | None = None
+        self._executors: dict[tuple[str, int], ClusterExecutor] = {}
+        self._calls = ThreadPoolExecutor(2, thread_name_prefix="rft-engine")
+        self._thread: threading.Thread | None = None
+        self._log_sizes: dict[str, int] = {}
+        self._ending: set[tuple[str, str]] = set()
+        self._wake = threading.Event()
+
+    @property
+    def report_url(self) -> str | None:
+        """The daemon's TCP URL for workers (None: no --tcp, so no cluster jobs)."""
+        return self.s.report_url
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._watch_loop, name="rft-cluster-watch", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._wake.set()
+        self._calls.shutdown(wait=False, cancel_futures=True)
+
+    def executor(self, name: str) -> ClusterExecutor:
+        if self.config is None:
+            raise ExecutorUnavailable("this daemon has no cluster configuration")
+        cluster = self.config.get(name, param="cluster")
+        key = (cluster.name, cluster.created_at)
+        if key not in self._executors:
+            self._executors[key] = executor_for(cluster)
+        return self._executors[key]
+
+    def spec(self, row: dict[str, Any], attempt: int) -> LaunchSpec:
+        """The submission for this attempt (also what `jobs show --script` shows)."""
+        placement = load_placement(row)
+        assert placement is not None and self.config is not None
+        cluster = self.config.get(placement.name, param="cluster")
+        storage = Path(placement.storage_dir)
+        env = worker_env(row["id"], placement, self.report_url or "http://DAEMON-WITHOUT-TCP",
+                         os.environ.get("RFT_MODEL_CACHE"))
+        if cluster.defaults.report_url:
+            env[REPORT_URL_ENV] = cluster.defaults.report_url
+        return LaunchSpec(job_id=row["id"], attempt=attempt, placement=placement, cluster=cluster, env=env,
+                          token_file=str(storage / "job-token"))
+
+    def describe(self, row: dict[str, Any]) -> str:
+        return self.executor(row["cluster"]).describe(self.spec(row, (row["attempts"] or 0) or 1))
+
+    # ------------------------------------------------------------------ submit (store thread)
+
+    def submit(self, row: dict[str, Any]) -> bool:
+        """queued -> running on the cluster, or failed with the reason the engine (or we) gave."""
+        s, job_id = self.s, row["id"]
+        attempt = (row["attempts"] or 0) + 1
+        if self.report_url is None:
+            s._transition(job_id, S.failed, f"Could not submit: {NO_TCP}", level="error", error_code="no_tcp",
+                          error_message=NO_TCP, error_param="cluster")
+            return False
+        try:
+            spec = self.spec(row, attempt)
+            spec.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            stage_files(s.store, row, spec.storage_dir)
+            write_token(spec.storage_dir, s.issue_job_token(job_id))
+            executor = self.executor(row["cluster"])
+            engine_id = executor.submit(spec)
+        except Exception as e:  # noqa: BLE001 - unreachable engine, refused job, unwritable storage: say which
+            message = f"Could not submit to cluster {row['cluster']}: {e}"
+            s._transition(job_id, S.failed, message, level="error", error_code="cluster_submit_failed",
+                          error_message=message, error_param="cluster")
+            return False
+        job_dir = s.paths.job_dir(job_id)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        with open(s.paths.job_log(job_id), "a", encoding="utf-8") as f:
+            f.write(f"\n{ATTEMPT_HEADER}{attempt} {time.strftime('%Y-%m-%d %H:%M:%S')} submitted to "
+                    f"{executor.kind} cluster {row['cluster']} as {engine_id}; its log follows from the engine\n")
+        what = "Ray submission" if executor.kind == "ray" else "Slurm job"
+        ok = s._transition(job_id, S.running, f"Submitted to {executor.kind} cluster {row['cluster']} "
+                           f"({what} {engine_id})", expect=[S.queued], engine_id=engine_id, engine_state="pending",
+                           worker_pid=None, worker_pgid=None, worker_start_time=time.time(), worker_outcome=None,
+                           worker_outcome_detail=None, requested_action=None,
+                           started_at=row["started_at"] or int(time.time()), attempts=attempt)
+        log.info("job %s: submitted to %s as %s (attempt %d)", job_id, row["cluster"], engine_id, attempt)
+        if not ok:  # cancelled or paused while we submitted
+            self._stop_soon(job_id, row["cluster"], engine_id)
+        self._wake.set()
+        return ok
+
+    # ------------------------------------------------------------------ control
+
+    def cancel(self, row: dict[str, Any]) -> None:
+        """After the job is answered `cancelled`: stop the engine job (off the request thread)."""
+        if row["engine_id"]:
+            self._stop_soon(row["id"], row["cluster"], row["engine_id"])
+
+    def _stop_soon(self, job_id: str, cluster: str, engine_id: str) -> None:
+        def stop() -> None:
+            try:
+                self.executor(cluster).stop(engine_id)
+                log.info("job %s: asked %s to stop %s", job_id, cluster, engine_id)
+            except Exception as e:  # noqa: BLE001
+                log.warning("job %s: could not stop %s on %s: %s", job_id, engine_id, cluster, e)
+                self.s._submit(self.s._write, self.s.store.add_event, job_id,
+                               f"Could not stop {engine_id} on cluster {cluster}: {e}", "warn")
+            self._wake.set()
+
+        try:
+            self._calls.submit(stop)
+        except RuntimeError:  # shutting down: the next daemon's watcher sees it still running
+            pass
+
+    def reattached(self, row: dict[str, Any]) -> None:
+        """On daemon start: say so; the watcher's first round finds out whether it still runs."""
+        self.s._write(self.s.store.add_event, row["id"],
+                      f"Daemon re-attached to {row['engine_id']} on cluster {row['cluster']}")
+        log.info("job %s: re-attached to %s on %s", row["id"], row["engine_id"], row["cluster"])
+
+    # ------------------------------------------------------------------ watch (its own thread)
+
+    def _watch_loop(self) -> None:
+        while not self.s._stopping.is_set():
+            try:
+                self._watch_round()
+            except Exception:
+                log.exception("cluster watcher round failed")
+            self._wake.wait(POLL_S)  # engines are asked on a period (no engine pushes to us); a submit wakes it
+            self._wake.clear()
+
+    def _watch_round(self) -> None:
+        for row in self.s.store.cluster_jobs_to_watch():
+            if self.s._stopping.is_set():
+                return
+            job_id, engine_id = row["id"], row["engine_id"]
+            try:
+                executor = self.executor(row["cluster"])
+            except Exception as e:  # noqa: BLE001 - the cluster was removed from the configuration
+                status = EngineStatus("unknown", str(e))
+            else:
+                status = executor.status(engine_id)
+                self._mirror_log(row, executor, engine_id)
+            if status.state != row["engine_state"] and status.state != "unknown":
+                self.s._submit(self._engine_state, job_id, engine_id, status)
+            if status.ended and (job_id, engine_id) not in self._ending:
+                self._ending.add((job_id, engine_id))
+                self.s._submit(self._ended, job_id, engine_id, status)
+
+    def _mirror_log(self, row: dict[str, Any], executor: ClusterExecutor, engine_id: str) -> None:
+        placement = load_placement(row)
+        if placement is None:
+            return
+        text = executor.logs(engine_id, Path(placement.storage_dir))
+        if text is None or len(text) == self._log_sizes.get(engine_id):
+            return
+        path = cluster_log(self.s.paths.job_dir(row["id"]), engine_id)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        self._log_sizes[engine_id] = len(text)
+        self.s.on_worker_notify(row["id"])
+
+    # ------------------------------------------------------------------ settle (store thread)
+
+    def _engine_state(self, job_id: str, engine_id: str, status: EngineStatus) -> None:
+        row = self.s.store.get_job_row(job_id)
+        if row is None or row["engine_id"] != engine_id or row["engine_state"] == status.state:
+            return
+        self.s._write(self.s.store.update_job, job_id, engine_state=status.state)
+        if status.state == "running" and row["engine_state"] == "pending":
+            self.s._write(self.s.store.add_event, job_id, f"{engine_id} is running on cluster {row['cluster']}")
+        self.s.bus.publish(api.StreamEventType.job_event, job_id=job_id)
+
+    def _ended(self, job_id: str, engine_id: str, status: EngineStatus) -> None:
+        s = self.s
+        row = s.store.get_job_row(job_id)
+        if row is None or row["engine_id"] != engine_id:
+            return
+        log.info("job %s: %s ended on %s: %s %s", job_id, engine_id, row["cluster"], status.state, status.detail)
+        if S(row["status"]) is not S.running:  # answered already (cancelled): record that the engine job ended
+            s._write(s.store.update_job, job_id, engine_state=status.state, **_released(row))
+            s._write(s.store.add_event, job_id, f"{engine_id} on cluster {row['cluster']} ended ({status.state})")
+            s.bus.publish(api.StreamEventType.job_event, job_id=job_id)
+            s.kick()
+            return
+        s._write(s.store.update_job, job_id, engine_state=status.state)
+        outcome, detail = row["worker_outcome"], row["worker_outcome_detail"]
+        clear = s._cleared(row)
+        if row["requested_action"] == "cancel" or outcome == "cancelled":
+            s._transition(job_id, S.cancelled, "Job cancelled", **clear)
+        elif outcome == "succeeded":
+            s._transition(job_id, S.succeeded, "Job succeeded", **clear)
+        elif outcome == "paused":
+            s._transition(job_id, S.paused, "Job paused" + (f": {detail}" if detail else ""), **clear)
+        elif outcome == "failed":
+            self._fail(row, detail or "the worker reported a failure", clear)
+        else:
+            why = f"{engine_id} ended {status.state} on cluster {row['cluster']} without the worker reporting " \
+                  f"a result" + (f" ({status.detail})" if status.detail else "")
+            self._fail(row, why, clear)
+        s.kick()
+
+    def _fail(self, row: dict[str, Any], reason: str, clear: dict[str, Any]) -> None:
+        s, job_id = self.s, row["id"]
+        tail = log_tail(cluster_log(s.paths.job_dir(job_id), row["engine_id"]), 20)
+        last = next((ln for ln in reversed(tail) if ln.strip()), "")
+        message = f"{reason}." + (f" Last log line: {last.strip()[:300]}" if last else "")
+        s._transition(job_id, S.failed, message, level="error", error_code="worker_failed", error_message=message,
+                      **clear)
+        if tail:
+            s._write(s.store.add_event, job_id, "Worker log tail:\n" + "\n".join(tail), level="error",
+                     data={"log_tail": tail})
+
+
+def _released(row: dict[str, Any]) -> dict[str, Any]:
+    ran = max(0.0, time.time() - (row["worker_start_time"] or time.time())) if row["worker_start_time"] else 0.0
+    return {"worker_start_time": None, "run_seconds": (row["run_seconds"] or 0) + ran}

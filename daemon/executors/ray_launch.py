@@ -1,0 +1,98 @@
+"""`python -m daemon.executors.ray_launch JOB_ID`: a Ray job's entrypoint, on the cluster (see executors/ray.py).
+
+Reads the placement from the environment the daemon set in the runtime_env (RFT_NODES,
+RFT_PROCS_PER_NODE, RFT_GPUS_PER_NODE). One node: exec torchrun --standalone here (Ray already placed this
+entrypoint on a node holding the resources). Several nodes: a STRICT_SPREAD placement group, one actor per
+node, each running torchrun with c10d rendezvous at the first node's address; the exit code is the worst
+node's. A stop from Ray (SIGTERM) reaches torchrun through the process group (one node) or through the
+actors' parent-death signal (several nodes).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+
+def torchrun(job_id: str, rendezvous: list[str]) -> list[str]:
+    procs = os.environ.get("RFT_PROCS_PER_NODE", "1")
+    return [sys.executable, "-m", "daemon.worker.torchrun", *rendezvous, f"--nproc_per_node={procs}",
+            "-m", "daemon.worker", job_id]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: torchrun ends when its actor does
+
+
+def run_nodes(job_id: str, nodes: int, gpus: int) -> int:
+    import ray
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    ray.init()
+    per_node: dict[str, float] = {"CPU": 1.0}
+    if gpus > 0:
+        per_node["GPU"] = float(gpus)
+    pg = placement_group([per_node] * nodes, strategy="STRICT_SPREAD")
+    ray.get(pg.ready())
+
+    @ray.remote(num_cpus=1, num_gpus=gpus)
+    class NodeRunner:
+        def address(self) -> tuple[str, int, str]:
+            return ray.util.get_node_ip_address(), free_port(), ray.get_runtime_context().get_node_id()
+
+        def run(self, rank: int, cmd: list[str], env: dict[str, str]) -> int:
+            node = ray.get_runtime_context().get_node_id()
+            print(f"[ray_launch] node rank {rank} on Ray node {node}: {' '.join(cmd[1:])}", flush=True)
+            return subprocess.call(cmd, env={**os.environ, **env}, cwd=os.environ.get("RFT_JOB_STORAGE"),
+                                   preexec_fn=_die_with_parent)
+
+    actors: list[Any] = [NodeRunner.options(  # type: ignore[attr-defined]
+        scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)).remote()
+        for i in range(nodes)]
+    host, port, _ = ray.get(actors[0].address.remote())
+    print(f"[ray_launch] {nodes} nodes reserved (STRICT_SPREAD); rendezvous at {host}:{port}", flush=True)
+    rdzv = [f"--nnodes={nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={host}:{port}", f"--rdzv_id={job_id}"]
+    # the first node's torchrun hosts the rendezvous store; said explicitly, as torch's guess (does the endpoint
+    # name this machine?) is true on every node when several Ray nodes share a host
+    # the token is not in the runtime_env (Ray shows that to anyone): hand it to each node's torchrun
+    secret = {k: v for k, v in os.environ.items() if k == "RFT_REPORT_TOKEN"}
+    codes = ray.get([a.run.remote(i, torchrun(job_id, [*rdzv, f"--rdzv_conf=is_host={int(i == 0)}"]), secret)
+                     for i, a in enumerate(actors)])
+    return max(codes, key=abs)
+
+
+def main(argv: list[str]) -> int:
+    job_id = argv[1]
+    nodes = int(os.environ.get("RFT_NODES", "1"))
+    gpus = int(os.environ.get("RFT_GPUS_PER_NODE", "0"))
+    storage = os.environ.get("RFT_JOB_STORAGE")
+    if storage:
+        os.chdir(storage)
+        token_file = os.path.join(storage, "job-token")
+        if "RFT_REPORT_TOKEN" not in os.environ and os.path.exists(token_file):
+            with open(token_file, encoding="utf-8") as f:  # not in the runtime_env, which Ray shows to anyone
+                os.environ["RFT_REPORT_TOKEN"] = f.read().strip()
+    print(f"[ray_launch] job {job_id}: {nodes} node(s) x {os.environ.get('RFT_PROCS_PER_NODE', '1')} process(es) "
+          f"on {socket.gethostname()}", flush=True)
+    if nodes == 1:
+        cmd = torchrun(job_id, ["--standalone"])
+        os.execv(cmd[0], cmd)
+    return run_nodes(job_id, nodes, gpus)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,61 @@
+"""What the Ray and Slurm tests share: a TCP daemon, a job on the arithmetic examples, waiting on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from daemon import api
+from daemon.client import Client
+from tests.support.daemon_proc import REPO, DaemonProcess, wait_until
+from tests.support.engines import free_port
+
+ARITH = REPO / "examples" / "arithmetic"
+# few, small steps: 4 prompts x 4 completions, over 2 CPU processes (torchrun, gloo)
+CLUSTER_HP: dict[str, Any] = {"batch_size": 4, "num_generations": 4, "eval_samples": 8, "max_steps": 6,
+                              "eval_interval": 3}
+S = api.JobStatus
+
+
+def tcp_daemon(daemon_factory: Any, model_cache: Path, port: int | None = None) -> DaemonProcess:
+    """A daemon on TCP (cluster workers report there) that asks the engines twice a second."""
+    port = port or free_port()
+    d: DaemonProcess = daemon_factory(env={"RFT_MODEL_CACHE": str(model_cache), "RFT_CLUSTER_POLL_S": "0.5"},
+                                      tcp=f"127.0.0.1:{port}")
+    return d
+
+
+def create_cluster_job(c: Client, cluster: str, **hp: Any) -> api.FineTuningJob:
+    train = c.import_file(str(ARITH / "train.jsonl")).id
+    valid = c.import_file(str(ARITH / "valid.jsonl")).id
+    grader = json.loads((ARITH / "grader.json").read_text())
+    return c.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid, "seed": 7,
+                         "cluster": cluster, "method": {"type": "reinforcement", "reinforcement": {
+                             "grader": grader, "hyperparameters": {**CLUSTER_HP, **hp}}}})
+
+
+def job_log(c: Client, job_id: str) -> str:
+    return "\n".join(c.job_log(job_id, lines=5000).lines)
+
+
+def wait_job(c: Client, job_id: str, pred: Any, what: str, timeout: float = 300) -> api.FineTuningJob:
+    def check() -> api.FineTuningJob | None:
+        job = c.get_job(job_id)
+        if pred(job):
+            return job
+        if job.status.is_terminal():
+            raise AssertionError(f"job {job_id} ended {job.status.value} ({job.error}) before {what}:\n"
+                                 + job_log(c, job_id)[-4000:])
+        return None
+
+    return wait_until(check, timeout=timeout, interval=0.25, what=f"job {job_id}: {what}")
+
+
+def wait_terminal(c: Client, job_id: str, timeout: float = 300) -> api.FineTuningJob:
+    return wait_until(lambda: (lambda j: j if j.status.is_terminal() else None)(c.get_job(job_id)),
+                      timeout=timeout, interval=0.25, what=f"job {job_id} to end")
+
+
+def metric_steps(c: Client, job_id: str) -> list[int]:
+    return [m.step for m in c.metrics(job_id).data]

@@ -1,0 +1,145 @@
+"""Clusters configured once (fast): the config through the API and the CLI, job placement, the refusals.
+
+A real daemon, real socket, real files; no engine is needed here (tests/clusters/test_ray.py and
+test_slurm.py run jobs on real engines).
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from daemon import api
+from daemon.client import ApiRequestError
+from tests.daemon.test_cli import cli
+from tests.support.daemon_proc import DaemonProcess
+from tests.support.engines import free_port
+from tests.support.jobs import job_request, make_files
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Path:
+    d = tmp_path / "shared"
+    d.mkdir()
+    return d
+
+
+def _refused(call, status: int, param: str | None, code: str | None = None) -> api.ErrorDetail:  # type: ignore[no-untyped-def]
+    with pytest.raises(ApiRequestError) as e:
+        call()
+    assert e.value.status_code == status, e.value.error
+    assert e.value.error.param == param, e.value.error
+    if code:
+        assert e.value.error.code == code, e.value.error
+    return e.value.error
+
+
+def test_clusters_are_stored_by_the_daemon_0600_and_survive_a_restart(daemon_factory, storage: Path,
+                                                                       rft_home: Path) -> None:
+    d: DaemonProcess = daemon_factory()
+    with d.client() as c:
+        ray = c.add_cluster({"name": "gpu-ray", "kind": "ray", "address": "http://head:8265", "storage": str(storage),
+                             "nodes": 2, "gpus_per_node": 8})
+        assert ray.defaults.nodes == 2 and ray.defaults.gpus_per_node == 8
+        c.add_cluster({"name": "uni", "kind": "slurm", "ssh": "login.example.edu", "storage": str(storage),
+                       "partition": "gpu", "account": "lab", "time_limit": "2-00:00:00"})
+    path = rft_home / "clusters.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [c["name"] for c in json.loads(path.read_text())["clusters"]] == ["gpu-ray", "uni"]
+    d.stop()
+    d2: DaemonProcess = daemon_factory()
+    with d2.client() as c:
+        assert [x.name for x in c.list_clusters().data] == ["gpu-ray", "uni"]
+        uni = c.get_cluster("uni")
+        assert (uni.kind, uni.ssh, uni.defaults.partition, uni.defaults.time_limit) == (
+            "slurm", "login.example.edu", "gpu", "2-00:00:00")
+        _refused(lambda: c.add_cluster({"name": "uni", "kind": "slurm", "storage": str(storage)}), 409, "name",
+                 "cluster_exists")
+        replaced = c.add_cluster({"name": "uni", "kind": "slurm", "storage": str(storage), "replace": True})
+        assert replaced.ssh is None
+        assert c.remove_cluster("uni").name == "uni"
+        _refused(lambda: c.get_cluster("uni"), 404, "name", "cluster_not_found")
+        assert [x.name for x in c.list_clusters().data] == ["gpu-ray"]
+
+
+def test_bad_cluster_configs_are_refused_naming_the_field(daemon: DaemonProcess, storage: Path) -> None:
+    with daemon.client() as c:
+        _refused(lambda: c.add_cluster({"name": "r", "kind": "ray", "storage": str(storage)}), 400, "address",
+                 "missing_address")
+        _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "address": "http://x:1",
+                                        "storage": str(storage)}), 400, "address")
+        _refused(lambda: c.add_cluster({"name": "r", "kind": "ray", "address": "http://h:8265", "ssh": "login",
+                                        "storage": str(storage)}), 400, "ssh")
+        _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "storage": "relative/dir"}), 400, "storage",
+                 "invalid_storage")
+        error = _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "storage": str(storage / "nope")}),
+                         400, "storage", "invalid_storage")
+        assert "not a directory" in error.message
+        _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "storage": "ftp://host/x"}), 400, "storage")
+        _refused(lambda: c.add_cluster({"name": "bad name", "kind": "slurm", "storage": str(storage)}), 400, "name")
+        _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "storage": str(storage), "nodes": 0}), 400,
+                 "nodes")
+        _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "storage": str(storage),
+                                        "time_limit": "soon"}), 400, "time_limit")
+        # an fsspec URL is recorded (validated by scheme) but a job on it is refused with the reason
+        s3 = c.add_cluster({"name": "s3", "kind": "slurm", "storage": "s3://bucket/rft"})
+        assert s3.defaults.storage == "s3://bucket/rft"
+        assert c.list_clusters().data[0].name == "s3"
+
+
+def test_cluster_jobs_need_the_daemon_on_tcp_and_a_known_cluster(daemon_factory, storage: Path,
+                                                                 tmp_path: Path) -> None:
+    plain: DaemonProcess = daemon_factory()
+    with plain.client() as c:
+        c.add_cluster({"name": "hpc", "kind": "slurm", "storage": str(storage)})
+        train, valid = make_files(c, tmp_path)
+        error = _refused(lambda: c.create_job({**job_request(train, valid), "cluster": "hpc"}), 400, "cluster",
+                         "no_tcp")
+        assert "--tcp" in error.message and "rft-tui daemon restart" in error.message
+        # without --cluster nothing changes: a local job, no cluster on the job object
+        _refused(lambda: c.create_job({**job_request(train, valid), "nodes": 2}), 400, "nodes")
+    plain.stop()
+    tcp: DaemonProcess = daemon_factory(tcp=f"127.0.0.1:{free_port()}")
+    with tcp.client() as c:
+        error = _refused(lambda: c.create_job({**job_request(train, valid), "cluster": "nope"}), 400, "cluster",
+                         "cluster_not_found")
+        assert "hpc" in error.message
+        c.add_cluster({"name": "s3", "kind": "slurm", "storage": "s3://bucket/rft"})
+        _refused(lambda: c.create_job({**job_request(train, valid), "cluster": "s3"}), 400, "cluster",
+                 "storage_not_supported")
+        _refused(lambda: c.create_job({**job_request(train, valid, num_processes=3), "cluster": "hpc",
+                                       "nodes": 2}), 400, "method.reinforcement.hyperparameters.num_processes")
+        local = c.create_job(job_request(train, valid, max_steps=1))
+        assert local.cluster is None
+        _refused(lambda: c.job_script(local.id), 409, "fine_tuning_job_id", "not_a_cluster_job")
+        _refused(lambda: c.remove_cluster("nope"), 404, "name")
+
+
+def test_cli_clusters_add_list_show_remove(rft_home: Path, storage: Path) -> None:
+    try:
+        out = cli(rft_home, "clusters", "add", "lab", "--slurm", "--ssh", "login.lab", "--storage", str(storage),
+                  "--partition", "gpu", "--gpus-per-node", "4", "--nodes", "2")
+        assert "Added slurm cluster lab" in out.stdout
+        cli(rft_home, "clusters", "add", "rc", "--ray", "http://head:8265", "--storage", str(storage))
+        listed = cli(rft_home, "clusters", "list").stdout
+        assert "lab" in listed and "ssh login.lab" in listed and "http://head:8265" in listed
+        shown = cli(rft_home, "clusters", "show", "lab").stdout
+        assert "partition" in shown and "gpu" in shown and "4 GPU(s)" in shown
+        as_json = json.loads(cli(rft_home, "clusters", "show", "rc", "--json").stdout)
+        assert as_json["kind"] == "ray" and as_json["defaults"]["storage"] == str(storage)
+        both = cli(rft_home, "clusters", "add", "x", "--ray", "http://h:1", "--slurm", "--storage", str(storage),
+                   check=False)
+        assert both.returncode == 2 and "exactly one of --ray ADDRESS or --slurm" in both.stderr
+        missing = cli(rft_home, "clusters", "add", "x", "--slurm", "--storage", "rel", check=False)
+        assert missing.returncode == 1 and "storage" in missing.stderr and "Traceback" not in missing.stderr
+        assert "Removed cluster rc" in cli(rft_home, "clusters", "remove", "rc").stdout
+        gone = cli(rft_home, "clusters", "show", "rc", check=False)
+        assert gone.returncode == 1 and "rc" in gone.stderr
+        nodes = cli(rft_home, "jobs", "create", "-m", "builtin:tiny-arith", "-t", "x", "-g", str(storage), "--nodes",
+                    "2", check=False)
+        assert nodes.returncode == 2
+    finally:
+        cli(rft_home, "daemon", "stop", check=False)

@@ -1,0 +1,75 @@
+"""Jobs on a real one-node Slurm (Debian's slurm-wlm + munge, no cgroups): a generated sbatch script running
+`srun torchrun`, state from squeue/scontrol, cancel as scancel, pause as checkpoint-and-exit, resume as a new
+submission; the worker reports over the daemon's TCP API only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.clusters.jobs import S, create_cluster_job, job_log, metric_steps, tcp_daemon, wait_job, wait_terminal
+from tests.daemon.test_cli import cli
+from tests.support.daemon_proc import DaemonProcess, wait_until
+from tests.support.engines import SlurmCluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def slurm_daemon(daemon_factory, model_cache: Path, slurm: SlurmCluster, cluster_storage: Path,  # type: ignore[no-untyped-def]
+                 monkeypatch: pytest.MonkeyPatch) -> DaemonProcess:
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))  # the daemon's sbatch/squeue/scancel find this cluster
+    d = tcp_daemon(daemon_factory, model_cache)
+    with d.client() as c:
+        c.add_cluster({"name": "hpc", "kind": "slurm", "storage": str(cluster_storage), "processes_per_node": 2,
+                       "python": sys.executable, "partition": "debug", "time_limit": "00:30:00"})
+    return d
+
+
+def _scontrol_state(slurm: SlurmCluster, engine_id: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", "-o", engine_id], capture_output=True, text=True,
+                         env={**os.environ, **slurm.env}, timeout=10).stdout
+    return next((w.split("=", 1)[1] for w in out.split() if w.startswith("JobState=")), "")
+
+
+def test_slurm_job_runs_through_sbatch_pauses_resumes_and_succeeds(slurm_daemon: DaemonProcess, slurm: SlurmCluster,
+                                                                    cluster_storage: Path, rft_home: Path) -> None:
+    d = slurm_daemon
+    with d.client() as c:
+        test = c.test_cluster("hpc", timeout_s=60)
+        assert test.ok and test.engine_id and test.engine_id.isdigit(), test
+        job = create_cluster_job(c, "hpc")
+        script = cli(rft_home, "jobs", "show", job.id, "--script").stdout
+        assert script.startswith("#!/bin/bash") and "srun --ntasks-per-node=1" in script
+        assert "--rdzv_backend=c10d" in script and "--nproc_per_node=2" in script
+        assert "#SBATCH --partition=debug" in script
+        first = wait_job(c, job.id, lambda j: j.cluster.engine_id and j.progress.step >= 1, "step 1").cluster
+        assert first is not None and first.engine_id
+        c.pause_job(job.id)  # the worker reads the request over the API, checkpoints to the storage, exits
+        paused = wait_job(c, job.id, lambda j: j.status is S.paused, "paused")
+        assert paused.cluster.engine_state == "succeeded"  # type: ignore[union-attr]  # it exited 0 after checkpointing
+        assert _scontrol_state(slurm, first.engine_id) == "COMPLETED"
+        c.resume_job(job.id)  # a new submission, from the checkpoint
+        done = wait_terminal(c, job.id)
+        assert done.status is S.succeeded, f"{done.error}\n{job_log(c, job.id)[-4000:]}"
+        assert done.cluster.engine_id != first.engine_id  # type: ignore[union-attr]
+        assert metric_steps(c, job.id) == [1, 2, 3, 4, 5, 6]
+        ckpts = c.list_checkpoints(job.id).data
+        assert ckpts and all(str(ck.path).startswith(str(cluster_storage)) for ck in ckpts)
+        assert "[sbatch] job" in job_log(c, job.id)
+
+
+def test_cancel_maps_to_scancel(slurm_daemon: DaemonProcess, slurm: SlurmCluster) -> None:
+    with slurm_daemon.client() as c:
+        job = create_cluster_job(c, "hpc", max_steps=50)
+        running = wait_job(c, job.id, lambda j: j.cluster.engine_state == "running", "Slurm runs it", timeout=120)
+        engine_id = running.cluster.engine_id  # type: ignore[union-attr]
+        assert c.cancel_job(job.id).status is S.cancelled
+        stopped = wait_until(lambda: (lambda j: j if j.cluster.engine_state != "running" else None)(
+            c.get_job(job.id)), 120, interval=0.25, what="Slurm to cancel the job")
+        assert stopped.status is S.cancelled and stopped.cluster.engine_state == "stopped"
+    assert _scontrol_state(slurm, engine_id) == "CANCELLED"
