@@ -4,7 +4,8 @@
 
 Starts a daemon on a temporary RFT_HOME filled by tests/tui/recorded.py (jobs in every state, metrics,
 validation base-vs-checkpoint, samples, events), drives the app headless and saves the Jobs screen,
-the Job screen's Rewards tab and its Validation tab.
+the Job screen's Rewards tab and its Validation tab; then a second daemon on tests/tui/recorded_tools.py (an
+agent-RFT job) for the trajectory view of a validation row.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.daemon_proc import DaemonProcess, kill_job_workers  # noqa: E402
-from tests.tui import recorded  # noqa: E402
+from tests.tui import recorded, recorded_tools  # noqa: E402
 
 SIZE = (110, 34)
 
@@ -62,6 +63,30 @@ async def shoot(daemon: DaemonProcess, out: Path) -> list[Path]:
     return written
 
 
+async def shoot_trajectory(daemon: DaemonProcess, out: Path) -> list[Path]:
+    """The trajectory view of validation row 4: the base model's failed tool call, then the trained model's."""
+    from rft_tui.app import RftApp
+    from rft_tui.screens.trajectory import TrajectoryScreen
+
+    app = RftApp(daemon.async_client(), clock=lambda: float(recorded.CLOCK), endpoint_label="~/.local/share/rft-tui")
+    async with app.run_test(size=(100, 34)) as pilot:
+        app.action_open_job(recorded_tools.JOB.id)
+        await _until(pilot, lambda: getattr(app.screen, "job_id", None) == recorded_tools.JOB.id
+                     and app.screen.view.selected is not None and app.screen.view.base is not None)
+        screen = app.screen
+        screen.action_show_tab("validation")
+        table = screen.query_one("#valid-table")
+        await _until(pilot, lambda: table.row_count == len(recorded_tools.PROBLEMS))
+        table.focus()
+        table.move_cursor(row=4)
+        await pilot.press("enter")
+        await _until(pilot, lambda: isinstance(app.screen, TrajectoryScreen))
+        await pilot.pause(0.3)
+        path = Path(app.save_screenshot("trajectory.svg", str(out)))
+    await app.client.aclose()
+    return [path]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write the README's TUI screenshots (SVG).")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
@@ -77,6 +102,16 @@ def main() -> None:
     finally:
         daemon.stop()
         kill_job_workers(daemon.paths)
+        shutil.rmtree(home, ignore_errors=True)
+    home = Path(tempfile.mkdtemp(prefix="rft-shots-"))
+    os.environ["RFT_HOME"] = str(home)
+    recorded_tools.record(home)
+    daemon = DaemonProcess(home).start()
+    try:
+        for path in asyncio.run(shoot_trajectory(daemon, args.out)):
+            print(path)
+    finally:
+        daemon.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
