@@ -114,3 +114,10 @@ def test_tools_demo_learns_to_call_the_add_tool(rft_home: Path, tools_model_cach
         assert call["result"] == str(call["arguments"]["a"] + call["arguments"]["b"])
     finally:
         rft(rft_home, "daemon", "stop", timeout=60)
+
+
+def test_tools_demo_refuses_a_remote_daemon_in_one_line(rft_home: Path) -> None:
+    """Its add tool listens on this machine's 127.0.0.1: a worker on another machine could not reach it."""
+    out = rft(rft_home, "--url", "http://192.0.2.1:9", "demo", "--task", "tools", "--no-tui", timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "run `rft-tui demo --task tools` on the daemon's machine" in out.stderr
