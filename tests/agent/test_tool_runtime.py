@@ -175,3 +175,37 @@ def test_failure_rate_counts_only_the_tools_failures(server: ToolServer) -> None
                       turns=[api.TrajectoryTurn(role="assistant", content="", tool_calls=records)], steps=1)
     m = episode_metrics([episode])
     assert m[metrics.TOOL_ERROR_RATE] == 1.0 and m[metrics.TOOL_FAILURE_RATE] == 1 / 3
+
+
+def test_the_docs_worked_example_tool_server_works(tmp_path: object) -> None:
+    """docs/agent-rft.md's ~20-line HTTP tool, run as written (on a free port), called by the worker's ToolBox."""
+    import re
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.daemon_proc import wait_until
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "agent-rft.md").read_text()
+    source = re.search(r"```python\n(import json\nfrom http.server.*?)```", doc, re.DOTALL)
+    assert source is not None
+    assert len(source.group(1).strip().splitlines()) <= 25
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", source.group(1).replace("8765", str(port))])
+    try:
+        def up() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(up, 30, what="the example tool server")
+        tools = box(add=api.HttpToolRuntime(url=f"http://127.0.0.1:{port}/add"))
+        ok, bad = tools.run([request("add", {"a": 512, "b": 389}), request("add", {"a": "x", "b": 1}, schemas={})])
+        assert ok.result == '{"sum": 901}' and ok.error is None
+        assert bad.result is not None and "bad arguments" in bad.result  # the tool's own error text, as a result
+        tools.close()
+    finally:
+        server.kill()
+        server.wait()

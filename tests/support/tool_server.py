@@ -3,6 +3,7 @@
 Routes (POST, the worker's body `{"rollout_id", "call_id", "name", "arguments", "item"}`):
   /add          {"a", "b"} -> {"sum": a + b}
   /text         -> plain text "pong <name>"
+  /text-sum     {"a", "b"} -> the sum as plain text
   /flaky        the first `fail_first` calls answer 500, then like /add
   /always500    always 500
   /slow         answers after `delay_s` (longer than the client's timeout in the timeout tests)
@@ -63,6 +64,8 @@ class ToolServer:
 
     def answer(self, h: BaseHTTPRequestHandler, path: str, n: int, body: dict[str, Any]) -> None:
         args = body.get("arguments") or {}
+        if path == "/text-sum":  # plain text, as builtin:tiny-tools reads a result
+            return _send(h, 200, str(int(args.get("a", 0)) + int(args.get("b", 0))).encode(), "text/plain")
         if path == "/text":
             return _send(h, 200, f"pong {body.get('name')}".encode(), "text/plain")
         if path == "/always500" or (path in ("/flaky", "/flakygrade") and n <= self.fail_first):
