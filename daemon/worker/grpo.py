@@ -391,7 +391,7 @@ class TrainingRun:
             if warning := sandbox_warning(spec.grader):
                 self.reporter.event(warning, level="warn")
             if notice := tools_notice(spec, train_rows):
-                self.reporter.event(notice, level="warn" if not spec.tools else "info")
+                self.reporter.event(notice, level="info" if spec.tools and "sandbox" not in notice else "warn")
         try:
             self.flags.training_started()
             early = self.stop_action()  # asked while we loaded: stop now, nothing new to save
@@ -434,8 +434,17 @@ def tools_notice(spec: api.JobSnapshot, rows: list[dict[str, Any]]) -> str | Non
     declared = sorted({name for r in rows for name in tool_schemas(row_tools(r))})
     if spec.tools:
         kinds = ", ".join(f"{name} ({t.type})" for name, t in sorted(spec.tools.items()))
-        return (f"Agent RFT: multi-turn episodes (max_episode_steps={spec.hyperparameters.max_episode_steps}) "
+        line = (f"Agent RFT: multi-turn episodes (max_episode_steps={spec.hyperparameters.max_episode_steps}) "
                 f"with tools {kinds}")
+        if any(isinstance(t, api.PythonToolRuntime) for t in spec.tools.values()):
+            from graders import sandbox_mode
+
+            mode = sandbox_mode()
+            if mode == "off":
+                line += "; python tools run WITHOUT the sandbox (RFT_SANDBOX=off), with this user's access"
+            elif mode != "bubblewrap":
+                line += f"; python tools will be refused (every call an error): the sandbox is {mode}"
+        return line
     if declared:
         return (f"The rows declare tools ({', '.join(declared[:8])}) but the job says how to run none "
                 "(method.reinforcement.tools): single-turn rollouts, no tool ever runs")
