@@ -73,6 +73,7 @@ class AddToolServer(ThreadingHTTPServer):
     """The endpoint on 127.0.0.1 (port 0: a free one), counting the calls it answered."""
 
     daemon_threads = True
+    request_queue_size = 128  # the worker sends up to 32 calls at once: the default backlog of 5 drops some
 
     def __init__(self, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), AddHandler)

@@ -55,7 +55,7 @@ class ToolServer:
                     server.requests.append((path, body))
                 server.answer(self, path, n, body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -108,6 +108,10 @@ class ToolServer:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the worker sends up to 32 calls at once: a backlog of 5 drops some
 
 
 def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
