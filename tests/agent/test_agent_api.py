@@ -161,3 +161,19 @@ def test_cli_create_takes_tools_from_a_file_or_inline(fake_worker_daemon: Daemon
     broken.write_text("add: [unclosed\n")
     out = cli(home, *base, "--tools", str(broken), check=False)
     assert out.returncode != 0 and "broken.yaml: line 2" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_job_start_line_says_how_tools_run() -> None:
+    from daemon.worker.grpo import tools_notice
+
+    snapshot = {"model": "builtin:tiny-arith", "training_file": {"id": "file-x"}, "grader": {}, "seed": 1,
+                "hyperparameters": {"n_epochs": 1, "batch_size": 2, "max_steps": 1, "learning_rate": 1e-3,
+                                    "eval_interval": 1, "eval_samples": 1, "seed": 1, "num_generations": 2,
+                                    "max_completion_length": 8, "max_episode_steps": 4}}
+    rows = [{"messages": [], "item": {"tools": [ADD_SCHEMA]}}]
+    without = api.JobSnapshot.model_validate(snapshot)
+    assert "declare tools (add) but the job says how to run none" in (tools_notice(without, rows) or "")
+    assert tools_notice(without, [{"messages": [], "item": {}}]) is None
+    with_tools = api.JobSnapshot.model_validate({**snapshot, "tools": {"add": ADD_TOOL, "py": PY_TOOL}})
+    line = tools_notice(with_tools, rows) or ""
+    assert "max_episode_steps=4" in line and "add (http)" in line and "py (python)" in line
