@@ -3,7 +3,7 @@
 # grader sandbox; OpenSSH client and server, for the --ssh test against a real sshd on loopback; Slurm and
 # munge, for the cluster tests' one-node Slurm), .venv (with the [ray] extra: the cluster tests' Ray head), the
 # static checks (ruff, mypy: configured in pyproject.toml), pytest.
-# Arguments go to pytest, e.g. `scripts/test.sh -m "not slow"` (the fast loop) or `scripts/test.sh tests/tui`.
+# Arguments go to pytest instead, e.g. `scripts/test.sh -m "not slow" -n 3` (the fast loop) or `scripts/test.sh tests/tui`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
@@ -24,4 +24,13 @@ echo "mypy: $(.venv/bin/mypy --version)" >&2
 .venv/bin/mypy
 export RFT_DEVICE=cpu
 export RFT_REQUIRE_CLUSTER_ENGINES=1  # tests/clusters: a missing Ray or Slurm fails here instead of skipping
-exec .venv/bin/python -m pytest -q "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest -q "$@"
+fi
+# The whole suite in two passes: the fast tests in parallel (pytest-xdist; each test has its own RFT_HOME,
+# daemon and ports), then the `slow` training tests one at a time (each trains on every core; in parallel their
+# wall-clock deadlines would be shared, i.e. flaky). RFT_TEST_WORKERS sets the first pass's process count.
+rc=0
+.venv/bin/python -m pytest -q -m "not slow" -n "${RFT_TEST_WORKERS:-3}" || rc=$?
+.venv/bin/python -m pytest -q -m slow || rc=$?
+exit "$rc"

@@ -54,6 +54,22 @@ def fake_worker_daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-unty
     return daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_CANCEL_GRACE_S": "3"})
 
 
+@pytest.fixture(scope="module")
+def module_fake_worker_daemon() -> Iterator[DaemonProcess]:
+    """One fake-worker daemon for a whole test module, on its own RFT_HOME, for tests that only read or are
+    refused (a 400 or 404 changes nothing another test of the module looks at): a daemon start and stop costs
+    about 2 s of a 2-core machine, more than such a test itself."""
+    home = Path(tempfile.mkdtemp(prefix="rft-m-"))
+    d = DaemonProcess(home, env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_CANCEL_GRACE_S": "3",
+                                 "RFT_DEVICE": "cpu"})
+    try:
+        yield d.start()
+    finally:
+        d.stop()
+        kill_job_workers(d.paths)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def _model_cache_dir() -> Path:
     """A persistent cache shared by test sessions (the build is seeded and versioned, so reuse is safe)."""
     if os.environ.get("RFT_MODEL_CACHE"):

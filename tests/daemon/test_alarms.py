@@ -176,16 +176,16 @@ def test_a_stall_that_ends_clears_and_with_on_stall_warn_the_job_goes_on(grading
     ({"alarms": {"zero_signal": {"treshold": 0.2}}}, "guardrails.alarms.zero_signal.treshold"),
     ({"stall_min_s": 0}, "guardrails.stall_min_s"),
 ])
-def test_bad_guardrails_are_refused_naming_the_field(fake_worker_daemon: DaemonProcess, tmp_path: Path,
+def test_bad_guardrails_are_refused_naming_the_field(module_fake_worker_daemon: DaemonProcess, tmp_path: Path,
                                                      guardrails: dict[str, Any], param: str) -> None:
-    with fake_worker_daemon.client() as c:
+    with module_fake_worker_daemon.client() as c:
         with pytest.raises(ApiRequestError) as err:
             create(c, tmp_path, ALWAYS_ONE, guardrails, max_steps=4)
         assert err.value.status_code == 400 and err.value.param == param, err.value.error
 
 
-def test_alarms_of_an_unknown_job_is_a_404(fake_worker_daemon: DaemonProcess) -> None:
-    with fake_worker_daemon.client() as c:
+def test_alarms_of_an_unknown_job_is_a_404(module_fake_worker_daemon: DaemonProcess) -> None:
+    with module_fake_worker_daemon.client() as c:
         with pytest.raises(ApiRequestError) as err:
             c.list_alarms("ftjob-nope")
         assert err.value.status_code == 404

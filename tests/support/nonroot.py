@@ -58,9 +58,10 @@ def normal_user(tmp_root: Path) -> NormalUser | str:
         entry = pwd.getpwnam(USER)
     except KeyError:
         made = subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], capture_output=True, text=True)
-        if made.returncode != 0:
+        try:  # a parallel test process (pytest -n) may have created it first: that useradd fails, the user exists
+            entry = pwd.getpwnam(USER)
+        except KeyError:
             return f"cannot create the user {USER}: {made.stderr.strip()}"
-        entry = pwd.getpwnam(USER)
     system_python = _system_python()
     if system_python is None:
         return f"no system python{sys.version_info.major}.{sys.version_info.minor} a normal user can run"
