@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rft.clusters")
 S = api.JobStatus
 POLL_S = float(os.environ.get("RFT_CLUSTER_POLL_S", "2"))
+RETRY_SUBMIT_S = float(os.environ.get("RFT_CLUSTER_RETRY_S", "30"))  # an unreachable cluster is asked again
 NO_TCP = ("cluster jobs report back over the daemon's TCP API, and this daemon listens only on its Unix socket: "
           "restart it with `rft-tui daemon restart --tcp 0.0.0.0:PORT` (a host:port the cluster can reach)")
 
@@ -101,10 +102,13 @@ class ClusterJobs:
         self.s = scheduler
         self.config: ClusterConfig | None = None
         self._executors: dict[tuple[str, int], ClusterExecutor] = {}
-        self._calls = ThreadPoolExecutor(2, thread_name_prefix="rft-engine")
+        self._calls = ThreadPoolExecutor(4, thread_name_prefix="rft-engine")
         self._thread: threading.Thread | None = None
         self._log_sizes: dict[str, int] = {}
         self._ending: set[tuple[str, str]] = set()
+        self._submitting: set[str] = set()  # handed to an engine thread, not yet answered
+        self._retry_at: dict[str, float] = {}  # unreachable cluster: not before this (monotonic)
+        self._waiting: dict[str, str] = {}  # why a job still waits for its cluster (said once per reason)
         self._wake = threading.Event()
 
     @property
@@ -149,42 +153,92 @@ class ClusterJobs:
 
     # ------------------------------------------------------------------ submit (store thread)
 
-    def submit(self, row: dict[str, Any]) -> bool:
-        """queued -> running on the cluster, or failed with the reason the engine (or we) gave."""
+    def submit(self, row: dict[str, Any]) -> None:
+        """Hand a queued job to the engine, off the store thread (an engine may take long to answer, or never).
+
+        On the store thread: the per-job token (a store write). On an engine thread: staging and the engine's
+        submit. Back on the store thread: queued -> running with the engine's id, or, if the engine could not
+        be reached, the job stays queued (one event says why) and is tried again on the watcher's next round;
+        a refusal fails it with the engine's words.
+        """
         s, job_id = self.s, row["id"]
-        attempt = (row["attempts"] or 0) + 1
+        if job_id in self._submitting:
+            return
         if self.report_url is None:
             s._transition(job_id, S.failed, f"Could not submit: {NO_TCP}", level="error", error_code="no_tcp",
                           error_message=NO_TCP, error_param="cluster")
-            return False
+            return
+        if time.monotonic() < self._retry_at.get(job_id, 0.0):
+            return
+        attempt = (row["attempts"] or 0) + 1
         try:
             spec = self.spec(row, attempt)
+            token = s.issue_job_token(job_id)
+        except Exception as e:  # noqa: BLE001 - the cluster was removed, the store refused: fail with it
+            self._refused(job_id, row["cluster"], str(e))
+            return
+        self._submitting.add(job_id)
+        try:
+            self._calls.submit(self._submit_to_engine, row, spec, token)
+        except RuntimeError:  # shutting down: the next daemon submits it
+            self._submitting.discard(job_id)
+
+    def _submit_to_engine(self, row: dict[str, Any], spec: LaunchSpec, token: str) -> None:
+        """On an engine thread: stage the job's files and token on the storage, then ask the engine."""
+        job_id = row["id"]
+        try:
             spec.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            stage_files(s.store, row, spec.storage_dir)
-            write_token(spec.storage_dir, s.issue_job_token(job_id))
-            executor = self.executor(row["cluster"])
-            engine_id = executor.submit(spec)
-        except Exception as e:  # noqa: BLE001 - unreachable engine, refused job, unwritable storage: say which
-            message = f"Could not submit to cluster {row['cluster']}: {e}"
-            s._transition(job_id, S.failed, message, level="error", error_code="cluster_submit_failed",
-                          error_message=message, error_param="cluster")
-            return False
+            stage_files(self.s.store, row, spec.storage_dir)
+            write_token(spec.storage_dir, token)
+            engine_id = self.executor(row["cluster"]).submit(spec)
+        except ExecutorUnavailable as e:
+            self.s._submit(self._not_submitted, job_id, row["cluster"], str(e), e.transient)
+        except Exception as e:  # noqa: BLE001 - unwritable storage, a bad spec: say which
+            self.s._submit(self._not_submitted, job_id, row["cluster"], f"{type(e).__name__}: {e}", False)
+        else:
+            self.s._submit(self._submitted, row, spec, engine_id)
+
+    def _not_submitted(self, job_id: str, cluster: str, reason: str, transient: bool) -> None:
+        self._submitting.discard(job_id)
+        if not transient:
+            self._refused(job_id, cluster, reason)
+            return
+        self._retry_at[job_id] = time.monotonic() + RETRY_SUBMIT_S
+        if self._waiting.get(job_id) != reason:  # one event per distinct reason, not one per try
+            self._waiting[job_id] = reason
+            self.s._write(self.s.store.add_event, job_id, f"Cluster {cluster} is unreachable ({reason}); the job "
+                          f"stays queued and is submitted when it answers", level="warn")
+            self.s.bus.publish(api.StreamEventType.job_event, job_id=job_id)
+        log.warning("job %s: cluster %s unreachable, retrying in %.0f s: %s", job_id, cluster, RETRY_SUBMIT_S, reason)
+
+    def _refused(self, job_id: str, cluster: str, reason: str) -> None:
+        message = f"Could not submit to cluster {cluster}: {reason}"
+        self.s._transition(job_id, S.failed, message, level="error", error_code="cluster_submit_failed",
+                           error_message=message, error_param="cluster", expect=[S.queued])
+
+    def _submitted(self, row: dict[str, Any], spec: LaunchSpec, engine_id: str) -> None:
+        """Back on the store thread: the engine has the job; record its id (or stop it, if the user moved on)."""
+        s, job_id, attempt = self.s, row["id"], spec.attempt
+        self._submitting.discard(job_id)
+        self._waiting.pop(job_id, None)
+        self._retry_at.pop(job_id, None)
+        kind = spec.cluster.kind
         job_dir = s.paths.job_dir(job_id)
         job_dir.mkdir(parents=True, exist_ok=True)
         with open(s.paths.job_log(job_id), "a", encoding="utf-8") as f:
             f.write(f"\n{ATTEMPT_HEADER}{attempt} {time.strftime('%Y-%m-%d %H:%M:%S')} submitted to "
-                    f"{executor.kind} cluster {row['cluster']} as {engine_id}; its log follows from the engine\n")
-        what = "Ray submission" if executor.kind == "ray" else "Slurm job"
-        ok = s._transition(job_id, S.running, f"Submitted to {executor.kind} cluster {row['cluster']} "
-                           f"({what} {engine_id})", expect=[S.queued], engine_id=engine_id, engine_state="pending",
-                           worker_pid=None, worker_pgid=None, worker_start_time=time.time(), worker_outcome=None,
+                    f"{kind} cluster {row['cluster']} as {engine_id}; its log follows from the engine\n")
+        what = "Ray submission" if kind == "ray" else "Slurm job"
+        ok = s._transition(job_id, S.running, f"Submitted to {kind} cluster {row['cluster']} ({what} {engine_id})",
+                           expect=[S.queued], engine_id=engine_id, engine_state="pending", worker_pid=None,
+                           worker_pgid=None, worker_start_time=time.time(), worker_outcome=None,
                            worker_outcome_detail=None, requested_action=None,
                            started_at=row["started_at"] or int(time.time()), attempts=attempt)
         log.info("job %s: submitted to %s as %s (attempt %d)", job_id, row["cluster"], engine_id, attempt)
         if not ok:  # cancelled or paused while we submitted
+            s._write(s.store.update_job, job_id, engine_id=engine_id, engine_state="pending")
             self._stop_soon(job_id, row["cluster"], engine_id)
         self._wake.set()
-        return ok
 
     # ------------------------------------------------------------------ control
 
@@ -227,6 +281,8 @@ class ClusterJobs:
             self._wake.clear()
 
     def _watch_round(self) -> None:
+        if self._retry_at and min(self._retry_at.values()) <= time.monotonic():
+            self.s.kick()  # a queued job whose cluster was unreachable: try it again
         for row in self.s.store.cluster_jobs_to_watch():
             if self.s._stopping.is_set():
                 return

@@ -20,7 +20,15 @@ ENDED: frozenset[str] = frozenset({"succeeded", "failed", "stopped", "gone"})
 
 
 class ExecutorUnavailable(RuntimeError):
-    """The engine cannot be reached or used (missing client package, refused connection): the message says how."""
+    """The engine cannot be used: the message says why and how to fix it.
+
+    `transient`: it could not be reached (connection refused, a timeout, ssh failing) -- asking again later
+    may work; otherwise it refused (a bad partition, no client package) and asking again would not help.
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)

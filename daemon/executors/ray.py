@@ -62,7 +62,7 @@ class RayExecutor:
                 self._client = JobSubmissionClient(self.cluster.address)
             except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError/RuntimeError/ValueError alike
                 raise ExecutorUnavailable(f"Ray job server {self.cluster.address} is unreachable: "
-                                          f"{str(e).splitlines()[0][:300]}") from None
+                                          f"{str(e).splitlines()[0][:300]}", transient=True) from None
         return self._client
 
     # ------------------------------------------------------------------ submission
@@ -94,7 +94,12 @@ class RayExecutor:
         except ExecutorUnavailable:
             raise
         except Exception as e:  # noqa: BLE001 - the job server's refusal, said in its words
-            raise ExecutorUnavailable(f"Ray refused the job: {str(e).splitlines()[0][:500]}") from None
+            self._client = None  # a head that went away mid-call: connect afresh next time
+            text = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
+            lost = isinstance(e, (ConnectionError, TimeoutError)) or "Connection" in type(e).__name__
+            raise ExecutorUnavailable(f"Ray refused the job: {text}" if not lost else
+                                      f"Ray job server {self.cluster.address} went away: {text}",
+                                      transient=lost) from None
 
     def describe(self, spec: LaunchSpec) -> str:
         return json.dumps({"address": self.cluster.address, "entrypoint": self.entrypoint(spec),

@@ -98,7 +98,8 @@ class SlurmExecutor:
                                       "client commands (sbatch, squeue, sacct, scancel)" +
                                       ("" if self.cluster.ssh else ", or `--ssh LOGIN_HOST`")) from None
         except subprocess.TimeoutExpired:
-            raise ExecutorUnavailable(f"{' '.join(args[:2])} did not answer within {timeout:.0f} s") from None
+            raise ExecutorUnavailable(f"{' '.join(args[:2])} did not answer within {timeout:.0f} s",
+                                      transient=True) from None
 
     # ------------------------------------------------------------------ submission
 
@@ -112,7 +113,12 @@ class SlurmExecutor:
         path.chmod(0o700)
         done = self.run(["sbatch", "--parsable", str(path)])
         if done.returncode != 0:
-            raise ExecutorUnavailable(f"sbatch refused the job: {(done.stderr or done.stdout).strip()[:500]}")
+            said = (done.stderr or done.stdout).strip()[:500]
+            # ssh's own failure (255), or a controller that does not answer: the cluster is away, not refusing
+            away = (self.cluster.ssh is not None and done.returncode == 255) or \
+                "Unable to contact slurm controller" in said
+            what = "could not reach the cluster" if away else "refused the job"
+            raise ExecutorUnavailable(f"sbatch {what}: {said}", transient=away)
         engine_id = done.stdout.strip().split(";")[0]
         if not engine_id.isdigit():
             raise ExecutorUnavailable(f"sbatch answered {done.stdout.strip()[:200]!r}, not a job id")

@@ -143,3 +143,32 @@ def test_cli_clusters_add_list_show_remove(rft_home: Path, storage: Path) -> Non
         assert nodes.returncode == 2
     finally:
         cli(rft_home, "daemon", "stop", check=False)
+
+
+def test_a_job_waits_queued_while_its_cluster_is_unreachable(daemon_factory, storage: Path, tmp_path: Path,
+                                                             rft_home: Path) -> None:
+    """ssh to a login host that does not resolve: the job stays queued (one event says why), tries again, and
+    can still be cancelled; nothing is half-submitted."""
+    from tests.support.daemon_proc import wait_until
+
+    d: DaemonProcess = daemon_factory(env={"RFT_CLUSTER_RETRY_S": "0.3", "RFT_CLUSTER_POLL_S": "0.2"},
+                                      tcp=f"127.0.0.1:{free_port()}")
+    with d.client() as c:
+        c.add_cluster({"name": "away", "kind": "slurm", "ssh": "rft-login.invalid", "storage": str(storage)})
+        train, valid = make_files(c, tmp_path)
+        job = c.create_job({**job_request(train, valid), "cluster": "away"})
+
+        def unreachable_said() -> list[str] | None:
+            said = [e.message for e in c.list_events(job.id, limit=50).data if "unreachable" in e.message]
+            return said or None
+
+        said = wait_until(unreachable_said, 60, interval=0.1, what="the unreachable-cluster event")
+        assert "Cluster away is unreachable (sbatch could not reach the cluster: ssh: Could not resolve hostname " \
+               "rft-login.invalid" in said[0], said
+        wait_until(lambda: d.log().count("unreachable, retrying") >= 2, 60, interval=0.1, what="a second try")
+        assert len(unreachable_said() or []) == 1  # said once, tried again quietly
+        assert c.get_job(job.id).status is api.JobStatus.queued
+        assert c.get_job(job.id).cluster.engine_id is None  # type: ignore[union-attr]
+        shown = cli(rft_home, "jobs", "show", job.id).stdout
+        assert "away (slurm)" in shown and "- (not submitted)" in shown and "1 node(s) x 1 CPU process(es)" in shown
+        assert c.cancel_job(job.id).status is api.JobStatus.cancelled
