@@ -334,7 +334,12 @@ def _field_path(loc: Any) -> str | None:
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
         parts = parts[1:]
     parts = [p for p in parts if "[" not in p and p not in UNION_TAGS]
+    # a tool runtime's union tag (`tools.add.http.url` -> `tools.add.url`); a tool named "http" keeps its name
+    parts = [p for i, p in enumerate(parts) if not (p in TOOL_RUNTIME_TAGS and i >= 2 and parts[i - 2] == "tools")]
     return ".".join(parts) or None
+
+
+TOOL_RUNTIME_TAGS = {"http", "python"}
 
 
 UNION_TAGS = {"int", "float", "str", "bool", "list", "dict", "none", "function-after", "function-before"}

@@ -103,6 +103,7 @@ def typed_request(model: type[R], data: dict[str, Any]) -> R:
         ours = [x for x in errors if x["type"] == "value_error"] or errors  # our validators' words first
         first = ours[0]
         path = [str(p) for p in first["loc"] if re.fullmatch(r"[A-Za-z_]\w*", str(p)) and p not in _UNION_TAGS]
+        path = [p for i, p in enumerate(path) if not (p in ("http", "python") and i >= 2 and path[i - 2] == "tools")]
         message = str(first["msg"]).removeprefix("Value error, ")
         raise ApiRequestError(400, api.ErrorDetail(message=message, param=".".join(path) or None)) from None
 

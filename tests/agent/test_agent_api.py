@@ -55,16 +55,17 @@ def test_bad_tool_specs_are_400s_naming_the_field(fake_worker_daemon: DaemonProc
             return h.post("/v1/fine_tuning/jobs", json=with_tools(job_request(train, valid, max_steps=2, **hp), tools))
 
         cases: list[tuple[Any, str, str]] = [
-            ({"add": {**ADD_TOOL, "url": "ftp://x/add"}}, "method.reinforcement.tools.add.http.url", "http"),
-            ({"add": {**ADD_TOOL, "url": "/add"}}, "method.reinforcement.tools.add.http.url", "absolute"),
-            ({"add": {**ADD_TOOL, "timeout_s": 0}}, "method.reinforcement.tools.add.http.timeout_s", "greater"),
-            ({"add": {**ADD_TOOL, "max_retries": -1}}, "method.reinforcement.tools.add.http.max_retries", "greater"),
-            ({"add": {**ADD_TOOL, "retries": 1}}, "method.reinforcement.tools.add.http.retries", "Unknown field"),
+            ({"add": {**ADD_TOOL, "url": "ftp://x/add"}}, "method.reinforcement.tools.add.url", "http"),
+            ({"add": {**ADD_TOOL, "url": "/add"}}, "method.reinforcement.tools.add.url", "absolute"),
+            ({"http": {**ADD_TOOL, "url": "/add"}}, "method.reinforcement.tools.http.url", "absolute"),
+            ({"add": {**ADD_TOOL, "timeout_s": 0}}, "method.reinforcement.tools.add.timeout_s", "greater"),
+            ({"add": {**ADD_TOOL, "max_retries": -1}}, "method.reinforcement.tools.add.max_retries", "greater"),
+            ({"add": {**ADD_TOOL, "retries": 1}}, "method.reinforcement.tools.add.retries", "Unknown field"),
             ({"add": {"type": "grpc", "url": "http://x"}}, "method.reinforcement.tools.add", "type"),
             ({"add": {"type": "python", "source": "def grade(sample, item):\n    return 1\n"}},
-             "method.reinforcement.tools.add.python.source", "call(arguments, item)"),
+             "method.reinforcement.tools.add.source", "call(arguments, item)"),
             ({"add": {"type": "python", "source": "def call(:\n"}},
-             "method.reinforcement.tools.add.python.source", "line 1"),
+             "method.reinforcement.tools.add.source", "line 1"),
             ({"bad name!": ADD_TOOL}, "method.reinforcement.tools", "tool name"),
             ([ADD_TOOL], "method.reinforcement.tools", "dictionary"),
         ]
