@@ -416,7 +416,8 @@ def parse_tool_runtimes(data: Any) -> dict[str, HttpToolRuntime | PythonToolRunt
             data)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if p not in ("http", "python"))
+        loc = [str(p) for p in first["loc"]]
+        where = ".".join(p for i, p in enumerate(loc) if not (i == 1 and p in ("http", "python")))  # union tag
         raise ValueError(f"{where}: {str(first['msg']).removeprefix('Value error, ')}") from None
     return parsed
 
