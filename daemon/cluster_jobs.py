@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
 from daemon import api
 from daemon.executors import ClusterExecutor, EngineStatus, ExecutorUnavailable, LaunchSpec, executor_for
 from daemon.procs import log_tail
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("rft.clusters")
 S = api.JobStatus
 POLL_S = float(os.environ.get("RFT_CLUSTER_POLL_S", "2"))
+JOURNAL_DIR = "report-journal"  # rank 0's journal in the worker's RFT_WORK_DIR (daemon/worker/http_reporter.py)
+REPORT_RECORD: TypeAdapter[api.ReportRecord] = TypeAdapter(api.ReportRecord)
 RETRY_SUBMIT_S = float(os.environ.get("RFT_CLUSTER_RETRY_S", "30"))  # an unreachable cluster is asked again
 NO_TCP = ("cluster jobs report back over the daemon's TCP API, and this daemon listens only on its Unix socket: "
           "restart it with `rft-tui daemon restart --tcp 0.0.0.0:PORT` (a host:port the cluster can reach)")
@@ -338,6 +342,10 @@ class ClusterJobs:
             s.kick()
             return
         s._write(s.store.update_job, job_id, engine_state=status.state)
+        if not row["worker_outcome"]:  # it ended without a word to us: what it journalled on the storage counts
+            replayed = self._replay_journal(row)
+            if replayed:
+                row = s.store.get_job_row(job_id) or row
         outcome, detail = row["worker_outcome"], row["worker_outcome_detail"]
         clear = s._cleared(row)
         if row["requested_action"] == "cancel" or outcome == "cancelled":
@@ -353,6 +361,32 @@ class ClusterJobs:
                   f"a result" + (f" ({status.detail})" if status.detail else "")
             self._fail(row, why, clear)
         s.kick()
+
+    def _replay_journal(self, row: dict[str, Any]) -> int:
+        """Apply the records a worker journalled on the shared storage but could not deliver (it ended while the
+        daemon was away longer than it waited). Each record is applied once (by its id), so replaying records
+        the daemon already has changes nothing. Returns how many were new."""
+        placement = load_placement(row)
+        if placement is None:
+            return 0
+        path = Path(placement.storage_dir) / "work" / JOURNAL_DIR / "records.jsonl"
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError:
+            return 0
+        applied = 0
+        for line in lines:
+            try:
+                record = REPORT_RECORD.validate_json(line)
+            except ValueError:
+                break  # a torn last line: the worker died mid-write; nothing after it was sent either
+            if self.s._write(self.s.store.apply_report, row["id"], record):
+                applied += 1
+        if applied:
+            self.s._write(self.s.store.add_event, row["id"], f"Replayed {applied} record(s) the worker journalled on "
+                          f"the cluster's storage but could not deliver ({path})", level="warn")
+            log.info("job %s: replayed %d journalled record(s) from %s", row["id"], applied, path)
+        return applied
 
     def _fail(self, row: dict[str, Any], reason: str, clear: dict[str, Any]) -> None:
         s, job_id = self.s, row["id"]

@@ -18,11 +18,12 @@ CLUSTER_HP: dict[str, Any] = {"batch_size": 4, "num_generations": 4, "eval_sampl
 S = api.JobStatus
 
 
-def tcp_daemon(daemon_factory: Any, model_cache: Path, port: int | None = None) -> DaemonProcess:
+def tcp_daemon(daemon_factory: Any, model_cache: Path, port: int | None = None,
+               env: dict[str, str] | None = None) -> DaemonProcess:
     """A daemon on TCP (cluster workers report there) that asks the engines twice a second."""
     port = port or free_port()
-    d: DaemonProcess = daemon_factory(env={"RFT_MODEL_CACHE": str(model_cache), "RFT_CLUSTER_POLL_S": "0.5"},
-                                      tcp=f"127.0.0.1:{port}")
+    d: DaemonProcess = daemon_factory(env={"RFT_MODEL_CACHE": str(model_cache), "RFT_CLUSTER_POLL_S": "0.5",
+                                           **(env or {})}, tcp=f"127.0.0.1:{port}")
     return d
 
 

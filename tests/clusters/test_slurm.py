@@ -19,11 +19,16 @@ from tests.support.engines import SlurmCluster
 pytestmark = pytest.mark.slow
 
 
+# sbatch passes the daemon's environment on: a worker that cannot deliver its last records gives up after 2 s
+# (instead of an hour) and leaves them in its journal on the storage
+QUICK_GIVE_UP = {"RFT_REPORT_FINISH_DEADLINE_S": "2", "RFT_REPORT_CLOSE_WAIT_S": "1"}
+
+
 @pytest.fixture
 def slurm_daemon(daemon_factory, model_cache: Path, slurm: SlurmCluster, cluster_storage: Path,  # type: ignore[no-untyped-def]
                  monkeypatch: pytest.MonkeyPatch) -> DaemonProcess:
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))  # the daemon's sbatch/squeue/scancel find this cluster
-    d = tcp_daemon(daemon_factory, model_cache)
+    d = tcp_daemon(daemon_factory, model_cache, env=QUICK_GIVE_UP)
     with d.client() as c:
         c.add_cluster({"name": "hpc", "kind": "slurm", "storage": str(cluster_storage), "processes_per_node": 2,
                        "python": sys.executable, "partition": "debug", "time_limit": "00:30:00"})
@@ -36,8 +41,9 @@ def _scontrol_state(slurm: SlurmCluster, engine_id: str) -> str:
     return next((w.split("=", 1)[1] for w in out.split() if w.startswith("JobState=")), "")
 
 
-def test_slurm_job_runs_through_sbatch_pauses_resumes_and_succeeds(slurm_daemon: DaemonProcess, slurm: SlurmCluster,
-                                                                    cluster_storage: Path, rft_home: Path) -> None:
+def test_slurm_job_runs_through_sbatch_pauses_resumes_and_settles_after_ending_while_the_daemon_was_down(
+        slurm_daemon: DaemonProcess, slurm: SlurmCluster, cluster_storage: Path, rft_home: Path,
+        daemon_factory, model_cache: Path) -> None:  # type: ignore[no-untyped-def]
     d = slurm_daemon
     with d.client() as c:
         test = c.test_cluster("hpc", timeout_s=60)
@@ -54,9 +60,19 @@ def test_slurm_job_runs_through_sbatch_pauses_resumes_and_succeeds(slurm_daemon:
         assert paused.cluster.engine_state == "succeeded"  # type: ignore[union-attr]  # it exited 0 after checkpointing
         assert _scontrol_state(slurm, first.engine_id) == "COMPLETED"
         c.resume_job(job.id)  # a new submission, from the checkpoint
+        second = wait_job(c, job.id, lambda j: j.cluster.engine_id != first.engine_id and j.progress.step >= 3,
+                          "step 3 of the second submission").cluster
+        assert second is not None and second.engine_id
+    d.kill()  # kill -9; the job ends while no daemon listens: its last records stay in its journal on the storage
+    wait_until(lambda: _scontrol_state(slurm, second.engine_id) == "COMPLETED", 300, interval=0.5,  # type: ignore[arg-type]
+               what="the Slurm job to complete while the daemon is down")
+    d2 = tcp_daemon(daemon_factory, model_cache, port=int(d.tcp.rsplit(":", 1)[1]), env=QUICK_GIVE_UP)  # type: ignore[union-attr]
+    with d2.client() as c:
         done = wait_terminal(c, job.id)
         assert done.status is S.succeeded, f"{done.error}\n{job_log(c, job.id)[-4000:]}"
-        assert done.cluster.engine_id != first.engine_id  # type: ignore[union-attr]
+        assert done.cluster.engine_id == second.engine_id  # type: ignore[union-attr]
+        events = [e.message for e in c.list_events(job.id, limit=200).data]
+        assert any(m.startswith("Replayed ") and "journalled" in m for m in events), events
         assert metric_steps(c, job.id) == [1, 2, 3, 4, 5, 6]
         ckpts = c.list_checkpoints(job.id).data
         assert ckpts and all(str(ck.path).startswith(str(cluster_storage)) for ck in ckpts)

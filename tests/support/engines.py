@@ -107,6 +107,8 @@ class RayHead:
             except ProcessLookupError:
                 pass
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        for log in self.temp_dir.parent.glob(f"{self.temp_dir.name}*.log"):
+            log.unlink(missing_ok=True)
 
 
 def _pids_mentioning(text: str) -> list[int]:
