@@ -194,4 +194,8 @@ async def test_rewards_tab_gains_rows_live_from_a_worker(daemon_factory, tmp_pat
         assert counts == sorted(counts)  # rows were only ever appended
         assert [r[0] for r in row_texts(table)] == [str(i) for i in range(1, 41)]
         assert len(set(counts)) > 2  # it grew while we watched, not in one reload at the end
-        assert [p[0] for p in screen.query_one("#reward-chart").series[-1].points] == [0, 10, 20, 30, 40]
+        chart = screen.query_one("#reward-chart")
+        # the validation series refreshes on its own event: wait for the last pass rather than racing it
+        await until(pilot, lambda: [p[0] for p in chart.series[-1].points][-1:] == [40], 30,
+                    what="the step-40 validation point on the chart")
+        assert [p[0] for p in chart.series[-1].points] == [0, 10, 20, 30, 40]
