@@ -122,6 +122,9 @@ METRICS: tuple[Metric, ...] = (
     _ours("tools/failure_rate", "tool_fail", ".1%", "health",
           "Share of tool calls that failed because the tool did (HTTP error, timeout, unreachable, bad answer, "
           "python tool error); the model's own mistakes (malformed calls, unknown tools, bad arguments) excluded."),
+    _ours("tools/errors/{kind}", "{kind}", ".0f", "health",
+          "Failed tool calls of one kind this step: malformed_call, unknown_tool, bad_arguments, http_error, timeout, "
+          "unreachable, bad_answer, python_error."),
     _ours("tools/latency_p50_ms", "tool p50", ".0f", "speed", "Median wall time of a tool call (retries included).",
           "ms"),
     _ours("tools/latency_p95_ms", "tool p95", ".0f", "speed", "95th percentile of tool call wall time.", "ms"),
@@ -154,6 +157,8 @@ METRICS: tuple[Metric, ...] = (
     _ours("valid_grader_errors", "valid err", ".0f", "validation", "Validation rows with a grader error."),
     _ours("valid/tools/{stat}", "valid {stat}", "#.4g", "validation",
           "The tools/* numbers over the validation episodes (calls_per_episode, error_rate, latency_p50_ms, ...)."),
+    _ours("valid/tools/errors/{kind}", "valid {kind}", ".0f", "validation",
+          "Failed tool calls of one kind over the validation episodes."),
 )
 
 _EXACT: dict[str, Metric] = {m.key: m for m in METRICS if not m.is_family}
@@ -182,6 +187,11 @@ TOOL_LATENCY_P50_MS = "tools/latency_p50_ms"
 TOOL_LATENCY_P95_MS = "tools/latency_p95_ms"
 TOOL_MAX_STEPS_SHARE = "tools/max_steps_share"
 TOOL_TOKEN_BUDGET_SHARE = "tools/token_budget_share"
+
+
+def tool_errors(kind: str) -> str:
+    """`tools/errors/<kind>`: failed tool calls of one kind in a step."""
+    return f"tools/errors/{kind}"
 
 
 def valid_tool_metric(key: str) -> str:

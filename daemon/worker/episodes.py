@@ -274,6 +274,10 @@ def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
         metrics.TOOL_MAX_STEPS_SHARE: sum(1 for e in episodes if e.stop_reason == "max_episode_steps") / n,
         metrics.TOOL_TOKEN_BUDGET_SHARE: sum(1 for e in episodes if e.stop_reason == "token_budget") / n,
     }
+    for c in calls:
+        if c.error is not None:
+            key = metrics.tool_errors(error_kind(c.error))
+            out[key] = out.get(key, 0.0) + 1.0
     latencies = sorted(c.latency_ms for c in calls if c.latency_ms is not None)
     if latencies:
         out[metrics.TOOL_LATENCY_P50_MS] = _percentile(latencies, 0.50)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daemon import api
@@ -42,15 +42,6 @@ class ToolRequest:
     call: ParsedCall
     item: dict[str, Any]
     schemas: dict[str, dict[str, Any]]  # the row's tools: name -> parameters schema
-
-
-@dataclass
-class ToolStats:
-    """Counts since the last `take()` (per training step / validation pass)."""
-
-    calls: int = 0
-    errors: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
 
 
 def shown_text(record: api.ToolCallRecord) -> str:
@@ -90,18 +81,12 @@ class ToolBox:
         self._pool: Any = None
         self._executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="rft-tool")
         self._lock = threading.Lock()
-        self.stats = ToolStats()
 
     # ------------------------------------------------------------------ running
 
     def run(self, requests: Sequence[ToolRequest]) -> list[api.ToolCallRecord]:
         """Every request's record, in order; the calls run concurrently, each within its own timeout."""
-        records = list(self._executor.map(self.run_one, requests))
-        with self._lock:
-            self.stats.calls += len(records)
-            self.stats.errors += sum(1 for r in records if r.error is not None)
-            self.stats.latencies_ms += [r.latency_ms for r in records if r.latency_ms is not None]
-        return records
+        return list(self._executor.map(self.run_one, requests))
 
     def run_one(self, req: ToolRequest) -> api.ToolCallRecord:
         call = req.call
@@ -199,11 +184,6 @@ class ToolBox:
             return self._pool
 
     # ------------------------------------------------------------------ lifecycle
-
-    def take_stats(self) -> ToolStats:
-        with self._lock:
-            stats, self.stats = self.stats, ToolStats()
-        return stats
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

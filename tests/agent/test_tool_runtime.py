@@ -108,8 +108,6 @@ def test_calls_that_cannot_run_never_reach_the_endpoint(server: ToolServer) -> N
     assert errors[3].startswith("bad arguments") and "'a' must be integer" in errors[3]
     assert "missing required argument 'b'" in errors[4]
     assert all(r.latency_ms is None for r in records) and server.calls["/add"] == 0
-    stats = tools.take_stats()
-    assert (stats.calls, stats.errors) == (5, 5)
 
 
 def test_python_tool_runs_in_the_sandbox() -> None:
@@ -209,3 +207,19 @@ def test_the_docs_worked_example_tool_server_works(tmp_path: object) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_tool_metrics_are_registered(server: ToolServer) -> None:
+    from daemon import metrics
+    from daemon.worker.episodes import Episode, EpisodeRow, episode_metrics
+
+    tools = box(add=api.HttpToolRuntime(url=server.url("/always500"), max_retries=0))
+    records = tools.run([request("add"), request("add", error="malformed tool call: not JSON"), request("mul")])
+    episode = Episode(row=EpisodeRow(messages=[], tools=None, item={}), rollout_id="r", prompt_ids=[],
+                      turns=[api.TrajectoryTurn(role="assistant", content="", tool_calls=records)], steps=1,
+                      stop_reason="max_episode_steps")
+    m = episode_metrics([episode])
+    assert m[metrics.tool_errors("http_error")] == 1 and m[metrics.tool_errors("malformed_call")] == 1
+    assert m[metrics.tool_errors("unknown_tool")] == 1
+    assert metrics.unregistered(m) == []
+    assert metrics.unregistered(metrics.valid_tool_metric(k) for k in m) == []
