@@ -313,6 +313,23 @@ class ReinforcementHyperparameters(BaseModel):
     gradient_accumulation_steps: PositiveIntOrAuto = "auto"
     samples_per_step: IntOrAuto = "auto"
     max_episode_steps: PositiveIntOrAuto = "auto"  # rows with tools: model turns per episode (docs/agent-rft.md)
+    # GPU memory and generation (docs/hyperparameters.md; the estimate is daemon/memory_estimate.py)
+    quantization: Auto | Literal["none", "4bit"] = "auto"
+    gradient_checkpointing: Auto | bool = "auto"
+    vllm_mode: Auto | Literal["colocate", "server"] = "auto"
+    vllm_server_base_url: str | None = Field(default=None, max_length=512,
+                                             description="server mode: where `trl vllm-serve` listens")
+    vllm_gpu_memory_utilization: Annotated[FloatOrAuto, _or_auto(
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1})] = "auto"
+    vllm_enable_sleep_mode: Auto | bool = "auto"
+    on_oom: Auto | Literal["fail", "retry_smaller"] = "auto"
+
+    @field_validator("vllm_gpu_memory_utilization")
+    @classmethod
+    def _fraction(cls, v: Any) -> Any:
+        if v != "auto" and not 0 < float(v) <= 1:
+            raise ValueError("must be in (0, 1] or \"auto\"")
+        return v
 
     @field_validator(
         "n_epochs", "batch_size", "eval_interval", "eval_samples", "num_generations",
@@ -538,6 +555,8 @@ class JobCreateRequest(StrictRequest):
     nodes: int | None = Field(default=None, ge=1, le=4096, description="cluster nodes (default: the cluster's)")
     gpus_per_node: int | None = Field(default=None, ge=0, le=64,
                                       description="GPUs per node (default: the cluster's; 0 = CPU processes)")
+    force: bool = Field(default=False, description="create the job even when the memory estimate says it clearly "
+                        "does not fit (over the tightest device's free memory by more than 25 %)")
 
     @field_validator("suffix")
     @classmethod
@@ -908,6 +927,83 @@ class PreflightRequest(JobCreateRequest):
 
     rows: int = Field(default=16, ge=1, le=1024)
     completions_per_row: int = Field(default=8, ge=1, le=64)
+    estimate_only: bool = Field(default=False, description="answer the memory-fit estimate alone (from the model's "
+                                "config, well under a second, no weights loaded); the sampling fields stay null")
+
+
+class DeviceMemory(WireModel):
+    """One device the job would train on, as the daemon sees it now (no torch: nvidia-smi, or RAM on CPU)."""
+
+    device: str  # "cuda:0" | "cpu"
+    name: str = ""
+    total_bytes: int | None = None
+    free_bytes: int | None = None
+    bf16: bool | None = None  # compute capability >= 8.0 (None on CPU)
+    fits: bool | None = None
+
+
+class MemoryEstimate(WireModel):
+    """Estimated peak memory per device for a job, from the model's config alone (no weights loaded).
+
+    The rules are in daemon/memory_estimate.py (docs/gpu.md "Memory estimate"): weights at the precision or
+    4-bit, LoRA adapter + its gradients in fp32, AdamW's two fp32 states, activations of one micro-batch (all
+    layers, or one layer's input per layer with gradient checkpointing) plus the completion logits, and the
+    generation KV cache (HF generate) or the vLLM pool (colocate mode).
+    """
+
+    model: str
+    parameters: int  # every parameter of the base model (tied embeddings counted once)
+    parameter_source: str = ""  # "config" (architecture rule), "meta-device" (instantiated) or "built-in"
+    weights_bytes: int
+    trainable_params: int
+    lora_bytes: int  # adapter weights + their gradients
+    optimizer_bytes: int
+    activations_bytes: int
+    generation_bytes: int
+    overhead_bytes: int = 0  # CUDA context and allocator slack (CPU: the runtime)
+    total_bytes: int
+    device: str  # the tightest device: "cuda:0", "cpu"
+    device_free_bytes: int | None = None
+    device_total_bytes: int | None = None
+    fits: bool | None = None  # None when free memory is unknown
+    clearly_does_not_fit: bool = False  # over free memory by more than the estimate's +-20%: create refuses
+    verdict: str = ""
+    suggestion: str | None = None  # the cheapest change that makes it fit, in words
+    suggested_hyperparameters: dict[str, Any] = {}  # that change, as hyperparameters
+    devices: list[DeviceMemory] = []
+    assumptions: dict[str, Any] = {}  # micro-batch, sequence length, precision, checkpointing, vLLM, ...
+
+
+class LocalModel(WireModel):
+    """OpenAI's model object (`GET /v1/models`), plus where it is, its size and whether it fits here."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "local"
+    source: Literal["builtin", "local", "hub"] = "hub"
+    path: str | None = None
+    size_bytes: int | None = None  # on disk (the HF cache's own count); None for a built-in model not built yet
+    parameters: int | None = None
+    fits: bool | None = None  # the memory estimate with default settings, on this machine's tightest device
+    verdict: str = ""
+
+
+class DoctorCheck(WireModel):
+    name: str
+    status: Literal["ok", "warn", "fail"]
+    detail: str
+    fix: str | None = None
+
+
+class DoctorReport(WireModel):
+    """`GET /v1/doctor`: is this machine ready to train (the daemon's machine: where the workers run)?"""
+
+    object: Literal["doctor"] = "doctor"
+    ok: bool  # no line failed
+    checks: list[DoctorCheck]
+    models: list[LocalModel] = []  # the Hugging Face cache's models
+    elapsed_s: float = 0.0
 
 
 class PreflightRowSignal(WireModel):
@@ -950,20 +1046,23 @@ class PreflightToolUse(WireModel):
 
 
 class PreflightReport(WireModel):
+    """Pre-flight's answer. With `estimate_only` only `model`, `memory_estimate` and `verdict` are filled."""
+
     object: Literal["fine_tuning.preflight"] = "fine_tuning.preflight"
     model: str
-    rows: int
-    completions_per_row: int
-    reward_mean: float
-    reward_std: float
-    reward_histogram: list[tuple[float, int]]
-    zero_signal_rows: int
-    zero_signal_fraction: float
-    grader_errors: dict[str, int]
-    grader_error_rate: float
-    longest_prompt_tokens: int
-    longest_completion_tokens: int
-    longest_total_tokens: int
+    estimate_only: bool = False
+    rows: int = 0
+    completions_per_row: int = 0
+    reward_mean: float | None = None
+    reward_std: float | None = None
+    reward_histogram: list[tuple[float, int]] = []
+    zero_signal_rows: int | None = None
+    zero_signal_fraction: float | None = None
+    grader_errors: dict[str, int] = {}
+    grader_error_rate: float | None = None
+    longest_prompt_tokens: int | None = None
+    longest_completion_tokens: int | None = None
+    longest_total_tokens: int | None = None
     examples: list[dict[str, Any]] = []
     verdict: str = ""
     elapsed_s: float = 0.0
@@ -974,6 +1073,8 @@ class PreflightReport(WireModel):
     gameability_warning: str | None = None
     # issue 13: jobs with tools play episodes; how the base model used the tools (None without tools)
     tools: PreflightToolUse | None = None
+    memory_estimate: MemoryEstimate | None = None
+    memory_estimate_error: str | None = None  # why there is no estimate (e.g. a hub model not in the local cache)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1314,6 +1415,20 @@ class ResolvedHyperparameters(WireModel):
     save_total_limit: int = 4
     samples_per_step: int = 8
     max_episode_steps: int = 8
+    quantization: str = "none"  # "none" | "4bit"
+    gradient_checkpointing: bool = False
+    vllm_mode: str = "colocate"  # "colocate" | "server"
+    vllm_server_base_url: str | None = None
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_enable_sleep_mode: bool = False
+    on_oom: str = "fail"  # "fail" | "retry_smaller"
+    #: why each "auto" that depends on the machine or the estimate came out as it did (use_vllm, precision, ...)
+    auto_reasons: dict[str, str] = {}
+
+    @property
+    def per_device_batch_size(self) -> int:
+        """Completions per process per micro-step: the global batch split over processes and accumulation."""
+        return max(1, self.completions_per_step // max(1, self.num_processes * self.gradient_accumulation_steps))
 
     @property
     def completions_per_step(self) -> int:
@@ -1341,6 +1456,8 @@ class JobSnapshot(WireModel):
     suffix: str | None = None
     created_at: int | None = None
     guardrails: Guardrails | None = None  # None: a job created before guardrails existed (the defaults)
+    memory_estimate: MemoryEstimate | None = None  # at creation; the worker quotes it when it runs out of memory
+    memory_estimate_error: str | None = None  # why there is none (e.g. a hub model not in the local cache)
 
     @field_validator("model", mode="before")
     @classmethod

@@ -13,11 +13,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from daemon.errors import ApiError, bad_request
+from daemon.worker_protocol import worker_python
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -25,7 +25,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _command(module: str, args: list[str]) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+    return [worker_python(), "-m", module, *args]  # the training stack's interpreter (.venv-gpu when there is one)
 
 
 def _timed_out(module: str, timeout: float) -> ApiError:

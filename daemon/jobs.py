@@ -10,9 +10,12 @@ from typing import Any
 
 from daemon import __version__, api
 from daemon.clusters import ClusterConfig, dump_placement, placement
-from daemon.errors import bad_request
+from daemon.devices import cpu_memory
+from daemon.errors import ApiError, bad_request
 from daemon.health import check_guardrails
 from daemon.hyperparams import DeviceInfo, check_resolved, resolve_hyperparameters
+from daemon.memory_estimate import estimate
+from daemon.model_shape import ModelShape, ShapeUnavailable, UnknownArchitecture, shape_for
 from daemon.models import ModelNotFound, check_model_ref
 from daemon.paths import Paths
 from daemon.store import Store, dumps, new_job_id
@@ -73,9 +76,12 @@ def check_files(store: Store, paths: Paths, req: api.JobCreateRequest, train: ap
         raise problem
 
 
-def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest,
-                   where: api.JobPlacement | None = None) -> api.JobSnapshot:
-    """Everything the job depends on, checked and resolved; raises ApiError (400) naming the offending parameter."""
+def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest, where: api.JobPlacement | None = None,
+                   check_data: bool = True) -> api.JobSnapshot:
+    """Everything the job depends on, checked and resolved; raises ApiError (400) naming the offending parameter.
+
+    `check_data=False` (the memory estimate alone) skips reading the datasets' rows: only their counts matter.
+    """
     if req.hyperparameters:
         raise bad_request("Top-level `hyperparameters` is deprecated; put them in "
                           "method.reinforcement.hyperparameters.", param="hyperparameters")
@@ -87,14 +93,23 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest,
                           "(pass allow_overlap to do it anyway).", param="validation_file", code="overlap")
     grader = req.method.reinforcement.grader
     validate_grader_spec(grader)
-    check_files(store, paths, req, train, valid)
+    if check_data:
+        check_files(store, paths, req, train, valid)
     seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
     hp = req.method.reinforcement.hyperparameters
     device = DeviceInfo.detect() if where is None else cluster_device(where)
+    shape, shape_error = model_shape(req.model, paths)
     resolved = resolve_hyperparameters(hp, model=req.model, train_rows=train.rows or 0,
-                                       valid_rows=(valid.rows if valid else 0) or 0, seed=seed, device=device)
+                                       valid_rows=(valid.rows if valid else 0) or 0, seed=seed, device=device,
+                                       shape=shape)
     if where is not None:
         resolved = cluster_processes(resolved, hp, where)
+        if hp.use_vllm == "auto" and resolved.use_vllm:  # the cluster's environment is not probed from here
+            resolved = resolved.model_copy(update={"use_vllm": False, "auto_reasons": {
+                **resolved.auto_reasons, "use_vllm": "off: a cluster job (set use_vllm: true if its nodes have vLLM)"}})
+    if req.method.reinforcement.tools and hp.use_vllm == "auto" and resolved.use_vllm:
+        resolved = resolved.model_copy(update={"use_vllm": False, "auto_reasons": {
+            **resolved.auto_reasons, "use_vllm": "off: tool episodes generate with the training model"}})
     for param, message in check_resolved(resolved):
         raise bad_request(message, param=f"method.reinforcement.hyperparameters.{param}")
     if req.method.reinforcement.tools and resolved.use_vllm:
@@ -104,12 +119,50 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest,
     guardrails = req.guardrails or api.Guardrails()
     for param, message in check_guardrails(guardrails):
         raise bad_request(f"guardrails.{param}: {message}", param=f"guardrails.{param}", code="invalid_guardrails")
+    estimate = memory_estimate(req.model, shape, resolved, device) if shape is not None else None
     return api.JobSnapshot(
         model=model, training_file=train, validation_file=valid, grader=grader, hyperparameters=resolved,
         hyperparameters_requested=hp.model_dump(exclude_none=True), seed=seed, versions=library_versions(),
         device=api.SnapshotDevice(kind=device.kind, count=device.count), suffix=req.suffix,
         created_at=int(time.time()), tools=req.method.reinforcement.tools or {}, guardrails=guardrails,
+        memory_estimate=estimate, memory_estimate_error=shape_error,
     )
+
+
+def model_shape(model: str, paths: Paths) -> tuple[ModelShape | None, str | None]:
+    """The model's shape for the estimate, or why there is none (never an error: the job can still run)."""
+    try:
+        return shape_for(model, paths.home), None
+    except (ShapeUnavailable, UnknownArchitecture, ValueError) as e:
+        return None, str(e)
+    except ApiError as e:  # the meta-device helper failed or timed out
+        return None, f"no estimate: {e.message}"
+
+
+def memory_estimate(model: str, shape: ModelShape, hp: api.ResolvedHyperparameters,
+                    device: DeviceInfo) -> api.MemoryEstimate:
+    """The fit estimate against the devices detected now (the GPUs' free memory, or the RAM on CPU)."""
+    free, total = cpu_memory()
+    return estimate(model, shape, hp, list(device.gpus), free, total)
+
+
+def refuse_if_too_big(snapshot: api.JobSnapshot, force: bool) -> None:
+    """Create refuses a job that clearly will not fit (unless `force`), with the breakdown and the cheapest fix."""
+    e = snapshot.memory_estimate
+    if force or e is None or not e.clearly_does_not_fit:
+        return
+    raise bad_request(f"This job will not fit in memory: {e.verdict}. Estimate per device: {breakdown_text(e)}. "
+                      "Change the settings, or pass force (--force) to try anyway.", param="model",
+                      code="does_not_fit")
+
+
+def breakdown_text(e: api.MemoryEstimate) -> str:
+    gib = 2**30
+    parts = [("weights", e.weights_bytes), ("LoRA", e.lora_bytes), ("optimizer", e.optimizer_bytes),
+             ("activations", e.activations_bytes), ("generation", e.generation_bytes), ("overhead", e.overhead_bytes)]
+    free = f"{e.device_free_bytes / gib:.1f} GiB free" if e.device_free_bytes is not None else "free unknown"
+    return (", ".join(f"{name} {n / gib:.2f} GiB" for name, n in parts)
+            + f" = {e.total_bytes / gib:.2f} GiB on {e.device} ({free})")
 
 
 def cluster_device(where: api.JobPlacement) -> DeviceInfo:
@@ -148,6 +201,7 @@ def build_job(store: Store, paths: Paths, req: api.JobCreateRequest,
         raise bad_request("nodes and gpus_per_node apply to cluster jobs; name the cluster too",
                           param="nodes" if req.nodes is not None else "gpus_per_node")
     snapshot = build_snapshot(store, paths, req, where)
+    refuse_if_too_big(snapshot, req.force)
     requested = snapshot.hyperparameters_requested
     method: dict[str, Any] = {"type": "reinforcement",
                               "reinforcement": {"grader": snapshot.grader, "hyperparameters": requested}}

@@ -491,14 +491,25 @@ def load_tokenizer(model_id: str, paths: Paths, progress: bool = False) -> Any:
 
 
 def load_model(model_id: str, paths: Paths, dtype: Any = None, device: str | None = None,
-               progress: bool = False) -> Any:
-    """A causal LM from a built-in id, a local directory or a hub id (hub needs network; never in tests)."""
+               progress: bool = False, quantization: str = "none") -> Any:
+    """A causal LM from a built-in id, a local directory or a hub id (hub needs network; never in tests).
+
+    `quantization="4bit"`: nf4 base weights with double quantization and `dtype` compute (bitsandbytes, QLoRA),
+    placed on this process's GPU (LOCAL_RANK); TRL prepares it for k-bit training when it adds the adapter.
+    """
     from transformers import AutoModelForCausalLM
 
     where, revision = resolve_model_path(model_id, paths, progress=progress)
     kwargs: dict[str, Any] = {"revision": revision}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if quantization == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model: Any = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     if device:
         model.to(device)

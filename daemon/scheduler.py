@@ -518,10 +518,11 @@ class Scheduler:
         text = "\n".join(tail)
         code = "worker_failed"
         hint = ""
-        if any(m in text for m in OOM_MARKERS) or returncode == -signal.SIGKILL and "Killed" in text:
+        explained = reason.startswith("out of memory")  # the worker's own account: step, phase, peak, fix
+        if explained or any(m in text for m in OOM_MARKERS) or returncode == -signal.SIGKILL and "Killed" in text:
             code = "out_of_memory"
-            hint = (" Out of memory: lower batch_size, num_generations or max_completion_length, or use a "
-                    "smaller model.")
+            hint = "" if explained else (" Out of memory: lower batch_size, num_generations or max_completion_length, "
+                                         "or use a smaller model.")
         last = next((ln for ln in reversed(tail) if ln.strip()), "")
         message = f"{reason}.{hint}" + (f" Last log line: {last.strip()[:300]}" if last else "")
         self._transition(job_id, S.failed, message, level="error", error_code=code, error_message=message,

@@ -33,6 +33,20 @@ def worker_module() -> str:
     return os.environ.get("RFT_WORKER_MODULE") or DEFAULT_WORKER_MODULE
 
 
+def worker_python() -> str:
+    """The interpreter that runs workers and the torch helpers (pre-flight, export, doctor's torch probe).
+
+    `RFT_WORKER_PYTHON`, else the checkout's GPU environment (`.venv-gpu`, made by `scripts/setup.sh gpu`: vLLM
+    pins a fastapi the daemon cannot run with, so the GPU stack lives beside the daemon's environment), else
+    the daemon's own interpreter.
+    """
+    chosen = os.environ.get("RFT_WORKER_PYTHON")
+    if chosen:
+        return chosen
+    gpu_env = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv-gpu", "bin", "python")
+    return gpu_env if os.access(gpu_env, os.X_OK) else sys.executable
+
+
 def num_processes(job_row: dict[str, Any]) -> int:
     try:
         resolved = json.loads(job_row.get("resolved_hyperparameters") or "null") or {}
@@ -47,8 +61,8 @@ def worker_command(job_row: dict[str, Any]) -> list[str]:
     job_id = job_row["id"]
     n = num_processes(job_row)
     if n == 1:
-        return [sys.executable, "-m", worker_module(), job_id]
-    return [sys.executable, "-m", "daemon.worker.torchrun", "--standalone", f"--nproc_per_node={n}",
+        return [worker_python(), "-m", worker_module(), job_id]
+    return [worker_python(), "-m", "daemon.worker.torchrun", "--standalone", f"--nproc_per_node={n}",
             "-m", worker_module(), job_id]
 
 

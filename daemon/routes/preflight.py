@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -31,13 +33,25 @@ async def preflight(request: Request, body: api.PreflightRequest) -> api.Preflig
     ctx = ctx_of(request)
     from starlette.concurrency import run_in_threadpool
 
-    job_req = api.JobCreateRequest.model_validate(body.model_dump(exclude={"rows", "completions_per_row"}))
-    snapshot = await run_in_threadpool(build_snapshot, ctx.store, ctx.paths, job_req)
+    started = time.perf_counter()
+    job_req = api.JobCreateRequest.model_validate(body.model_dump(exclude={"rows", "completions_per_row",
+                                                                           "estimate_only"}))
+    snapshot = await run_in_threadpool(partial(build_snapshot, check_data=not body.estimate_only), ctx.store,
+                                       ctx.paths, job_req)
+    if body.estimate_only:  # from the config alone: no helper process, no torch, no weights
+        e = snapshot.memory_estimate
+        return api.PreflightReport(model=snapshot.model_ref(), estimate_only=True, memory_estimate=e,
+                                   memory_estimate_error=snapshot.memory_estimate_error,
+                                   verdict=e.verdict if e else f"no memory estimate: {snapshot.memory_estimate_error}",
+                                   elapsed_s=round(time.perf_counter() - started, 3))
     payload = {"snapshot": snapshot.model_dump(mode="json"), "rows": body.rows,
                "completions_per_row": body.completions_per_row}
     result = await run_module("daemon.worker.preflight", [], json.dumps(payload).encode(), ctx.paths.home,
                               PREFLIGHT_TIMEOUT_S)
-    return api.PreflightReport.model_validate(result)
+    report = api.PreflightReport.model_validate(result)
+    report.memory_estimate = snapshot.memory_estimate
+    report.memory_estimate_error = snapshot.memory_estimate_error
+    return report
 
 
 @router.post("/v1/fine_tuning/jobs/{job_id}/export", response_model=api.JobExportResult,

@@ -68,11 +68,15 @@ def main(argv: list[str]) -> int:
             _finish(home, job_id, run, outcome, f"{outcome} before training started")
             return 0
         traceback.print_exc()
-        _finish(home, job_id, run, "failed", _failure_message(exc), event=True)
+        report = getattr(exc, "report", None)  # OutOfMemoryFailure: step, phase, peak, estimate, suggestion
+        _finish(home, job_id, run, "failed", _failure_message(exc), event=True,
+                data={"out_of_memory": report} if isinstance(report, dict) else None)
         return 1
 
 
 def _failure_message(exc: BaseException) -> str:
+    if type(exc).__name__ == "OutOfMemoryFailure":  # already explained by the worker
+        return str(exc)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError
         from daemon.worker.grpo import oom_message
 
@@ -98,7 +102,8 @@ def _disk_full(exc: BaseException | None) -> bool:
     return False
 
 
-def _finish(home: str | None, job_id: str, run: object, outcome: str, message: str, event: bool = False) -> None:
+def _finish(home: str | None, job_id: str, run: object, outcome: str, message: str, event: bool = False,
+            data: dict[str, object] | None = None) -> None:
     """Record the outcome through the run's reporter, or a fresh one (rank 0 only) if the run never got one."""
     reporter = getattr(run, "reporter", None)
     if reporter is None and job_id and int(os.environ.get("RANK", "0")) == 0:
@@ -110,7 +115,7 @@ def _finish(home: str | None, job_id: str, run: object, outcome: str, message: s
             reporter = None
     if reporter is not None:
         if event:
-            reporter.event(f"Worker failed: {message}", level="error")
+            reporter.event(f"Worker failed: {message}", level="error", data=data)
         reporter.finish(outcome, message)
 
 

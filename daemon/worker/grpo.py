@@ -89,21 +89,40 @@ def lora_config(hp: api.ResolvedHyperparameters) -> Any:
                       target_modules=hp.lora_target_modules, task_type="CAUSAL_LM", bias="none")
 
 
-def grpo_config(hp: api.ResolvedHyperparameters, out_dir: Path, world: int) -> Any:
+def per_device_batch(hp: api.ResolvedHyperparameters, world: int, micro_batch_divisor: int = 1) -> tuple[int, int]:
+    """(per_device_train_batch_size, gradient_accumulation_steps): the global batch (batch_size x num_generations
+    completions) split over the processes and the accumulation steps; `micro_batch_divisor` halves the micro-batch
+    again after an out-of-memory retry, with the accumulation doubled so the global batch stays."""
+    accum = hp.gradient_accumulation_steps * micro_batch_divisor
+    per_process = max(1, hp.completions_per_step // max(1, world))
+    while accum > 1 and per_process % accum:
+        accum //= 2
+    return max(1, per_process // accum), accum
+
+
+def grpo_config(hp: api.ResolvedHyperparameters, out_dir: Path, world: int, micro_batch_divisor: int = 1) -> Any:
     from trl import GRPOConfig
 
     cpu = not hp.on_cuda
-    per_device = max(hp.num_generations, hp.completions_per_step // max(1, world))
+    per_device, accum = per_device_batch(hp, world, micro_batch_divisor)
+    vllm: dict[str, Any] = {}
+    if hp.use_vllm:
+        vllm = {"vllm_mode": hp.vllm_mode, "vllm_enable_sleep_mode": hp.vllm_enable_sleep_mode}
+        if hp.vllm_mode == "colocate":
+            vllm["vllm_gpu_memory_utilization"] = hp.vllm_gpu_memory_utilization
+            vllm["vllm_max_model_length"] = hp.max_prompt_length + hp.max_completion_length
+        elif hp.vllm_server_base_url:
+            vllm["vllm_server_base_url"] = hp.vllm_server_base_url
     return GRPOConfig(
         output_dir=str(out_dir), use_cpu=cpu, bf16=(hp.precision == "bf16" and not cpu),
         fp16=(hp.precision == "fp16" and not cpu), per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=hp.gradient_accumulation_steps, num_generations=hp.num_generations,
+        gradient_accumulation_steps=accum, num_generations=hp.num_generations,
         max_completion_length=hp.max_completion_length, temperature=hp.temperature, beta=hp.beta,
         loss_type=hp.loss_type, learning_rate=hp.learning_rate, max_steps=hp.max_steps, seed=hp.seed,
         data_seed=hp.seed, logging_steps=1, report_to="none", save_strategy="no", eval_strategy="no",
-        gradient_checkpointing=False, remove_unused_columns=False, dataloader_num_workers=0,
-        log_completions=False, disable_tqdm=True, use_vllm=hp.use_vllm,
-        ddp_find_unused_parameters=False if world > 1 else None,
+        gradient_checkpointing=hp.gradient_checkpointing, remove_unused_columns=False,
+        dataloader_num_workers=0, log_completions=False, disable_tqdm=True, use_vllm=hp.use_vllm,
+        ddp_find_unused_parameters=False if world > 1 else None, **vllm,
     )
 
 
@@ -159,7 +178,9 @@ class JobCallback(TrainerCallback):
         run = self.run
         if run.validator is None or run.reporter is None:
             return
+        phase, run.phase, run.validating_step = run.phase, "validation", step
         rows, summary, seconds = run.validator.run(model)
+        run.phase = phase
         mean = run.reporter.log_validation(step, rows, summary)
         self.last_valid[step] = mean
         if run.health is not None:
@@ -225,6 +246,7 @@ class JobCallback(TrainerCallback):
             if dst.exists():
                 shutil.rmtree(dst)
             os.rename(src, dst)
+            run.last_checkpoint = str(dst)  # local: an out-of-memory retry resumes from it
             metrics = {"step": step, "valid_reward_mean": self.last_valid.get(step),
                        "train_reward_mean": self.last_train_reward}
             run.reporter.add_checkpoint(step, storage.publish(dst, run.checkpoint_storage, run.job_id), metrics)
@@ -264,6 +286,11 @@ class TrainingRun:
         self.rollout: ToolRollout | None = None
         self.toolbox: ToolBox | None = None
         self.health: JobHealth | None = None  # rank 0: health signals and alarms (daemon/health.py)
+        self.last_checkpoint: str | None = None
+        self.phase = "starting"  # loading | training | generation | forward | backward | validation
+        self.validating_step = 0
+        self.micro_batch = 0
+        self.device: Any = None
 
     # --------------------------------------------------------------- control
 
@@ -325,10 +352,7 @@ class TrainingRun:
     # --------------------------------------------------------------- run
 
     def execute(self) -> str:
-        from trl import GRPOTrainer
-
         hp, spec = self.hp, self.spec
-        model_id = spec.model_ref()
         threads = os.environ.get("RFT_TORCH_THREADS")
         if threads:
             torch.set_num_threads(int(threads))
@@ -336,31 +360,66 @@ class TrainingRun:
             # half the cores per rank: on a shared CPU, oversubscribed torch threads are many times slower
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // (2 * self.world)))
         torch.manual_seed(hp.seed)
+        self.tokenizer = load_tokenizer(spec.model_ref(), self.paths, progress=self.rank == 0)
+        self.train_rows = read_rows(stored_path(spec.training_file))
+        self.valid_rows = read_rows(stored_path(spec.validation_file)) if spec.validation_file else []
+        self.reward = GraderReward(spec.grader, name=spec.grader_name, samples_per_step=hp.samples_per_step,
+                                   seed=hp.seed)
+        if self.reporter is not None:
+            self.health = JobHealth(spec.guardrails, groups_per_step(hp, self.world), self.record_alarm,
+                                    grader_time_limits(spec.grader))
+        if spec.tools:  # agent RFT: the job's tools, shared by the training and validation episodes
+            self.toolbox = ToolBox(spec.tools)
+        try:
+            trainer = self.build_trainer(micro_batch_divisor=1)
+            self.flags.training_started()
+            early = self.stop_action()  # asked while we loaded: stop now, nothing new to save
+            if early is not None:
+                self.stop_detail = f"{early} before training started"
+                print(f"[worker] {self.stop_detail}", flush=True)
+                return early
+            try:
+                trainer.train(resume_from_checkpoint=self.resume_from)
+            except torch.OutOfMemoryError as exc:
+                report = self.oom_report(exc, trainer)
+                if hp.on_oom != "retry_smaller" or self.world > 1:
+                    raise OutOfMemoryFailure(report) from exc
+                del trainer
+                trainer = self.retry_smaller(report)
+                try:
+                    trainer.train(resume_from_checkpoint=self.resume_from)
+                except torch.OutOfMemoryError as again:
+                    raise OutOfMemoryFailure(self.oom_report(again, trainer, retried=True)) from again
+        finally:
+            self.reward.close()
+            if self.toolbox is not None:
+                self.toolbox.close()
+        return self.outcome
+
+    def build_trainer(self, micro_batch_divisor: int) -> Any:
+        """Load the model (4-bit when asked) and wrap it in GRPOTrainer + LoRA, with our callback and timing."""
+        from trl import GRPOTrainer
+
+        hp, spec = self.hp, self.spec
+        model_id = spec.model_ref()
+        tokenizer = self.tokenizer
         out_dir = self.checkpoint_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hp.precision, torch.float32)
         if not hp.on_cuda:
             dtype = torch.float32
-        tokenizer = load_tokenizer(model_id, self.paths, progress=self.rank == 0)
-        model = load_model(model_id, self.paths, dtype=dtype)
-        train_rows = read_rows(stored_path(spec.training_file))
-        valid_rows = read_rows(stored_path(spec.validation_file)) if spec.validation_file else []
-        self.reward = GraderReward(spec.grader, name=spec.grader_name, samples_per_step=hp.samples_per_step,
-                                   seed=hp.seed)
-        args = grpo_config(hp, out_dir, self.world)
-        if self.reporter is not None:
-            self.health = JobHealth(spec.guardrails, groups_per_step(hp, self.world), self.record_alarm,
-                                    grader_time_limits(spec.grader))
+        self.phase = "loading"
+        model = load_model(model_id, self.paths, dtype=dtype, quantization=hp.quantization)
+        args = grpo_config(hp, out_dir, self.world, micro_batch_divisor)
+        self.micro_batch = int(args.per_device_train_batch_size)
         reward_funcs: list[Any] = [self.reward]  # TRL's hint wants list[float | None] back (lists are invariant)
-        runner: EpisodeRunner | None = None
-        if spec.tools:  # agent RFT: multi-turn episodes with the job's tools (daemon/worker/rollout.py says why)
-            self.toolbox = ToolBox(spec.tools)
+        if self.toolbox is not None:  # agent RFT: multi-turn episodes (daemon/worker/rollout.py says why)
             runner = EpisodeRunner(tokenizer, self.toolbox, hp.max_episode_steps, hp.max_completion_length,
                                    rollout_prefix=f"{self.job_id}-train-{self.rank}")
             self.rollout = ToolRollout(runner)
-            dataset = rollout_dataset(train_rows)
+            dataset = rollout_dataset(self.train_rows)
         else:
-            dataset = training_dataset(train_rows, tokenizer)
+            dataset = training_dataset(self.train_rows, tokenizer)
         trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                               processing_class=tokenizer, peft_config=lora_config(hp), callbacks=[JobCallback(self)],
                               rollout_func=self.rollout)
@@ -371,58 +430,101 @@ class TrainingRun:
         self._instrument(trainer)
         if self.rollout is not None and getattr(trainer, "_generate_and_score_completions", None) is None:
             raise RuntimeError("this TRL has no _generate_and_score_completions: tool rollouts cannot see their rows")
-        if valid_rows and hp.eval_samples > 0:
-            idx = choose_rows(valid_rows, hp.eval_samples, hp.seed)
+        if self.valid_rows and hp.eval_samples > 0:
+            idx = choose_rows(self.valid_rows, hp.eval_samples, hp.seed)
             valid_runner = None if self.toolbox is None else EpisodeRunner(
                 tokenizer, self.toolbox, hp.max_episode_steps, hp.max_completion_length,
                 rollout_prefix=f"{self.job_id}-valid")
-            self.validator = Validator(valid_rows, idx, tokenizer, self.reward, hp.max_completion_length,
-                                       device=self.device, runner=valid_runner)
-        if self.reporter is not None:
+            engine = getattr(trainer, "vllm_generation", None) if hp.use_vllm and self.world == 1 else None
+            self.validator = Validator(self.valid_rows, idx, tokenizer, self.reward, hp.max_completion_length,
+                                       device=self.device, runner=valid_runner, vllm_generation=engine)
+        if self.reporter is not None and micro_batch_divisor == 1:
             assert trainer.model is not None  # GRPOTrainer always holds the model it was given
             trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
             total = sum(p.numel() for p in trainer.model.parameters())
             where = f"resuming from {self.resume_from}" if self.resume_from else "from the base model"
+            generation = f"vLLM ({hp.vllm_mode})" if hp.use_vllm else "HF generate"
             self.reporter.started(hp.max_steps, message=(
                 f"Training {model_id} with LoRA r={hp.lora_r} ({trainable:,} of {total:,} parameters trainable) "
-                f"on {len(train_rows)} rows, {self.world} process(es), {where}"))
+                f"on {len(self.train_rows)} rows, {self.world} process(es), {hp.precision}"
+                f"{', 4-bit base' if hp.quantization == '4bit' else ''}, generation by {generation}, "
+                f"micro-batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps}, {where}"))
             from graders import sandbox_warning  # python grader sandbox off (or missing): say so at job start
 
             if warning := sandbox_warning(spec.grader):
                 self.reporter.event(warning, level="warn")
-            if notice := tools_notice(spec, train_rows):
+            if notice := tools_notice(spec, self.train_rows):
                 self.reporter.event(notice, level="info" if spec.tools and "sandbox" not in notice else "warn")
-        try:
-            self.flags.training_started()
-            early = self.stop_action()  # asked while we loaded: stop now, nothing new to save
-            if early is not None:
-                self.stop_detail = f"{early} before training started"
-                print(f"[worker] {self.stop_detail}", flush=True)
-                return early
-            trainer.train(resume_from_checkpoint=self.resume_from)
-        finally:
-            self.reward.close()
-            if self.toolbox is not None:
-                self.toolbox.close()
-        return self.outcome
+        self.phase = "training"
+        return trainer
+
+    def retry_smaller(self, report: dict[str, Any]) -> Any:
+        """`on_oom: retry_smaller`: once, from the last checkpoint, with half the micro-batch (accumulation x 2)."""
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        latest = self.last_checkpoint if self.last_checkpoint and Path(self.last_checkpoint).is_dir() else None
+        self.resume_from = latest or self.resume_from
+        where = f"the checkpoint of step {Path(latest).name.removeprefix('step-')}" if latest else \
+            "the start (no checkpoint yet)"
+        if self.reporter is not None:
+            self.reporter.event(f"{report['message']} Retrying once from {where} with half the micro-batch "
+                                f"({max(1, self.micro_batch // 2)} completions, accumulation doubled: same global "
+                                "batch).", level="warn", data={"out_of_memory": report, "retry": True})
+        print(f"[worker] out of memory; retrying from {where} with half the micro-batch", flush=True)
+        return self.build_trainer(micro_batch_divisor=2)
+
+    def oom_report(self, exc: BaseException, trainer: Any, retried: bool = False) -> dict[str, Any]:
+        """What ran out, where, how much was in use, what the estimate said, and what to change."""
+        phase = self.phase
+        step = self.validating_step if phase == "validation" else int(trainer.state.global_step) + 1
+        peak, device = peak_memory(self.device)
+        estimate = self.spec.memory_estimate
+        suggestion = oom_suggestion(phase, self.hp, estimate, self.micro_batch, retried)
+        gib = 2**30
+        said = (f"; the estimate was {estimate.total_bytes / gib:.1f} GiB ({estimate.verdict})" if estimate else
+                "; no estimate for this model")
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        message = (f"out of memory at step {step} during {phase}{' (after the smaller retry)' if retried else ''}: "
+                   f"peak {peak / gib:.2f} GiB on {device}{said}. Suggestion: {suggestion}. ({first})")
+        return {"message": message, "step": step, "phase": phase, "peak_bytes": peak, "device": device,
+                "micro_batch": self.micro_batch, "estimate_total_bytes": estimate.total_bytes if estimate else None,
+                "suggestion": suggestion, "retried": retried}
 
     def _instrument(self, trainer: Any) -> None:
-        """Time the sampling phase (generation + scoring) of each step, if this TRL has the method."""
-        inner = getattr(trainer, "_generate_and_score_completions", None)
-        if inner is None:
-            return
+        """Time the sampling phase (generation + scoring) of each step, and name the phase each call runs in
+        (generation / forward / backward) so an out-of-memory error says where it happened."""
         run = self
+        inner = getattr(trainer, "_generate_and_score_completions", None)
+        if inner is not None:
+            def timed(*a: Any, **kw: Any) -> Any:
+                if run.rollout is not None and a and isinstance(a[0], list):
+                    run.rollout.inputs = a[0]  # the rollout_func reads each prompt's item (tools, fields) here
+                t = time.perf_counter()
+                run.phase = "generation"
+                try:
+                    return inner(*a, **kw)
+                finally:
+                    run._timing["generate_s"] = run._timing.get("generate_s", 0.0) + time.perf_counter() - t
 
-        def timed(*a: Any, **kw: Any) -> Any:
-            if run.rollout is not None and a and isinstance(a[0], list):
-                run.rollout.inputs = a[0]  # the rollout_func reads each prompt's item (tools, fields) from here
-            t = time.perf_counter()
-            try:
-                return inner(*a, **kw)
-            finally:
-                run._timing["generate_s"] = run._timing.get("generate_s", 0.0) + time.perf_counter() - t
+            trainer._generate_and_score_completions = timed
+        compute_loss = trainer.compute_loss
 
-        trainer._generate_and_score_completions = timed
+        def forward(*a: Any, **kw: Any) -> Any:
+            run.phase = "forward"
+            return compute_loss(*a, **kw)
+
+        trainer.compute_loss = forward
+        backward = trainer.accelerator.backward
+
+        def backward_phase(*a: Any, **kw: Any) -> Any:
+            run.phase = "backward"
+            return backward(*a, **kw)
+
+        trainer.accelerator.backward = backward_phase
 
     def fine_tuned_model_name(self) -> str:
         suffix = self.spec.suffix
@@ -449,6 +551,44 @@ def tools_notice(spec: api.JobSnapshot, rows: list[dict[str, Any]]) -> str | Non
         return (f"The rows declare tools ({', '.join(declared[:8])}) but the job says how to run none "
                 "(method.reinforcement.tools): single-turn rollouts, no tool ever runs")
     return None
+
+
+class OutOfMemoryFailure(RuntimeError):
+    """A CUDA (or CPU) out-of-memory error, explained: its message is the job's failure message."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        super().__init__(report["message"])
+        self.report = report
+
+
+def peak_memory(device: Any) -> tuple[int, str]:
+    """(peak bytes, device): the CUDA allocator's peak on a GPU, the process's peak resident memory on CPU."""
+    if device is not None and getattr(device, "type", "") == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), f"cuda:{device.index or 0}"
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu"
+
+
+def oom_suggestion(phase: str, hp: api.ResolvedHyperparameters, estimate: api.MemoryEstimate | None,
+                   micro_batch: int, retried: bool) -> str:
+    """The change most likely to fix it: the estimate's own fix when it had one, else by phase."""
+    if estimate is not None and estimate.suggestion and not estimate.fits:
+        return estimate.suggestion
+    if phase == "generation":
+        fix = ("lower vllm_gpu_memory_utilization or turn on vllm_enable_sleep_mode" if hp.use_vllm else
+               "lower batch_size or max_completion_length (the KV cache of a step's completions grows with both)")
+    elif phase == "validation":
+        fix = "lower eval_samples or max_completion_length (validation generates up to 64 rows at once)"
+    elif micro_batch > 1:
+        fix = (f"set gradient_accumulation_steps to {2 * hp.gradient_accumulation_steps} (micro-batch "
+               f"{micro_batch} -> {max(1, micro_batch // 2)}, same global batch)"
+               + ("" if hp.gradient_checkpointing else " or gradient_checkpointing: true"))
+    else:
+        fix = "gradient_checkpointing: true, quantization: 4bit, or a shorter max_completion_length"
+    if hp.on_oom != "retry_smaller" and not retried and phase != "validation":
+        fix += "; or on_oom: retry_smaller to retry once with half the micro-batch"
+    return fix
 
 
 def oom_message(exc: BaseException) -> str:

@@ -32,11 +32,41 @@ def reference_of(item: dict[str, Any]) -> str | None:
     return None
 
 
+def vllm_greedy(vllm_generation: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """Greedy completions from TRL's vLLM engine (colocate or server), with the adapter's current weights.
+
+    `sync_weights` pushes the training weights (LoRA merged) into vLLM first -- and, in sleep mode, wakes them;
+    the KV cache is woken for the pass and put back to sleep after, as TRL does around its own generation.
+    """
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    vllm_generation.sync_weights()
+    if vllm_generation.mode == "server":
+        out = vllm_generation.vllm_client.generate(prompts=ids, n=1, temperature=0.0, max_tokens=max_new_tokens)
+        completions = out["completion_ids"]
+    else:
+        from vllm import SamplingParams
+
+        llm = vllm_generation.llm
+        sleeping = bool(getattr(vllm_generation, "enable_sleep_mode", False))
+        if sleeping:
+            llm.wake_up(tags=["kv_cache"])
+        try:
+            outputs = llm.generate([{"prompt_token_ids": i} for i in ids], use_tqdm=False,
+                                   sampling_params=SamplingParams(n=1, temperature=0.0, max_tokens=max_new_tokens))
+        finally:
+            if sleeping:
+                llm.sleep(level=2)
+                vllm_generation._llm_weights_sleeping = True  # TRL re-pushes the weights before its next generate
+        completions = [o.outputs[0].token_ids for o in outputs]
+    return [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
+
+
 class Validator:
-    """Greedy generation + grading of the chosen validation rows."""
+    """Greedy generation + grading of the chosen validation rows (vLLM when the trainer has it, else HF generate)."""
 
     def __init__(self, rows: list[dict[str, Any]], indices: list[int], tokenizer: Any, reward: GraderReward,
-                 max_new_tokens: int, device: Any = None, runner: EpisodeRunner | None = None) -> None:
+                 max_new_tokens: int, device: Any = None, runner: EpisodeRunner | None = None,
+                 vllm_generation: Any = None) -> None:
         self.runner = runner  # agent RFT: greedy multi-turn episodes with the job's tools
         self.rows = rows
         self.indices = indices
@@ -44,10 +74,16 @@ class Validator:
         self.reward = reward
         self.max_new_tokens = max_new_tokens
         self.device = device
+        self.vllm_generation = vllm_generation  # TRL's engine, single-process jobs only (its sync is collective)
         self.prompts = [render_prompt(tokenizer, rows[i]["messages"], row_tools(rows[i])) for i in indices]
         self.prompt_texts = [message_text(rows[i]["messages"][-1].get("content")) for i in indices]
 
     def generate(self, model: Any) -> list[str]:
+        if self.vllm_generation is not None:
+            return vllm_greedy(self.vllm_generation, self.tokenizer, self.prompts, self.max_new_tokens)
+        return self.hf_generate(model)
+
+    def hf_generate(self, model: Any) -> list[str]:
         import torch
 
         tok = self.tokenizer

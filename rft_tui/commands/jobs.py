@@ -17,6 +17,7 @@ from daemon.client import ApiRequestError, Client, DaemonError
 from daemon.text import clip
 from rft_tui.commands import ids
 from rft_tui.context import CliContext, pass_ctx
+from rft_tui.estimate_text import estimate_rows
 from rft_tui.output import (
     fmt_duration,
     fmt_float,
@@ -158,13 +159,14 @@ def load_guardrails(value: str | None) -> dict[str, Any] | None:
 @click.option("--nodes", type=click.IntRange(min=1), default=None, help="Cluster nodes (default: the cluster's).")
 @click.option("--gpus-per-node", type=click.IntRange(min=0), default=None,
               help="GPUs per cluster node (default: the cluster's; 0 runs CPU processes).")
+@click.option("--force", is_flag=True, help="Create it even if the memory estimate says it clearly will not fit.")
 @json_option
 @pass_ctx
 @handle_errors
 def create(obj: CliContext, model: str, training_file: str, validation_file: str | None, grader_file: str,
            hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, tools: str | None,
            guardrails: str | None, cluster: str | None, nodes: int | None, gpus_per_node: int | None,
-           as_json: bool) -> None:
+           force: bool, as_json: bool) -> None:
     """Create a reinforcement fine-tuning job (queued behind any running job, or submitted to --cluster)."""
     if cluster is None and (nodes is not None or gpus_per_node is not None):
         raise click.UsageError("--nodes and --gpus-per-node apply to cluster jobs: add --cluster NAME")
@@ -174,6 +176,7 @@ def create(obj: CliContext, model: str, training_file: str, validation_file: str
     fields["guardrails"] = load_guardrails(guardrails)
     if cluster is not None:
         fields.update(cluster=cluster, nodes=nodes, gpus_per_node=gpus_per_node)
+    fields["force"] = force
     job = client.create_job(typed_request(api.JobCreateRequest, fields))
     if as_json:
         print_json(job)
@@ -516,25 +519,34 @@ def export(obj: CliContext, job_id: str, out_dir: str, checkpoint: str, merged: 
 @job_request_options
 @click.option("--rows", default=16, show_default=True, help="Training rows to sample.")
 @click.option("--completions", "completions_per_row", default=8, show_default=True, help="Completions per row.")
+@click.option("--estimate-only", is_flag=True, help="Only the memory-fit estimate (from the config; no sampling).")
 @json_option
 @pass_ctx
 @handle_errors
 def preflight(obj: CliContext, model: str, training_file: str, validation_file: str | None, grader_file: str,
               hp: tuple[str, ...], seed: int | None, suffix: str | None, allow_overlap: bool, tools: str | None,
-              rows: int, completions_per_row: int, as_json: bool) -> None:
-    """Sample the base model on training rows and grade it: is there a learning signal?"""
+              rows: int, completions_per_row: int, estimate_only: bool, as_json: bool) -> None:
+    """Sample the base model on training rows and grade it: is there a learning signal? Will it fit in memory?"""
     client = obj.client()
     fields = request_fields(client, model, training_file, validation_file, grader_file, hp, seed, suffix, allow_overlap,
                             tools)
     report = client.preflight(typed_request(api.PreflightRequest, {
-        **fields, "rows": rows, "completions_per_row": completions_per_row}))
+        **fields, "rows": rows, "completions_per_row": completions_per_row, "estimate_only": estimate_only}))
     if as_json:
         print_json(report)
         return
+    if report.memory_estimate is not None:
+        click.echo("memory estimate (per device):")
+        print_kv(estimate_rows(report.memory_estimate))
+    elif report.memory_estimate_error:
+        click.echo(f"memory estimate: none ({report.memory_estimate_error})")
+    if report.estimate_only:
+        return
+    click.echo("")
     print_kv([
         ("model", report.model), ("rows x completions", f"{report.rows} x {report.completions_per_row}"),
-        ("reward mean", f"{report.reward_mean:.3f} (std {report.reward_std:.3f})"),
-        ("no-signal rows", f"{report.zero_signal_rows} ({report.zero_signal_fraction:.0%})"),
+        ("reward mean", f"{fmt_float(report.reward_mean)} (std {fmt_float(report.reward_std)})"),
+        ("no-signal rows", f"{report.zero_signal_rows} ({report.zero_signal_fraction or 0:.0%})"),
         ("grader errors", f"{report.grader_error_rate:.1%} {report.grader_errors or ''}".strip()),
         ("longest prompt+completion", f"{report.longest_total_tokens} tokens (prompt {report.longest_prompt_tokens}, "
                                       f"completion {report.longest_completion_tokens})"),

@@ -50,7 +50,7 @@ def preflight_text(report: api.PreflightReport) -> Text:
     out.append(f"{report.model}: {report.rows} rows x {report.completions_per_row} completions"
                f" in {report.elapsed_s:.1f}s\n", style="bold")
     out.append(f"reward mean {report.reward_mean:.3f}  std {report.reward_std:.3f}\n")
-    zero = report.zero_signal_fraction
+    zero = report.zero_signal_fraction or 0.0
     zero_style = "red" if zero > 0.5 else ("yellow" if zero > 0.2 else "green")
     out.append("zero-signal rows ", style="bold")
     out.append(f"{report.zero_signal_rows}/{report.rows} ({report.zero_signal_fraction:.0%})\n", style=zero_style)

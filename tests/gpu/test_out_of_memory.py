@@ -1,0 +1,78 @@
+"""Out-of-memory that explains itself: the real worker, the real trainer, a real torch.OutOfMemoryError raised
+from a hook at each phase (tests/support/oom_worker.py), through a real daemon.
+
+Each job fails with code `out_of_memory` and a message naming the step, the phase, the peak memory, the
+estimate and a suggestion; the event carries them as data. `on_oom: "retry_smaller"` retries once from the
+last checkpoint with half the micro-batch and then succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon import api
+from tests.support.daemon_proc import DaemonProcess
+from tests.training.conftest import ARITH, wait_status
+
+HP: dict[str, Any] = {"batch_size": 2, "num_generations": 4, "eval_samples": 4, "max_steps": 3, "eval_interval": 2}
+DONE = {api.JobStatus.succeeded, api.JobStatus.failed, api.JobStatus.cancelled}
+
+
+@pytest.fixture
+def oom_daemon(daemon_factory: Any, model_cache: Path) -> DaemonProcess:
+    return daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.oom_worker", "RFT_MODEL_CACHE": str(model_cache)})
+
+
+def create(d: DaemonProcess, metadata: dict[str, str], **hp: Any) -> api.FineTuningJob:
+    c = d.client()
+    train = c.import_file(str(ARITH / "train.jsonl")).id
+    valid = c.import_file(str(ARITH / "valid.jsonl")).id
+    grader = json.loads((ARITH / "grader.json").read_text())
+    return c.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid, "seed": 7,
+                         "metadata": metadata, "method": {"type": "reinforcement", "reinforcement": {
+                             "grader": grader, "hyperparameters": {**HP, **hp}}}})
+
+
+def oom_event(d: DaemonProcess, job_id: str, retry: bool = False) -> dict[str, Any]:
+    for e in d.client().list_events(job_id, limit=100).data:
+        data = e.data or {}
+        if "out_of_memory" in data and bool(data.get("retry")) == retry:
+            return dict(data["out_of_memory"])
+    raise AssertionError(f"no out-of-memory event (retry={retry}) for {job_id}")
+
+
+@pytest.mark.slow
+def test_out_of_memory_at_each_phase_fails_with_the_explanation(oom_daemon: DaemonProcess) -> None:
+    c = oom_daemon.client()
+    cases = {"generation": 2, "forward": 1, "backward": 2, "validation": 2}
+    jobs = {phase: create(oom_daemon, {"oom_phase": phase, "oom_step": str(step)}) for phase, step in cases.items()}
+    for phase, job in jobs.items():
+        done = wait_status(c, job.id, DONE, timeout=600)
+        assert done.status is api.JobStatus.failed and done.error is not None, (phase, done.error)
+        assert done.error.code == "out_of_memory"
+        message = done.error.message
+        assert message.startswith(f"out of memory at step {cases[phase]} during {phase}: peak "), message
+        assert "GiB on cpu" in message and "the estimate was" in message and "Suggestion: " in message
+        report = oom_event(oom_daemon, job.id)
+        assert (report["phase"], report["step"], report["device"]) == (phase, cases[phase], "cpu")
+        assert report["peak_bytes"] > 50 * 2**20 and report["estimate_total_bytes"] > 0 and report["suggestion"]
+    forward = c.get_job(jobs["forward"].id).error
+    assert forward is not None and "gradient_accumulation_steps to 2" in forward.message
+    assert "retry_smaller" in forward.message
+
+
+@pytest.mark.slow
+def test_retry_smaller_resumes_with_half_the_micro_batch(oom_daemon: DaemonProcess) -> None:
+    c = oom_daemon.client()
+    job = create(oom_daemon, {"oom_phase": "backward", "oom_step": "3", "oom_times": "1"}, on_oom="retry_smaller")
+    done = wait_status(c, job.id, DONE, timeout=600)
+    assert done.status is api.JobStatus.succeeded, done.error
+    report = oom_event(oom_daemon, job.id, retry=True)
+    assert (report["phase"], report["step"], report["micro_batch"]) == ("backward", 3, 8)
+    retried = [e.message for e in c.list_events(job.id, limit=100).data if "Retrying once" in e.message]
+    assert retried and "checkpoint of step 2" in retried[0] and "4 completions" in retried[0]
+    assert c.get_job(job.id).progress.step == 3  # the global batch and the step count stayed the same
