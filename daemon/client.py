@@ -218,6 +218,14 @@ class _Api:
         return _request("POST", "/v1/fine_tuning/jobs", api.FineTuningJob, json=request)
 
     @_Endpoint
+    def list_models(self) -> _Request[api.ListObject[api.LocalModel]]:
+        return _request("GET", "/v1/models", api.ListObject[api.LocalModel], timeout=None)
+
+    @_Endpoint
+    def doctor(self) -> _Request[api.DoctorReport]:
+        return _request("GET", "/v1/doctor", api.DoctorReport, timeout=None)
+
+    @_Endpoint
     def check_model(self, model: str) -> _Request[api.ModelCheck]:
         return _request("POST", "/v1/models/check", api.ModelCheck, json=api.ModelCheckRequest(model=model))
 

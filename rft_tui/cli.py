@@ -64,11 +64,13 @@ def main(ctx: click.Context, home: str | None, socket_: str | None, url: str | N
 
 
 def _register() -> None:
-    from rft_tui.commands import clusters, daemon_cmd, demo, files, graders, jobs
+    from rft_tui.commands import clusters, daemon_cmd, demo, doctor, files, graders, jobs
 
     for module in (daemon_cmd, files, jobs, graders, clusters):
         main.add_command(module.group)
     main.add_command(demo.command)
+    main.add_command(doctor.doctor)
+    main.add_command(doctor.models)
 
 
 _register()
