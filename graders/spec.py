@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from graders.errors import FieldPath, GraderSpecError
 
 #: OpenAI's limit on a python grader's source.
 MAX_PYTHON_SOURCE_BYTES = 256 * 1024
+
+# Numbers in a spec are JSON numbers: `"0.5"` or `true` is refused (as the published schema says), not coerced.
+# (StrictFloat still takes an integer: `range: [0, 10]`.)
 
 EvaluationMetric = Literal[
     "cosine", "fuzzy_match", "bleu", "gleu", "meteor", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l"
@@ -39,7 +52,7 @@ class TextSimilarityGrader(_Spec):
     input: str
     reference: str
     evaluation_metric: EvaluationMetric
-    pass_threshold: float | None = None
+    pass_threshold: StrictFloat | None = None
 
 
 class PythonGrader(_Spec):
@@ -102,11 +115,11 @@ class SamplingParams(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
-    max_completions_tokens: int | None = None
+    max_completions_tokens: StrictInt | None = None
     reasoning_effort: str | None = None
-    seed: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    seed: StrictInt | None = None
+    temperature: StrictFloat | None = None
+    top_p: StrictFloat | None = None
 
 
 class ScoreModelGrader(_Spec):
@@ -116,9 +129,9 @@ class ScoreModelGrader(_Spec):
     name: str
     model: str
     input: list[Message]
-    range: list[float] | None = None
+    range: list[StrictFloat] | None = None
     sampling_params: SamplingParams | None = None
-    pass_threshold: float | None = None
+    pass_threshold: StrictFloat | None = None
 
     @field_validator("range")
     @classmethod
