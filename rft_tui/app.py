@@ -32,7 +32,8 @@ from textual.worker import Worker, WorkerState
 
 from daemon import api
 from daemon.client import AsyncClient
-from rft_tui.messages import DaemonEvent, StreamState, WorkerFailed
+from rft_tui.doctor_text import doctor_text
+from rft_tui.messages import DaemonEvent, DoctorReady, StreamState, WorkerFailed
 from rft_tui.screens.base import error_text
 
 STREAM_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
@@ -134,9 +135,25 @@ class RftApp(App[None]):
         yield SystemCommand("Files", "Browse and validate dataset files", self.action_open_files)
         yield SystemCommand("Graders", "Edit and try graders", self.action_open_graders)
         yield SystemCommand("Help", "Keys of this screen", self.action_help)
+        yield SystemCommand("Doctor", "Is the daemon's machine ready to train? (torch, CUDA, GPUs, vLLM, sandbox, "
+                            "disk, HF cache)", self.action_doctor)
         extra = getattr(screen, "palette_commands", None)
         if callable(extra):
             yield from extra()
+
+    def action_doctor(self) -> None:
+        self.notify("Running doctor on the daemon's machine…", timeout=3)
+        self.run_doctor()
+
+    @work(exclusive=True, group="doctor", exit_on_error=False)
+    async def run_doctor(self) -> None:
+        self.post_message(DoctorReady(await self.client.doctor()))
+
+    @on(DoctorReady)
+    def _doctor_ready(self, message: DoctorReady) -> None:
+        from rft_tui.screens.text_modal import TextModal
+
+        self.push_screen(TextModal("Doctor", doctor_text(message.report)))
 
     def _go_home(self) -> None:
         while len(self.screen_stack) > 1:

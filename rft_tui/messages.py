@@ -277,6 +277,28 @@ class NewJobChoicesLoaded(Message):
 
 
 @dataclass
+class LocalModelsLoaded(Message):
+    """Models the new-job form offers: built-in and the daemon's Hugging Face cache, with size and fit."""
+
+    models: list[api.LocalModel]
+
+
+@dataclass
+class MemoryEstimated(Message):
+    """The new-job form's memory-fit estimate for its current settings (or why there is none)."""
+
+    estimate: api.MemoryEstimate | None
+    error: str | None = None
+
+
+@dataclass
+class DoctorReady(Message):
+    """`GET /v1/doctor`'s report, for the palette's Doctor command."""
+
+    report: api.DoctorReport
+
+
+@dataclass
 class NewJobChecked(Message):
     """Pre-submit checks: problems by form field (empty when the job can be submitted)."""
 

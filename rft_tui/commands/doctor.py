@@ -8,24 +8,11 @@ from __future__ import annotations
 
 import click
 
-from daemon import api
 from rft_tui.context import CliContext, pass_ctx
+from rft_tui.doctor_text import doctor_lines
 from rft_tui.output import handle_errors, json_option, print_json, print_table
 
-MARK = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 GiB = 2**30
-
-
-def doctor_lines(report: api.DoctorReport) -> list[str]:
-    """One line per check (`ok   name: detail`), each not-ok one followed by its fix."""
-    lines = []
-    for c in report.checks:
-        lines.append(f"{MARK[c.status]} {c.name}: {c.detail}")
-        if c.fix and c.status != "ok":
-            lines.append(f"       fix: {c.fix}")
-    for m in report.models:
-        lines.append(f"       model {m.id}: {(m.size_bytes or 0) / GiB:.2f} GiB")
-    return lines
 
 
 @click.command("doctor")
@@ -38,7 +25,7 @@ def doctor(obj: CliContext, as_json: bool) -> None:
     if as_json:
         print_json(report)
     else:
-        for line in doctor_lines(report):
+        for _status, line in doctor_lines(report):
             click.echo(line)
         click.echo("all good" if report.ok else "some checks failed: see the fixes above")
     if not report.ok:

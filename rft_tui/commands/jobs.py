@@ -268,9 +268,13 @@ def show(obj: CliContext, job_id: str, script: bool, as_json: bool) -> None:
     if job.resolved_hyperparameters:
         click.echo("\nhyperparameters (resolved):")
         requested = (job.method.get("reinforcement") or {}).get("hyperparameters") or {}
+        resolved = job.resolved_hyperparameters.model_dump(exclude={"auto_reasons"})
         print_table(["name", "value", "requested"],
-                    [(k, json.dumps(v), json.dumps(requested.get(k, "auto")))
-                     for k, v in sorted(job.resolved_hyperparameters.model_dump().items())])
+                    [(k, json.dumps(v), json.dumps(requested.get(k, "auto"))) for k, v in sorted(resolved.items())])
+        reasons = job.resolved_hyperparameters.auto_reasons
+        if reasons:
+            click.echo("\nwhy (the \"auto\" rules that read this machine and the memory estimate):")
+            print_kv(sorted(reasons.items()))
 
 
 def wait_for_status(client: Client, job_id: str, done: set[api.JobStatus], timeout: float) -> api.FineTuningJob:

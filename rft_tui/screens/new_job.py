@@ -1,5 +1,9 @@
 """New job: model, files, grader, seed, suffix and hyperparameters (all `auto` by default); checks the files
-and grader before submitting and shows any problem, the daemon's included, next to the field it concerns."""
+and grader before submitting and shows any problem, the daemon's included, next to the field it concerns.
+
+The model can be typed or picked from the models already here (built-in and the daemon's Hugging Face cache,
+with size and fit verdict); the memory-fit estimate for the current settings (pre-flight `estimate_only`,
+from the model's config, no weights) is shown under the buttons and follows every change."""
 
 from __future__ import annotations
 
@@ -18,7 +22,15 @@ from textual.widgets import Button, Checkbox, Collapsible, Footer, Header, Input
 
 from daemon import api
 from daemon.client import ApiRequestError
-from rft_tui.messages import JobRefused, JobSubmitted, NewJobChecked, NewJobChoicesLoaded
+from rft_tui.estimate_text import gib
+from rft_tui.messages import (
+    JobRefused,
+    JobSubmitted,
+    LocalModelsLoaded,
+    MemoryEstimated,
+    NewJobChecked,
+    NewJobChoicesLoaded,
+)
 from rft_tui.screens.base import RftScreen
 from rft_tui.tools_text import ToolsTextError, tools_from_arg
 from rft_tui.widgets.file_picker import file_label
@@ -29,6 +41,32 @@ DEFAULT_MODEL = "builtin:tiny-arith"
 FIELDS = ("model", "training_file", "validation_file", "grader", "seed", "suffix", "tools", "cluster")
 PREFILL_GRADER = "__job_grader__"
 HP_PREFIX = "method.reinforcement.hyperparameters."
+ESTIMATE_DEBOUNCE_S = 0.4
+#: the estimate does not read the grader; before one is chosen, this stands in so the request is complete
+ESTIMATE_GRADER: dict[str, Any] = {"type": "string_check", "name": "estimate", "input": "{{sample.output_text}}",
+                                   "reference": "", "operation": "eq"}
+
+
+def model_label(m: api.LocalModel) -> str:
+    """`id · size · fit` for the local-models list."""
+    size = gib(m.size_bytes) if m.size_bytes is not None else "not built" if m.source == "builtin" else "?"
+    fit = {True: "fits", False: "too big", None: "fit ?"}[m.fits]
+    return f"{m.id} · {size} · {fit}"
+
+
+def estimate_text(e: api.MemoryEstimate | None, error: str | None) -> Text:
+    """Two or three lines: total vs free, the breakdown, the verdict's fix."""
+    if e is None:
+        return Text(f"memory estimate: {error or 'none'}", style="dim")
+    style = {True: "green", False: "red", None: "yellow"}[e.fits]
+    out = Text("memory ", style="bold")
+    out.append(f"{gib(e.total_bytes)} on {e.device}, {gib(e.device_free_bytes)} free: {e.verdict.split(':')[0]}\n",
+               style=style)
+    out.append(f"  weights {gib(e.weights_bytes)} · LoRA+optimizer {gib(e.lora_bytes + e.optimizer_bytes)} · "
+               f"activations {gib(e.activations_bytes)} · generation {gib(e.generation_bytes)}", style="dim")
+    if e.suggestion:
+        out.append(f"\n  fix: {e.suggestion}", style=style)
+    return out
 
 
 def field_for_param(param: str | None) -> str | None:
@@ -83,6 +121,8 @@ class NewJobScreen(RftScreen):
         self.submit_after_check = False
         self.busy = False
         self.checked_request: api.JobCreateRequest | None = None
+        self.local_models: list[api.LocalModel] | None = None
+        self.estimate: api.MemoryEstimate | None = None
 
     # ------------------------------------------------------------------ layout
 
@@ -94,6 +134,8 @@ class NewJobScreen(RftScreen):
             yield Static("", id="err-general", classes="form-error")
             yield from self._row("model", Input(self.prefill.model if self.prefill else DEFAULT_MODEL, id="nj-model",
                                                 compact=True))
+            yield from self._row("models here", Select[str]([], prompt="(looking…)", id="nj-local-models",
+                                                            compact=True), field=None)
             yield from self._row("training file",
                                  Select[str]([], prompt="choose a file", id="nj-training_file", compact=True),
                                  field="training_file")
@@ -114,12 +156,17 @@ class NewJobScreen(RftScreen):
             with Horizontal(classes="form-row"):
                 yield Label("", classes="form-label")
                 yield Checkbox("allow train/validation overlap", id="nj-allow-overlap", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("", classes="form-label")
+                yield Checkbox("create even if the memory estimate says it will not fit", id="nj-force",
+                               compact=True)
             with Collapsible(title="Hyperparameters (auto unless set)", collapsed=True, id="nj-hyper"):
                 yield HyperparameterFields(self.prefill_hyper, id="nj-hyperparameters")
             with Horizontal(id="nj-buttons"):
                 yield Button("Check (ctrl+k)", id="nj-check")
                 yield Button("Create job (ctrl+s)", id="nj-submit", variant="primary")
             yield Static("", id="nj-notes")
+            yield Static("", id="nj-estimate")
         yield Footer()
 
     def _row(self, label: str, widget: Any, field: str | None = "") -> ComposeResult:
@@ -132,8 +179,27 @@ class NewJobScreen(RftScreen):
 
     def on_mount(self) -> None:
         self.load_choices()
+        self.load_models()
 
     # ------------------------------------------------------------------ workers
+
+    @work(exclusive=True, group="newjob-models", exit_on_error=False)
+    async def load_models(self) -> None:
+        page = await self.app.client.list_models()
+        self.post_message(LocalModelsLoaded(list(page.data)))
+
+    @work(exclusive=True, group="newjob-estimate", exit_on_error=False)
+    async def estimate_memory(self, request: api.PreflightRequest) -> None:
+        """Pre-flight's estimate alone for the form's settings; a newer change cancels this one (exclusive)."""
+        import asyncio
+
+        await asyncio.sleep(ESTIMATE_DEBOUNCE_S)  # typing: wait for a pause before asking
+        try:
+            report = await self.app.client.preflight(request)
+        except ApiRequestError as e:
+            self.post_message(MemoryEstimated(None, e.error.message))
+            return
+        self.post_message(MemoryEstimated(report.memory_estimate, report.memory_estimate_error))
 
     @work(exclusive=True, group="newjob-choices", exit_on_error=False)
     async def load_choices(self) -> None:
@@ -208,6 +274,51 @@ class NewJobScreen(RftScreen):
         picker.set_options([(cluster_label(c), c.name) for c in message.clusters])
         if self.prefill and self.prefill.cluster and self.prefill.cluster.name in {c.name for c in message.clusters}:
             picker.value = self.prefill.cluster.name
+
+    @on(LocalModelsLoaded)
+    def _models(self, message: LocalModelsLoaded) -> None:
+        self.local_models = message.models
+        select = self.query_one("#nj-local-models", Select)
+        select.set_options([(model_label(m), m.id) for m in message.models])
+        select.prompt = f"pick one of {len(message.models)} (or type above)"
+        self.update_estimate()
+
+    @on(Select.Changed, "#nj-local-models")
+    def _model_picked(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.query_one("#nj-model", Input).value = event.value
+
+    @on(Input.Changed)
+    @on(Select.Changed, "#nj-training_file")
+    @on(Select.Changed, "#nj-grader")
+    def _settings_changed(self, event: Input.Changed | Select.Changed) -> None:
+        if event.control.id in ("nj-model", "nj-training_file", "nj-grader", "nj-tools") or (
+                event.control.id or "").startswith("hp-"):
+            self.update_estimate()
+
+    def update_estimate(self) -> None:
+        """Ask for the estimate of the settings as they are now (skipped until a model and a training file are set)."""
+        model = self.query_one("#nj-model", Input).value.strip()
+        train = self.query_one("#nj-training_file", Select).value
+        hyper, problems = check_hyperparameters(self.query_one(HyperparameterFields).values())
+        if not model or not isinstance(train, str) or problems:
+            return
+        try:
+            tools_text = self.query_one("#nj-tools", Input).value.strip()
+            tools = tools_from_arg(tools_text) if tools_text else None  # tools turn vLLM off: it changes the estimate
+            request = api.PreflightRequest(
+                model=model, training_file=train, estimate_only=True,
+                method=api.JobMethod(reinforcement=api.ReinforcementMethod.model_validate({
+                    "grader": self.prefill_grader or ESTIMATE_GRADER,
+                    "hyperparameters": api.ReinforcementHyperparameters(**hyper), "tools": tools})))
+        except (ValueError, ToolsTextError):
+            return
+        self.estimate_memory(request)
+
+    @on(MemoryEstimated)
+    def _estimated(self, message: MemoryEstimated) -> None:
+        self.estimate = message.estimate
+        self.query_one("#nj-estimate", Static).update(estimate_text(message.estimate, message.error))
 
     @on(NewJobChecked)
     def _checked(self, message: NewJobChecked) -> None:
@@ -290,6 +401,7 @@ class NewJobScreen(RftScreen):
                     model=model, training_file=str(train), validation_file=valid if isinstance(valid, str) else None,
                     seed=seed, suffix=suffix, allow_overlap=self.query_one("#nj-allow-overlap", Checkbox).value,
                     cluster=cluster if isinstance(cluster, str) else None,
+                    force=self.query_one("#nj-force", Checkbox).value,
                     method=api.JobMethod(reinforcement=api.ReinforcementMethod.model_validate({
                         "grader": grader or {}, "hyperparameters": api.ReinforcementHyperparameters(**hyper),
                         "tools": tools})))

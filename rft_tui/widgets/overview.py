@@ -65,7 +65,7 @@ def overview(job: api.FineTuningJob, now: float, tool_use: Text | None = None) -
 def hyperparameters(job: api.FineTuningJob) -> Table:
     """Resolved hyperparameters (every "auto" replaced by the value used), two pairs per line."""
     resolved = job.resolved_hyperparameters or (job.snapshot.hyperparameters if job.snapshot else None)
-    hp = resolved.model_dump() if resolved else job.hyperparameters
+    hp = resolved.model_dump(exclude={"auto_reasons"}) if resolved else job.hyperparameters
     grid = Table.grid(padding=(0, 1))
     for _ in range(2):
         grid.add_column(style="dim", no_wrap=True)

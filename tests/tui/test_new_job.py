@@ -44,6 +44,7 @@ async def _form(pilot: Any, prefill: api.FineTuningJob | None = None) -> Any:
     screen = await until(pilot, lambda: pilot.app.screen if type(pilot.app.screen).__name__ == "NewJobScreen"
                          else None, what="the new-job form")
     await until(pilot, lambda: screen.files and screen.grader_files, what="files and graders in the form")
+    await until(pilot, lambda: screen.local_models is not None, what="the models here")
     await pilot.pause()
     return screen
 
