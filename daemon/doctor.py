@@ -84,6 +84,14 @@ def stack_checks(p: dict[str, Any]) -> list[api.DoctorCheck]:
     out.append(check("bitsandbytes", "ok" if bnb or not p.get("cuda_available") else "warn",
                      f"{bnb}" if bnb else "not installed (only quantization: 4bit needs it)",
                      None if bnb or not p.get("cuda_available") else SETUP_GPU))
+    if p.get("stack_import_error"):
+        v = p.get("versions", {})
+        builds = ", ".join(f"{k} {v[k]}" for k in ("torch", "torchvision", "torchaudio") if v.get(k))
+        out.append(check("training stack", "fail", f"the worker's imports fail: {p['stack_import_error']}",
+                         f"torch, torchvision and torchaudio must be builds of one kind, all CUDA or all CPU "
+                         f"({builds}); reinstall them together, or {SETUP_GPU}"))
+    else:
+        out.append(check("training stack", "ok", "TRL's GRPOTrainer and PEFT import"))
     if p.get("trl_unmet"):
         out.append(check("trl", "fail", "TRL's requirements are not met: " + "; ".join(p["trl_unmet"]),
                          "scripts/setup.sh"))

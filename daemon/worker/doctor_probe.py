@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-STACK = ("torch", "transformers", "trl", "peft", "accelerate", "vllm", "bitsandbytes")
+STACK = ("torch", "transformers", "trl", "peft", "accelerate", "vllm", "bitsandbytes", "torchvision", "torchaudio")
 
 
 def version(name: str) -> str | None:
@@ -74,6 +74,21 @@ def vllm_import() -> str | None:
     return None
 
 
+def stack_import() -> str | None:
+    """None when the worker's own imports work (TRL's GRPOTrainer, PEFT), else the error. A torchvision or
+    torchaudio built for another torch (a CUDA wheel beside a CPU torch) breaks this while `import torch` works."""
+    try:
+        import peft  # noqa: F401
+        from trl import GRPOTrainer  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - the error is the answer
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" + (
+            f" (cause: {type(cause).__name__}: {str(cause).splitlines()[0][:200]})" if cause is not exc else "")
+    return None
+
+
 def probe() -> dict[str, Any]:
     out: dict[str, Any] = {"python": sys.version.split()[0], "executable": sys.executable,
                            "versions": {name: version(name) for name in STACK}}
@@ -89,6 +104,7 @@ def probe() -> dict[str, Any]:
             out["vllm_import_error"] = vllm_import()
     if out["versions"]["trl"]:
         out["trl_unmet"] = unmet("trl", ("transformers", "accelerate"))
+        out["stack_import_error"] = stack_import()
     return out
 
 

@@ -15,7 +15,7 @@ from tests.daemon.test_model_check import COMMIT, fake_hf_cache
 from tests.gpu.configs import QWEN2_05B
 from tests.support.daemon_proc import REPO
 
-WANTED = {"python", "torch", "cuda", "vllm", "bitsandbytes", "sandbox", "disk", "memory", "hf cache"}
+WANTED = {"python", "torch", "cuda", "vllm", "bitsandbytes", "training stack", "sandbox", "disk", "memory", "hf cache"}
 
 
 def rft(home: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -102,6 +102,7 @@ def test_open_help_new_job_form_watch_rewards_cancel_quit(tmux: Tmux, daemon_fac
     # the New-job form: pick the files and the grader, create with ctrl+s
     tmux.keys("n")
     tmux.wait_for(lambda s: "New fine-tuning job" in s and "builtin:tiny-arith" in s, what="the New-job form")
+    tmux.keys("Tab")  # past "models here" (the model list), keeping the typed default model
     for field, choice, shown in (("training file", "train", "train.jsonl · 64 rows"),
                                  ("validation file", "valid", "valid.jsonl · 8 rows"),
                                  ("grader", "exact", "exact.json")):
