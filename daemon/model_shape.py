@@ -132,11 +132,17 @@ def read_config(path: Path) -> dict[str, Any]:
 
 def builtin_config(model: str) -> dict[str, Any]:
     """The config a built-in model is built with (no build needed to estimate it)."""
-    from daemon.models import CHARS, SPECIAL_TOKENS, TINY_ARITH, TINY_CONFIG
+    from daemon.models import CHARS, SPECIAL_TOKENS, TINY_ARITH, TINY_CONFIG, TINY_TOOLS
 
-    if model != TINY_ARITH:
-        raise ValueError(f"unknown built-in model {model!r}")
-    return {"model_type": "llama", "vocab_size": len(SPECIAL_TOKENS) + len(CHARS), **TINY_CONFIG}
+    if model == TINY_ARITH:
+        return {"model_type": "llama", "vocab_size": len(SPECIAL_TOKENS) + len(CHARS), **TINY_CONFIG}
+    if model == TINY_TOOLS:
+        from daemon import tiny_tools
+
+        vocab = len(tiny_tools.SPECIAL_TOKENS) + len(tiny_tools.CHARS) + len(tiny_tools.TOOL_PIECES)
+        return {"model_type": "llama", "vocab_size": vocab,
+                **tiny_tools.CONFIG}
+    raise ValueError(f"unknown built-in model {model!r}")
 
 
 def find_config(model: str) -> Path | None:

@@ -130,13 +130,18 @@ def test_vllm_pool_and_sleep_mode(shapes: dict[str, ModelShape]) -> None:
 
 
 def test_builtin_model_shape_matches_the_built_model(model_cache: Path) -> None:
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from daemon.models import TINY_ARITH
+    from daemon import tiny_tools
+    from daemon.models import TINY_ARITH, TINY_TOOLS
+    from daemon.worker.model_shape import meta_model
 
     shape = shape_for(TINY_ARITH)
     model = AutoModelForCausalLM.from_pretrained(model_cache / TINY_ARITH.removeprefix("builtin:"))
     assert shape.source == "built-in" and shape.parameters == sum(p.numel() for p in model.parameters())
+    # tiny-tools, configured as its builder does (vocabulary from its own tokenizer), on the meta device
+    config = LlamaConfig(vocab_size=len(tiny_tools.build_tokenizer()), **tiny_tools.CONFIG)
+    assert shape_for(TINY_TOOLS).parameters == sum(p.numel() for p in meta_model(config).parameters())
 
 
 def test_nvidia_smi_parsing_and_visible_devices() -> None:
