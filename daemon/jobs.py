@@ -110,12 +110,12 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest, where:
     if req.method.reinforcement.tools and hp.use_vllm == "auto" and resolved.use_vllm:
         resolved = resolved.model_copy(update={"use_vllm": False, "auto_reasons": {
             **resolved.auto_reasons, "use_vllm": "off: tool episodes generate with the training model"}})
-    for param, message in check_resolved(resolved):
-        raise bad_request(message, param=f"method.reinforcement.hyperparameters.{param}")
     if req.method.reinforcement.tools and resolved.use_vllm:
         raise bad_request("use_vllm is not supported with tools yet: tool episodes generate with the training "
                           "model (set use_vllm to false or \"auto\")",
                           param="method.reinforcement.hyperparameters.use_vllm")
+    for param, message in check_resolved(resolved):
+        raise bad_request(message, param=f"method.reinforcement.hyperparameters.{param}")
     guardrails = req.guardrails or api.Guardrails()
     for param, message in check_guardrails(guardrails):
         raise bad_request(f"guardrails.{param}: {message}", param=f"guardrails.{param}", code="invalid_guardrails")
