@@ -6,7 +6,6 @@ from pathlib import Path
 
 from daemon.models import load_tokenizer
 from daemon.paths import Paths
-from daemon.worker.grpo import training_dataset
 from daemon.worker.prompts import render_prompt, row_tools
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
@@ -30,6 +29,8 @@ def test_tools_of_a_row_are_rendered_into_its_prompt(model_cache: Path) -> None:
 
 
 def test_training_prompts_are_text_when_rows_carry_tools(model_cache: Path) -> None:
+    from daemon.worker.grpo import training_dataset  # imports TRL: here, not at collection (every xdist worker)
+
     tok = tokenizer(model_cache)
     plain = {"messages": [{"role": "user", "content": "1+2="}], "item": {"answer": "3"}}
     tooled = {"messages": [{"role": "user", "content": "Oslo?"}], "item": {"answer": "rain", "tools": [TOOL]}}
