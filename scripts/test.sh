@@ -3,7 +3,7 @@
 # grader sandbox; OpenSSH client and server, for the --ssh test against a real sshd on loopback; Slurm and
 # munge, for the cluster tests' one-node Slurm), .venv (with the [ray] extra: the cluster tests' Ray head), the
 # static checks (ruff, mypy: configured in pyproject.toml), pytest.
-# Arguments go to pytest instead, e.g. `scripts/test.sh -m "not slow" -n 3` (the fast loop) or `scripts/test.sh tests/tui`.
+# Arguments go to pytest instead, e.g. `scripts/test.sh -m "not slow" -n 2` (the fast loop) or `scripts/test.sh tests/tui`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
@@ -31,6 +31,6 @@ fi
 # daemon and ports), then the `slow` training tests one at a time (each trains on every core; in parallel their
 # wall-clock deadlines would be shared, i.e. flaky). RFT_TEST_WORKERS sets the first pass's process count.
 rc=0
-.venv/bin/python -m pytest -q -m "not slow" -n "${RFT_TEST_WORKERS:-3}" || rc=$?
+.venv/bin/python -m pytest -q -m "not slow" -n "${RFT_TEST_WORKERS:-2}" || rc=$?
 .venv/bin/python -m pytest -q -m slow || rc=$?
 exit "$rc"
