@@ -10,14 +10,101 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 API_VERSION = "1"
 
 # --------------------------------------------------------------------------------------------
 # Common
+
+
+def _members(ann: Any) -> list[Any]:
+    """The types a field annotation admits, flattened (Annotated and unions unwrapped)."""
+    if get_origin(ann) is Annotated:
+        return _members(get_args(ann)[0])
+    if get_origin(ann) in (Union, UnionType):
+        return [m for a in get_args(ann) for m in _members(a)]
+    return [ann]
+
+
+def _accepts_natively(member: Any, value: Any) -> bool:
+    """Whether `member` takes this JSON scalar as it is, without pydantic's lax coercion."""
+    if get_origin(member) is Literal:
+        return any(type(v) is type(value) and v == value for v in get_args(member))
+    if member is Any or member is object:
+        return True
+    if isinstance(value, bool):
+        return member is bool
+    if isinstance(value, int):
+        return member in (int, float)
+    if isinstance(value, float):
+        return member is float
+    if isinstance(value, str):
+        return member is str or (isinstance(member, type) and issubclass(member, (str, Enum)))
+    return True
+
+
+def json_type_confusion(ann: Any, value: Any) -> str | None:
+    """Why `value` only fits `ann` through a bool <-> number/string coercion (None when it fits as declared).
+
+    Pydantic's lax mode takes `false` for a number and `0` or "yes" for a bool; the OpenAPI schema says
+    otherwise, and a client sending them is almost always confused, so requests say so instead (schemathesis
+    ST201). Other coercions ("1e-4" from a YAML file for a float) stay lax on purpose.
+    """
+    members = _members(ann)
+    if any(get_origin(m) in (list, tuple, set, frozenset) for m in members) and isinstance(value, list):
+        inner = [a for m in members if get_origin(m) in (list, tuple, set, frozenset) for a in get_args(m)
+                 if a is not Ellipsis]
+        for item in value:
+            if inner and (why := json_type_confusion(Union[tuple(inner)], item)):  # noqa: UP007 - built at run time
+                return why
+        return None
+    if any(get_origin(m) is dict for m in members) and isinstance(value, dict):
+        inner = [get_args(m)[1] for m in members if get_origin(m) is dict and len(get_args(m)) == 2]
+        for item in value.values():
+            if inner and (why := json_type_confusion(Union[tuple(inner)], item)):  # noqa: UP007 - built at run time
+                return why
+        return None
+    if not isinstance(value, (bool, int, float, str)) or any(_accepts_natively(m, value) for m in members):
+        return None
+    if isinstance(value, bool) and any(m in (int, float) for m in members):
+        return "a boolean is not a number"
+    if bool in members:
+        return f"{value!r} is not a boolean: " \
+               "use true or false"
+    return None
+
+
+#: The error type JsonTyped raises (its ctx names the field; daemon.server.summarize_validation_errors uses it).
+JSON_TYPE_ERROR = "json_type"
+
+
+class JsonTyped(BaseModel):
+    """Mixin: JSON booleans and numbers are not interchangeable in request fields (see json_type_confusion)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_types_as_declared(cls, data: Any) -> Any:
+        # a model validator, not a field one: pydantic refuses before-validators on discriminator fields
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                key = field.alias if field.alias in data else name
+                if key in data and (why := json_type_confusion(field.annotation, data[key])):
+                    # ctx.field: the daemon's error summary adds it to the location (param names the field)
+                    raise PydanticCustomError(JSON_TYPE_ERROR, "{field}: {why}", {"field": key, "why": why})
+        return data
 
 
 class WireModel(BaseModel):
@@ -26,7 +113,7 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class StrictRequest(BaseModel):
+class StrictRequest(JsonTyped):
     """Base for request bodies: unknown fields are an error the caller sees, not a silent drop."""
 
     model_config = ConfigDict(extra="forbid")
@@ -279,7 +366,7 @@ PositiveFloatOrAuto = Annotated[FloatOrAuto, _or_auto({"type": "number", "exclus
 NonNegativeFloatOrAuto = Annotated[FloatOrAuto, _or_auto({"type": "number", "minimum": 0})]
 
 
-class ReinforcementHyperparameters(BaseModel):
+class ReinforcementHyperparameters(JsonTyped):
     """OpenAI's RFT hyperparameters (all `"auto"` by default) plus the local ones."""
 
     model_config = ConfigDict(extra="forbid")
@@ -377,7 +464,7 @@ def _check_http_url(url: str) -> str:
     return url
 
 
-class HttpToolRuntime(BaseModel):
+class HttpToolRuntime(JsonTyped):
     """A tool served by the user's HTTP endpoint: the worker POSTs each call there (docs/agent-rft.md)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -393,7 +480,7 @@ class HttpToolRuntime(BaseModel):
         return _check_http_url(v)
 
 
-class PythonToolRuntime(BaseModel):
+class PythonToolRuntime(JsonTyped):
     """A tool written in Python (`def call(arguments, item)`), run in the python-grader sandbox."""
 
     model_config = ConfigDict(extra="forbid")
@@ -449,7 +536,7 @@ def check_tool_names(tools: dict[str, Any] | None) -> dict[str, Any] | None:
     return tools
 
 
-class ReinforcementMethod(BaseModel):
+class ReinforcementMethod(JsonTyped):
     model_config = ConfigDict(extra="forbid")
     grader: GraderSpec
     hyperparameters: ReinforcementHyperparameters = ReinforcementHyperparameters()
@@ -464,7 +551,7 @@ class ReinforcementMethod(BaseModel):
         return check_tool_names(v)
 
 
-class JobMethod(BaseModel):
+class JobMethod(JsonTyped):
     model_config = ConfigDict(extra="allow")
     type: Literal["reinforcement"] = "reinforcement"
     reinforcement: ReinforcementMethod
@@ -695,7 +782,7 @@ class MetricsPage(WireModel):
     has_more: bool = False
 
 
-class ToolCallRecord(WireModel):
+class ToolCallRecord(WireModel, JsonTyped):
     """One tool call the model made in an episode, with what came back (docs/agent-rft.md)."""
 
     id: str
@@ -706,7 +793,7 @@ class ToolCallRecord(WireModel):
     latency_ms: float | None = None  # wall time of running it (all attempts); None when it never ran
 
 
-class TrajectoryTurn(WireModel):
+class TrajectoryTurn(WireModel, JsonTyped):
     """One turn of an episode after the prompt: the model's (`assistant`) or a tool result fed back (`tool`)."""
 
     role: Literal["assistant", "tool"]
@@ -1503,7 +1590,7 @@ class ReportRecordBase(StrictRequest):
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
-class ReportedSample(BaseModel):
+class ReportedSample(JsonTyped):
     """One training completion as a worker reports it (more fields, e.g. a tool trajectory, are kept as sent)."""
 
     model_config = ConfigDict(extra="allow")
@@ -1524,7 +1611,7 @@ class ReportedSample(BaseModel):
         return "" if v is None else v if isinstance(v, str) else str(v)
 
 
-class ReportedValidationRow(BaseModel):
+class ReportedValidationRow(JsonTyped):
     """One validation row as a worker reports it (more fields are kept as sent)."""
 
     model_config = ConfigDict(extra="allow")

@@ -36,7 +36,11 @@ def check_storage(storage: str, param: str = "storage") -> None:
             raise bad_request(f"storage URL scheme {scheme!r} is not one of {', '.join(api.FSSPEC_SCHEMES)}",
                               param=param, code="invalid_storage")
         return
-    path = Path(storage).expanduser()
+    try:
+        path = Path(storage).expanduser()
+    except RuntimeError:  # "~someone" with no such user
+        raise bad_request(f"storage {storage!r} names a home directory of a user this machine does not have",
+                          param=param, code="invalid_storage") from None
     if not path.is_absolute():
         raise bad_request(f"storage must be an absolute path (shared with the cluster) or an fsspec URL, "
                           f"not {storage!r}", param=param, code="invalid_storage")

@@ -18,6 +18,9 @@ from daemon import api
 from daemon.devices import Gpu, cpu_memory, query_gpus
 from daemon.model_shape import ModelShape
 
+#: compute_multiplier's auto num_generations stops here (more completions per prompt than this is not a plan)
+MAX_AUTO_GENERATIONS = 256
+
 BUILTIN_MODELS: dict[str, dict[str, Any]] = {
     # name -> facts the rules need (parameters, a sensible completion length)
     "builtin:tiny-arith": {"parameters": 1_000_000, "max_completion_length": 6, "max_prompt_length": 16},
@@ -94,7 +97,8 @@ def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str,
 
     # compute_multiplier scales exploration: completions sampled per prompt
     compute_multiplier = float(given("compute_multiplier"))
-    num_generations = given("num_generations", max(2, int(round(8 * compute_multiplier))))
+    # at most MAX_AUTO_GENERATIONS completions per prompt from the multiplier (1e308 * 8 is not a count)
+    num_generations = given("num_generations", max(2, int(round(min(8 * compute_multiplier, MAX_AUTO_GENERATIONS)))))
     # batch_size = prompts per optimizer step (OpenAI's meaning); never more than the training rows
     batch_size = given("batch_size", min(16 if tiny or device.kind == "cuda" else 8, max(1, train_rows)))
     steps_per_epoch = max(1, math.ceil(train_rows / batch_size))

@@ -358,7 +358,10 @@ def summarize_validation_errors(errors: Any) -> tuple[str | None, str, int]:
             msg = "Field required"
         elif err.get("type") == "extra_forbidden":
             msg = "Unknown field"
-        field = None if err.get("type") == "json_invalid" else _field_path(err.get("loc"))
+        loc = tuple(err.get("loc") or ())
+        if err.get("type") == api.JSON_TYPE_ERROR:  # raised for the model, about one of its fields
+            loc, msg = (*loc, err.get("ctx", {}).get("field", "")), str(err.get("ctx", {}).get("why", msg))
+        field = None if err.get("type") == "json_invalid" else _field_path(loc)
         msgs = by_field.setdefault(field, [])
         if msgs and msg.startswith("Input should be ") and msgs[0].startswith("Input should be "):
             msg = msg.removeprefix("Input should be ")

@@ -125,6 +125,11 @@ def shared_daemon(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
      "method.reinforcement.hyperparameters.n_epochs"),
     (lambda r: r["method"]["reinforcement"]["hyperparameters"].update(not_a_knob=1),
      "method.reinforcement.hyperparameters.not_a_knob"),
+    # JSON types as declared (schemathesis ST201): a boolean is not a number, 0 is not a boolean
+    (lambda r: r["method"]["reinforcement"]["hyperparameters"].update(lora_dropout=False),
+     "method.reinforcement.hyperparameters.lora_dropout"),
+    (lambda r: r["method"]["reinforcement"]["hyperparameters"].update(gradient_checkpointing=0),
+     "method.reinforcement.hyperparameters.gradient_checkpointing"),
     (lambda r: r.update(suffix="has spaces!"), "suffix"),
     (lambda r: r.update(unknown_field=1), "unknown_field"),
 ])
@@ -265,3 +270,40 @@ def test_cosine_grader_runs_without_torch_in_the_daemon(fake_worker_daemon: Daem
     maps = open(f"/proc/{fake_worker_daemon.pid}/maps").read()
     assert "libtorch" not in maps  # the embedding model ran in a helper process
     assert psutil.Process(fake_worker_daemon.pid).children()  # ... which is still warm for the next call
+
+
+def test_json_types_as_declared_and_huge_numbers(shared_daemon: tuple[DaemonProcess, str, str]) -> None:
+    """Found by schemathesis: bool/number confusion was accepted; 1e308 and '~nobody' were 500s."""
+    d, train, valid = shared_daemon
+    with d.client() as c, raw(d) as h:
+        req = job_request(train, valid)
+        req["method"]["reinforcement"]["hyperparameters"].update(compute_multiplier=1.1e308, max_steps=1)
+        resp = h.post("/v1/fine_tuning/jobs", json=req)
+        assert resp.status_code in (200, 400), resp.text  # never a 500
+        if resp.status_code == 200:
+            resolved = c.get_job(resp.json()["id"]).resolved_hyperparameters
+            assert resolved is not None and resolved.num_generations == 256  # MAX_AUTO_GENERATIONS
+            c.cancel_job(resp.json()["id"])
+        err = assert_openai_error(h.post("/v1/clusters", json={"name": "c1", "kind": "slurm",
+                                                                 "storage": "~no-such-user-here/x"}), 400, "storage")
+        assert "home directory" in err["message"]
+        body = {"records": [{"kind": "alarm", "name": "stalled", "severity": "warning", "cleared": 0}]}
+        for job in c.list_jobs().data:
+            r = h.post(f"/v1/fine_tuning/jobs/{job.id}/report/records", json=body)
+            assert r.status_code in (400, 401, 403), r.text
+
+
+def test_json_type_confusion_rules() -> None:
+    from typing import Literal
+
+    conf = api.json_type_confusion
+    assert conf(int, False) == "a boolean is not a number"
+    assert conf(float | None, True) == "a boolean is not a number"
+    assert conf(bool, 0) == "0 is not a boolean: use true or false"
+    assert conf(bool, "yes") is not None
+    assert conf(Literal["auto"] | bool, "auto") is None and conf(Literal["auto"] | bool, 1) is not None
+    assert conf(list[int], [1, True]) == "a boolean is not a number"
+    assert conf(dict[str, float], {"a": 1, "b": False}) == "a boolean is not a number"
+    # what stays lax on purpose: numbers as numbers, strings for floats (YAML's "1e-4"), bools as bools
+    assert conf(float, 1) is None and conf(float, "1e-4") is None and conf(bool | None, None) is None
+    assert conf(int | Literal["auto"], 8) is None and conf(bool, True) is None
