@@ -9,6 +9,7 @@ Imports only pydantic and the standard library, so the TUI and CLI can import it
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import Enum
 from types import UnionType
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
@@ -1590,6 +1591,18 @@ class ReportRecordBase(StrictRequest):
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
+def as_text(row: Mapping[str, Any], keys: tuple[str, ...], nullable: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A worker's row with `keys` as the wire and the store take them: text (None is "" unless `nullable`;
+    a number or a message list becomes its str). The wire models themselves take only strings."""
+    out = dict(row)
+    for k in keys:
+        if out.get(k) is None:
+            out[k] = None if k in nullable else ""
+        elif not isinstance(out[k], str):
+            out[k] = str(out[k])
+    return out
+
+
 class ReportedSample(JsonTyped):
     """One training completion as a worker reports it (more fields, e.g. a tool trajectory, are kept as sent)."""
 
@@ -1603,12 +1616,6 @@ class ReportedSample(JsonTyped):
     item: dict[str, Any] | None = None  # the dataset row it was graded against (re-scoring grades it again)
     output_messages: list[TrajectoryTurn] | None = None  # agent RFT: the episode (docs/agent-rft.md)
     stop_reason: EpisodeStop | None = None
-
-    @field_validator("prompt", "completion", mode="before")
-    @classmethod
-    def _text(cls, v: Any) -> Any:
-        """Texts as the store keeps them (what the worker had may be a number or a message list)."""
-        return "" if v is None else v if isinstance(v, str) else str(v)
 
 
 class ReportedValidationRow(JsonTyped):
@@ -1626,16 +1633,6 @@ class ReportedValidationRow(JsonTyped):
     item: dict[str, Any] | None = None
     output_messages: list[TrajectoryTurn] | None = None  # agent RFT: the episode (docs/agent-rft.md)
     stop_reason: EpisodeStop | None = None
-
-    @field_validator("prompt", "output", mode="before")
-    @classmethod
-    def _text(cls, v: Any) -> Any:
-        return "" if v is None else v if isinstance(v, str) else str(v)
-
-    @field_validator("reference", mode="before")
-    @classmethod
-    def _reference(cls, v: Any) -> Any:
-        return v if v is None or isinstance(v, str) else str(v)
 
 
 class ReportStarted(ReportRecordBase):

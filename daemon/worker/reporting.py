@@ -101,7 +101,8 @@ class Reporter(ABC):
                  total_steps: int | None = None, trained_tokens: int | None = None) -> bool:
         """Record one training step atomically; False (and nothing written) if the step exists already."""
         return self.send(api.ReportStep(step=step, values={str(k): finite(v) for k, v in values.items()},
-                                        samples=[api.ReportedSample.model_validate(dict(s))
+                                        samples=[api.ReportedSample.model_validate(
+                                                     api.as_text(s, ("prompt", "completion")))
                                                  for s in list(samples)[:MAX_SAMPLES_PER_STEP]],
                                         total_steps=total_steps, trained_tokens=trained_tokens))
 
@@ -109,7 +110,8 @@ class Reporter(ABC):
                        summary: Mapping[str, Any] | None = None) -> float | None:
         """Record one validation pass (step 0 = base model); returns the mean reward."""
         plain = [dict(r) for r in rows]
-        self.send(api.ReportValidation(step=step, rows=[api.ReportedValidationRow.model_validate(r) for r in plain],
+        texts = [api.as_text(r, ("prompt", "output", "reference"), nullable=("reference",)) for r in plain]
+        self.send(api.ReportValidation(step=step, rows=[api.ReportedValidationRow.model_validate(r) for r in texts],
                                        summary=None if summary is None else
                                        {str(k): finite(v) for k, v in summary.items()}))
         return validation_mean(plain)
