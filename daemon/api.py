@@ -1466,7 +1466,7 @@ class SnapshotDevice(WireModel):
     count: int = 1
 
 
-class ResolvedHyperparameters(WireModel):
+class ResolvedHyperparameters(WireModel, JsonTyped):
     """Every hyperparameter a job runs with, each `"auto"` replaced by the value its rule gave.
 
     The rules are in daemon/hyperparams.py and docs/hyperparameters.md. A rule that is a constant is also the
