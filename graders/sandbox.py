@@ -172,41 +172,24 @@ class PythonGraderPool:
 
     def grade(self, source: str, calls: Sequence[tuple[Any, Any]]) -> list[CallOutcome]:
         """Run grade(sample, item) for each call on a worker of this grader, replacing it if it breaks."""
-        if self.mode.startswith("unavailable"):
-            refusal = CallOutcome(error="server", error_type="SandboxUnavailable",
-                                  details=f"python graders are refused: the sandbox is {self.mode}")
-            return [refusal for _ in calls]
-        key = _key(source, self._settings)
-        outcomes: list[CallOutcome] = []
-        pending = list(calls)
-        while pending:
-            try:
-                worker = self._acquire(key)
-            except WorkerFailed as exc:
-                failure = CallOutcome(error="server", error_type=exc.error_type, details=exc.details)
-                return outcomes + [failure for _ in pending]
-            broken = False
-            try:
-                done = self._run(worker, source, pending, outcomes)
-            except WorkerFailed as exc:
-                broken = True
-                outcomes.append(CallOutcome(error=exc.kind, error_type=exc.error_type, details=exc.details))
-                done = len(outcomes) - (len(calls) - len(pending))
-            finally:
-                self._release(worker, broken)
-            pending = pending[done:]
-        return outcomes
+        return self._call_all("python graders", _key(source, self._settings), source, calls)
 
     def call_tool(self, source: str, calls: Sequence[tuple[Any, Any]], wall_time_s: float | None = None
                   ) -> list[CallOutcome]:
         """Run a python tool's call(arguments, item) for each call, on workers of that tool only (never a
         grader's: the key says which), each call within `wall_time_s`; outcomes carry `text`, never raise."""
+        wall = min(wall_time_s or self.limits.wall_time_s, self.limits.wall_time_s)
+        return self._call_all("python tools", _key(source, self._settings + b"\0entry=call"), source, calls,
+                              entry="call", wall_time_s=wall)
+
+    def _call_all(self, what: str, key: str, source: str, calls: Sequence[tuple[Any, Any]],
+                  **run: Any) -> list[CallOutcome]:
+        """Every call on workers under `key`, in order: a broken worker is replaced and the rest carry on;
+        a worker that cannot start fails the calls left (outcomes, never an exception)."""
         if self.mode.startswith("unavailable"):
             refusal = CallOutcome(error="server", error_type="SandboxUnavailable",
-                                  details=f"python tools are refused: the sandbox is {self.mode}")
+                                  details=f"{what} are refused: the sandbox is {self.mode}")
             return [refusal for _ in calls]
-        key = _key(source, self._settings + b"\0entry=call")
-        wall = min(wall_time_s or self.limits.wall_time_s, self.limits.wall_time_s)
         outcomes: list[CallOutcome] = []
         pending = list(calls)
         while pending:
@@ -217,7 +200,7 @@ class PythonGraderPool:
                 return outcomes + [failure for _ in pending]
             broken = False
             try:
-                done = self._run(worker, source, pending, outcomes, entry="call", wall_time_s=wall)
+                done = self._run(worker, source, pending, outcomes, **run)
             except WorkerFailed as exc:
                 broken = True
                 outcomes.append(CallOutcome(error=exc.kind, error_type=exc.error_type, details=exc.details))
