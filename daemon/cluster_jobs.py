@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,8 @@ POLL_S = float(os.environ.get("RFT_CLUSTER_POLL_S", "2"))
 JOURNAL_DIR = "report-journal"  # rank 0's journal in the worker's RFT_WORK_DIR (daemon/worker/http_reporter.py)
 REPORT_RECORD: TypeAdapter[api.ReportRecord] = TypeAdapter(api.ReportRecord)
 RETRY_SUBMIT_S = float(os.environ.get("RFT_CLUSTER_RETRY_S", "30"))  # an unreachable cluster is asked again
+SUBMITTING = "submitting"  # engine_state while the engine is asked; engine_id then holds the submission's name
+FAULT_AFTER_SUBMIT_ENV = "RFT_FAULT_AFTER_SUBMIT"  # tests: =1 kills the daemon once the engine accepted a job
 NO_TCP = ("cluster jobs report back over the daemon's TCP API, and this daemon listens only on its Unix socket: "
           "restart it with `rft-tui daemon restart --tcp 0.0.0.0:PORT` (a host:port the cluster can reach)")
 
@@ -160,10 +164,10 @@ class ClusterJobs:
     def submit(self, row: dict[str, Any]) -> None:
         """Hand a queued job to the engine, off the store thread (an engine may take long to answer, or never).
 
-        On the store thread: the per-job token (a store write). On an engine thread: staging and the engine's
-        submit. Back on the store thread: queued -> running with the engine's id, or, if the engine could not
-        be reached, the job stays queued (one event says why) and is tried again on the watcher's next round;
-        a refusal fails it with the engine's words.
+        No double submission: the submission's name (Ray submission id, Slurm job name) is chosen and recorded
+        on the job (`engine_state` "submitting") before the engine is asked. A job still "submitting" when a
+        daemon starts was handed to an engine by a daemon that died before it heard the answer: the engine is
+        asked for that name first, and the job it has is adopted instead of submitting a second one.
         """
         s, job_id = self.s, row["id"]
         if job_id in self._submitting:
@@ -175,17 +179,56 @@ class ClusterJobs:
         if time.monotonic() < self._retry_at.get(job_id, 0.0):
             return
         attempt = (row["attempts"] or 0) + 1
+        recovering = row["engine_state"] == SUBMITTING and bool(row["engine_id"])
         try:
             spec = self.spec(row, attempt)
-            token = s.issue_job_token(job_id)
-        except Exception as e:  # noqa: BLE001 - the cluster was removed, the store refused: fail with it
+        except Exception as e:  # noqa: BLE001 - the cluster was removed: fail with it
             self._refused(job_id, row["cluster"], str(e))
             return
+        name = row["engine_id"] if recovering else f"rft-{job_id}-{attempt}-{int(time.time())}"
+        spec = replace(spec, submission_name=name)
         self._submitting.add(job_id)
+        if recovering:
+            self._on_engine_thread(self._find_or_submit, row, spec)
+        else:
+            self._submit_fresh(row, spec)
+
+    def _on_engine_thread(self, fn: Any, *args: Any) -> None:
         try:
-            self._calls.submit(self._submit_to_engine, row, spec, token)
-        except RuntimeError:  # shutting down: the next daemon submits it
+            self._calls.submit(fn, *args)
+        except RuntimeError:  # shutting down: the next daemon submits it (or finds it submitted)
+            self._submitting.discard(args[0]["id"])
+
+    def _submit_fresh(self, row: dict[str, Any], spec: LaunchSpec) -> None:
+        """On the store thread: a fresh token, the submission's name recorded, then the engine is asked."""
+        s, job_id = self.s, row["id"]
+        current = s.store.get_job_row(job_id)
+        if current is None or S(current["status"]) is not S.queued:  # cancelled/paused meanwhile
             self._submitting.discard(job_id)
+            return
+        try:
+            token = s.issue_job_token(job_id)
+            s._write(s.store.update_job, job_id, engine_id=spec.submission_name, engine_state=SUBMITTING)
+        except Exception as e:  # noqa: BLE001 - the store refused: fail with it
+            self._submitting.discard(job_id)
+            self._refused(job_id, row["cluster"], str(e))
+            return
+        self._on_engine_thread(self._submit_to_engine, row, spec, token)
+
+    def _find_or_submit(self, row: dict[str, Any], spec: LaunchSpec) -> None:
+        """On an engine thread, after a daemon died mid-submission: adopt the engine's job if it has one."""
+        job_id = row["id"]
+        try:
+            found = self.executor(row["cluster"]).find(spec.submission_name)
+        except ExecutorUnavailable as e:
+            self.s._submit(self._not_submitted, job_id, row["cluster"], str(e), e.transient)
+        except Exception as e:  # noqa: BLE001
+            self.s._submit(self._not_submitted, job_id, row["cluster"], f"{type(e).__name__}: {e}", False)
+        else:
+            if found is not None:
+                self.s._submit(self._submitted, row, spec, found, True)
+            else:
+                self.s._submit(self._submit_fresh, row, spec)
 
     def _submit_to_engine(self, row: dict[str, Any], spec: LaunchSpec, token: str) -> None:
         """On an engine thread: stage the job's files and token on the storage, then ask the engine."""
@@ -200,6 +243,10 @@ class ClusterJobs:
         except Exception as e:  # noqa: BLE001 - unwritable storage, a bad spec: say which
             self.s._submit(self._not_submitted, job_id, row["cluster"], f"{type(e).__name__}: {e}", False)
         else:
+            if os.environ.get(FAULT_AFTER_SUBMIT_ENV) == "1":  # tests: die before the engine's id is recorded
+                log.error("job %s: %s=1: killing this daemon after %s accepted %s", job_id, FAULT_AFTER_SUBMIT_ENV,
+                          row["cluster"], engine_id)
+                os.kill(os.getpid(), signal.SIGKILL)
             self.s._submit(self._submitted, row, spec, engine_id)
 
     def _not_submitted(self, job_id: str, cluster: str, reason: str, transient: bool) -> None:
@@ -217,11 +264,15 @@ class ClusterJobs:
 
     def _refused(self, job_id: str, cluster: str, reason: str) -> None:
         message = f"Could not submit to cluster {cluster}: {reason}"
+        row = self.s.store.get_job_row(job_id)
+        unsent = {"engine_id": None, "engine_state": None} if row and row["engine_state"] == SUBMITTING else {}
         self.s._transition(job_id, S.failed, message, level="error", error_code="cluster_submit_failed",
-                           error_message=message, error_param="cluster", expect=[S.queued])
+                           error_message=message, error_param="cluster", expect=[S.queued], **unsent)
 
-    def _submitted(self, row: dict[str, Any], spec: LaunchSpec, engine_id: str) -> None:
-        """Back on the store thread: the engine has the job; record its id (or stop it, if the user moved on)."""
+    def _submitted(self, row: dict[str, Any], spec: LaunchSpec, engine_id: str, adopted: bool = False) -> None:
+        """Back on the store thread: the engine has the job; record its id (or stop it, if the user moved on).
+
+        `adopted`: an earlier daemon submitted it and died before recording the id; this one found it by name."""
         s, job_id, attempt = self.s, row["id"], spec.attempt
         self._submitting.discard(job_id)
         self._waiting.pop(job_id, None)
@@ -230,15 +281,20 @@ class ClusterJobs:
         job_dir = s.paths.job_dir(job_id)
         job_dir.mkdir(parents=True, exist_ok=True)
         with open(s.paths.job_log(job_id), "a", encoding="utf-8") as f:
-            f.write(f"\n{ATTEMPT_HEADER}{attempt} {time.strftime('%Y-%m-%d %H:%M:%S')} submitted to "
+            f.write(f"\n{ATTEMPT_HEADER}{attempt} {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                    f"{'found already submitted' if adopted else 'submitted'} to "
                     f"{kind} cluster {row['cluster']} as {engine_id}; its log follows from the engine\n")
         what = "Ray submission" if kind == "ray" else "Slurm job"
-        ok = s._transition(job_id, S.running, f"Submitted to {kind} cluster {row['cluster']} ({what} {engine_id})",
+        said = (f"Found {what} {engine_id} ({spec.submission_name}) on {kind} cluster {row['cluster']}, submitted "
+                "before the daemon restarted; adopted it instead of submitting again") if adopted else \
+            f"Submitted to {kind} cluster {row['cluster']} ({what} {engine_id})"
+        ok = s._transition(job_id, S.running, said,
                            expect=[S.queued], engine_id=engine_id, engine_state="pending", worker_pid=None,
                            worker_pgid=None, worker_start_time=time.time(), worker_outcome=None,
                            worker_outcome_detail=None, requested_action=None,
                            started_at=row["started_at"] or int(time.time()), attempts=attempt)
-        log.info("job %s: submitted to %s as %s (attempt %d)", job_id, row["cluster"], engine_id, attempt)
+        log.info("job %s: %s %s as %s (attempt %d)", job_id, "found on" if adopted else "submitted to",
+                 row["cluster"], engine_id, attempt)
         if not ok:  # cancelled or paused while we submitted
             s._write(s.store.update_job, job_id, engine_id=engine_id, engine_state="pending")
             self._stop_soon(job_id, row["cluster"], engine_id)
@@ -247,9 +303,25 @@ class ClusterJobs:
     # ------------------------------------------------------------------ control
 
     def cancel(self, row: dict[str, Any]) -> None:
-        """After the job is answered `cancelled`: stop the engine job (off the request thread)."""
-        if row["engine_id"]:
+        """After the job is answered `cancelled`: stop the engine job (off the request thread).
+
+        A job caught mid-submission by a daemon restart may have an engine job under its recorded name: find
+        it and stop it (one being submitted right now is stopped when the engine answers, see `_submitted`)."""
+        if row["engine_state"] == SUBMITTING and row["engine_id"]:
+            if row["id"] not in self._submitting:
+                self._on_engine_thread(self._find_and_stop, row)
+        elif row["engine_id"] and S(row["status"]) is S.running:
             self._stop_soon(row["id"], row["cluster"], row["engine_id"])
+
+    def _find_and_stop(self, row: dict[str, Any]) -> None:
+        try:
+            found = self.executor(row["cluster"]).find(row["engine_id"])
+        except Exception as e:  # noqa: BLE001
+            log.warning("job %s: could not look up %s on %s: %s", row["id"], row["engine_id"], row["cluster"], e)
+            return
+        if found is not None:
+            self.s._submit(self._record_found, row["id"], found)
+            self._stop_soon(row["id"], row["cluster"], found)
 
     def _stop_soon(self, job_id: str, cluster: str, engine_id: str) -> None:
         def stop() -> None:
@@ -266,6 +338,9 @@ class ClusterJobs:
             self._calls.submit(stop)
         except RuntimeError:  # shutting down: the next daemon's watcher sees it still running
             pass
+
+    def _record_found(self, job_id: str, engine_id: str) -> None:
+        self.s._write(self.s.store.update_job, job_id, engine_id=engine_id, engine_state="pending")
 
     def reattached(self, row: dict[str, Any]) -> None:
         """On daemon start: say so; the watcher's first round finds out whether it still runs."""

@@ -288,7 +288,7 @@ class Scheduler:
             f"; stopping {row['engine_id']} on cluster {row['cluster']}" if remote else "")
         if not self._transition(job_id, S.cancelled, message, expect=[status], requested_action="cancel"):
             return S(self._row(job_id)["status"])  # it changed under us (the worker just ended): say what it is
-        if remote:
+        if row["cluster"]:  # a running engine job, or one caught mid-submission
             self.cluster_jobs.cancel(row)
         if live:
             self._signal_group(row, CANCEL_SIGNAL)

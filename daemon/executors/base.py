@@ -4,6 +4,10 @@ Engine states are mapped onto a small vocabulary the scheduler acts on:
 `pending | running` (still going), `succeeded | failed | stopped` (ended: the worker's own report, if it
 made one over the API, decides the job's status; these only explain a worker that ended without one), and
 `gone` (the engine no longer knows the id). `unknown` means the engine could not be asked right now.
+
+No double submission: every submission carries a name chosen (and recorded by the daemon) before the engine
+is asked -- Ray's `submission_id`, Slurm's `--job-name` -- so a daemon that died between the engine's
+acceptance and recording the engine's id asks `find(name)` on restart instead of submitting again.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class LaunchSpec:
     cluster: api.Cluster
     env: dict[str, str] = field(default_factory=dict)  # public variables (no secrets: they may be shown)
     token_file: str | None = None  # the per-job token, in a 0600 file on the storage
+    submission_name: str = ""  # unique per submission, recorded before submitting (Ray submission id, Slurm job name)
 
     @property
     def storage_dir(self) -> Path:
@@ -74,6 +79,11 @@ class ClusterExecutor(Protocol):
 
     def submit(self, spec: LaunchSpec) -> str:
         """Submit the job; return the engine's id for it (Ray submission id, Slurm job id)."""
+
+    def find(self, submission_name: str) -> str | None:
+        """The engine's id of an earlier submission under this name, or None if the engine has none.
+
+        Raises ExecutorUnavailable when the engine cannot say (then nobody may submit again yet)."""
 
     def status(self, engine_id: str) -> EngineStatus: ...
 

@@ -85,7 +85,8 @@ class RayExecutor:
         return {"entrypoint_num_cpus": float(p.processes_per_node)}
 
     def submit(self, spec: LaunchSpec) -> str:
-        submission_id = f"rft-{spec.job_id}-{spec.attempt}-{int(time.time())}"
+        """Submit under the recorded name: Ray refuses a second job with the same submission id."""
+        submission_id = spec.submission_name or f"rft-{spec.job_id}-{spec.attempt}-{int(time.time())}"
         try:
             return str(self.client().submit_job(
                 entrypoint=self.entrypoint(spec), submission_id=submission_id, runtime_env=self.runtime_env(spec),
@@ -104,6 +105,22 @@ class RayExecutor:
     def describe(self, spec: LaunchSpec) -> str:
         return json.dumps({"address": self.cluster.address, "entrypoint": self.entrypoint(spec),
                            **self.entrypoint_resources(spec), "runtime_env": self.runtime_env(spec)}, indent=2)
+
+    def find(self, submission_name: str) -> str | None:
+        """Ray's job ids are the submission ids we choose: ask for that one."""
+        try:
+            self.client().get_job_info(submission_name)
+        except ExecutorUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001
+            text = str(e)
+            if "does not exist" in text or "404" in text:
+                return None
+            self._client = None
+            raise ExecutorUnavailable(f"Ray could not say whether {submission_name} exists: "
+                                      f"{text.splitlines()[0][:300] if text else type(e).__name__}",
+                                      transient=True) from None
+        return submission_name
 
     # ------------------------------------------------------------------ state
 

@@ -47,7 +47,8 @@ def batch_script(spec: LaunchSpec) -> str:
     """The sbatch script for one submission (no secrets: the token is read from its 0600 file at run time)."""
     p, d = spec.placement, spec.cluster.defaults
     q = shlex.quote
-    lines = ["#!/bin/bash", f"#SBATCH --job-name=rft-{spec.job_id}", f"#SBATCH --nodes={p.nodes}",
+    name = spec.submission_name or f"rft-{spec.job_id}-{spec.attempt}"
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --nodes={p.nodes}",
              "#SBATCH --ntasks-per-node=1", f"#SBATCH --cpus-per-task={max(1, p.processes_per_node)}"]
     if p.gpus_per_node > 0:
         lines.append(f"#SBATCH --gpus-per-node={p.gpus_per_node}")
@@ -101,6 +102,15 @@ class SlurmExecutor:
             raise ExecutorUnavailable(f"{' '.join(args[:2])} did not answer within {timeout:.0f} s",
                                       transient=True) from None
 
+    def raise_unreachable(self, done: subprocess.CompletedProcess[str]) -> None:
+        """ssh's own failure (255), or a controller that does not answer: the cluster is away, not refusing.
+
+        Said the same way whichever command met it, so a job waiting for its cluster gets one event, not one
+        per command tried."""
+        said = (done.stderr or done.stdout).strip()[:500]
+        if (self.cluster.ssh is not None and done.returncode == 255) or "Unable to contact slurm controller" in said:
+            raise ExecutorUnavailable(f"could not reach the cluster: {said}", transient=True)
+
     # ------------------------------------------------------------------ submission
 
     def describe(self, spec: LaunchSpec) -> str:
@@ -113,16 +123,28 @@ class SlurmExecutor:
         path.chmod(0o700)
         done = self.run(["sbatch", "--parsable", str(path)])
         if done.returncode != 0:
-            said = (done.stderr or done.stdout).strip()[:500]
-            # ssh's own failure (255), or a controller that does not answer: the cluster is away, not refusing
-            away = (self.cluster.ssh is not None and done.returncode == 255) or \
-                "Unable to contact slurm controller" in said
-            what = "could not reach the cluster" if away else "refused the job"
-            raise ExecutorUnavailable(f"sbatch {what}: {said}", transient=away)
+            self.raise_unreachable(done)
+            raise ExecutorUnavailable(f"sbatch refused the job: {(done.stderr or done.stdout).strip()[:500]}")
         engine_id = done.stdout.strip().split(";")[0]
         if not engine_id.isdigit():
             raise ExecutorUnavailable(f"sbatch answered {done.stdout.strip()[:200]!r}, not a job id")
         return engine_id
+
+    def find(self, submission_name: str) -> str | None:
+        """The job submitted under this --job-name: squeue (every state slurmctld still holds), then sacct.
+
+        Only a squeue that answered counts as "none": a controller that cannot be asked raises (transient)."""
+        q = self.run(["squeue", "-h", "--states=all", "--name", submission_name, "-o", "%i"])
+        if q.returncode != 0:
+            self.raise_unreachable(q)
+            raise ExecutorUnavailable(f"squeue could not look up {submission_name}: "
+                                      f"{(q.stderr or q.stdout).strip()[:300]}", transient=True)
+        ids = [w for w in q.stdout.split() if w.isdigit()]
+        if not ids:  # finished longer ago than MinJobAge: accounting may still know it
+            a = self.run(["sacct", "-n", "-X", "-P", "--starttime=now-30days", "--name", submission_name,
+                          "-o", "JobID"])
+            ids = [w for w in a.stdout.split() if w.isdigit()] if a.returncode == 0 else []
+        return min(ids, key=int) if ids else None
 
     # ------------------------------------------------------------------ state
 
