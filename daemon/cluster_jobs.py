@@ -422,6 +422,8 @@ class ClusterJobs:
             if replayed:
                 row = s.store.get_job_row(job_id) or row
         outcome, detail = row["worker_outcome"], row["worker_outcome_detail"]
+        if outcome and status.state == "failed":
+            self._engine_disagrees(row, outcome, status)
         clear = s._cleared(row)
         if row["requested_action"] == "cancel" or outcome == "cancelled":
             s._transition(job_id, S.cancelled, "Job cancelled", **clear)
@@ -436,6 +438,15 @@ class ClusterJobs:
                   f"a result" + (f" ({status.detail})" if status.detail else "")
             self._fail(row, why, clear)
         s.kick()
+
+    def _engine_disagrees(self, row: dict[str, Any], outcome: str, status: EngineStatus) -> None:
+        """The worker reported its outcome, yet the engine says the job failed (a process that exited non-zero
+        after the report, e.g. one rank at teardown): the outcome stands, the user sees why the engine differs."""
+        tail = log_tail(cluster_log(self.s.paths.job_dir(row["id"]), row["engine_id"]), 20)
+        self.s._write(self.s.store.add_event, row["id"],
+                      f"{row['engine_id']} ended failed on cluster {row['cluster']} after the worker reported "
+                      f"{outcome}" + (f": {status.detail}" if status.detail else ""), level="warn",
+                      data={"engine_state": status.state, "engine_detail": status.detail, "log_tail": tail})
 
     def _replay_journal(self, row: dict[str, Any]) -> int:
         """Apply the records a worker journalled on the shared storage but could not deliver (it ended while the
