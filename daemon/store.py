@@ -38,6 +38,10 @@ M = TypeVar("M", bound=api.WireModel)
 BUSY_TIMEOUT_MS = 30_000  # workers: wait long rather than lose a step
 DAEMON_BUSY_TIMEOUT_S = float(os.environ.get("RFT_STORE_BUSY_TIMEOUT_S", "5"))  # request path: bounded
 HEALTH_PROBE_TIMEOUT_MS = 200
+# a cancelled job's worker is still stopping: its token delivers its last records for as long as the daemon
+# waits before SIGKILL (the same variable as the scheduler's grace), then it is refused like an ended job's
+CANCELLED_TOKEN_GRACE_S = float(os.environ.get("RFT_CANCEL_GRACE_S", "20"))
+TOKEN_ENDS_WITH = frozenset({api.JobStatus.succeeded, api.JobStatus.failed})
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -408,6 +412,8 @@ class Store:
             if new.is_terminal():
                 fields.setdefault("finished_at", int(time.time()))
             self._update_job(job_id, fields)
+            if new in TOKEN_ENDS_WITH:  # its worker is done: its reporting token reaches nothing any more
+                conn.execute("DELETE FROM job_tokens WHERE job_id = ?", [job_id])
             self._event(job_id, message or f"Job {new.value.replace('_', ' ')}", level=level,
                         data={"status": new.value, "previous_status": old.value})
         return True
@@ -785,9 +791,18 @@ class Store:
             conn.execute("DELETE FROM job_tokens WHERE job_id = ?", [job_id])
 
     def job_token_matches(self, job_id: str, token: str) -> bool:
-        """Whether `token` is the live reporting token of `job_id` (constant-time compare of the hashes)."""
-        row = self.query_one("SELECT token_sha256 FROM job_tokens WHERE job_id = ?", [job_id])
-        return row is not None and hmac.compare_digest(row["token_sha256"], _sha256(token))
+        """Whether `token` is the live reporting token of `job_id` (constant-time compare of the hashes).
+
+        Tokens end with their job: deleted when it succeeds or fails; a cancelled job's is honoured for
+        CANCELLED_TOKEN_GRACE_S after the cancel (its worker is still stopping, and says what it did last)."""
+        row = self.query_one("SELECT t.token_sha256, j.status, j.finished_at FROM job_tokens t JOIN jobs j "
+                             "ON j.id = t.job_id WHERE t.job_id = ?", [job_id])
+        if row is None:
+            return False
+        if row["status"] == api.JobStatus.cancelled.value and \
+                time.time() > (row["finished_at"] or 0) + CANCELLED_TOKEN_GRACE_S:
+            return False
+        return hmac.compare_digest(row["token_sha256"], _sha256(token))
 
     # ------------------------------------------------------------------ alarms (daemon/health.py)
 

@@ -32,8 +32,9 @@ def _authorized(request: Request, job_id: str) -> DaemonContext:
             raise ApiError(403, f"This reporting token belongs to job {owner_job}; it cannot reach job {job_id}.",
                            type="permission_error", param="fine_tuning_job_id", code="job_token_scope")
         if not ctx.store.job_token_matches(job_id, token):
-            raise ApiError(401, f"The reporting token for job {job_id} is not valid (revoked, or replaced by a "
-                           "newer attempt's).", type="authentication_error", code="invalid_job_token")
+            raise ApiError(401, f"The reporting token for job {job_id} is not valid (the job ended -- succeeded, "
+                           "failed, or cancelled beyond its grace -- or a newer submission's token replaced it).",
+                           type="authentication_error", code="invalid_job_token")
     if ctx.store.get_job_row(job_id) is None:
         raise not_found("fine-tuning job", job_id, param="fine_tuning_job_id")
     return ctx

@@ -70,6 +70,7 @@ class HttpReporter(Reporter):
         self.offline_since: float | None = None
         self.last_error: str | None = None
         self.refused: str | None = None  # the daemon refuses this token or job: waiting will not help
+        self.token_revoked = False  # refused because the job ended (or a newer submission's token replaced it)
         self._stopping = False
         self._sender = threading.Thread(target=self._send_loop, name="rft-report-sender", daemon=True)
         if rank == 0:
@@ -155,6 +156,7 @@ class HttpReporter(Reporter):
                     # revoked or replaced token, or a job the daemon no longer has: say so once, keep the
                     # records on disk, keep trying slowly (a restored daemon may know them again)
                     self.refused = f"HTTP {e.status_code}: {e}"
+                    self.token_revoked = e.status_code == 401 and e.error.code == "invalid_job_token"
                     print(f"[report] the daemon refuses this job's records ({self.refused}); they stay in "
                           f"{self.journal.dir}", flush=True)
                     with self._cond:
@@ -164,7 +166,7 @@ class HttpReporter(Reporter):
             except (DaemonError, OSError) as e:
                 delay = self._offline(str(e), delay)
                 continue
-            self.refused = None
+            self.refused, self.token_revoked = None, False
             if self.offline_since is not None:
                 print(f"[report] the daemon answers again after {time.monotonic() - self.offline_since:.1f} s; "
                       f"sending the buffered records", flush=True)
@@ -213,6 +215,8 @@ class HttpReporter(Reporter):
 
     def requested_action(self) -> str | None:
         """The last control state the daemon sent (never waits: the sender thread keeps it fresh)."""
+        if self.token_revoked:  # the job ended (or a newer submission took over): nothing to train for
+            return "cancel"
         control = self._control
         if control is None:
             return None

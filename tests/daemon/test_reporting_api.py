@@ -221,6 +221,47 @@ def test_a_job_token_reaches_only_its_own_jobs_reporting_endpoints(two_jobs: tup
         assert c.metrics(b).data == [] and c.get_job(b).status is api.JobStatus.queued
 
 
+def test_a_jobs_token_ends_with_the_job(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Succeeded or failed: its token is refused at once (401). Cancelled: honoured for the cancel grace (the
+    worker is still stopping), then refused. Paused and resumed: the same token until a new submission mints a
+    fresh one, which replaces it."""
+    port = _free_port()
+    d: DaemonProcess = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_DEVICE": "cpu",
+                                           "RFT_MAX_RUNNING_JOBS": "0", "RFT_CANCEL_GRACE_S": "3"},
+                                      tcp=f"127.0.0.1:{port}")
+    with d.client() as c:
+        train, valid = _files(c, tmp_path)
+        ok, bad, gone, paused = (c.create_job(job_request(train, valid, max_steps=5)).id for _ in range(4))
+    tokens = {job: _mint(d, job) for job in (ok, bad, gone, paused)}
+
+    def report(job: str, token: str | None = None) -> httpx.Response:
+        return h.post(f"/v1/fine_tuning/jobs/{job}/report/records", json={"records": [_step(1)]},
+                      headers={"Authorization": f"Bearer {token or tokens[job]}"})
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as h:
+        assert [report(j).status_code for j in tokens] == [200] * 4
+        store = Store(d.paths.db)  # the transitions the scheduler makes when an engine job or a worker ended
+        try:
+            assert store.transition(ok, api.JobStatus.running) and store.transition(ok, api.JobStatus.succeeded)
+            assert store.transition(bad, api.JobStatus.failed)
+        finally:
+            store.close()
+        for job in (ok, bad):
+            refused = report(job)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["error"]["code"] == "invalid_job_token" and "job ended" in refused.text
+        with d.client() as c:
+            assert c.cancel_job(gone).status is api.JobStatus.cancelled
+            assert report(gone).status_code == 200  # within the grace: the stopping worker's last records land
+            assert c.pause_job(paused).status is api.JobStatus.paused
+            assert report(paused).status_code == 200
+            assert c.resume_job(paused).status is api.JobStatus.queued
+            assert report(paused).status_code == 200  # resumed, not yet submitted again: the same token
+        wait_until(lambda: report(gone).status_code == 401, 30, interval=0.2, what="the cancel grace to end")
+        fresh = _mint(d, paused)  # what the resumed job's new submission (or local spawn) does
+        assert report(paused).status_code == 401 and report(paused, fresh).status_code == 200
+
+
 def test_appends_are_idempotent_by_record_id_and_by_step(two_jobs: tuple[DaemonProcess, str, str, str]) -> None:
     d, a, _b, base = two_jobs
     auth = {"Authorization": f"Bearer {_mint(d, a)}"}
