@@ -448,6 +448,64 @@ class ReinforcementHyperparameters(JsonTyped):
 HYPERPARAMETER_NAMES: tuple[str, ...] = tuple(ReinforcementHyperparameters.model_fields)
 
 
+# --------------------------------------------------------------------------------------------
+# Secrets: what every read path shows instead of a header's value or a password in a URL
+
+#: What a secret reads as wherever a job, a re-scoring or a cluster is shown (API, CLI, TUI, exported cards).
+REDACTED = "***"
+#: Keys of a spec whose string value is a URL (a password or a key in it is a secret).
+_URL_KEYS = frozenset({"url", "address", "storage", "storage_dir", "report_url", "base_url"})
+#: Query parameters that carry credentials by common convention (`?key=`, `?access_token=`, signed URLs).
+_SECRET_QUERY_KEYS = frozenset({"key", "api_key", "apikey", "api-key", "token", "access_token", "auth", "secret",
+                                "password", "sig", "signature", "x-api-key"})
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user info and the values of credential-like query parameters masked."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{host}" if sep else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
+            query = urlencode([(k, REDACTED if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_secrets(value: Any) -> Any:
+    """A copy of a grader spec, a tools map or a job's `method` with every secret masked, for showing.
+
+    HTTP tools and endpoint graders carry API keys in `headers` (the names stay, each value becomes
+    `REDACTED`) and sometimes in their URL (`redact_url`). Only the worker (the store's snapshot, or the
+    cluster worker's authenticated `/report/spec`) ever sees the real values; nested graders (`multi`) are
+    walked too. Python sources are code, shown as written.
+    """
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if k == "headers" and isinstance(v, Mapping):
+                out[k] = dict.fromkeys(v, REDACTED)
+            elif k in _URL_KEYS and isinstance(v, str):
+                out[k] = redact_url(v)
+            else:
+                out[k] = redact_secrets(v)
+        return out
+    if isinstance(value, list):
+        return [redact_secrets(v) for v in value]
+    return value
+
+
 #: A tool's name, as rows' `tools` schemas and the model's calls spell it (OpenAI's function-name rule).
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _TOOL_NAME_RE = re.compile(TOOL_NAME_PATTERN)
@@ -696,6 +754,9 @@ class JobPlacement(WireModel):
     processes_per_node: int = 1
     storage_dir: str = Field(description="where the job's files and checkpoints live on the cluster's storage")
     engine_state: str | None = Field(default=None, description="the engine's last reported state")
+
+    def redacted(self) -> JobPlacement:
+        return self.model_copy(update={"storage_dir": redact_url(self.storage_dir)})
 
 
 class FineTuningJob(WireModel):
@@ -1217,6 +1278,13 @@ class Cluster(WireModel):
     defaults: ClusterDefaults
     created_at: int
 
+    def redacted(self) -> Cluster:
+        """As shown (API, CLI): a password or key in the address or storage URLs masked."""
+        d = self.defaults
+        defaults = d.model_copy(update={"storage": redact_url(d.storage),
+                                        "report_url": d.report_url and redact_url(d.report_url)})
+        return self.model_copy(update={"address": self.address and redact_url(self.address), "defaults": defaults})
+
 
 class ClusterTestResult(WireModel):
     """`POST /v1/clusters/{name}/test`: a trivial job submitted, waited for, and its round trip."""
@@ -1565,6 +1633,12 @@ class JobSnapshot(WireModel):
     @classmethod
     def from_json(cls, text: str | bytes) -> JobSnapshot:
         return cls.model_validate_json(text)
+
+    def redacted(self) -> JobSnapshot:
+        """This snapshot as every reader but the worker sees it: headers and URL passwords masked."""
+        tools = {name: t.model_copy(update={"headers": dict.fromkeys(t.headers, REDACTED), "url": redact_url(t.url)})
+                 if isinstance(t, HttpToolRuntime) else t for name, t in self.tools.items()}
+        return self.model_copy(update={"grader": redact_secrets(self.grader), "tools": tools})
 
 
 

@@ -76,7 +76,7 @@ def grader_summary(grader: dict[str, Any]) -> str:
 def model_card(row: dict[str, Any], snapshot: api.JobSnapshot, ckpt: api.JobCheckpoint, why: str,
                exported_at: float | None = None) -> str:
     """README.md for the export: a Hugging Face model card (YAML header + markdown) that stands alone."""
-    model, grader, hp = snapshot.model, snapshot.grader, snapshot.hyperparameters
+    model, grader, hp = snapshot.model, api.redact_secrets(snapshot.grader), snapshot.hyperparameters
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() if exported_at is None else exported_at))
     base_reward, ckpt_reward = row.get("valid_reward_base"), ckpt.metrics.valid_reward_mean
     gain = (f" ({ckpt_reward - base_reward:+.3f})" if base_reward is not None and ckpt_reward is not None else "")

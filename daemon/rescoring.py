@@ -217,12 +217,13 @@ class RescoreJob:
         rescoring_id = "rescore-" + secrets.token_hex(8)
         rows = [{"kind": kind, "step": step, "row_key": key, **s}
                 for (kind, step, key, _), s in zip(self.keys, scored, strict=True)]
+        shown = api.redact_secrets(self.body.grader)  # the grader's headers are not kept: only shown masked
         result = api.Rescoring(id=rescoring_id, job_id=self.job_id, name=self.name, created_at=int(time.time()),
-                               grader=self.body.grader, steps=self._step_results(scored),
+                               grader=shown, steps=self._step_results(scored),
                                samples=self._samples_result(scored) if self.body.samples else None,
                                compare=self._compare(scored), elapsed_s=round(time.perf_counter() - started, 3))
         stored = {"id": rescoring_id, "job_id": self.job_id, "name": self.name, "created_at": result.created_at,
-                  "grader": json.dumps(self.body.grader), "result": result.model_dump_json()}
+                  "grader": json.dumps(shown), "result": result.model_dump_json()}
         if not self.store.insert_rescoring(stored, rows):
             raise conflict(f"Job {self.job_id} already has a re-scoring named {self.name!r}.", param="name",
                            code="rescoring_exists")
@@ -269,4 +270,6 @@ class RescoreJob:
 
 
 def rescoring_object(row: Mapping[str, Any]) -> api.Rescoring:
-    return api.Rescoring.model_validate_json(row["result"])
+    """A stored re-scoring as shown (masked again: rows from before masking kept the grader's headers)."""
+    r = api.Rescoring.model_validate_json(row["result"])
+    return r.model_copy(update={"grader": api.redact_secrets(r.grader)})

@@ -419,7 +419,9 @@ class Store:
         return True
 
     def job_object(self, row: dict[str, Any], with_snapshot: bool = True) -> api.FineTuningJob:
-        method = loads(row["method"], {})
+        """The job as the API shows it: secrets (tool and grader headers, URL passwords) masked; the worker reads
+        the stored snapshot itself (`JobReporter.spec`, `/report/spec`)."""
+        method = api.redact_secrets(loads(row["method"], {}))
         resolved = stored_model(api.ResolvedHyperparameters, row["resolved_hyperparameters"], row["id"])
         hp_source = resolved.model_dump() if resolved else loads(row["hyperparameters"], {})
         error = None
@@ -433,6 +435,7 @@ class Store:
         eta = None
         if row["total_steps"] and row["step"] and row["step"] < row["total_steps"] and elapsed > 0:
             eta = elapsed / row["step"] * (row["total_steps"] - row["step"])
+        placement = load_placement(row)
         worker = None
         if row["worker_pid"]:
             worker = {"pid": row["worker_pid"], "pgid": row["worker_pgid"],
@@ -455,9 +458,9 @@ class Store:
                 **self._open_alarms(row["id"]),
             ),
             resolved_hyperparameters=resolved,
-            snapshot=stored_model(api.JobSnapshot, row["snapshot"], row["id"]) if with_snapshot else None,
+            snapshot=_shown_snapshot(row) if with_snapshot else None,
             worker=worker,
-            cluster=load_placement(row),
+            cluster=placement.redacted() if placement else None,
         )
 
     # ------------------------------------------------------------------ events
@@ -957,6 +960,11 @@ def episode_fields(row: Mapping[str, Any]) -> dict[str, Any]:
 def _score_map(m: Mapping[str, Any] | None) -> dict[str, float]:
     """Sub-rewards as rows keep them: a score that is not a finite number is left out (the wire says float)."""
     return {k: v for k, v in _clean_map(m).items() if v is not None}
+
+
+def _shown_snapshot(row: Mapping[str, Any]) -> api.JobSnapshot | None:
+    snapshot = stored_model(api.JobSnapshot, row["snapshot"], row["id"])
+    return snapshot.redacted() if snapshot is not None else None
 
 
 def load_placement(row: Mapping[str, Any]) -> api.JobPlacement | None:

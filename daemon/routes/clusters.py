@@ -26,19 +26,19 @@ def _config(request: Request) -> ClusterConfig:
 
 @router.get("", response_model=api.ListObject[api.Cluster], responses=errors(500, 503))
 def list_clusters(request: Request) -> api.ListObject[api.Cluster]:
-    data = _config(request).list()
+    data = [c.redacted() for c in _config(request).list()]
     return api.ListObject[api.Cluster](data=data, first_id=data[0].name if data else None,
                                        last_id=data[-1].name if data else None)
 
 
 @router.post("", response_model=api.Cluster, responses=errors(400, 409, 500, 503))
 def add_cluster(request: Request, body: api.ClusterCreateRequest) -> api.Cluster:
-    return _config(request).add(body)
+    return _config(request).add(body).redacted()
 
 
 @router.get("/{name}", response_model=api.Cluster, responses=errors(404, 500, 503))
 def get_cluster(request: Request, name: str) -> api.Cluster:
-    return _config(request).get(name)
+    return _config(request).get(name).redacted()
 
 
 @router.delete("/{name}", response_model=api.Cluster, responses=errors(404, 409, 500, 503))
@@ -51,7 +51,7 @@ def remove_cluster(request: Request, name: str) -> api.Cluster:
 
         raise conflict(f"Cluster {name!r} still has job(s) {', '.join(busy[:5])}; cancel them or let them finish",
                        param="name", code="cluster_in_use")
-    return _config(request).remove(name)
+    return _config(request).remove(name).redacted()
 
 
 @router.post("/{name}/test", response_model=api.ClusterTestResult, responses=errors(404, 500, 503))

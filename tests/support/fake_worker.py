@@ -12,6 +12,8 @@ Health: every step goes through the real `daemon.health.JobHealth` (signals, ala
 as in the GRPO worker. With `RFT_FAKE_GRADE=1` each step really grades `batch_size` training rows x
 `num_generations` made-up completions (the row's `answer`, or a wrong one, by a seeded coin) with the job's
 grader through `GraderReward`, so reward, zero-spread groups and per-grader errors/latency are the grader's.
+With `RFT_FAKE_TOOL_CALLS=1` it calls each of the job's tools once at start through the real `ToolBox`
+(`add`-style arguments `{"a": 1, "b": 2}`), as an episode would, and prints each result.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main(job_id: str) -> int:
         print(f"[alarm] {alarm.name} at step {alarm.step}: {alarm.message}", flush=True)
         return reporter.alarm(alarm.as_dict())
 
+    if os.environ.get("RFT_FAKE_TOOL_CALLS") and spec.tools:
+        call_each_tool(job_id, spec.tools)
     hp = spec.hyperparameters
     health = JobHealth(spec.guardrails, hp.batch_size, record, grader_time_limits(spec.grader))
     grading = Grading(spec, hp.batch_size, hp.num_generations) if os.environ.get("RFT_FAKE_GRADE") else None
@@ -156,6 +160,20 @@ class Grading:
         return [{"row_index": i, "prompt": json.dumps(r["messages"]), "reference": r["item"].get("answer"),
                  "output": o, "reward": x} for i, (r, o, x) in enumerate(zip(self.valid, outputs, result.rewards,
                                                                             strict=True))]
+
+
+def call_each_tool(job_id: str, tools: dict[str, Any]) -> None:
+    from daemon.worker.tool_calls import ParsedCall
+    from daemon.worker.tool_runtime import ToolBox, ToolRequest
+
+    box = ToolBox(tools)
+    try:
+        requests = [ToolRequest(f"{job_id}-fake", f"call_{i}", ParsedCall(name, {"a": 1, "b": 2}), {}, {})
+                    for i, name in enumerate(sorted(tools))]
+        for record in box.run(requests):
+            print(f"[fake tool call] {record.name}: result {record.result!r} error {record.error!r}", flush=True)
+    finally:
+        box.close()
 
 
 def read_rows(path: str | None) -> list[dict[str, Any]]:

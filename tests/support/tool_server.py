@@ -15,7 +15,7 @@ Routes (POST, the worker's body `{"rollout_id", "call_id", "name", "arguments", 
   /outofrange   an endpoint grader answering 1.5
   /barrier      answers only once `parties` requests are in flight together (proves calls run concurrently),
                 else 500 after `barrier_timeout_s`
-Every request body is recorded (`requests`), per path.
+Every request body is recorded (`requests`), per path, and its headers with the full path and query (`seen`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class ToolServer:
         self.delay_s = delay_s
         self.calls: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.seen: list[tuple[str, dict[str, str]]] = []  # (path with query, headers) of every request
         self.lock = threading.Lock()
         self.release = threading.Event()  # set on stop: slow answers end at once
         server = self
@@ -53,6 +54,7 @@ class ToolServer:
                     server.calls[path] += 1
                     n = server.calls[path]
                     server.requests.append((path, body))
+                    server.seen.append((self.path, dict(self.headers.items())))
                 server.answer(self, path, n, body)
 
         self.httpd = _Server(("127.0.0.1", 0), Handler)
