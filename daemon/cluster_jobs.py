@@ -118,6 +118,7 @@ class ClusterJobs:
         self._retry_at: dict[str, float] = {}  # unreachable cluster: not before this (monotonic)
         self._waiting: dict[str, str] = {}  # why a job still waits for its cluster (said once per reason)
         self._wake = threading.Event()
+        self.since = time.time()  # steps reported over the API before this are as old as this daemon, for stalls
 
     @property
     def report_url(self) -> str | None:
@@ -311,6 +312,11 @@ class ClusterJobs:
             if row["id"] not in self._submitting:
                 self._on_engine_thread(self._find_and_stop, row)
         elif row["engine_id"] and S(row["status"]) is S.running:
+            self._stop_soon(row["id"], row["cluster"], row["engine_id"])
+
+    def stop(self, row: dict[str, Any]) -> None:
+        """Stop the engine's job of a job the daemon itself ended (a `stalled` job with on_stall fail)."""
+        if row["engine_id"] and row["engine_state"] != SUBMITTING:
             self._stop_soon(row["id"], row["cluster"], row["engine_id"])
 
     def _find_and_stop(self, row: dict[str, Any]) -> None:

@@ -638,7 +638,7 @@ class Scheduler:
     def _check_stalls(self) -> None:
         now = time.time()
         for row in self.store.jobs_with_status(S.running):
-            if row["worker_pid"]:
+            if row["worker_pid"] or (row["cluster"] and row["engine_id"]):  # a local worker, or an engine's job
                 self._check_stall(row, now)
 
     def _check_stall(self, row: dict[str, Any], now: float) -> None:
@@ -659,7 +659,8 @@ class Scheduler:
         longest_valid = max((v for m in recent if (v := m.values.get(metrics.VALIDATION_S)) is not None), default=0.0)
         limit = health.stall_after_s(times or [max(1e-3, recent[0].created_at - recent[-1].created_at)
                                                / max(1, len(recent) - 1)], guardrails, longest_valid)
-        idle = now - last.created_at
+        # a cluster job's steps come over the API: none could arrive while this daemon was not running
+        idle = now - max(last.created_at, self.cluster_jobs.since if row["cluster"] else 0.0)
         if limit is None or idle <= limit:
             return
         self._stalled[job_id] = last.step
@@ -686,6 +687,13 @@ class Scheduler:
             self._known_alarms[job_id] = max(self._known_alarms.get(job_id, 0), int(alarm_id.rsplit("-", 1)[1]))
         self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
         if alarm.action != "fail":
+            return
+        if row["cluster"]:  # failed now (as a cancel is answered now); the engine's job is stopped behind it
+            message = f"stalled: {alarm.message}"
+            if self._transition(job_id, S.failed, f"Job failed: {message}; stopping {row['engine_id']} on cluster "
+                                f"{row['cluster']}", level="error", expect=[S.running], error_code="stalled",
+                                error_message=message):
+                self.cluster_jobs.stop(row)
             return
         self._write(self.store.worker_finished, job_id, "failed", f"stalled: {alarm.message}")
         pgid = row["worker_pgid"] or row["worker_pid"]

@@ -6,7 +6,8 @@ validation rows and a checkpoint every `eval_interval`, through the reporter the
 (SIGTERM) and pause (SIGUSR1: checkpoint, then exit; before its first step: exit, nothing to save), and
 resumes after the last step in the store. `RFT_FAKE_STARTUP_S` is start-up time spent before its signal
 handlers exist (the real worker's imports); `RFT_FAKE_CRASH_ON_ATTEMPT=N` exits 3 silently on attempt N;
-`RFT_FAKE_EXIT_GATE=PATH` holds the exit after a success until PATH exists.
+`RFT_FAKE_EXIT_GATE=PATH` holds the exit after a success until PATH exists; `RFT_FAKE_HANG_AFTER_STEP=N` hangs
+after step N (no step, no exit) until it is cancelled (SIGTERM) or 5 minutes pass: a stalled worker.
 
 Health: every step goes through the real `daemon.health.JobHealth` (signals, alarms, on_alarm pause/cancel),
 as in the GRPO worker. With `RFT_FAKE_GRADE=1` each step really grades `batch_size` training rows x
@@ -108,6 +109,9 @@ def main(job_id: str) -> int:
             values[metrics.STEP_WALL_S] = step_s + time.perf_counter() - started
         health.add_signals(values)
         reporter.log_step(step, values, samples=samples)
+        if str(step) == os.environ.get("RFT_FAKE_HANG_AFTER_STEP"):
+            print(f"fake worker hangs after step {step}", flush=True)
+            flags.cancel.wait(300)
         health.step(step, values)
         if step % eval_interval == 0 or step == total:
             valid_reward = validate(step)
