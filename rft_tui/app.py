@@ -39,6 +39,10 @@ from rft_tui.screens.base import error_text
 STREAM_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
+#: the status a control action ends in (a resume counts once the job runs again, not while it queues)
+ACTION_TARGET = {"pause": api.JobStatus.paused, "cancel": api.JobStatus.cancelled, "resume": api.JobStatus.running}
+
+
 class RftApp(App[None]):
     """rft-tui: jobs, live training metrics, validation, files and graders over the daemon API."""
 
@@ -65,6 +69,7 @@ class RftApp(App[None]):
         self.stream_connected = False
         self._stream_dropped = False
         self.sub_title = endpoint_label
+        self.awaiting: dict[str, str] = {}  # job id -> the control action whose outcome the user waits for
 
     # ------------------------------------------------------------------ screens
 
@@ -189,8 +194,43 @@ class RftApp(App[None]):
             return
         if message.event.type is api.StreamEventType.job_alarm:
             self._notify_alarm(message.event)
+        if message.event.type is api.StreamEventType.job_status and message.event.job_id in self.awaiting:
+            self._settle_action(message.event.job_id, message.event.status)
         for screen in self.screen_stack:
             screen.post_message(DaemonEvent(message.event))
+
+    # ------------------------------------------------------------------ pause / resume / cancel outcomes
+
+    def control_requested(self, action: str, job: object) -> None:
+        """A control request was accepted: say so, and say again when the job gets there (pausing waits for a
+        checkpoint at the next step boundary; a resumed job may queue for a slot first)."""
+        if not isinstance(job, api.FineTuningJob):
+            return
+        if self._reached(action, job.status) or job.status.is_terminal():
+            self._settle_action(job.id, job.status, action)
+            return
+        self.awaiting[job.id] = action
+        self.notify(f"{action.capitalize()} requested for {job.id}; waiting for the job to be "
+                    f"{ACTION_TARGET[action].value}", timeout=4)
+
+    @staticmethod
+    def _reached(action: str, status: api.JobStatus | None) -> bool:
+        return status is ACTION_TARGET.get(action)
+
+    def _settle_action(self, job_id: str, status: api.JobStatus | None, action: str | None = None) -> None:
+        action = action or self.awaiting.get(job_id)
+        if action is None or status is None:
+            return
+        if self._reached(action, status):
+            self.awaiting.pop(job_id, None)
+            done = {"pause": "paused (checkpointed; resume continues from there)", "cancel": "cancelled",
+                    "resume": "running again"}[action]
+            self.notify(f"{job_id} {done}", title=f"{action.capitalize()} done", timeout=5)
+        elif status.is_terminal():
+            self.awaiting.pop(job_id, None)
+            self.notify(f"{job_id} ended {status.value} before it was {ACTION_TARGET[action].value}",
+                        title=f"{action.capitalize()}", severity="error" if status is api.JobStatus.failed
+                        else "warning", timeout=8)
 
     def _notify_alarm(self, event: api.StreamEvent) -> None:
         """A training-health alarm fired (docs/health.md): say so whatever screen is open."""

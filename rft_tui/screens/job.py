@@ -270,7 +270,7 @@ class JobScreen(RftScreen):
     def _action_done(self, message: m.JobActionDone) -> None:
         if isinstance(message.result, api.FineTuningJob):
             self.view = replace(self.view, job=message.result)
-        self.notify(f"{message.action.capitalize()} requested", timeout=3)
+        self.app.control_requested(message.action, message.result)
 
     @on(m.ExportDone)
     def _export_done(self, message: m.ExportDone) -> None:

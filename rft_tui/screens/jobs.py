@@ -107,7 +107,7 @@ class JobsScreen(RftScreen):
     def _action_done(self, message: JobActionDone) -> None:
         if isinstance(message.result, api.FineTuningJob):
             self.post_message(JobFetched(message.result))
-        self.notify(f"{message.action.capitalize()} requested for {message.job_id}", timeout=3)
+        self.app.control_requested(message.action, message.result)
 
     @on(DaemonEvent)
     def _daemon_event(self, message: DaemonEvent) -> None:

@@ -166,11 +166,18 @@ async def test_running_job_can_be_paused_from_its_screen(recorded_daemon) -> Non
         await pilot.press("p")
         await until(pilot, lambda: screen.view.job.status is api.JobStatus.paused, 30, what="the job to pause")
         assert "cancel" in footer_actions(app) and "pause" in footer_actions(app)  # paused: resume, cancel
+        # the user is told when the pause has happened (a checkpoint at a step boundary), not only that it was asked
+        done = await until(pilot, lambda: [n for n in app._notifications if n.title == "Pause done"], 30,
+                           what="the pause-done notification")
+        assert done[0].message == f"{recorded.RUNNING} paused (checkpointed; resume continues from there)"
+        assert not app.awaiting
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: screen.view.job.status is api.JobStatus.cancelled, 30)
         assert not {"cancel", "pause"} & footer_actions(app)
+        await until(pilot, lambda: [n for n in app._notifications if n.title == "Cancel done"], 30,
+                    what="the cancel-done notification")
 
 
 async def test_rewards_tab_gains_rows_live_from_a_worker(daemon_factory, tmp_path: Path) -> None:

@@ -109,6 +109,9 @@ async def test_pause_key_resumes_a_paused_job(recorded_daemon) -> None:
         await pilot.press("p")
         # one job already runs, so the resumed job waits in the queue
         await until(pilot, lambda: str(screen.table.get_row(recorded.PAUSED)[1]) == "queued", 20)
+        # queued is not running yet: the app still waits to tell the user the job runs again
+        note = await until(pilot, lambda: [n for n in app._notifications if "Resume requested" in n.message], 20)
+        assert "waiting for the job to be running" in note[0].message and app.awaiting == {recorded.PAUSED: "resume"}
         with recorded_daemon.client() as c:
             assert c.get_job(recorded.PAUSED).status is api.JobStatus.queued
 
