@@ -35,6 +35,15 @@ def run_on_ssh_host(obj: CliContext, args: list[str]) -> None:
     sys.exit(rc)
 
 
+def refuse_remote(obj: CliContext, command: str) -> None:
+    """`daemon start|restart|logs` act on this machine's daemon: with --url (a daemon elsewhere) they would
+    silently start or read a different one, so they say so instead."""
+    if obj.url:
+        raise click.UsageError(
+            f"`daemon {command}` works on this machine's daemon, but --url names the daemon at {obj.url}. "
+            f"Run it on that machine, or use --ssh HOST (which runs `rft-tui daemon {command}` there).")
+
+
 def _flags(**flags: object) -> list[str]:
     """`--name value` / `--flag` for the arguments that were given (to repeat a command on the --ssh host)."""
     out: list[str] = []
@@ -57,6 +66,7 @@ def _flags(**flags: object) -> list[str]:
 def start(obj: CliContext, foreground: bool, tcp: str | None, log_level: str, as_json: bool) -> None:
     """Start the daemon (in the background unless --foreground)."""
     run_on_ssh_host(obj, ["start", *_flags(foreground=foreground, tcp=tcp, log_level=log_level, json=as_json)])
+    refuse_remote(obj, "start")
     paths = obj.paths.ensure()
     if daemon_control.is_running(paths):
         status = read_status(paths)
@@ -87,6 +97,15 @@ def start(obj: CliContext, foreground: bool, tcp: str | None, log_level: str, as
 def stop(obj: CliContext, as_json: bool) -> None:
     """Stop the daemon: ask over the API, wait, then SIGTERM, then SIGKILL. Workers keep running."""
     run_on_ssh_host(obj, ["stop", *_flags(json=as_json)])
+    if obj.url:  # a daemon elsewhere: ask it over the API (its owner's token); it stops as on SIGTERM
+        with obj.client(autostart=False, timeout=10) as c:
+            pid = c.health().pid
+            c.shutdown()
+        if as_json:
+            print_json({"stopped": True, "pid": pid, "url": obj.url})
+        else:
+            click.echo(f"Daemon at {obj.url} (pid {pid}) asked to stop; running workers keep running")
+        return
     stopped = daemon_control.stop(obj.paths)
     if as_json:
         print_json({"stopped": stopped})
@@ -134,6 +153,7 @@ def status(obj: CliContext, as_json: bool) -> None:
 def restart(obj: CliContext, tcp: str | None, as_json: bool) -> None:
     """Stop and start the daemon; running workers are re-adopted."""
     run_on_ssh_host(obj, ["restart", *_flags(tcp=tcp, json=as_json)])
+    refuse_remote(obj, "restart")
     daemon_control.stop(obj.paths)
     pid = daemon_control.start_background(obj.paths, tcp=tcp)
     if as_json:
@@ -150,6 +170,7 @@ def restart(obj: CliContext, tcp: str | None, as_json: bool) -> None:
 def logs(obj: CliContext, lines: int, follow: bool) -> None:
     """Print the daemon's log."""
     run_on_ssh_host(obj, ["logs", *_flags(lines=lines, follow=follow)])
+    refuse_remote(obj, "logs")
     path = obj.paths.daemon_log
     for line in log_tail(path, lines):
         click.echo(line)

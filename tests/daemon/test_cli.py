@@ -310,6 +310,28 @@ def test_daemon_status_reports_the_daemon_that_socket_names(tmp_path: Path, rft_
         cli(rft_home, "daemon", "stop", "--home", str(other), check=False)
 
 
+def test_daemon_commands_with_url_act_on_that_daemon_or_say_why_not(daemon_factory, rft_home: Path,  # type: ignore[no-untyped-def]
+                                                                  tmp_path: Path) -> None:
+    """--url names a daemon elsewhere: `daemon stop` asks it over the API; start/restart/logs, which can only act
+    on this machine's daemon, refuse with the reason instead of silently touching the local one."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    remote = daemon_factory(tcp=f"127.0.0.1:{port}")
+    url, token = f"http://127.0.0.1:{port}", remote.paths.token_file.read_text().strip()
+    here = tmp_path / "here"  # this machine's RFT_HOME: must stay untouched
+    for command in ("start", "restart", "logs"):
+        out = cli(here, "--url", url, "--token", token, "daemon", command, check=False)
+        assert out.returncode == 2 and f"`daemon {command}` works on this machine's daemon" in out.stderr, out
+        assert f"--url names the daemon at {url}" in out.stderr and "Traceback" not in out.stderr
+    stopped = json.loads(cli(here, "--url", url, "--token", token, "daemon", "stop", "--json").stdout)
+    assert stopped == {"stopped": True, "pid": remote.pid, "url": url}
+    wait_until(lambda: remote.proc.poll() is not None, 30, what="the remote daemon to exit")
+    assert not (here / "rft.db").exists() and not (here / "run").exists()
+
+
 def test_ssh_target_forms_and_the_remote_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """`host:port`, `-p`, IPv6, extra ssh options and a remote RFT_HOME with a space, quoted for the remote shell."""
     from rft_tui.ssh_forward import SshForwardError, SshSettings
