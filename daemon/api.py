@@ -1230,8 +1230,20 @@ class PreflightReport(WireModel):
 # Clusters (extension): Ray or Slurm clusters a job can run on instead of this machine
 
 ClusterKind = Literal["ray", "slurm"]
-#: `storage`: an absolute shared path, or an fsspec URL (scheme://...), which is recorded but not yet runnable
+#: `storage`: an absolute shared path, or an fsspec URL (scheme://...; Ray clusters run jobs on s3:// and others)
 FSSPEC_SCHEMES = ("s3", "gs", "gcs", "abfs", "az", "hdfs", "file")
+#: storage_options keys whose values are secrets (matched as substrings, case-insensitive, at any depth)
+SECRET_OPTION_WORDS = ("secret", "token", "password", "key", "credential", "sas")
+
+
+def redact_options(options: Any) -> Any:
+    """storage_options as shown over the API: every secret-looking key's value replaced by ***."""
+    if isinstance(options, dict):
+        return {k: REDACTED if any(w in str(k).lower() for w in SECRET_OPTION_WORDS) and not isinstance(v, dict)
+                else redact_options(v) for k, v in options.items()}
+    if isinstance(options, list):
+        return [redact_options(v) for v in options]
+    return options
 
 
 class ClusterDefaults(BaseModel):
@@ -1249,6 +1261,10 @@ class ClusterDefaults(BaseModel):
                                    description="Slurm time limit ([D-]HH:MM:SS or minutes)")
     storage: str = Field(min_length=1, max_length=MAX_PATH_CHARS,
                          description="a path the cluster writes and the daemon reads (shared), or an fsspec URL")
+    storage_options: dict[str, Any] | None = Field(
+        default=None, description="fsspec options for a URL storage (e.g. {\"client_kwargs\": {\"endpoint_url\": "
+        "...}}, key/secret): used by the daemon, and handed to the worker as its report token is (never in a "
+        "runtime_env or script); secret values are shown redacted")
     python: str | None = Field(default=None, min_length=1, max_length=MAX_PATH_CHARS,
                                description="the Python on the cluster's nodes (default: `python3` on the PATH)")
     report_url: str | None = Field(default=None, min_length=1, max_length=2048, pattern=r"^https?://",
@@ -1279,10 +1295,12 @@ class Cluster(WireModel):
     created_at: int
 
     def redacted(self) -> Cluster:
-        """As shown (API, CLI): a password or key in the address or storage URLs masked."""
+        """As shown (API, CLI): a password or key in the address or storage URLs masked, and every secret-looking
+        value of storage_options (the 0600 file keeps them)."""
         d = self.defaults
         defaults = d.model_copy(update={"storage": redact_url(d.storage),
-                                        "report_url": d.report_url and redact_url(d.report_url)})
+                                        "report_url": d.report_url and redact_url(d.report_url),
+                                        "storage_options": redact_options(d.storage_options)})
         return self.model_copy(update={"address": self.address and redact_url(self.address), "defaults": defaults})
 
 
@@ -1297,6 +1315,8 @@ class ClusterTestResult(WireModel):
     state: str
     output: str = ""
     detail: str = ""
+    storage_round_trip_s: float | None = Field(
+        default=None, description="URL storage: seconds to write, read back and delete a probe object there")
 
 
 # --------------------------------------------------------------------------------------------

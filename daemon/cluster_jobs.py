@@ -14,6 +14,8 @@ new daemon re-attaches to every running engine job, and settles the ones that en
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from daemon import api
+from daemon import api, checkpoint_storage
 from daemon.executors import ClusterExecutor, EngineStatus, ExecutorUnavailable, LaunchSpec, executor_for
 from daemon.procs import log_tail
 from daemon.store import load_placement
@@ -35,6 +37,9 @@ from daemon.worker_protocol import (
     ATTEMPT_HEADER,
     CHECKPOINT_STORAGE_ENV,
     FILES_DIR_ENV,
+    FILES_URL_ENV,
+    JOURNAL_URL_ENV,
+    REPORT_TOKEN_ENV,
     REPORT_URL_ENV,
     WORK_DIR_ENV,
 )
@@ -51,6 +56,10 @@ REPORT_RECORD: TypeAdapter[api.ReportRecord] = TypeAdapter(api.ReportRecord)
 RETRY_SUBMIT_S = float(os.environ.get("RFT_CLUSTER_RETRY_S", "30"))  # an unreachable cluster is asked again
 SUBMITTING = "submitting"  # engine_state while the engine is asked; engine_id then holds the submission's name
 FAULT_AFTER_SUBMIT_ENV = "RFT_FAULT_AFTER_SUBMIT"  # tests: =1 kills the daemon once the engine accepted a job
+# the reporter's waits, when the daemon's environment sets them, reach the worker too (sbatch passes the whole
+# environment on; a Ray runtime_env only what we name)
+PASSED_ON = ("RFT_REPORT_FINISH_DEADLINE_S", "RFT_REPORT_CLOSE_WAIT_S", "RFT_REPORT_CONNECT_DEADLINE_S",
+             "RFT_REPORT_RETRY_MAX_S")
 NO_TCP = ("cluster jobs report back over the daemon's TCP API, and this daemon listens only on its Unix socket: "
           "restart it with `rft-tui daemon restart --tcp 0.0.0.0:PORT` (a host:port the cluster can reach)")
 
@@ -65,6 +74,8 @@ def worker_env(job_id: str, placement: api.JobPlacement, report_url: str, model_
     No RFT_HOME: the worker never sees the daemon's store; it reports to RFT_REPORT_URL, journals in its
     work dir, reads the datasets shipped to the storage, and writes checkpoints there.
     """
+    if checkpoint_storage.is_url(placement.storage_dir):
+        return url_worker_env(job_id, placement, report_url, model_cache)
     storage = Path(placement.storage_dir)
     root = storage.parent.parent  # STORAGE/rft-tui
     env = {"RFT_JOB_ID": job_id, REPORT_URL_ENV: report_url, WORK_DIR_ENV: str(storage / "work"),
@@ -76,6 +87,39 @@ def worker_env(job_id: str, placement: api.JobPlacement, report_url: str, model_
     if placement.gpus_per_node == 0:
         env["RFT_DEVICE"] = "cpu"
     return env
+
+
+def url_worker_env(job_id: str, placement: api.JobPlacement, report_url: str, model_cache: str | None
+                   ) -> dict[str, str]:
+    """The same for URL storage: files and journal by URL, a node-local scratch dir (ray_launch makes it), and the
+    built-in model cached in the node's ~/.cache. No credentials here: see `ClusterJobs.secrets`."""
+    job_url = placement.storage_dir
+    root = job_url.rstrip("/").rsplit("/", 2)[0]  # STORAGE/rft-tui
+    env = {"RFT_JOB_ID": job_id, REPORT_URL_ENV: report_url, FILES_URL_ENV: checkpoint_storage.join(job_url, "files"),
+           JOURNAL_URL_ENV: checkpoint_storage.join(job_url, "work", JOURNAL_DIR),
+           CHECKPOINT_STORAGE_ENV: checkpoint_storage.join(root, "checkpoints"), "RFT_JOB_STORAGE": job_url,
+           "RFT_NODES": str(placement.nodes), "RFT_PROCS_PER_NODE": str(placement.processes_per_node),
+           "RFT_GPUS_PER_NODE": str(placement.gpus_per_node), "PYTHONUNBUFFERED": "1",
+           "RFT_MODEL_CACHE": model_cache or "~/.cache/rft-tui/models"}
+    if placement.gpus_per_node == 0:
+        env["RFT_DEVICE"] = "cpu"
+    return env
+
+
+def stage_files_url(store: Any, row: dict[str, Any], job_url: str, options: dict[str, Any] | None) -> None:
+    """URL storage: the job's datasets go to `<job url>/files/` (where the worker downloads them from)."""
+    for file_id in (row["training_file"], row["validation_file"]):
+        if not file_id:
+            continue
+        src = store.get_file_row(file_id)["path"]
+        url = checkpoint_storage.join(job_url, "files", Path(src).name)
+        try:
+            checkpoint_storage.put_file(src, url, options)
+        except checkpoint_storage.StorageError:
+            raise
+        except Exception as e:  # noqa: BLE001 - botocore, aiohttp, OSError: name the URL and the cause
+            raise checkpoint_storage.StorageError(f"could not upload the job's file to {url}: {type(e).__name__}: "
+                                                  f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
 
 
 def stage_files(store: Any, row: dict[str, Any], storage: Path) -> None:
@@ -154,6 +198,7 @@ class ClusterJobs:
                          os.environ.get("RFT_MODEL_CACHE"))
         if cluster.defaults.report_url:
             env[REPORT_URL_ENV] = cluster.defaults.report_url
+        env.update({k: os.environ[k] for k in PASSED_ON if k in os.environ})
         return LaunchSpec(job_id=row["id"], attempt=attempt, placement=placement, cluster=cluster, env=env,
                           token_file=str(storage / "job-token"))
 
@@ -235,12 +280,19 @@ class ClusterJobs:
         """On an engine thread: stage the job's files and token on the storage, then ask the engine."""
         job_id = row["id"]
         try:
-            spec.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            stage_files(self.s.store, row, spec.storage_dir)
-            write_token(spec.storage_dir, token)
+            if checkpoint_storage.is_url(spec.placement.storage_dir):  # the token travels with the submission
+                options = spec.cluster.defaults.storage_options
+                stage_files_url(self.s.store, row, spec.placement.storage_dir, options)
+                spec = dataclasses.replace(spec, secrets=self.secrets(token, options))
+            else:
+                spec.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                stage_files(self.s.store, row, spec.storage_dir)
+                write_token(spec.storage_dir, token)
             engine_id = self.executor(row["cluster"]).submit(spec)
         except ExecutorUnavailable as e:
             self.s._submit(self._not_submitted, job_id, row["cluster"], str(e), e.transient)
+        except checkpoint_storage.StorageError as e:  # it names the URL and what failed
+            self.s._submit(self._not_submitted, job_id, row["cluster"], str(e), False)
         except Exception as e:  # noqa: BLE001 - unwritable storage, a bad spec: say which
             self.s._submit(self._not_submitted, job_id, row["cluster"], f"{type(e).__name__}: {e}", False)
         else:
@@ -249,6 +301,14 @@ class ClusterJobs:
                           row["cluster"], engine_id)
                 os.kill(os.getpid(), signal.SIGKILL)
             self.s._submit(self._submitted, row, spec, engine_id)
+
+    @staticmethod
+    def secrets(token: str, options: dict[str, Any] | None) -> dict[str, str]:
+        """What a worker on URL storage must get but nobody may see: its report token and storage options."""
+        out = {REPORT_TOKEN_ENV: token}
+        if options:
+            out[checkpoint_storage.STORAGE_OPTIONS_ENV] = json.dumps(options)
+        return out
 
     def _not_submitted(self, job_id: str, cluster: str, reason: str, transient: bool) -> None:
         self._submitting.discard(job_id)
@@ -461,11 +521,17 @@ class ClusterJobs:
         placement = load_placement(row)
         if placement is None:
             return 0
-        path = Path(placement.storage_dir) / "work" / JOURNAL_DIR / "records.jsonl"
-        try:
-            lines = path.read_bytes().splitlines()
-        except OSError:
-            return 0
+        if checkpoint_storage.is_url(placement.storage_dir):
+            found = self._journal_at_url(row, placement.storage_dir)
+            if found is None:
+                return 0
+            path, lines = found
+        else:
+            path = str(Path(placement.storage_dir) / "work" / JOURNAL_DIR / "records.jsonl")
+            try:
+                lines = Path(path).read_bytes().splitlines()
+            except OSError:
+                return 0
         applied = 0
         for line in lines:
             try:
@@ -479,6 +545,24 @@ class ClusterJobs:
                           f"the cluster's storage but could not deliver ({path})", level="warn")
             log.info("job %s: replayed %d journalled record(s) from %s", row["id"], applied, path)
         return applied
+
+    def _journal_at_url(self, row: dict[str, Any], job_url: str) -> tuple[str, list[bytes]] | None:
+        """URL storage: the journal rank 0 uploaded when it ended with records undelivered (it journals on its
+        node's disk while running, so a worker killed outright leaves none here: an event says so)."""
+        url = checkpoint_storage.join(job_url, "work", JOURNAL_DIR, "records.jsonl")
+        cluster = self.config.find(row["cluster"]) if self.config is not None else None
+        try:
+            data = checkpoint_storage.read_bytes(url, cluster.defaults.storage_options if cluster else None)
+        except Exception as e:  # noqa: BLE001 - unreachable storage, missing backend: say so, settle without it
+            self.s._write(self.s.store.add_event, row["id"], f"Could not read the worker's report journal at {url} "
+                          f"({type(e).__name__}: {str(e)[:300]}); settling from what it reported", level="warn")
+            return None
+        if data is None:
+            self.s._write(self.s.store.add_event, row["id"], f"No report journal at {url}: the worker uploads it only "
+                          "when it ends with records undelivered (one killed outright could not); settling from "
+                          "what it reported", level="warn")
+            return None
+        return url, data.splitlines()
 
     def _fail(self, row: dict[str, Any], reason: str, clear: dict[str, Any]) -> None:
         s, job_id = self.s, row["id"]

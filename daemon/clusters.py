@@ -2,9 +2,10 @@
 
 A cluster is a Ray job server or a Slurm login (this machine, or `ssh LOGIN_HOST`) plus the defaults a job on
 it starts from, and a `storage` location both sides reach: the job's files go there before it is submitted,
-its checkpoints are written there, and export/validation read them from there. A shared path is what runs
-today; an fsspec URL (`s3://...`) is accepted in the configuration and refused at job creation with that
-reason (the worker would need fsspec and credentials on every node -- see docs/clusters.md).
+its checkpoints are written there, and export/validation read them from there. A shared path, or (Ray
+clusters) an fsspec URL (`s3://...`) with optional `storage_options`: the job's files are uploaded there, the
+worker downloads them and publishes its checkpoints there, and export fetches them into a private cache
+(see docs/clusters.md, and daemon/checkpoint_storage.py for the credentials).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from daemon import api
+from daemon import api, checkpoint_storage
 from daemon.errors import ApiError, bad_request, conflict, not_found
 from daemon.paths import Paths
 
@@ -65,6 +66,9 @@ def check_request(req: api.ClusterCreateRequest) -> None:
         raise bad_request("address is for Ray clusters; a Slurm cluster is reached through sbatch "
                           "(optionally over ssh)", param="address", code="invalid_cluster")
     check_storage(req.storage)
+    if req.storage_options is not None and not is_fsspec_url(req.storage):
+        raise bad_request("storage_options apply to a URL storage (s3://...); a shared path needs none",
+                          param="storage_options", code="invalid_storage")
 
 
 class ClusterConfig:
@@ -144,15 +148,29 @@ class ClusterConfig:
 def placement(cluster: api.Cluster, req: api.JobCreateRequest, job_id: str) -> api.JobPlacement:
     """Where a job runs: the cluster's defaults, with the request's nodes/GPUs over them."""
     d = cluster.defaults
+    storage_dir = str(Path(d.storage).expanduser() / "rft-tui" / "jobs" / job_id)
     if is_fsspec_url(d.storage):
-        raise bad_request(f"cluster {cluster.name!r} stores to {d.storage}; jobs need a shared path as storage "
-                          "for now (fsspec URLs are recorded but not runnable, see docs/clusters.md)",
-                          param="cluster", code="storage_not_supported")
+        check_url_storage(cluster)
+        storage_dir = checkpoint_storage.join(d.storage, "rft-tui", "jobs", job_id)
     nodes = req.nodes if req.nodes is not None else d.nodes
     gpus = req.gpus_per_node if req.gpus_per_node is not None else d.gpus_per_node
     return api.JobPlacement(name=cluster.name, kind=cluster.kind, nodes=nodes, gpus_per_node=gpus,
                             processes_per_node=gpus if gpus > 0 else d.processes_per_node,
-                            storage_dir=str(Path(d.storage).expanduser() / "rft-tui" / "jobs" / job_id))
+                            storage_dir=storage_dir)
+
+
+def check_url_storage(cluster: api.Cluster) -> None:
+    """A job on URL storage: Ray only (Slurm's script and log need a path both sides reach), and the daemon must
+    be able to write there now (the job's files go there before it is submitted)."""
+    d = cluster.defaults
+    if cluster.kind == "slurm":
+        raise bad_request(f"cluster {cluster.name!r} stores to {d.storage}; Slurm jobs need a shared path as "
+                          "storage (the batch script and its log live there), URL storage runs on Ray clusters",
+                          param="cluster", code="storage_not_supported")
+    try:
+        checkpoint_storage.probe(d.storage, d.storage_options)
+    except checkpoint_storage.StorageError as e:
+        raise bad_request(f"cluster {cluster.name!r}: {e}", param="cluster", code="storage_unreachable") from None
 
 
 def dump_placement(p: api.JobPlacement) -> str:

@@ -72,6 +72,8 @@ REPORT_TOKEN_ENV = "RFT_REPORT_TOKEN"  # the job's own reporting token (Store.mi
 WORK_DIR_ENV = "RFT_WORK_DIR"  # scratch: report journal, saved spec, checkpoints before upload (default: cwd)
 FILES_DIR_ENV = "RFT_FILES_DIR"  # where the job's dataset files were shipped (by their stored file names)
 CHECKPOINT_STORAGE_ENV = "RFT_CHECKPOINT_STORAGE"  # a shared path or fsspec URL for checkpoints (default: scratch)
+FILES_URL_ENV = "RFT_FILES_URL"  # URL storage: where the job's dataset files were uploaded (the worker downloads)
+JOURNAL_URL_ENV = "RFT_JOURNAL_URL"  # URL storage: where rank 0 uploads its report journal if records stay undelivered
 
 
 def http_worker_env(base: dict[str, str], job_id: str, url: str, token: str, work_dir: str,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fresh machine -> the test suite: system packages (tmux, for the end-to-end TUI test; bubblewrap, the python
 # grader sandbox; OpenSSH client and server, for the --ssh test against a real sshd on loopback; Slurm and
-# munge, for the cluster tests' one-node Slurm), .venv (with the [ray] extra: the cluster tests' Ray head), the
+# munge, for the cluster tests' one-node Slurm), .venv (with the [ray] extra: the cluster tests' Ray head; [s3]:
+# s3fs, for URL storage, tested against moto's S3 server from the test extra), the
 # static checks (ruff, mypy: configured in pyproject.toml), pytest.
 # Arguments go to pytest instead, e.g. `scripts/test.sh -m "not slow" -n 2` (the fast loop) or `scripts/test.sh tests/tui`.
 set -euo pipefail
@@ -17,7 +18,7 @@ if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
-scripts/setup.sh test,embeddings,ray
+scripts/setup.sh test,embeddings,ray,s3
 echo "ruff: $(.venv/bin/ruff --version)" >&2
 .venv/bin/ruff check .
 echo "mypy: $(.venv/bin/mypy --version)" >&2

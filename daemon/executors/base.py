@@ -56,6 +56,9 @@ class LaunchSpec:
     env: dict[str, str] = field(default_factory=dict)  # public variables (no secrets: they may be shown)
     token_file: str | None = None  # the per-job token, in a 0600 file on the storage
     submission_name: str = ""  # unique per submission, recorded before submitting (Ray submission id, Slurm job name)
+    # URL storage: the worker's secret variables (report token, storage options), delivered by the executor
+    # without ever showing them (Ray: a 0600 file in the submission's working_dir package)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def storage_dir(self) -> Path:

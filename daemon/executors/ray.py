@@ -3,7 +3,10 @@
 What goes with the job: our own packages (`daemon`, `graders`) as runtime_env `py_modules`, so the worker
 that runs is the daemon's version; the job's environment (daemon URL, job id, storage dir) as `env_vars`.
 The datasets, the per-job token and the checkpoints live in the cluster's `storage` (a runtime_env is
-limited to a few hundred MB and is read-only, checkpoints must outlive the submission). The heavy libraries
+limited to a few hundred MB and is read-only, checkpoints must outlive the submission). On URL storage
+(s3://...) the datasets are uploaded there and the worker downloads them; the token and the cluster's
+storage options cannot be read from a storage that needs them, so they travel as the submission's
+`working_dir`: a package holding one 0600 file, which Ray keeps in its own store and never displays. The heavy libraries
 (torch, transformers, trl, peft) must already be installed in the cluster's Python; the snapshot's pinned
 versions are checked by the worker's start-up message, not installed (clusters are often offline).
 
@@ -20,16 +23,32 @@ inside Ray's own worker function and process-group set-up, a second code path fo
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from daemon import api
+from daemon.checkpoint_storage import is_url
 from daemon.executors.base import EngineStatus, ExecutorUnavailable, LaunchSpec
 
 RAY_STATES: dict[str, str] = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded",
                               "FAILED": "failed", "STOPPED": "stopped"}
 PACKAGES = ("daemon", "graders")
+SECRETS_FILE = "job-secrets.json"  # read by ray_launch from its working dir (URL storage)
+
+
+def write_secrets(secrets: dict[str, str]) -> str:
+    """A private directory holding only the secrets file: the submission's working_dir, uploaded by Ray to its
+    own store (never shown, unlike runtime_env env_vars); removed here once submitted."""
+    directory = tempfile.mkdtemp(prefix="rft-ray-secrets-")  # 0700
+    path = os.path.join(directory, SECRETS_FILE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(secrets, f)
+    return directory
 
 
 def engine_state(ray_status: str) -> str:
@@ -67,8 +86,13 @@ class RayExecutor:
 
     # ------------------------------------------------------------------ submission
 
-    def runtime_env(self, spec: LaunchSpec) -> dict[str, Any]:
-        return {"py_modules": package_dirs(), "env_vars": dict(spec.env)}
+    def runtime_env(self, spec: LaunchSpec, secrets_dir: str | None = None) -> dict[str, Any]:
+        env: dict[str, Any] = {"py_modules": package_dirs(), "env_vars": dict(spec.env)}
+        if secrets_dir:
+            env["working_dir"] = secrets_dir
+        elif is_url(spec.placement.storage_dir):  # describe(): what the submission will ship
+            env["working_dir"] = f"(made at submission: {SECRETS_FILE}, 0600: the report token, storage options)"
+        return env
 
     def entrypoint(self, spec: LaunchSpec) -> str:
         import shlex
@@ -87,9 +111,11 @@ class RayExecutor:
     def submit(self, spec: LaunchSpec) -> str:
         """Submit under the recorded name: Ray refuses a second job with the same submission id."""
         submission_id = spec.submission_name or f"rft-{spec.job_id}-{spec.attempt}-{int(time.time())}"
+        secrets_dir = write_secrets(spec.secrets) if spec.secrets else None
         try:
             return str(self.client().submit_job(
-                entrypoint=self.entrypoint(spec), submission_id=submission_id, runtime_env=self.runtime_env(spec),
+                entrypoint=self.entrypoint(spec), submission_id=submission_id,
+                runtime_env=self.runtime_env(spec, secrets_dir),
                 metadata={"rft_job_id": spec.job_id, "attempt": str(spec.attempt)},
                 **self.entrypoint_resources(spec)))
         except ExecutorUnavailable:
@@ -101,6 +127,9 @@ class RayExecutor:
             raise ExecutorUnavailable(f"Ray refused the job: {text}" if not lost else
                                       f"Ray job server {self.cluster.address} went away: {text}",
                                       transient=lost) from None
+        finally:
+            if secrets_dir:  # Ray has uploaded its package (or the submission failed): no copy stays here
+                shutil.rmtree(secrets_dir, ignore_errors=True)
 
     def describe(self, spec: LaunchSpec) -> str:
         return json.dumps({"address": self.cluster.address, "entrypoint": self.entrypoint(spec),

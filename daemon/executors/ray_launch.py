@@ -10,11 +10,13 @@ actors' parent-death signal (several nodes).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 
@@ -22,6 +24,29 @@ def torchrun(job_id: str, rendezvous: list[str]) -> list[str]:
     procs = os.environ.get("RFT_PROCS_PER_NODE", "1")
     return [sys.executable, "-m", "daemon.worker.torchrun", *rendezvous, f"--nproc_per_node={procs}",
             "-m", "daemon.worker", job_id]
+
+
+SECRET_VARS = ("RFT_REPORT_TOKEN", "RFT_STORAGE_OPTIONS")
+SECRETS_FILE = "job-secrets.json"  # daemon/executors/ray.py writes it into the submission's working_dir
+
+
+def read_secrets() -> None:
+    """URL storage: the report token and storage options, from the working_dir Ray unpacked as our cwd."""
+    try:
+        with open(SECRETS_FILE, encoding="utf-8") as f:
+            secrets = json.load(f)
+    except FileNotFoundError:
+        return
+    for key in SECRET_VARS:
+        if key in secrets and key not in os.environ:
+            os.environ[key] = str(secrets[key])
+
+
+def node_scratch(job_id: str) -> str:
+    """A private scratch dir on this node for one job (report journal, checkpoints before upload, files)."""
+    path = os.path.join(tempfile.gettempdir(), f"rft-tui-{os.getuid()}", job_id)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
 
 
 def free_port() -> int:
@@ -57,8 +82,11 @@ def run_nodes(job_id: str, nodes: int, gpus: int) -> int:
         def run(self, rank: int, cmd: list[str], env: dict[str, str]) -> int:
             node = ray.get_runtime_context().get_node_id()
             print(f"[ray_launch] node rank {rank} on Ray node {node}: {' '.join(cmd[1:])}", flush=True)
-            return subprocess.call(cmd, env={**os.environ, **env}, cwd=os.environ.get("RFT_JOB_STORAGE"),
-                                   preexec_fn=_die_with_parent)
+            cwd = os.environ.get("RFT_JOB_STORAGE")
+            if cwd is None or "://" in cwd:  # URL storage: this node's own scratch dir
+                cwd = node_scratch(job_id)
+                env = {**env, "RFT_WORK_DIR": cwd}
+            return subprocess.call(cmd, env={**os.environ, **env}, cwd=cwd, preexec_fn=_die_with_parent)
 
     actors: list[Any] = [NodeRunner.options(  # type: ignore[attr-defined]
         scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)).remote()
@@ -69,7 +97,7 @@ def run_nodes(job_id: str, nodes: int, gpus: int) -> int:
     # the first node's torchrun hosts the rendezvous store; said explicitly, as torch's guess (does the endpoint
     # name this machine?) is true on every node when several Ray nodes share a host
     # the token is not in the runtime_env (Ray shows that to anyone): hand it to each node's torchrun
-    secret = {k: v for k, v in os.environ.items() if k == "RFT_REPORT_TOKEN"}
+    secret = {k: v for k, v in os.environ.items() if k in SECRET_VARS}
     codes = ray.get([a.run.remote(i, torchrun(job_id, [*rdzv, f"--rdzv_conf=is_host={int(i == 0)}"]), secret)
                      for i, a in enumerate(actors)])
     return max(codes, key=abs)
@@ -80,7 +108,11 @@ def main(argv: list[str]) -> int:
     nodes = int(os.environ.get("RFT_NODES", "1"))
     gpus = int(os.environ.get("RFT_GPUS_PER_NODE", "0"))
     storage = os.environ.get("RFT_JOB_STORAGE")
-    if storage:
+    if storage and "://" in storage:  # URL storage: secrets from the working_dir package, scratch on this node
+        read_secrets()
+        os.environ["RFT_WORK_DIR"] = node_scratch(job_id)
+        os.chdir(os.environ["RFT_WORK_DIR"])
+    elif storage:
         os.chdir(storage)
         token_file = os.path.join(storage, "job-token")
         if "RFT_REPORT_TOKEN" not in os.environ and os.path.exists(token_file):

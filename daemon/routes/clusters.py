@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from daemon import api
+from daemon.checkpoint_storage import StorageError, is_url, probe
 from daemon.clusters import ClusterConfig
 from daemon.context import ctx_of
 from daemon.errors import ApiError
@@ -59,6 +62,21 @@ async def test_cluster(request: Request, name: str,
                        timeout_s: float = Query(60.0, gt=0, le=TEST_TIMEOUT_S,
                                                 description="how long to wait for the test job")
                        ) -> api.ClusterTestResult:
-    """Submit a trivial job and wait for it: `ok`, the engine's id, the round trip in seconds."""
+    """Submit a trivial job and wait for it: `ok`, the engine's id, the round trip in seconds.
+
+    A URL storage is probed first (write, read back, delete): a cluster whose storage the daemon cannot use
+    fails the test with the URL and the step that failed, before anything is submitted.
+    """
     cluster = _config(request).get(name)
-    return await run_in_threadpool(lambda: executor_for(cluster).test(timeout_s))
+    storage_s = None
+    if is_url(cluster.defaults.storage):
+        started = time.monotonic()
+        try:
+            await run_in_threadpool(probe, cluster.defaults.storage, cluster.defaults.storage_options)
+        except StorageError as e:
+            return api.ClusterTestResult(name=name, ok=False, round_trip_s=round(time.monotonic() - started, 3),
+                                         state="storage_unreachable", detail=str(e))
+        storage_s = round(time.monotonic() - started, 3)
+    result = await run_in_threadpool(lambda: executor_for(cluster).test(timeout_s))
+    result.storage_round_trip_s = storage_s
+    return result

@@ -11,6 +11,7 @@ import os
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -69,8 +70,10 @@ async def export_job(request: Request, job_id: str, body: api.JobExportRequest) 
     ckpt, why = choose_checkpoint(job_id, ckpts, choice)
     from starlette.concurrency import run_in_threadpool
 
+    cluster = ctx.clusters.find(row["cluster"]) if row["cluster"] and ctx.clusters is not None else None
+    options = cluster.defaults.storage_options if cluster is not None else None
     out, ckpt_dir = await run_in_threadpool(_export_paths, body.output_dir, body.overwrite, ckpt,
-                                            ctx.paths.job_dir(job_id))
+                                            ctx.paths.job_dir(job_id), options)
     snapshot = api.JobSnapshot.from_json(row["snapshot"])
     base = snapshot.model_ref()  # keeps @revision: a merge loads that revision
     card = model_card(row, snapshot, ckpt, why)
@@ -82,10 +85,12 @@ async def export_job(request: Request, job_id: str, body: api.JobExportRequest) 
                                model_card=result.get("model_card"))
 
 
-def _export_paths(output_dir: str, overwrite: bool, ckpt: api.JobCheckpoint, job_dir: Path) -> tuple[Path, str]:
+def _export_paths(output_dir: str, overwrite: bool, ckpt: api.JobCheckpoint, job_dir: Path,
+                  options: dict[str, Any] | None = None) -> tuple[Path, str]:
     """The export's output and checkpoint directories, checked on disk (stat calls: run off the event loop).
 
-    A checkpoint on a cluster's storage (an fsspec URL) is fetched into the job's directory first.
+    A checkpoint on a cluster's storage (an fsspec URL) is fetched first into the job's directory under
+    RFT_HOME (`fetched/`, 0700; kept as a cache), with the cluster's storage options.
     """
     out = Path(output_dir).expanduser()
     if not out.is_absolute():
@@ -95,8 +100,8 @@ def _export_paths(output_dir: str, overwrite: bool, ckpt: api.JobCheckpoint, job
                        code="output_exists")
     if ckpt.path and checkpoint_storage.is_url(ckpt.path):
         try:
-            return out, checkpoint_storage.fetch(ckpt.path, job_dir / "fetched")
-        except (OSError, ValueError, ImportError) as e:  # unreachable storage, missing fsspec backend, gone
+            return out, checkpoint_storage.fetch(ckpt.path, job_dir / "fetched", options)
+        except Exception as e:  # noqa: BLE001 - unreachable storage, missing backend, gone, denied (botocore)
             raise conflict(f"Checkpoint {ckpt.id} could not be fetched from {ckpt.path}: {e}",
                            code="checkpoint_missing") from None
     if not ckpt.path or not Path(ckpt.path).is_dir():

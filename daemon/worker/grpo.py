@@ -31,7 +31,7 @@ from daemon.worker.rollout import ToolRollout, rollout_dataset
 from daemon.worker.tool_calls import tool_schemas
 from daemon.worker.tool_runtime import ToolBox
 from daemon.worker.validation import Validator, choose_rows
-from daemon.worker_protocol import CHECKPOINT_STORAGE_ENV, FILES_DIR_ENV, ControlFlags
+from daemon.worker_protocol import CHECKPOINT_STORAGE_ENV, FILES_DIR_ENV, FILES_URL_ENV, ControlFlags
 
 SKIP_LOG_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
 
@@ -56,12 +56,18 @@ def read_rows(path: str) -> list[dict[str, Any]]:
 def stored_path(file: api.SnapshotFile) -> str:
     """Where the store keeps a snapshot's dataset (every job created by this daemon records it).
 
-    A worker away from the store (RFT_FILES_DIR set by its executor) finds it under the same file name there.
+    A worker away from the store (RFT_FILES_DIR set by its executor) finds it under the same file name there,
+    or downloads it from RFT_FILES_URL (a cluster's URL storage).
     """
     if not file.path:
         raise FileNotFoundError(f"the job's snapshot records no stored path for file {file.id}")
+    name = Path(file.path).name
+    uploaded = os.environ.get(FILES_URL_ENV)
+    if uploaded:  # URL storage: downloaded once into this node's scratch dir
+        return str(storage.get_file(storage.join(uploaded, name), Path(work_dir()) / "files" / name,
+                                    storage.options_from_env()))
     shipped = os.environ.get(FILES_DIR_ENV)
-    return str(Path(shipped) / Path(file.path).name) if shipped else file.path
+    return str(Path(shipped) / name) if shipped else file.path
 
 
 def training_dataset(rows: list[dict[str, Any]], tokenizer: Any = None) -> Any:
@@ -249,7 +255,8 @@ class JobCallback(TrainerCallback):
             run.last_checkpoint = str(dst)  # local: an out-of-memory retry resumes from it
             metrics = {"step": step, "valid_reward_mean": self.last_valid.get(step),
                        "train_reward_mean": self.last_train_reward}
-            run.reporter.add_checkpoint(step, storage.publish(dst, run.checkpoint_storage, run.job_id), metrics)
+            location = storage.publish(dst, run.checkpoint_storage, run.job_id, run.storage_options)
+            run.reporter.add_checkpoint(step, location, metrics)
             run.prune_checkpoints()
         if run.world > 1:
             torch.distributed.barrier()
@@ -264,6 +271,7 @@ class TrainingRun:
         self.scratch = Path(work_dir())
         self.paths = Paths.resolve(home if home and not self.remote else self.scratch / "home")
         self.checkpoint_storage = os.environ.get(CHECKPOINT_STORAGE_ENV) or None
+        self.storage_options = storage.options_from_env()  # URL storage: handed over like the report token
         self.rank, self.world = rank_info()
         self.flags = flags  # installed by __main__ before the heavy imports
         self.reporter: Reporter | None = open_reporter(job_id, home=home) if self.rank == 0 else None
@@ -273,10 +281,10 @@ class TrainingRun:
         if reader is not self.reporter:
             reader.close()
         self.resume_from: str | None = job.resume_from or None
-        if self.resume_from and not storage.exists(self.resume_from):
+        if self.resume_from and not storage.exists(self.resume_from, self.storage_options):
             raise FileNotFoundError(f"checkpoint to resume from is gone: {self.resume_from}")
         if self.resume_from:
-            self.resume_from = storage.fetch(self.resume_from, self.scratch / "resume")
+            self.resume_from = storage.fetch(self.resume_from, self.scratch / "resume", self.storage_options)
         self.hp: api.ResolvedHyperparameters = self.spec.hyperparameters
         self.eval_interval = self.hp.eval_interval
         self.outcome = "succeeded"
@@ -336,7 +344,7 @@ class TrainingRun:
         assert self.reporter is not None
         for c in self.reporter.checkpoints_to_delete():
             if c.path:
-                storage.remove(c.path)
+                storage.remove(c.path, self.storage_options)
                 if storage.is_url(c.path):  # the local copy it was uploaded from
                     shutil.rmtree(self.checkpoint_dir() / c.path.rstrip("/").rsplit("/", 1)[-1], ignore_errors=True)
             self.reporter.mark_checkpoint_deleted(c.id)

@@ -7,7 +7,8 @@ the daemon is unreachable the records wait there, and they go out in order when 
 idempotent, so a batch whose answer was lost is simply sent again). Control (pause/cancel) comes back with each
 answer and from a poll at most every `control_interval_s`. `finish()` waits for everything to be delivered, up
 to a long deadline (RFT_REPORT_FINISH_DEADLINE_S); `close()` waits a short one. What is not delivered by then
-stays in the journal, and a worker restarted on the same scratch directory sends it.
+stays in the journal, and a worker restarted on the same scratch directory sends it; on a cluster's URL storage
+it is also uploaded there (RFT_JOURNAL_URL), where the daemon replays it from.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from daemon import api
 from daemon.client import ApiRequestError, Client, DaemonError, Endpoint
 from daemon.worker.journal import Journal
 from daemon.worker.reporting import Reporter
+from daemon.worker_protocol import JOURNAL_URL_ENV
 
 log = logging.getLogger("rft.worker.report")
 M = TypeVar("M", bound=BaseModel)
@@ -96,6 +98,24 @@ class HttpReporter(Reporter):
                       self.journal.dir)
             print(f"[report] {len(self.journal)} record(s) undelivered after {self.finish_deadline_s:.0f} s; "
                   f"kept in {self.journal.dir}", flush=True)
+            self.upload_journal()
+
+    def upload_journal(self) -> None:
+        """URL storage: the journal is on this node's disk, which the daemon cannot read; copy it to
+        RFT_JOURNAL_URL, where the daemon replays it from when it settles the job (cluster_jobs._replay_journal)."""
+        url = os.environ.get(JOURNAL_URL_ENV)
+        if not url:
+            return
+        from daemon import checkpoint_storage
+
+        target = checkpoint_storage.join(url, self.journal.path.name)
+        try:
+            checkpoint_storage.put_file(self.journal.path, target, checkpoint_storage.options_from_env(),
+                                        skip_same_size=False)
+        except Exception as e:  # noqa: BLE001 - the storage is away too: the records stay on this node only
+            print(f"[report] could not upload the journal to {target}: {type(e).__name__}: {e}", flush=True)
+            return
+        print(f"[report] journal uploaded to {target} (the daemon replays it when it settles the job)", flush=True)
 
     def flush(self, timeout_s: float) -> bool:
         """Wait (bounded) until every journalled record is delivered; True if so."""

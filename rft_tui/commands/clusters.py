@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -23,7 +24,11 @@ def group() -> None:
 @click.option("--slurm", is_flag=True, help="A Slurm cluster (sbatch here, or through --ssh).")
 @click.option("--ssh", default=None, metavar="LOGIN_HOST", help="Slurm: run sbatch/squeue/scancel over ssh.")
 @click.option("--storage", required=True, metavar="PATH|URL",
-              help="Where jobs keep files and checkpoints: a path both the cluster and this daemon reach.")
+              help="Where jobs keep files and checkpoints: a path both the cluster and this daemon reach, or an "
+                   "fsspec URL (s3://bucket/prefix; Ray clusters).")
+@click.option("--storage-options", "storage_options", default=None, metavar="JSON|@FILE",
+              help="fsspec options for a URL storage, as JSON or @file.json (a file keeps secrets out of your "
+                   "shell history), e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://minio:9000\"}}'.")
 @click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Default nodes per job.")
 @click.option("--gpus-per-node", type=click.IntRange(min=0), default=0, show_default=True,
               help="Default GPUs per node (0: CPU processes).")
@@ -41,7 +46,8 @@ def group() -> None:
 @handle_errors
 def add(obj: CliContext, name: str, ray_address: str | None, slurm: bool, ssh: str | None, storage: str, nodes: int,
         gpus_per_node: int, processes_per_node: int, partition: str | None, account: str | None,
-        time_limit: str | None, python: str | None, report_url: str | None, replace: bool, as_json: bool) -> None:
+        time_limit: str | None, python: str | None, report_url: str | None, replace: bool, as_json: bool,
+        storage_options: str | None = None) -> None:
     """Add a cluster: `--ray http://HEAD:8265` or `--slurm [--ssh LOGIN_HOST]`, with its defaults."""
     if bool(ray_address) == slurm:
         raise click.UsageError("give exactly one of --ray ADDRESS or --slurm")
@@ -52,11 +58,32 @@ def add(obj: CliContext, name: str, ray_address: str | None, slurm: bool, ssh: s
         "nodes": nodes, "gpus_per_node": gpus_per_node, "processes_per_node": processes_per_node,
         "partition": partition, "account": account, "time_limit": time_limit, "python": python,
         "report_url": report_url, "replace": replace}
+    if storage_options is not None:
+        fields["storage_options"] = _json_option(storage_options, "--storage-options")
     cluster = obj.client().add_cluster(typed_request(api.ClusterCreateRequest, fields))
     if as_json:
         print_json(cluster)
         return
     click.echo(f"Added {cluster.kind} cluster {cluster.name}; check it with: rft-tui clusters test {cluster.name}")
+
+
+def _json_option(value: str, flag: str) -> dict[str, Any]:
+    """A JSON object given inline or as @FILE; a bad one is a usage error naming the file and position."""
+    where = flag
+    if value.startswith("@"):
+        where = value[1:]
+        try:
+            with open(where, encoding="utf-8") as f:
+                value = f.read()
+        except OSError as e:
+            raise click.BadParameter(f"cannot read {where}: {e.strerror}", param_hint=flag) from None
+    try:
+        data = json.loads(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{where} is not JSON: {e}", param_hint=flag) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{where} must hold a JSON object", param_hint=flag)
+    return data
 
 
 def _where(c: api.Cluster) -> str:
@@ -101,7 +128,9 @@ def show(obj: CliContext, name: str, as_json: bool) -> None:
     d = c.defaults
     print_kv([("name", c.name), ("kind", c.kind), ("where", _where(c)), ("nodes", d.nodes),
               ("per node", _per_node(d)), ("partition", d.partition or "-"), ("account", d.account or "-"),
-              ("time limit", d.time_limit or "-"), ("storage", d.storage), ("python", d.python or "-"),
+              ("time limit", d.time_limit or "-"), ("storage", d.storage),
+              ("storage options", json.dumps(d.storage_options) if d.storage_options else "-"),
+              ("python", d.python or "-"),
               ("report url", d.report_url or "(the daemon's --tcp address)"), ("added", fmt_time(c.created_at))])
 
 
@@ -120,7 +149,9 @@ def test(obj: CliContext, name: str, timeout: float, as_json: bool) -> None:
     else:
         verdict = "ok" if result.ok else "FAILED"
         click.echo(f"{result.name}: {verdict} -- {result.engine_id or 'no job'} {result.state} in "
-                   f"{result.round_trip_s:.2f} s" + (f"; {result.detail}" if result.detail else ""))
+                   f"{result.round_trip_s:.2f} s" + (f"; {result.detail}" if result.detail else "") +
+                   (f" (storage round trip {result.storage_round_trip_s:.2f} s)"
+                    if result.storage_round_trip_s is not None else ""))
         if result.output:
             click.echo(result.output)
     if not result.ok:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.engines import RayHead, SlurmCluster, start_ray_head, start_slurm
+from tests.support.s3 import MotoServer, start_moto
 
 
 def _require(what: str, missing: bool, fix: str) -> None:
@@ -73,3 +74,13 @@ def slurm(hidden_root: Path) -> Iterator[SlurmCluster]:
     cluster = start_slurm(hidden_root)
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoServer]:
+    """A real S3-compatible server (moto's, a subprocess on a free port) for URL storage."""
+    _require("moto's S3 server and s3fs", importlib.util.find_spec("moto") is None
+             or importlib.util.find_spec("s3fs") is None, "pip install -e '.[test,s3]'")
+    server = start_moto()
+    yield server
+    server.stop()

@@ -84,7 +84,7 @@ def test_bad_cluster_configs_are_refused_naming_the_field(daemon: DaemonProcess,
                  "nodes")
         _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "storage": str(storage),
                                         "time_limit": "soon"}), 400, "time_limit")
-        # an fsspec URL is recorded (validated by scheme) but a job on it is refused with the reason
+        # an fsspec URL is recorded (validated by scheme); a Slurm job on it is refused (test_storage_url.py: Ray)
         s3 = c.add_cluster({"name": "s3", "kind": "slurm", "storage": "s3://bucket/rft"})
         assert s3.defaults.storage == "s3://bucket/rft"
         assert c.list_clusters().data[0].name == "s3"
