@@ -1279,7 +1279,11 @@ class ClusterCreateRequest(ClusterDefaults):
     address: str | None = Field(default=None, min_length=1, max_length=2048, pattern=r"^https?://",
                                 description="Ray: the job server (dashboard) address, http://HEAD:8265")
     ssh: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.@:-]+$",
-                            description="Slurm: run sbatch/squeue/scancel through `ssh LOGIN_HOST`")
+                            description="Slurm: run sbatch/squeue/scancel through `ssh [USER@]LOGIN_HOST[:PORT]`")
+    ssh_options: str | None = Field(
+        default=None, min_length=1, max_length=2048,
+        description="Slurm over ssh: extra ssh arguments, split as a shell would (e.g. `-i ~/.ssh/key -o "
+                    "StrictHostKeyChecking=accept-new`, or `-F ~/.ssh/config.cluster`)")
     replace: bool = Field(default=False, description="replace a cluster of the same name")
 
 
@@ -1291,6 +1295,7 @@ class Cluster(WireModel):
     kind: ClusterKind
     address: str | None = None
     ssh: str | None = None
+    ssh_options: str | None = None
     defaults: ClusterDefaults
     created_at: int
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -65,6 +66,15 @@ def check_request(req: api.ClusterCreateRequest) -> None:
     elif req.address:
         raise bad_request("address is for Ray clusters; a Slurm cluster is reached through sbatch "
                           "(optionally over ssh)", param="address", code="invalid_cluster")
+    if req.ssh_options is not None:
+        if not req.ssh:
+            raise bad_request("ssh_options needs ssh (the Slurm login host they are for)", param="ssh_options",
+                              code="invalid_cluster")
+        try:
+            shlex.split(req.ssh_options)
+        except ValueError as e:
+            raise bad_request(f"ssh_options cannot be split as a shell would: {e}", param="ssh_options",
+                              code="invalid_cluster") from None
     check_storage(req.storage)
     if req.storage_options is not None and not is_fsspec_url(req.storage):
         raise bad_request("storage_options apply to a URL storage (s3://...); a shared path needs none",
@@ -123,8 +133,9 @@ class ClusterConfig:
 
     def add(self, req: api.ClusterCreateRequest) -> api.Cluster:
         check_request(req)
-        fields = req.model_dump(exclude={"name", "kind", "address", "ssh", "replace"})
+        fields = req.model_dump(exclude={"name", "kind", "address", "ssh", "ssh_options", "replace"})
         cluster = api.Cluster(name=req.name, kind=req.kind, address=req.address, ssh=req.ssh,
+                              ssh_options=req.ssh_options,
                               defaults=api.ClusterDefaults(**fields), created_at=int(time.time()))
         with self._lock:
             clusters = self._read()

@@ -78,6 +78,18 @@ def batch_script(spec: LaunchSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ssh_command(cluster: api.Cluster) -> list[str]:
+    """`ssh` to the login host: keys only (BatchMode), `USER@HOST:PORT` as `-p PORT`, then the cluster's own
+    ssh_options (an identity, an ssh config file, known-hosts handling)."""
+    target = cluster.ssh or ""
+    host, _, port = target.rpartition(":")
+    cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if host and port.isdigit():
+        cmd += ["-p", port]
+        target = host
+    return [*cmd, *shlex.split(cluster.ssh_options or ""), target]
+
+
 class SlurmExecutor:
     kind = "slurm"
 
@@ -89,8 +101,7 @@ class SlurmExecutor:
         """A Slurm command, here or over `ssh LOGIN_HOST`; a missing command is ExecutorUnavailable with the fix."""
         cmd = args
         if self.cluster.ssh:
-            cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", self.cluster.ssh,
-                   " ".join(shlex.quote(a) for a in args)]
+            cmd = [*ssh_command(self.cluster), " ".join(shlex.quote(a) for a in args)]
         try:
             return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
         except FileNotFoundError:

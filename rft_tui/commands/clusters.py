@@ -22,7 +22,10 @@ def group() -> None:
 @click.argument("name")
 @click.option("--ray", "ray_address", default=None, metavar="http://HEAD:8265", help="A Ray cluster's job server.")
 @click.option("--slurm", is_flag=True, help="A Slurm cluster (sbatch here, or through --ssh).")
-@click.option("--ssh", default=None, metavar="LOGIN_HOST", help="Slurm: run sbatch/squeue/scancel over ssh.")
+@click.option("--ssh", default=None, metavar="[USER@]LOGIN_HOST[:PORT]",
+              help="Slurm: run sbatch/squeue/scancel over ssh.")
+@click.option("--ssh-options", default=None, metavar="'OPTS'",
+              help="Slurm over --ssh: extra ssh arguments, e.g. '-i ~/.ssh/key' or '-F ~/.ssh/config.hpc'.")
 @click.option("--storage", required=True, metavar="PATH|URL",
               help="Where jobs keep files and checkpoints: a path both the cluster and this daemon reach, or an "
                    "fsspec URL (s3://bucket/prefix; Ray clusters).")
@@ -44,18 +47,21 @@ def group() -> None:
 @json_option
 @pass_ctx
 @handle_errors
-def add(obj: CliContext, name: str, ray_address: str | None, slurm: bool, ssh: str | None, storage: str, nodes: int,
-        gpus_per_node: int, processes_per_node: int, partition: str | None, account: str | None,
-        time_limit: str | None, python: str | None, report_url: str | None, replace: bool, as_json: bool,
-        storage_options: str | None = None) -> None:
+def add(obj: CliContext, name: str, ray_address: str | None, slurm: bool, ssh: str | None, ssh_options: str | None,
+        storage: str, nodes: int, gpus_per_node: int, processes_per_node: int, partition: str | None,
+        account: str | None, time_limit: str | None, python: str | None, report_url: str | None, replace: bool,
+        as_json: bool, storage_options: str | None = None) -> None:
     """Add a cluster: `--ray http://HEAD:8265` or `--slurm [--ssh LOGIN_HOST]`, with its defaults."""
     if bool(ray_address) == slurm:
         raise click.UsageError("give exactly one of --ray ADDRESS or --slurm")
     if ssh and not slurm:
         raise click.UsageError("--ssh is for Slurm clusters (--slurm)")
+    if ssh_options and not ssh:
+        raise click.UsageError("--ssh-options needs --ssh")
     fields: dict[str, Any] = {
-        "name": name, "kind": "slurm" if slurm else "ray", "address": ray_address, "ssh": ssh, "storage": storage,
-        "nodes": nodes, "gpus_per_node": gpus_per_node, "processes_per_node": processes_per_node,
+        "name": name, "kind": "slurm" if slurm else "ray", "address": ray_address, "ssh": ssh,
+        "ssh_options": ssh_options, "storage": storage, "nodes": nodes, "gpus_per_node": gpus_per_node,
+        "processes_per_node": processes_per_node,
         "partition": partition, "account": account, "time_limit": time_limit, "python": python,
         "report_url": report_url, "replace": replace}
     if storage_options is not None:
@@ -89,7 +95,7 @@ def _json_option(value: str, flag: str) -> dict[str, Any]:
 def _where(c: api.Cluster) -> str:
     if c.kind == "ray":
         return c.address or "-"
-    return f"ssh {c.ssh}" if c.ssh else "this machine"
+    return f"ssh {c.ssh}" + (f" {c.ssh_options}" if c.ssh_options else "") if c.ssh else "this machine"
 
 
 def _per_node(d: api.ClusterDefaults) -> str:

@@ -75,6 +75,10 @@ def test_bad_cluster_configs_are_refused_naming_the_field(daemon: DaemonProcess,
                                         "storage": str(storage)}), 400, "ssh")
         _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "storage": "relative/dir"}), 400, "storage",
                  "invalid_storage")
+        _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "ssh_options": "-p 2222",
+                                        "storage": str(storage)}), 400, "ssh_options", "invalid_cluster")
+        _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "ssh": "login", "ssh_options": "-i 'key",
+                                        "storage": str(storage)}), 400, "ssh_options", "invalid_cluster")
         error = _refused(lambda: c.add_cluster({"name": "s", "kind": "slurm", "storage": str(storage / "nope")}),
                          400, "storage", "invalid_storage")
         assert "not a directory" in error.message

@@ -12,13 +12,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,43 +25,14 @@ from daemon.client import Client, read_status
 from daemon.paths import Paths
 from tests.support.daemon_proc import REPO, kill_job_workers, wait_until
 from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
+from tests.support.sshd import Sshd, running_sshd, sshd_missing
 
-SSHD = "/usr/sbin/sshd"
 RFT_TUI = Path(sys.executable).parent / "rft-tui"
 
 pytestmark = [
-    pytest.mark.skipif(not (os.path.exists(SSHD) and shutil.which("ssh") and shutil.which("ssh-keygen")),
-                       reason="openssh-server is not installed (apt-get install openssh-server openssh-client): "
-                              "the --ssh tests need a real sshd on loopback"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the loopback sshd runs as root (it needs /run/sshd and to log in)"),
+    pytest.mark.skipif(sshd_missing() is not None, reason=str(sshd_missing())),
     pytest.mark.skipif(not RFT_TUI.exists(), reason=f"{RFT_TUI} missing: install the project into the venv"),
 ]
-
-
-@dataclass
-class Sshd:
-    port: int
-    key: Path
-
-    @property
-    def options(self) -> str:
-        """What a user would put in RFT_SSH_OPTIONS for a host whose key is not in known_hosts yet."""
-        return (f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
-                f"-o ConnectTimeout=10 -i {self.key}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            return s.recv(4).startswith(b"SSH")
-    except OSError:
-        return False
 
 
 @pytest.fixture(autouse=True)
@@ -77,28 +46,8 @@ def no_local_daemon_left(rft_home: Path) -> Iterator[None]:
 
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    keys = tmp_path / "ssh"
-    keys.mkdir()
-    for name in ("hostkey", "userkey"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
-    config = keys / "sshd_config"
-    config.write_text("\n".join([
-        "ListenAddress 127.0.0.1", f"HostKey {keys / 'hostkey'}", f"AuthorizedKeysFile {keys / 'userkey.pub'}",
-        "PermitRootLogin prohibit-password", "PasswordAuthentication no", "StrictModes no", "UsePAM no",
-        f"PidFile {keys / 'sshd.pid'}", "AllowStreamLocalForwarding yes", "MaxStartups 50",
-    ]) + "\n")
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation directory (systemd makes it)
-    port = _free_port()
-    log = open(keys / "sshd.log", "wb")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=log)
-    log.close()
-    try:
-        wait_until(lambda: proc.poll() is None and _accepts(port), 20,
-                   what=f"sshd on 127.0.0.1:{port} ({(keys / 'sshd.log').read_text(errors='replace')[-500:]})")
-        yield Sshd(port, keys / "userkey")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with running_sshd(tmp_path / "ssh") as server:
+        yield server
 
 
 @pytest.fixture
