@@ -25,7 +25,7 @@ GiB = 2**30
 PROBE_TIMEOUT_S = 180.0
 PINNED = {"torch": "2.13.0", "transformers": "5.24.0", "trl": "1.16.0", "peft": "0.21.2", "vllm": "0.30.0",
           "bitsandbytes": "0.50.2"}
-SETUP_GPU = "scripts/setup.sh gpu (makes .venv-gpu with the GPU set; docs/gpu.md)"
+SETUP_GPU = "scripts/setup.sh gpu (installs the [gpu] extra: vLLM, bitsandbytes; docs/gpu.md)"
 
 
 def check(name: str, status: str, detail: str, fix: str | None = None) -> api.DoctorCheck:

@@ -25,7 +25,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _command(module: str, args: list[str]) -> list[str]:
-    return [worker_python(), "-m", module, *args]  # the training stack's interpreter (.venv-gpu when there is one)
+    return [worker_python(), "-m", module, *args]  # the training stack's interpreter (RFT_WORKER_PYTHON or ours)
 
 
 def _timed_out(module: str, timeout: float) -> ApiError:

@@ -1,6 +1,6 @@
 """What the worker's interpreter has installed, read from package metadata (no torch/vLLM import, ~50 ms).
 
-The worker may run in another environment than the daemon (`.venv-gpu`, daemon/worker_protocol.py
+The worker may run in another environment than the daemon (`RFT_WORKER_PYTHON`, daemon/worker_protocol.py
 `worker_python`), so "is vLLM there?" is asked of that interpreter. Cached for a minute: creating a job
 or changing a setting in the New-job form must not start a process each time.
 """

@@ -36,15 +36,10 @@ def worker_module() -> str:
 def worker_python() -> str:
     """The interpreter that runs workers and the torch helpers (pre-flight, export, doctor's torch probe).
 
-    `RFT_WORKER_PYTHON`, else the checkout's GPU environment (`.venv-gpu`, made by `scripts/setup.sh gpu`: vLLM
-    pins a fastapi the daemon cannot run with, so the GPU stack lives beside the daemon's environment), else
-    the daemon's own interpreter.
+    The daemon's own: the GPU stack is the `[gpu]` extra of the same environment (docs/gpu.md).
+    `RFT_WORKER_PYTHON` names another interpreter, for a worker environment kept apart on purpose.
     """
-    chosen = os.environ.get("RFT_WORKER_PYTHON")
-    if chosen:
-        return chosen
-    gpu_env = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv-gpu", "bin", "python")
-    return gpu_env if os.access(gpu_env, os.X_OK) else sys.executable
+    return os.environ.get("RFT_WORKER_PYTHON") or sys.executable
 
 
 def num_processes(job_row: dict[str, Any]) -> int:

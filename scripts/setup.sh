@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Create .venv and install rft-tui into it (CPU torch wheel first, so nothing pulls a CUDA build).
 # Usage: scripts/setup.sh [extras]   e.g. scripts/setup.sh test,embeddings
-#        scripts/setup.sh gpu          also makes .venv-gpu: the GPU worker set (requirements/gpu.txt: vLLM,
-#                                      bitsandbytes), beside .venv because vLLM pins a fastapi the daemon can't use
+#        scripts/setup.sh gpu          the GPU stack too: the [gpu] extra (vLLM, bitsandbytes) in the same .venv
+#                                      (docs/gpu.md gives the reason for every pin); then `pip check`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-embeddings}"
 gpu=""
 if [ "$extras" = "gpu" ]; then
   gpu=1
-  extras="embeddings"
+  extras="gpu,embeddings"
+  # vLLM brings CUDA builds of torchvision/torchaudio; beside torch's CPU wheel they break `from trl import
+  # GRPOTrainer` (docs/gpu.md), and this is the one environment: on a machine without a GPU, stop here.
+  if ! command -v nvidia-smi >/dev/null 2>&1 && [ -z "${RFT_GPU_SETUP_FORCE:-}" ]; then
+    echo "scripts/setup.sh gpu is for a machine with an NVIDIA GPU (no nvidia-smi here); the CPU set is:" \
+         "scripts/setup.sh (RFT_GPU_SETUP_FORCE=1 to install the GPU stack anyway)" >&2
+    exit 2
+  fi
 fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
@@ -24,15 +31,6 @@ if ! command -v bwrap >/dev/null 2>&1; then
 fi
 
 if [ -n "$gpu" ]; then
-  # The worker's environment: CUDA torch from PyPI (its Linux wheel is the CUDA build), vLLM, bitsandbytes.
-  if [ ! -x .venv-gpu/bin/python ]; then
-    "$PY" -m venv .venv-gpu
-  fi
-  .venv-gpu/bin/python -m pip install --quiet --upgrade pip
-  .venv-gpu/bin/python -m pip install --quiet -r requirements/gpu.txt
-  # the checkout on the worker environment's path (no second install of rft-tui and its fastapi pin)
-  site="$(.venv-gpu/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  pwd > "$site/rft_tui_checkout.pth"
-  .venv-gpu/bin/python -m pip check
-  echo "GPU worker environment ready: .venv-gpu (the daemon uses it for workers; check with: rft-tui doctor)"
+  .venv/bin/python -m pip check
+  echo "GPU stack installed in .venv (the [gpu] extra); check the machine with: .venv/bin/rft-tui doctor"
 fi

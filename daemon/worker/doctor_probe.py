@@ -1,8 +1,9 @@
 """`python -m daemon.worker.doctor_probe`: what the worker's environment can do, as one JSON object.
 
-Runs in the worker's interpreter (`.venv-gpu` when there is one), because that is where torch, CUDA and
-vLLM have to work; the daemon (`daemon/doctor.py`) turns the answer into ok / warn / fail lines. torch is
-imported only if it is installed; vLLM is imported (seconds) only when it is installed and a GPU is there.
+Runs in the worker's interpreter (the daemon's own unless `RFT_WORKER_PYTHON` names another), because that is
+where torch, CUDA and vLLM have to work; the daemon (`daemon/doctor.py`) turns the answer into ok / warn / fail
+lines. torch is imported only if it is installed; vLLM is imported (seconds) only when it is installed and a GPU
+is there.
 """
 
 from __future__ import annotations
