@@ -64,9 +64,10 @@ def fake_worker_daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-unty
 
 @pytest.fixture(scope="module")
 def module_fake_worker_daemon() -> Iterator[DaemonProcess]:
-    """One fake-worker daemon for a whole test module, on its own RFT_HOME, for tests that only read or are
-    refused (a 400 or 404 changes nothing another test of the module looks at): a daemon start and stop costs
-    about 2 s of a 2-core machine, more than such a test itself."""
+    """One fake-worker daemon for a whole test module, on its own RFT_HOME, for tests that only read, are
+    refused (a 400 or 404 changes nothing another test of the module looks at), or look only at the jobs and
+    files they create themselves (never at listings, counts or logs another test could add to): a daemon start
+    and stop costs about 2 s of a 2-core machine, more than such a test itself."""
     home = Path(tempfile.mkdtemp(prefix="rft-m-"))
     d = DaemonProcess(home, env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_CANCEL_GRACE_S": "3",
                                  "RFT_DEVICE": "cpu"})

@@ -29,10 +29,10 @@ def assert_openai_error(resp: httpx.Response, status: int, param: str | None = N
     return body["error"]
 
 
-def test_health(fake_worker_daemon: DaemonProcess) -> None:
-    with fake_worker_daemon.client() as c:
+def test_health(module_fake_worker_daemon: DaemonProcess) -> None:
+    with module_fake_worker_daemon.client() as c:
         h = c.health()
-    assert h.pid == fake_worker_daemon.pid
+    assert h.pid == module_fake_worker_daemon.pid
     assert h.status == "ok" and h.uptime_s >= 0
 
 
@@ -138,8 +138,9 @@ def test_create_job_bad_input(shared_daemon: tuple[DaemonProcess, str, str], mut
     with d.client() as c, raw(d) as h:
         req = job_request(train, valid)
         mutate(req)
+        before = [j.id for j in c.list_jobs().data]  # (test_json_types_as_declared_and_huge_numbers made one?)
         assert_openai_error(h.post("/v1/fine_tuning/jobs", json=req), 400, param)
-        assert c.list_jobs().data == []
+        assert [j.id for j in c.list_jobs().data] == before  # the refused request made no job
 
 
 def test_malformed_and_huge_bodies(shared_daemon: tuple[DaemonProcess, str, str]) -> None:
@@ -174,8 +175,8 @@ def test_control_unknown_job_is_404(shared_daemon: tuple[DaemonProcess, str, str
         assert_openai_error(h.post(f"/v1/fine_tuning/jobs/ftjob-nope/{action}"), 404)
 
 
-def test_query_parameter_types(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
-    with fake_worker_daemon.client() as c, raw(fake_worker_daemon) as h:
+def test_query_parameter_types(module_fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+    with module_fake_worker_daemon.client() as c, raw(module_fake_worker_daemon) as h:
         train, valid = make_files(c, tmp_path)
         job = c.create_job(job_request(train, valid, max_steps=2))
         assert_openai_error(h.get(f"/v1/fine_tuning/jobs/{job.id}/metrics", params={"after_step": "x"}), 400,
@@ -199,8 +200,8 @@ def test_jobs_list_paging(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> 
         assert [j.id for j in last.data] == ids[:1] and not last.has_more
 
 
-def test_graders_run_and_validate_endpoints(fake_worker_daemon: DaemonProcess) -> None:
-    with fake_worker_daemon.client() as c, raw(fake_worker_daemon) as h:
+def test_graders_run_and_validate_endpoints(module_fake_worker_daemon: DaemonProcess) -> None:
+    with module_fake_worker_daemon.client() as c, raw(module_fake_worker_daemon) as h:
         res = c.run_grader(EXACT_GRADER, "46", {"answer": "46"})
         assert res.reward == 1.0 and res.metadata.type == "string_check"
         assert c.run_grader(EXACT_GRADER, "45", {"answer": "46"}).reward == 0.0
@@ -214,13 +215,13 @@ def test_graders_run_and_validate_endpoints(fake_worker_daemon: DaemonProcess) -
                                    json={"grader": bad, "model_sample": "x"}), 400, "grader")
 
 
-def test_stream_announces_status_and_metric_steps(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_stream_announces_status_and_metric_steps(module_fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     import threading
 
     seen: list[api.StreamEvent] = []
-    with fake_worker_daemon.client() as c:
+    with module_fake_worker_daemon.client() as c:
         train, valid = make_files(c, tmp_path)
-        stream_client = fake_worker_daemon.client()
+        stream_client = module_fake_worker_daemon.client()
 
         def listen() -> None:
             for ev in stream_client.stream():
@@ -230,7 +231,7 @@ def test_stream_announces_status_and_metric_steps(fake_worker_daemon: DaemonProc
 
         t = threading.Thread(target=listen, daemon=True)
         t.start()
-        wait_until(lambda: fake_worker_daemon.client().health() and True, 5)
+        wait_until(lambda: module_fake_worker_daemon.client().health() and True, 5)
         job = c.create_job(job_request(train, valid, max_steps=5, eval_interval=5))
         t.join(timeout=60)
         assert not t.is_alive(), "the stream never announced the job's end"
@@ -257,19 +258,27 @@ def test_client_errors_are_typed(rft_home: Path) -> None:
     assert not paths.status_file.exists()
 
 
-def test_cosine_grader_runs_without_torch_in_the_daemon(fake_worker_daemon: DaemonProcess) -> None:
+def test_cosine_grader_runs_without_torch_in_the_daemon(module_fake_worker_daemon: DaemonProcess) -> None:
     pytest.importorskip("sentence_transformers")
     import psutil
 
     cosine = {"type": "text_similarity", "name": "cos", "input": "{{sample.output_text}}",
               "reference": "{{item.answer}}", "evaluation_metric": "cosine"}
-    with fake_worker_daemon.client(timeout=300) as c:
+    with module_fake_worker_daemon.client(timeout=300) as c:
         same = c.run_grader(cosine, "The cat sat on the mat.", {"answer": "The cat sat on the mat."})
         other = c.run_grader(cosine, "Quarterly revenue grew.", {"answer": "The cat sat on the mat."})
     assert same.reward > 0.99 and other.reward < same.reward
-    maps = open(f"/proc/{fake_worker_daemon.pid}/maps").read()
+    maps = open(f"/proc/{module_fake_worker_daemon.pid}/maps").read()
     assert "libtorch" not in maps  # the embedding model ran in a helper process
-    assert psutil.Process(fake_worker_daemon.pid).children()  # ... which is still warm for the next call
+    children = psutil.Process(module_fake_worker_daemon.pid).children()  # ... which is still warm for the next call
+    assert any("libtorch" in _maps(p.pid) for p in children), children
+
+
+def _maps(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/maps").read()
+    except OSError:  # a child that has just exited (a job's worker)
+        return ""
 
 
 def test_json_types_as_declared_and_huge_numbers(shared_daemon: tuple[DaemonProcess, str, str]) -> None:

@@ -4,7 +4,9 @@ JSON nesting depth in bodies and in dataset rows, `~user` paths. Real daemon, re
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,18 +16,34 @@ import psutil
 import pytest
 
 from daemon.server import MAX_JSON_BODY
-from tests.support.daemon_proc import DaemonProcess
+from tests.support.daemon_proc import DaemonProcess, kill_job_workers
 from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
 
 MB = 1024 * 1024
 BODY_TIMEOUT_S = 2.0
 
 
+GUARDED_ENV = {"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_BODY_READ_TIMEOUT_S": str(BODY_TIMEOUT_S)}
+
+
 @pytest.fixture
 def guarded_daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
-    """A daemon whose stalled-body timeout is lowered so the test sees it quickly."""
-    return daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker",
-                               "RFT_BODY_READ_TIMEOUT_S": str(BODY_TIMEOUT_S)})
+    """A daemon of the test's own whose stalled-body timeout is lowered so the test sees it quickly: for the
+    memory tests (RSS growth from a fresh daemon's baseline; another test's freed heap would hide growth)."""
+    return daemon_factory(env=GUARDED_ENV)
+
+
+@pytest.fixture(scope="module")
+def shared_guarded_daemon() -> Iterator[DaemonProcess]:
+    """The same daemon shared by the module's tests that look only at their own requests' answers."""
+    home = Path(tempfile.mkdtemp(prefix="rft-rq-"))
+    d = DaemonProcess(home, env={**GUARDED_ENV, "RFT_DEVICE": "cpu"})
+    try:
+        yield d.start()
+    finally:
+        d.stop()
+        kill_job_workers(d.paths)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _http(d: DaemonProcess, timeout: float = 30) -> httpx.Client:
@@ -67,11 +85,12 @@ def test_chunked_body_over_the_limit_is_refused_as_it_streams(guarded_daemon: Da
         assert h.get("/v1/health").status_code == 200
 
 
-def test_stalled_body_is_answered_408_and_closed(guarded_daemon: DaemonProcess) -> None:
+def test_stalled_body_is_answered_408_and_closed(shared_guarded_daemon: DaemonProcess) -> None:
     """A client that sends headers and a few bytes, then nothing: 408 after the timeout, connection closed."""
+    stalled_before = shared_guarded_daemon.log().count("stalled")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(BODY_TIMEOUT_S * 10)
-    s.connect(guarded_daemon.socket)
+    s.connect(shared_guarded_daemon.socket)
     s.sendall(b"POST /v1/fine_tuning/alpha/graders/validate HTTP/1.1\r\nHost: rft\r\n"
               b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"grader\": ")
     started = time.monotonic()
@@ -87,14 +106,15 @@ def test_stalled_body_is_answered_408_and_closed(guarded_daemon: DaemonProcess) 
     assert head.startswith(b"HTTP/1.1 408"), data[:300]
     assert json.loads(body)["error"]["code"] == "request_timeout"
     assert BODY_TIMEOUT_S * 0.8 <= elapsed < BODY_TIMEOUT_S * 5, elapsed
-    assert "stalled" in guarded_daemon.log()
+    assert shared_guarded_daemon.log().count("stalled") > stalled_before  # this request's line
 
 
-def test_stalled_chunked_upload_is_closed(guarded_daemon: DaemonProcess) -> None:
+def test_stalled_chunked_upload_is_closed(shared_guarded_daemon: DaemonProcess) -> None:
     """The same for a chunked multipart upload that stops mid-way."""
+    files_before = sorted(shared_guarded_daemon.paths.files.glob("*.jsonl"))
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(BODY_TIMEOUT_S * 10)
-    s.connect(guarded_daemon.socket)
+    s.connect(shared_guarded_daemon.socket)
     part = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n"
             b"Content-Type: application/jsonl\r\n\r\n{\"messages\": ")
     s.sendall(b"POST /v1/files HTTP/1.1\r\nHost: rft\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -104,15 +124,15 @@ def test_stalled_chunked_upload_is_closed(guarded_daemon: DaemonProcess) -> None
         data += chunk
     s.close()
     assert data.startswith(b"HTTP/1.1 408"), data[:300]
-    assert not list(guarded_daemon.paths.files.glob("*.jsonl"))
+    assert sorted(shared_guarded_daemon.paths.files.glob("*.jsonl")) == files_before  # nothing kept of it
 
 
 def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-def test_deeply_nested_json_body_is_a_clear_400(guarded_daemon: DaemonProcess) -> None:
-    with _http(guarded_daemon) as h:
+def test_deeply_nested_json_body_is_a_clear_400(shared_guarded_daemon: DaemonProcess) -> None:
+    with _http(shared_guarded_daemon) as h:
         for depth in (100, 100_000, 4_000_000):
             body = '{"grader": ' + '{"type": "string_check", "x": ' + _nested(depth) + "}}"
             resp = h.post("/v1/fine_tuning/alpha/graders/validate", content=body,
@@ -125,12 +145,13 @@ def test_deeply_nested_json_body_is_a_clear_400(guarded_daemon: DaemonProcess) -
         assert ok.status_code == 200, ok.text
 
 
-def test_deeply_nested_jsonl_row_is_a_line_numbered_error(guarded_daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_deeply_nested_jsonl_row_is_a_line_numbered_error(shared_guarded_daemon: DaemonProcess,
+                                                           tmp_path: Path) -> None:
     rows = arithmetic_rows(1, 3)
     path = write_jsonl(tmp_path / "deep.jsonl", rows)
     with path.open("a") as f:
         f.write('{"messages": [{"role": "user", "content": "hi"}], "x": ' + _nested(100_000) + "}\n")
-    with _http(guarded_daemon) as h:
+    with _http(shared_guarded_daemon) as h:
         report = h.post("/v1/files/validate", json={"path": str(path)})
         assert report.status_code == 200, report.text[:500]
         problems = [p for p in report.json()["problems"] if p["severity"] == "error"]
@@ -145,8 +166,9 @@ def test_deeply_nested_jsonl_row_is_a_line_numbered_error(guarded_daemon: Daemon
 
 
 @pytest.mark.parametrize("route,field", [("/v1/files/import", "path"), ("/v1/files/validate", "path")])
-def test_unknown_user_home_is_a_400_naming_the_field(guarded_daemon: DaemonProcess, route: str, field: str) -> None:
-    with _http(guarded_daemon) as h:
+def test_unknown_user_home_is_a_400_naming_the_field(shared_guarded_daemon: DaemonProcess, route: str,
+                                                     field: str) -> None:
+    with _http(shared_guarded_daemon) as h:
         resp = h.post(route, json={field: "~nosuchuser-rft/x.jsonl"})
     assert resp.status_code == 400, resp.text
     err = resp.json()["error"]
@@ -182,14 +204,14 @@ def test_big_chunked_multipart_upload_streams_with_flat_memory(guarded_daemon: D
     assert peak - baseline < 100 * MB, f"daemon RSS grew {(peak - baseline) / MB:.0f} MB"
 
 
-def test_a_connection_that_never_finishes_its_headers_is_closed(guarded_daemon: DaemonProcess) -> None:
+def test_a_connection_that_never_finishes_its_headers_is_closed(shared_guarded_daemon: DaemonProcess) -> None:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(BODY_TIMEOUT_S * 10)
-    s.connect(guarded_daemon.socket)
+    s.connect(shared_guarded_daemon.socket)
     s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: rft\r\nX-Slow: ")
     started = time.monotonic()
     assert s.recv(65536) == b""  # closed, without an answer
     assert BODY_TIMEOUT_S * 0.8 <= time.monotonic() - started < BODY_TIMEOUT_S * 5
     s.close()
-    with _http(guarded_daemon) as h:
+    with _http(shared_guarded_daemon) as h:
         assert h.get("/v1/health").status_code == 200

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.jobs import arithmetic_rows, write_jsonl
-from tests.tui.conftest import make_app, until
+from tests.tui.conftest import make_app, type_text, until
 
 REPO = Path(__file__).resolve().parents[2]
 EXACT = (REPO / "examples" / "graders" / "exact_match.json").read_text()
@@ -192,8 +192,10 @@ async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[Daemo
     async with app.run_test(size=(120, 34)) as pilot:
         screen = await _graders_screen(pilot, "exact.json")
         # any file by path: open, edit, save back to that file
-        await pilot.press("ctrl+o", *str(tmp_path / "elsew"))  # the path completes: → takes the suggestion
+        await pilot.press("ctrl+o")
         box = screen.query_one("#grader-open-path")
+        await until(pilot, lambda: box.has_focus, what="the path box focused")
+        await type_text(pilot, str(tmp_path / "elsew"))  # the path completes: → takes the suggestion
         await until(pilot, lambda: box._suggestion == str(elsewhere), what="the path completed")
         await pilot.press("right", "enter")
         await until(pilot, lambda: screen.name_open == str(elsewhere) and "reference: 'yes'" in screen.editor.text,
@@ -221,10 +223,16 @@ async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[Daemo
         assert (folder / "numeric_tolerance.py").read_text() == shipped
         assert Path(example.removeprefix("path:")).read_text() == shipped  # the example itself is unchanged
         # a path that is not a grader file is refused with a message
-        await pilot.press("ctrl+o", *str(tmp_path / "notes.txt"), "enter")
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: box.has_focus, what="the path box focused")
+        await type_text(pilot, str(tmp_path / "notes.txt"))
+        await pilot.press("enter")
         assert screen.name_open == "numeric_tolerance.py"
         # a grader path that does not exist: one notification naming it; the open grader stays
-        await pilot.press("escape", "ctrl+o", *str(tmp_path / "missing.json"), "enter")
+        await pilot.press("escape", "ctrl+o")
+        await until(pilot, lambda: box.has_focus, what="the path box focused")
+        await type_text(pilot, str(tmp_path / "missing.json"))
+        await pilot.press("enter")
         await until(pilot, lambda: any("missing.json" in n.message for n in app._notifications),
                     what="a notification naming the missing file")
         assert screen.name_open == "numeric_tolerance.py"

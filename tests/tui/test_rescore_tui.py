@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.tui import recorded
-from tests.tui.conftest import footer_actions, make_app, static_text, until
+from tests.tui.conftest import footer_actions, make_app, static_text, type_text, until
 
 ZERO_SOURCE = "def grade(sample, item):\n    return 0.0\n"
 
@@ -21,6 +21,7 @@ async def _open(pilot, job_id: str):  # type: ignore[no-untyped-def]
 async def test_validation_header_shows_the_change_with_its_interval_and_p(shared_recorded_daemon) -> None:
     with shared_recorded_daemon.client() as c:
         expected = c.validation_compare(recorded.SUCCEEDED)
+        rescored = bool(c.list_rescorings(recorded.SUCCEEDED).data)  # by another test of the module, run before
     app = make_app(shared_recorded_daemon)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _open(pilot, recorded.SUCCEEDED)
@@ -29,7 +30,8 @@ async def test_validation_header_shows_the_change_with_its_interval_and_p(shared
         await until(pilot, lambda: expected.headline() in static_text(header, 80), what="the compare line")
         text = static_text(header, 80)
         assert f"vs base: {expected.headline()}" in text and "exact" in text and "close" in text
-        assert "rescore" in footer_actions(app) and "cycle_scores" not in footer_actions(app)
+        assert "rescore" in footer_actions(app)
+        assert ("cycle_scores" in footer_actions(app)) is rescored  # v cycles scores only when there are others
 
 
 async def test_rescore_from_the_validation_tab_shows_the_rescoring_beside_the_original(
@@ -48,8 +50,11 @@ async def test_rescore_from_the_validation_tab_shows_the_rescoring_beside_the_or
         await until(pilot, lambda: table.row_count == 12, what="12 validation rows")
         await pilot.press("R")
         await until(pilot, lambda: isinstance(app.screen, GraderPickerScreen), what="the grader picker")
-        app.screen.query_one("#grader-path").focus()
-        await pilot.press(*str(grader), "enter")
+        path_box = app.screen.query_one("#grader-path")
+        path_box.focus()
+        await until(pilot, lambda: path_box.has_focus, what="the path box focused")
+        await type_text(pilot, str(grader))
+        await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TextModal), timeout=60, what="the re-scoring's result")
         body = static_text(app.screen.query_one("#text-body"), 80)
         assert "Re-scoring 'zero'" in body and "original scores are unchanged" in body and "-> 0.000" in body
