@@ -106,3 +106,38 @@ def static_text(widget: Any, width: int = 200) -> str:
 def footer_actions(app: Any) -> set[str]:
     """Actions a user can trigger now (what the footer and help show)."""
     return {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
+
+
+def table_settled(table: Any) -> bool:
+    """A DataTable draws what its cells hold: every column is measured at least as wide as its label and widest
+    cell, and its virtual size (hence its scrollbars) follows the columns.
+
+    A DataTable measures new rows and changed cells only when it next goes idle (`_on_idle`), so right after
+    `add_row`/`update_cell` its row count is already final while its columns are still drawn at their old,
+    narrower widths -- what a screenshot taken then shows (squeezed columns, no horizontal scrollbar). The
+    measurement below is the table's own (`default_cell_formatter` + `measure`).
+    """
+    from textual.render import measure
+    from textual.widgets._data_table import default_cell_formatter
+
+    console = table.app.console
+    for key, column in table.columns.items():
+        if not column.auto_width:
+            continue
+        cells = [measure(console, default_cell_formatter(c, wrap=False, height=1), 1) for c in table.get_column(key)]
+        if column.content_width < max([column.label.cell_len, *cells]):
+            return False
+    return table.virtual_size.width >= sum(c.get_render_width(table) for c in table.columns.values())
+
+
+async def screen_settled(pilot: Any, timeout: float = 15.0) -> None:
+    """Wait until every DataTable on the screen is settled (`table_settled`) and the screen has processed
+    what that asked for (a layout refresh), twice in a row: a screenshot then shows the final layout."""
+    from textual.widgets import DataTable
+
+    def all_settled() -> bool:
+        return all(table_settled(t) for t in pilot.app.screen.query(DataTable))
+
+    await until(pilot, all_settled, timeout, what="the screen's tables to be measured")
+    await pilot.pause()  # the layout refresh the measurement requested
+    await until(pilot, all_settled, timeout, what="the screen's tables to stay measured")

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.jobs import arithmetic_rows, write_jsonl
-from tests.tui.conftest import make_app, row_texts, until
+from tests.tui.conftest import make_app, row_texts, screen_settled, until
 
 BIG_ROWS = 20_000
 
@@ -147,7 +147,7 @@ def test_files_screen_snapshot(files_daemon: tuple[DaemonProcess, dict[str, str]
         await until(pilot, lambda: screen.rows_view.row_at(7) is not None, what="rows")
         await until(pilot, lambda: any("Problems" in str(k.render()) for k in pilot.app.screen.query("FooterKey")),
                     what="the footer to offer Problems")
-        await pilot.pause()
+        await screen_settled(pilot)
 
     assert snap_compare(make_app(d, stream=False), terminal_size=(100, 30), run_before=ready)
 
@@ -182,6 +182,6 @@ def test_files_screen_at_80x24(files_daemon: tuple[DaemonProcess, dict[str, str]
         await until(pilot, lambda: screen.rows_view.row_at(3) is not None, what="rows")
         await until(pilot, lambda: any("Problems" in str(k.render()) for k in pilot.app.screen.query("FooterKey")),
                     what="the footer to offer Problems")
-        await pilot.pause()
+        await screen_settled(pilot)
 
     assert snap_compare(make_app(d, stream=False), terminal_size=(80, 24), run_before=ready)

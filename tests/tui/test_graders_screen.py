@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.jobs import arithmetic_rows, write_jsonl
-from tests.tui.conftest import make_app, type_text, until
+from tests.tui.conftest import make_app, screen_settled, type_text, until
 
 REPO = Path(__file__).resolve().parents[2]
 EXACT = (REPO / "examples" / "graders" / "exact_match.json").read_text()
@@ -248,7 +248,7 @@ def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap
         await until(pilot, lambda: screen.files, what="files")
         screen.query_one("#pg-file").value = file_id
         await until(pilot, lambda: "valid grader" in str(screen.query_one("#grader-errors").render()), what="valid")
-        await pilot.pause()
+        await screen_settled(pilot)
 
     assert snap_compare(make_app(d, stream=False), terminal_size=(120, 34), run_before=ready)
 
@@ -273,7 +273,7 @@ def test_graders_screen_at_80x24(graders_daemon: tuple[DaemonProcess, str], snap
             assert screen.playground.size.width >= 76 and screen.playground.size.height >= 12
             screen.playground.scroll_end(animate=False)
             screen.set_focus(None)
-        await pilot.pause()
+        await screen_settled(pilot)
 
     assert snap_compare(make_app(d, stream=False), terminal_size=(80, 24), run_before=ready)
 

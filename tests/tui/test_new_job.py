@@ -14,7 +14,7 @@ import pytest
 from daemon import api
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
-from tests.tui.conftest import make_app, until
+from tests.tui.conftest import make_app, screen_settled, until
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,7 @@ def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], sna
         form = screen.query_one("#nj-form")
         form.scroll_home(animate=False)
         await until(pilot, lambda: form.scroll_y == 0, what="the form scrolled to the top")
-        await pilot.pause()
+        await screen_settled(pilot)
 
     assert snap_compare(make_app(d, stream=False), terminal_size=size, run_before=ready)
 

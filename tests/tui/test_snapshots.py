@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.tui import recorded
-from tests.tui.conftest import make_app, until
+from tests.tui.conftest import make_app, screen_settled, until
 
 SIZE = (100, 30)
 
@@ -20,7 +20,8 @@ def _jobs_ready(app: Any):  # type: ignore[no-untyped-def]
     async def run_before(pilot: Any) -> None:
         await until(pilot, lambda: app.screen.table.row_count == len(recorded.JOBS), what="the recorded jobs")
         app.screen.table.move_cursor(row=app.screen.table.get_row_index(recorded.SUCCEEDED))
-        await pilot.pause()
+        await until(pilot, lambda: app.screen.table.selected_job_id == recorded.SUCCEEDED, what="the cursor")
+        await screen_settled(pilot)  # the table measures its rows only when idle: not squeezed columns
 
     return run_before
 
@@ -36,7 +37,7 @@ def _job_tab(app: Any, tab: str, ready: Any):  # type: ignore[no-untyped-def]
                     and screen.view.log is not None and len(screen.view.checkpoints) == 4, what="the job's data")
         screen.action_show_tab(tab)
         await until(pilot, lambda: ready(screen), what=f"the {tab} tab")
-        await pilot.pause()
+        await screen_settled(pilot)
 
     return run_before
 
@@ -84,7 +85,7 @@ def test_help_screen_80x24(snap_compare: Any, shared_recorded_daemon: Any) -> No
         await jobs_ready(pilot)
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.at_top, what="help at its top")
-        await pilot.pause()
+        await screen_settled(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 

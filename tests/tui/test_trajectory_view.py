@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.daemon_proc import DaemonProcess, kill_job_workers
 from tests.tui import recorded_tools
-from tests.tui.conftest import make_app, row_texts, static_text, until
+from tests.tui.conftest import make_app, row_texts, screen_settled, static_text, until
 
 SIZE = (80, 24)
 
@@ -149,7 +149,7 @@ def test_trajectory_view_snapshot_80x24(snap_compare: Any, tools_daemon: DaemonP
         table.move_cursor(row=4)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TrajectoryScreen), what="the trajectory view")
-        await pilot.pause()
+        await screen_settled(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
