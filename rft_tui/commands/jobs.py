@@ -604,27 +604,40 @@ def print_fooling(report: api.PreflightReport) -> None:
 @group.command("validation")
 @click.argument("job_id")
 @click.option("--step", type=int, default=None, help="Validation step (default: the latest; 0 = base model).")
-@click.option("--compare/--no-compare", default=True, show_default=True, help="Show the base model's output beside it.")
+@click.option("--base-step", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The step compared against (0 = the base model).")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Show the base step's output beside it and the change's statistics (with --json: `compare`).")
 @click.option("--limit", default=20, show_default=True, help="Rows to print.")
 @click.option("--rescoring", default=None, metavar="NAME", help="Show a named re-scoring's rewards (jobs rescore).")
 @json_option
 @pass_ctx
 @handle_errors
-def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, limit: int, rescoring: str | None,
-               as_json: bool) -> None:
-    """Validation rows at a step beside the base model (step 0), with the change's 95 % CI and sign-test p."""
+def validation(obj: CliContext, job_id: str, step: int | None, base_step: int, compare: bool, limit: int,
+               rescoring: str | None, as_json: bool) -> None:
+    """Validation rows at a step beside the base model (step 0), with the change's 95 % CI and sign-test p.
+
+    With --json: the page (`step`, `steps`, `data`, `summary`) and, unless --no-compare, `compare`: the
+    statistics the text output ends with (GET .../validation/compare; null when the step is the base step).
+    """
     client = obj.client()
     job_id = ids.job_id(client, job_id)
     page = client.validation(job_id, step=step, rescoring=rescoring)
+    stats = None
+    # a job validated without its base model compares with nothing unless --base-step names a step (then the
+    # daemon's 404 says which steps exist)
+    if compare and page.step is not None and page.step != base_step and (base_step in page.steps or base_step):
+        stats = client.validation_compare(job_id, step=page.step, base_step=base_step, rescoring=rescoring)
     if as_json:
-        print_json(page)
+        print_json(page if not compare else {**page.model_dump(mode="json"), "compare": stats})
         return
     if page.step is None:
         click.echo(f"{job_id} has no validation yet.")
         return
-    base = {r.row_index: r for r in client.validation(job_id, step=0, rescoring=rescoring).data} \
-        if compare and page.step != 0 else {}
-    headers = ["row", "prompt", "reference"] + (["base", "base reward"] if base else []) + \
+    base = {r.row_index: r for r in client.validation(job_id, step=base_step, rescoring=rescoring).data} \
+        if stats is not None else {}
+    base_label = "base" if base_step == 0 else f"step {base_step}"
+    headers = ["row", "prompt", "reference"] + ([base_label, f"{base_label} reward"] if base else []) + \
         [f"step {page.step}", "reward"]
     rows = []
     for r in page.data[:limit]:
@@ -636,9 +649,9 @@ def validation(obj: CliContext, job_id: str, step: int | None, compare: bool, li
     print_table(headers, rows)
     base_mean = sum(b.reward for b in base.values()) / len(base) if base else None
     click.echo(f"steps: {page.steps}; mean reward at step {page.step}: {fmt_float(page.summary.get('reward_mean'))}"
-               + (f" (base {fmt_float(base_mean)})" if base_mean is not None else ""))
-    if base:
-        print_compare(client.validation_compare(job_id, step=page.step, rescoring=rescoring))
+               + (f" ({base_label} {fmt_float(base_mean)})" if base_mean is not None else ""))
+    if stats is not None:
+        print_compare(stats)
 
 
 def print_compare(c: api.ValidationCompare) -> None:

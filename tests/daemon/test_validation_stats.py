@@ -8,6 +8,7 @@ distribution found by enumerating every resample.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from fractions import Fraction
 from pathlib import Path
@@ -188,3 +189,24 @@ def test_cli_validation_compare_prints_the_change_with_its_interval(recorded_sto
     assert "exact" in out and "close" in out and "95% CI" in out  # the per-grader table
     plain = cli(rft_home, "jobs", "validation", recorded.SUCCEEDED, "--no-compare").stdout
     assert got.headline() not in plain
+
+
+def test_cli_validation_json_carries_the_compare_the_text_shows(recorded_store_daemon, rft_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """`jobs validation --json` is the page plus `compare` (the statistics the text ends with), for any base step."""
+    from tests.daemon.test_cli import cli
+
+    job = recorded.SUCCEEDED
+    with recorded_store_daemon.client() as c:
+        latest = c.validation_compare(job)
+        from_10 = c.validation_compare(job, step=30, base_step=10)
+    shown = json.loads(cli(rft_home, "jobs", "validation", job, "--json").stdout)
+    assert shown["step"] == latest.step and len(shown["data"]) == 12  # the page, as before
+    assert api.ValidationCompare.model_validate(shown["compare"]) == latest
+    assert "compare" not in json.loads(cli(rft_home, "jobs", "validation", job, "--json", "--no-compare").stdout)
+    assert json.loads(cli(rft_home, "jobs", "validation", job, "--json", "--step", "0").stdout)["compare"] is None
+    picked = json.loads(cli(rft_home, "jobs", "validation", job, "--json", "--step", "30", "--base-step", "10").stdout)
+    assert picked["step"] == 30 and api.ValidationCompare.model_validate(picked["compare"]) == from_10
+    text = cli(rft_home, "jobs", "validation", job, "--step", "30", "--base-step", "10").stdout
+    assert f"step 30 vs step 10 over 12 rows: {from_10.headline()}" in text and "step 10 reward" in text
+    bad = cli(rft_home, "jobs", "validation", job, "--json", "--base-step", "3", check=False)
+    assert bad.returncode != 0 and "Error [--base-step]: No validation at step 3" in bad.stderr
