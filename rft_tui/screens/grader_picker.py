@@ -1,7 +1,9 @@
-"""Pick a grader to re-score a job with: a grader file kept by the daemon, an example, or a local path."""
+"""Pick a grader to re-score a job with (a grader file kept by the daemon, an example, or a local path), or a job
+to re-score with the grader being edited; both dialogs also ask whether to re-grade the training samples."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList
+from textual.widgets import Checkbox, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from daemon import api
@@ -18,10 +20,42 @@ from rft_tui.grader_files import GRADER_SUFFIXES, example_graders
 from rft_tui.widgets.path_suggester import PathSuggester
 
 DAEMON_PREFIX = "daemon:"
+SAMPLES_LABEL = "Also re-grade the stored training samples"
 
 
-class GraderPickerScreen(ModalScreen[str | None]):
-    """Dismisses with `daemon:NAME` (a file under the daemon's graders folder), a local path, or None."""
+@dataclass(frozen=True)
+class RescorePick:
+    """What a re-score dialog chose: a grader (or a job), and whether the training samples are re-graded too
+    (`POST .../rescore`'s `samples`)."""
+
+    choice: str
+    samples: bool = False
+
+
+class _RescoreDialog(ModalScreen[RescorePick | None]):
+    """The samples box (ctrl+t toggles it from anywhere in the dialog) and how the dialog closes."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="rescore_dialog.cancel", tooltip="Close without choosing"),
+                Binding("ctrl+t", "toggle_samples", "Samples too", id="rescore_dialog.samples",
+                        tooltip="Also re-grade the stored training samples (not only the validation outputs)")]
+
+    def samples_box(self) -> Checkbox:
+        return Checkbox(SAMPLES_LABEL + " (ctrl+t)", id="rescore-samples", compact=True)
+
+    def action_toggle_samples(self) -> None:
+        box = self.query_one("#rescore-samples", Checkbox)
+        box.value = not box.value
+
+    def choose(self, choice: str) -> None:
+        self.dismiss(RescorePick(choice, samples=self.query_one("#rescore-samples", Checkbox).value))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class GraderPickerScreen(_RescoreDialog):
+    """Dismisses with a `RescorePick` of `daemon:NAME` (a file under the daemon's graders folder) or a local
+    path, or None."""
 
     DEFAULT_CSS = """
     GraderPickerScreen { align: center middle; }
@@ -29,8 +63,8 @@ class GraderPickerScreen(ModalScreen[str | None]):
                                     border: thick $accent; background: $surface; padding: 0 1; }
     GraderPickerScreen OptionList { height: auto; max-height: 12; }
     GraderPickerScreen .hint { color: $text-muted; }
+    GraderPickerScreen Checkbox { margin: 1 0 0 0; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="grader_picker.cancel", tooltip="Close without choosing")]
 
     def __init__(self, title: str, files: list[api.GraderFile]) -> None:
         super().__init__()
@@ -47,31 +81,30 @@ class GraderPickerScreen(ModalScreen[str | None]):
                 yield OptionList(*options, id="grader-options")
             yield Input(placeholder="or a grader file's path (.json, .yaml, .py), enter", id="grader-path",
                         suggester=PathSuggester(GRADER_SUFFIXES))
+            yield self.samples_box()
             yield Label("enter to choose · esc to cancel · the original scores are never changed", classes="hint")
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
+        if event.option.id:
+            self.choose(event.option.id)
 
     @on(Input.Submitted, "#grader-path")
     def _path(self, event: Input.Submitted) -> None:
         if event.value.strip():
-            self.dismiss(str(Path(event.value.strip()).expanduser()))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+            self.choose(str(Path(event.value.strip()).expanduser()))
 
 
-class JobPickerScreen(ModalScreen[str | None]):
-    """Pick a job with stored validation outputs (to re-score); dismisses with its id, or None."""
+class JobPickerScreen(_RescoreDialog):
+    """Pick a job with stored validation outputs (to re-score); dismisses with a `RescorePick` of its id, or None."""
 
     DEFAULT_CSS = """
     JobPickerScreen { align: center middle; }
     JobPickerScreen > Vertical { width: 76; max-width: 95%; height: auto; max-height: 90%;
                                  border: thick $accent; background: $surface; padding: 0 1; }
-    JobPickerScreen OptionList { height: auto; max-height: 16; }
+    JobPickerScreen OptionList { height: auto; max-height: 14; }
+    JobPickerScreen Checkbox { margin: 1 0 0 0; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="job_picker.cancel", tooltip="Close without choosing")]
 
     def __init__(self, title: str, jobs: list[api.FineTuningJob]) -> None:
         super().__init__()
@@ -85,13 +118,12 @@ class JobPickerScreen(ModalScreen[str | None]):
                 yield OptionList(*[Option(job_label(j), id=j.id) for j in self.jobs], id="job-options")
             else:
                 yield Label("No job has validation outputs yet.", classes="hint")
+            yield self.samples_box()
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        if event.option.id:
+            self.choose(event.option.id)
 
 
 def job_label(job: api.FineTuningJob) -> str:

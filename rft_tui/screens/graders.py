@@ -566,15 +566,15 @@ class GradersScreen(RftScreen):
             jobs = [j for j in (await self.app.client.list_jobs(limit=100)).data
                     if j.progress is not None and j.progress.valid_reward_base is not None]
             self.app.push_screen(JobPickerScreen(f"Re-score which job with {self.name_open}?", jobs),
-                                 lambda job_id: self.rescore(job_id, grader) if job_id else None)
+                                 lambda chosen: self.rescore(chosen.choice, grader, chosen.samples) if chosen else None)
 
         self.run_worker(pick(), name="jobs", group="rescore-pick", exit_on_error=False)
 
-    def rescore(self, job_id: str, grader: dict[str, object]) -> None:
+    def rescore(self, job_id: str, grader: dict[str, object], samples: bool = False) -> None:
         self.notify(f"Re-scoring {job_id} with {self.name_open}…", timeout=4)
 
         async def call() -> None:
-            result = await self.app.client.rescore(job_id, api.RescoreRequest(grader=grader))
+            result = await self.app.client.rescore(job_id, api.RescoreRequest(grader=grader, samples=samples))
             self.post_message(RescoreDone(job_id, result))
 
         self.run_worker(call(), name="re-score", group="rescore", exit_on_error=False)

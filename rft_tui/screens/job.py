@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult, SystemCommand
@@ -23,6 +24,9 @@ from rft_tui.widgets.metrics_table import MetricsTable
 from rft_tui.widgets.reward_chart import RewardChart
 from rft_tui.widgets.samples_table import SamplesTable, sub_rewards_text
 from rft_tui.widgets.validation_table import CHANGE_FILTERS, SORTS, ValidationTable, aggregates, compare, summary_text
+
+if TYPE_CHECKING:
+    from rft_tui.screens.grader_picker import RescorePick
 
 TABS = ("overview", "rewards", "validation", "samples", "events", "health")
 # fetched per step only when shown
@@ -525,16 +529,18 @@ class JobScreen(RftScreen):
 
         self.run_worker(pick(), name="grader files", group="rescore-pick", exit_on_error=False)
 
-    def rescore(self, choice: str | None) -> None:
-        if not choice:
+    def rescore(self, pick: RescorePick | None) -> None:
+        if pick is None:
             return
-        self.notify(f"Re-scoring the stored outputs with {choice}…", timeout=4)
+        what = "validation outputs and training samples" if pick.samples else "validation outputs"
+        self.notify(f"Re-scoring the stored {what} with {pick.choice}…", timeout=4)
 
         async def call() -> None:
             from rft_tui.screens.grader_picker import load_choice
 
-            grader = await load_choice(self.app.client, choice)
-            result = await self.app.client.rescore(self.job_id, api.RescoreRequest(grader=grader))
+            grader = await load_choice(self.app.client, pick.choice)
+            result = await self.app.client.rescore(self.job_id, api.RescoreRequest(grader=grader,
+                                                                                   samples=pick.samples))
             self.post_message(m.RescoreDone(self.job_id, result))
 
         self.run_worker(call(), name="re-score", group="rescore", exit_on_error=False)

@@ -91,6 +91,7 @@ async def test_rescore_a_chosen_job_from_the_graders_screen(shared_recorded_daem
         ids = [o.id for o in picker.query_one("#job-options")._options]
         assert recorded.SUCCEEDED in ids and recorded.QUEUED not in ids  # only jobs with validation outputs
         options = picker.query_one("#job-options")
+        await pilot.click("#rescore-samples")  # the samples box, with the mouse this time
         options.focus()
         options.highlighted = ids.index(recorded.SUCCEEDED)
         await pilot.press("enter")
@@ -100,7 +101,45 @@ async def test_rescore_a_chosen_job_from_the_graders_screen(shared_recorded_daem
     with shared_recorded_daemon.client() as c:
         mine = [r for r in c.list_rescorings(recorded.SUCCEEDED).data if r.name == "only_exact"]
         assert mine and mine[0].compare is not None
+        assert mine[0].samples is not None and mine[0].samples.samples > 0  # the box was ticked
         # exact match is the multi grader's `exact` sub-grader: the re-scored means are its original means
         for step in mine[0].steps:
             page = c.validation(recorded.SUCCEEDED, step=step.step)
             assert step.mean == sum(r.sub_rewards["exact"] for r in page.data) / len(page.data)
+
+
+async def test_rescore_dialog_can_regrade_the_training_samples_too(shared_recorded_daemon, tmp_path: Path) -> None:
+    """The dialog's samples box (ctrl+t, or a click) sends `samples: true`: the result has the training samples'
+    means, the TUI says so, and the box is on screen at 80x24."""
+    from textual.widgets import Checkbox
+
+    from rft_tui.screens.grader_picker import GraderPickerScreen
+    from rft_tui.screens.text_modal import TextModal
+
+    grader = tmp_path / "zero_samples.py"
+    grader.write_text(ZERO_SOURCE)
+    app = make_app(shared_recorded_daemon)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(pilot, recorded.SUCCEEDED)
+        await pilot.press("3")
+        await until(pilot, lambda: screen.view.validation_steps, what="validation steps")
+        await pilot.press("R")
+        picker = await until(pilot, lambda: app.screen if isinstance(app.screen, GraderPickerScreen) else None,
+                             what="the grader picker")
+        box = picker.query_one("#rescore-samples", Checkbox)
+        await until(pilot, lambda: box.region.height > 0, what="the samples box laid out")
+        assert box.value is False and picker.region.contains_region(box.region)  # on screen at 80x24
+        path_box = picker.query_one("#grader-path")
+        path_box.focus()
+        await until(pilot, lambda: path_box.has_focus, what="the path box focused")
+        await pilot.press("ctrl+t")  # toggles from the path box, where the user types
+        assert box.value is True
+        await type_text(pilot, str(grader))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TextModal), timeout=60, what="the re-scoring's result")
+        body = static_text(app.screen.query_one("#text-body"), 80)
+        assert "Re-scoring 'zero_samples'" in body and "training samples: " in body and "-> 0.000 over" in body
+    with shared_recorded_daemon.client() as c:
+        [mine] = [r for r in c.list_rescorings(recorded.SUCCEEDED).data if r.name == "zero_samples"]
+        samples = c.samples(recorded.SUCCEEDED, limit=10_000).data
+    assert mine.samples is not None and mine.samples.mean == 0.0 and mine.samples.samples == len(samples) > 0
