@@ -118,6 +118,16 @@ def test_daemon_on_s3_storage_redacts_secrets_refuses_unusable_storage_and_uploa
             rft_home, "clusters", "show", "s3").stdout
         stored = json.loads((rft_home / "clusters.json").read_text())["clusters"][0]
         assert stored["defaults"]["storage_options"]["secret"] == SECRET  # the 0600 file keeps it
+        options = tmp_path / "s3.json"
+        options.write_text(json.dumps(s3_server.storage_options()))
+        cli(rft_home, "clusters", "add", "viacli", "--ray", nowhere, "--storage", f"s3://{bucket}/cli",
+            "--storage-options", f"@{options}")
+        out = cli(rft_home, "clusters", "show", "viacli").stdout
+        assert '"secret": "***"' in out and SECRET not in out and s3_server.endpoint in out
+        options.write_text("{not json")
+        bad_file = cli(rft_home, "clusters", "add", "x", "--ray", nowhere, "--storage", f"s3://{bucket}/cli",
+                       "--storage-options", f"@{options}", check=False)
+        assert bad_file.returncode == 2 and f"{options} is not JSON" in bad_file.stderr
 
         with pytest.raises(ApiRequestError) as path_opts:
             c.add_cluster({"name": "p", "kind": "ray", "address": nowhere, "storage": str(tmp_path),
@@ -155,11 +165,12 @@ def test_daemon_on_s3_storage_redacts_secrets_refuses_unusable_storage_and_uploa
 
 
 @pytest.mark.slow
-def test_ray_job_on_s3_storage_trains_publishes_replays_its_journal_and_exports(
+def test_ray_job_on_s3_storage_trains_pauses_resumes_replays_its_journal_and_exports(
         daemon_factory, model_cache: Path, ray_head: RayHead, s3_server: MotoServer, rft_home: Path,
         tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The Ray head has no AWS configuration: the worker reaches the bucket only with the storage options the
-    daemon handed it (with its token, in the submission's working_dir package)."""
+    daemon handed it (with its token, in the submission's working_dir package). Paused, it checkpoints to the
+    bucket; resumed (a new Ray submission), it continues from the checkpoint it fetched from there."""
     from ray.job_submission import JobSubmissionClient
 
     bucket = _bucket(s3_server)
@@ -170,15 +181,27 @@ def test_ray_job_on_s3_storage_trains_publishes_replays_its_journal_and_exports(
                                   python=sys.executable))
         test = c.test_cluster("s3ray", timeout_s=60)
         assert test.ok and test.storage_round_trip_s is not None, test
-        job = create_cluster_job(c, "s3ray")
-        running = wait_job(c, job.id, lambda j: j.cluster.engine_id and j.progress.step >= 2, "step 2")
-        engine_id = running.cluster.engine_id  # type: ignore[union-attr]
-        info = JobSubmissionClient(ray_head.address).get_job_info(engine_id)
+        job = create_cluster_job(c, "s3ray", max_steps=8, eval_interval=4)
+        first = wait_job(c, job.id, lambda j: j.cluster.engine_id and j.progress.step >= 1, "step 1").cluster
+        assert first is not None and first.engine_id
+        info = JobSubmissionClient(ray_head.address).get_job_info(first.engine_id)
         assert SECRET not in json.dumps(info.runtime_env) and "job-secrets.json" not in json.dumps(info.runtime_env)
+        c.pause_job(job.id)  # checkpoint to the bucket and exit; resume fetches it from there on the cluster
+        wait_job(c, job.id, lambda j: j.status is S.paused, "paused")
+        paused_at = max(c.list_checkpoints(job.id).data, key=lambda ck: ck.step_number)
+        assert str(paused_at.path).startswith(f"s3://{bucket}/") and paused_at.step_number == c.get_job(
+            job.id).progress.step, paused_at
+        c.resume_job(job.id)
+        running = wait_job(c, job.id, lambda j: j.cluster.engine_id != first.engine_id and j.cluster.engine_state ==
+                           "running" and j.progress.step > paused_at.step_number, "a step of the second submission")
+        engine_id = running.cluster.engine_id  # type: ignore[union-attr]
     d.kill()  # kill -9: the job ends while no daemon listens; its last records go to its journal in the bucket
     ray = JobSubmissionClient(ray_head.address)
-    wait_until(lambda: ray.get_job_status(engine_id).value in ("SUCCEEDED", "FAILED", "STOPPED"), 300,
-               interval=0.5, what="the Ray job to end while the daemon is down")
+    try:
+        wait_until(lambda: ray.get_job_status(engine_id).value in ("SUCCEEDED", "FAILED", "STOPPED"), 150,
+                   interval=0.5, what="the Ray job to end while the daemon is down")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}\n{ray.get_job_logs(engine_id)[-6000:]}") from None
     journal = f"rft/rft-tui/jobs/{job.id}/work/report-journal/records.jsonl"
     assert s3_server.keys(bucket, journal) == [journal], ray.get_job_logs(engine_id)[-3000:]
     d2 = tcp_daemon(daemon_factory, model_cache, port=int(d.tcp.rsplit(":", 1)[1]), env=quick)  # type: ignore[union-attr]
@@ -187,8 +210,8 @@ def test_ray_job_on_s3_storage_trains_publishes_replays_its_journal_and_exports(
         assert done.status is S.succeeded, f"{done.error}\n{job_log(c, job.id)[-4000:]}"
         events = [e.message for e in c.list_events(job.id, limit=200).data]
         assert any(m.startswith("Replayed ") and f"s3://{bucket}/" in m for m in events), events
-        assert metric_steps(c, job.id) == [1, 2, 3, 4, 5, 6]
-        assert c.validation(job.id).steps == [0, 3, 6]
+        assert metric_steps(c, job.id) == [1, 2, 3, 4, 5, 6, 7, 8]  # none lost, none twice
+        assert c.validation(job.id).steps == [0, 4, 8]
         ckpts = c.list_checkpoints(job.id).data
         prefix = f"s3://{bucket}/rft/rft-tui/checkpoints/{job.id}/"
         assert ckpts and all(str(ck.path).startswith(prefix) for ck in ckpts), ckpts
