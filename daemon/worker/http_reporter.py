@@ -60,6 +60,7 @@ class HttpReporter(Reporter):
         self.connect_deadline_s = _env_float("RFT_REPORT_CONNECT_DEADLINE_S", 600.0)
         self.retry_max_s = _env_float("RFT_REPORT_RETRY_MAX_S", RETRY_MAX_S)  # longest wait between tries
         self.client = Client(Endpoint(base_url=self.url, token=token), timeout=REQUEST_TIMEOUT_S)
+        self._journal_uploaded_at = 0.0  # monotonic time of the last upload to RFT_JOURNAL_URL (URL storage)
         # rank 0 reports; other ranks only read (their own, empty, journal keeps them off rank 0's file)
         self.journal = Journal(self.scratch / ("report-journal" if rank == 0 else f"report-journal-rank{rank}"),
                                job_id)
@@ -201,10 +202,21 @@ class HttpReporter(Reporter):
             print(f"[report] cannot reach the daemon at {self.url} ({error}); buffering records in "
                   f"{self.journal.dir}", flush=True)
         self.last_error = error
+        self._upload_journal_while_offline()
         with self._cond:
             if not self._stopping:
                 self._cond.wait(delay)
         return min(delay * 2, self.retry_max_s)
+
+    def _upload_journal_while_offline(self) -> None:
+        """URL storage: while the daemon stays away, copy the journal there every RFT_JOURNAL_UPLOAD_S (30 s), so
+        a worker killed meanwhile (its node's disk out of reach) still leaves what it had journalled by then."""
+        if self.rank != 0 or self.offline_since is None or not os.environ.get(JOURNAL_URL_ENV):
+            return
+        now = time.monotonic()
+        if now - max(self.offline_since, self._journal_uploaded_at) >= _env_float("RFT_JOURNAL_UPLOAD_S", 30.0):
+            self._journal_uploaded_at = now
+            self.upload_journal()
 
     def _control_due(self) -> bool:
         return time.monotonic() - self._control_at >= self.control_interval_s

@@ -100,6 +100,37 @@ def test_probe_says_which_url_and_what_failed(s3_server: MotoServer) -> None:
     assert "gcsfs is not installed" in str(backend.value) and "gs://bucket/rft" in str(backend.value)
 
 
+def test_an_offline_worker_keeps_its_journal_in_the_bucket(s3_server: MotoServer, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """URL storage: while the daemon is away, rank 0 copies its journal to RFT_JOURNAL_URL every
+    RFT_JOURNAL_UPLOAD_S, so a worker killed then still leaves its records where the daemon replays them from."""
+    from daemon.cluster_jobs import REPORT_RECORD
+    from daemon.worker.http_reporter import HttpReporter
+
+    bucket = _bucket(s3_server)
+    monkeypatch.setenv("RFT_JOURNAL_URL", f"s3://{bucket}/rft/rft-tui/jobs/j1/work/report-journal")
+    monkeypatch.setenv(storage.STORAGE_OPTIONS_ENV, json.dumps(s3_server.storage_options()))
+    monkeypatch.setenv("RFT_JOURNAL_UPLOAD_S", "0.3")
+    monkeypatch.setenv("RFT_REPORT_RETRY_MAX_S", "0.2")
+    reporter = HttpReporter(f"http://127.0.0.1:{free_port()}", "token", "j1", scratch=tmp_path / "scratch")
+    try:
+        for step in (1, 2, 3):
+            reporter.log_step(step, {"train/reward_mean": step / 10})
+        key = "rft/rft-tui/jobs/j1/work/report-journal/records.jsonl"
+
+        def uploaded() -> list[int] | None:
+            if s3_server.keys(bucket, key) != [key]:
+                return None
+            lines = s3_server.client().get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()
+            steps = [getattr(REPORT_RECORD.validate_json(line), "step", None) for line in lines]
+            return steps if steps == [1, 2, 3] else None
+
+        assert wait_until(uploaded, 30, interval=0.1, what="the journal in the bucket") == [1, 2, 3]
+    finally:
+        monkeypatch.setenv("RFT_REPORT_CLOSE_WAIT_S", "0")
+        reporter.close()
+
+
 def _s3_cluster(name: str, bucket: str, s3: MotoServer, address: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "kind": "ray", "address": address, "storage": f"s3://{bucket}/rft",
             "storage_options": s3.storage_options(), **extra}
