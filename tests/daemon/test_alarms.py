@@ -158,7 +158,9 @@ def test_a_hanging_grader_raises_stalled_and_on_stall_fail_fails_with_the_stacks
 def test_a_stall_that_ends_clears_and_with_on_stall_warn_the_job_goes_on(grading_daemon: DaemonProcess,
                                                                           tmp_path: Path) -> None:
     with grading_daemon.client() as c:
-        train = hanging_train_file(c, tmp_path, 8)
+        # the row's 4 completions hang 4 s each: 4 s (graded side by side) to 16 s (one after another) without a
+        # step, well over the 1.5 s stall bound either way
+        train = hanging_train_file(c, tmp_path, 4)
         job = create(c, tmp_path, HANGS, {"stall_min_s": 1.5, "stall_factor": 2}, train=train, max_steps=10,
                      eval_interval=10)
         done = wait_status(c, job.id, TERMINAL, timeout=120)

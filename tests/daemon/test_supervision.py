@@ -36,11 +36,12 @@ def status_of(c: Client, job_id: str) -> S:
 
 
 def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    env = {**SLOW_WORKER, "RFT_FAKE_STEP_S": "0.25"}  # slow enough to outlive the daemon's restart
+    gate = tmp_path / "hold-gate"  # the worker holds before step 25 until the next daemon has re-adopted it
+    env = {**SLOW_WORKER, "RFT_FAKE_HOLD_AT_STEP": "25", "RFT_FAKE_HOLD_GATE": str(gate)}
     d1: DaemonProcess = daemon_factory(env=env)
     with d1.client() as c:
         train, valid = make_files(c, tmp_path)
-        job = c.create_job(job_request(train, valid, max_steps=60, eval_interval=10))
+        job = c.create_job(job_request(train, valid, max_steps=30, eval_interval=10))
         wait_until(lambda: len(metric_steps(rft_home, job.id)) >= 3, 30, what="the worker's first steps")
         worker_pid = c.get_job(job.id).worker["pid"]
     d1.kill(signal.SIGKILL)
@@ -52,9 +53,10 @@ def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_
     with d2.client() as c:
         events = [e.message for e in c.list_events(job.id, limit=1000).data]
         assert any(f"re-adopted worker pid {worker_pid}" in m for m in events), events[:20]
+        gate.touch()
         done = wait_until(lambda: (j := c.get_job(job.id)).status.is_terminal() and j, 60, what="job end")
         assert done.status is S.succeeded, done.error
-    assert metric_steps(rft_home, job.id) == list(range(1, 61))  # none lost, none duplicated
+    assert metric_steps(rft_home, job.id) == list(range(1, 31))  # none lost, none duplicated
 
 
 def test_worker_kill9_fails_job_with_reason_and_next_job_starts(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,6 @@ import itertools
 import json
 import random
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,9 @@ import pytest
 from daemon import api, stats
 from daemon.client import ApiRequestError
 from tests.daemon.test_endpoints import raw
+from tests.support.daemon_proc import DaemonProcess
 from tests.tui import recorded
+from tests.tui.conftest import shared_recorded_daemon  # noqa: F401 - a fixture (see recorded_store_daemon)
 
 
 def binomial_two_sided(wins: int, losses: int) -> float:
@@ -121,10 +122,10 @@ def test_headline_reads_like_the_issue() -> None:
 
 
 @pytest.fixture
-def recorded_store_daemon(rft_home: Path, daemon_factory):  # type: ignore[no-untyped-def]
-    """The TUI's recorded store (jobs with base and later validation, sub-rewards exact/close), a real daemon on it."""
-    recorded.record(rft_home)
-    return daemon_factory(env=recorded.IDLE_WORKER_ENV)
+def recorded_store_daemon(request: pytest.FixtureRequest) -> DaemonProcess:
+    """The TUI's recorded store (jobs with base and later validation, sub-rewards exact/close), a real daemon on it:
+    one for the module (these tests only read it)."""
+    return request.getfixturevalue("shared_recorded_daemon")  # type: ignore[no-any-return]
 
 
 def test_compare_endpoint_matches_an_independent_computation_on_stored_rows(recorded_store_daemon) -> None:  # type: ignore[no-untyped-def]
@@ -179,9 +180,10 @@ def test_compare_refuses_bad_steps_and_parameters(recorded_store_daemon) -> None
         assert e.value.status_code == 404 and e.value.param == "step"
 
 
-def test_cli_validation_compare_prints_the_change_with_its_interval(recorded_store_daemon, rft_home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_validation_compare_prints_the_change_with_its_interval(recorded_store_daemon) -> None:  # type: ignore[no-untyped-def]
     from tests.daemon.test_cli import cli
 
+    rft_home = recorded_store_daemon.paths.home
     with recorded_store_daemon.client() as c:
         got = c.validation_compare(recorded.SUCCEEDED)
     out = cli(rft_home, "jobs", "validation", recorded.SUCCEEDED, "--compare").stdout

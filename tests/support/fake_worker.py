@@ -7,7 +7,9 @@ validation rows and a checkpoint every `eval_interval`, through the reporter the
 resumes after the last step in the store. `RFT_FAKE_STARTUP_S` is start-up time spent before its signal
 handlers exist (the real worker's imports); `RFT_FAKE_CRASH_ON_ATTEMPT=N` exits 3 silently on attempt N;
 `RFT_FAKE_EXIT_GATE=PATH` holds the exit after a success until PATH exists; `RFT_FAKE_HANG_AFTER_STEP=N` hangs
-after step N (no step, no exit) until it is cancelled (SIGTERM) or 5 minutes pass: a stalled worker.
+after step N (no step, no exit) until it is cancelled (SIGTERM) or 5 minutes pass: a stalled worker;
+`RFT_FAKE_HOLD_GATE=PATH` with `RFT_FAKE_HOLD_AT_STEP=N` holds before step N until PATH exists (a test that
+needs the worker alive across a daemon restart opens the gate then, instead of making every step slow).
 
 Health: every step goes through the real `daemon.health.JobHealth` (signals, alarms, on_alarm pause/cancel),
 as in the GRPO worker. With `RFT_FAKE_GRADE=1` each step really grades `batch_size` training rows x
@@ -97,6 +99,8 @@ def main(job_id: str) -> int:
             checkpoint(step - 1, 0.0)
             reporter.finish("paused", f"checkpoint at step {step - 1}")
             return 0
+        if str(step) == os.environ.get("RFT_FAKE_HOLD_AT_STEP"):
+            wait_for_gate(os.environ.get("RFT_FAKE_HOLD_GATE"))
         time.sleep(step_s)
         reward = 0.3 + 0.5 * (1 - math.exp(-step / 10))
         values: dict[str, Any] = {metrics.TRAIN_REWARD: reward, "reward_std": 0.1, "loss": 1.0 / step,
@@ -189,7 +193,11 @@ def read_rows(path: str | None) -> list[dict[str, Any]]:
 
 def wait_for_exit_gate() -> None:
     """With RFT_FAKE_EXIT_GATE=PATH the worker exits only once PATH exists (a test decides when it exits)."""
-    gate = os.environ.get("RFT_FAKE_EXIT_GATE")
+    wait_for_gate(os.environ.get("RFT_FAKE_EXIT_GATE"))
+
+
+def wait_for_gate(gate: str | None) -> None:
+    """Wait (at most 2 minutes) until the file `gate` exists; no gate, no wait."""
     deadline = time.monotonic() + 120
     while gate and not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.02)
