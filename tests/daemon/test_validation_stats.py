@@ -193,10 +193,11 @@ def test_cli_validation_compare_prints_the_change_with_its_interval(recorded_sto
     assert got.headline() not in plain
 
 
-def test_cli_validation_json_carries_the_compare_the_text_shows(recorded_store_daemon, rft_home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_validation_json_carries_the_compare_the_text_shows(recorded_store_daemon) -> None:  # type: ignore[no-untyped-def]
     """`jobs validation --json` is the page plus `compare` (the statistics the text ends with), for any base step."""
     from tests.daemon.test_cli import cli
 
+    rft_home = recorded_store_daemon.paths.home
     job = recorded.SUCCEEDED
     with recorded_store_daemon.client() as c:
         latest = c.validation_compare(job)
