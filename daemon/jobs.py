@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
 import secrets
 import time
 from typing import Any
@@ -19,8 +17,7 @@ from daemon.model_shape import ModelShape, ShapeUnavailable, UnknownArchitecture
 from daemon.models import ModelNotFound, check_model_ref
 from daemon.paths import Paths
 from daemon.store import Store, dumps, new_job_id
-
-LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate")
+from daemon.versions import library_versions
 
 
 def check_model(model: str) -> api.SnapshotModel:
@@ -35,16 +32,6 @@ def check_model(model: str) -> api.SnapshotModel:
     if ref.source == "local":
         return api.SnapshotModel(id=ref.id, source="local")
     return api.SnapshotModel(id=ref.id, source="hub", revision=ref.revision or "main")
-
-
-def library_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"rft-tui": __version__, "python": platform.python_version()}
-    for lib in LIBRARIES:
-        try:
-            out[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            out[lib] = None
-    return out
 
 
 def _file_ref(store: Store, file_id: str, param: str) -> api.SnapshotFile:

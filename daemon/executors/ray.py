@@ -7,8 +7,9 @@ limited to a few hundred MB and is read-only, checkpoints must outlive the submi
 (s3://...) the datasets are uploaded there and the worker downloads them; the token and the cluster's
 storage options cannot be read from a storage that needs them, so they travel as the submission's
 `working_dir`: a package holding one 0600 file, which Ray keeps in its own store and never displays. The heavy libraries
-(torch, transformers, trl, peft) must already be installed in the cluster's Python; the snapshot's pinned
-versions are checked by the worker's start-up message, not installed (clusters are often offline).
+(torch, transformers, trl, peft) must already be installed in the cluster's Python; the worker compares them
+with the snapshot's versions at start (daemon/versions.py: a missing one fails the job naming the pins to
+install, a different one is a warning event); nothing is installed (clusters are often offline).
 
 Rendezvous: the entrypoint is `python -m daemon.executors.ray_launch`, which runs on the cluster. One node:
 Ray schedules the entrypoint itself on a node with the requested GPUs/CPUs (`entrypoint_num_gpus/cpus`) and

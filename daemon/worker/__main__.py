@@ -14,6 +14,7 @@ import os
 import sys
 import traceback
 
+from daemon.versions import LIBRARIES
 from daemon.worker_protocol import ControlFlags, StopBeforeTraining
 
 STOP_DETAIL = {"paused": "checkpointed; resume continues from here", "cancelled": "stopped at a step boundary"}
@@ -83,6 +84,12 @@ def _failure_message(exc: BaseException) -> str:
         return oom_message(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in LIBRARIES:
+        import socket
+
+        return (f"the worker's Python ({sys.executable} on {socket.gethostname()}) has no {exc.name}: install the "
+                f"versions the job's snapshot records ({', '.join(LIBRARIES)}) or point the cluster's --python at a "
+                f"Python that has them")
     if _disk_full(exc):
         from daemon.errors import disk_full_message
 

@@ -23,6 +23,7 @@ from daemon import checkpoint_storage as storage
 from daemon.health import Alarm, JobHealth
 from daemon.models import load_model, load_tokenizer
 from daemon.paths import Paths
+from daemon.versions import check_stack
 from daemon.worker.episodes import EpisodeRunner
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
 from daemon.worker.reporting import Reporter, open_reporter, reports_over_http, work_dir
@@ -280,6 +281,7 @@ class TrainingRun:
         self.spec = reader.spec()
         if reader is not self.reporter:
             reader.close()
+        self.check_stack()
         self.resume_from: str | None = job.resume_from or None
         if self.resume_from and not storage.exists(self.resume_from, self.storage_options):
             raise FileNotFoundError(f"checkpoint to resume from is gone: {self.resume_from}")
@@ -299,6 +301,19 @@ class TrainingRun:
         self.validating_step = 0
         self.micro_batch = 0
         self.device: Any = None
+
+    def check_stack(self) -> None:
+        """This Python against the snapshot's versions (a cluster's Python is the user's): a missing library
+        fails now with the fix, a different version is a warning event (daemon/versions.py)."""
+        stack = check_stack(self.spec.versions)
+        failure = stack.failure()
+        if failure:
+            raise RuntimeError(failure)
+        warning = stack.warning()
+        if warning and self.reporter is not None:
+            print(f"[worker] {warning}", flush=True)
+            self.reporter.event(warning, level="warn", data={"versions": dict(stack.here),
+                                                            "snapshot_versions": dict(self.spec.versions)})
 
     # --------------------------------------------------------------- control
 
