@@ -29,8 +29,8 @@ def with_tools(request: dict[str, Any], tools: Any) -> dict[str, Any]:
     return request
 
 
-def test_job_create_takes_and_snapshots_the_tool_spec(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
-    with fake_worker_daemon.client() as c:
+def test_job_create_takes_and_snapshots_the_tool_spec(module_fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+    with module_fake_worker_daemon.client() as c:
         train, valid = make_files(c, tmp_path)
         job = c.create_job(with_tools(job_request(train, valid, max_steps=2, max_episode_steps=3),
                                       {"add": ADD_TOOL, "py_add": PY_TOOL}))
@@ -47,8 +47,8 @@ def test_job_create_takes_and_snapshots_the_tool_spec(fake_worker_daemon: Daemon
         assert plain.resolved_hyperparameters is not None and plain.resolved_hyperparameters.max_episode_steps == 8
 
 
-def test_bad_tool_specs_are_400s_naming_the_field(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
-    with fake_worker_daemon.client() as c, raw(fake_worker_daemon) as h:
+def test_bad_tool_specs_are_400s_naming_the_field(module_fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+    with module_fake_worker_daemon.client() as c, raw(module_fake_worker_daemon) as h:
         train, valid = make_files(c, tmp_path)
 
         def create(tools: Any, **hp: Any) -> httpx.Response:
@@ -91,17 +91,17 @@ def scripted(tok: Any, turns: list[str]) -> Any:
     return generate
 
 
-def test_trajectories_are_stored_and_served(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_trajectories_are_stored_and_served(module_fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     tok = tool_tokenizer()
     with ToolServer(fail_first=0) as srv:
         runner = EpisodeRunner(tok, ToolBox({"add": api.HttpToolRuntime(url=srv.url("/add"))}), 4, 2000)
         row = EpisodeRow(messages=[{"role": "user", "content": "1+2?"}], tools=[ADD_SCHEMA], item={"answer": "3"})
         [episode] = runner.run(scripted(tok, [call_block("add", a=1, b=2) + call_block("nope", x=1), "3"]), [row])
-    with fake_worker_daemon.client() as c:
+    with module_fake_worker_daemon.client() as c:
         train, valid = make_files(c, tmp_path)
         job = c.create_job(job_request(train, valid, max_steps=2, eval_interval=1))
         wait_until(lambda: c.get_job(job.id).status.is_terminal(), 60, what="fake job to finish")
-        reporter = JobReporter(fake_worker_daemon.home, job.id)
+        reporter = JobReporter(module_fake_worker_daemon.home, job.id)
         try:
             assert reporter.log_step(100, {"reward": 1.0}, samples=[{
                 "prompt": "1+2?", "completion": episode.final_answer, "reward": 1.0, **episode.record()}])
@@ -133,13 +133,13 @@ def test_trajectories_are_stored_and_served(fake_worker_daemon: DaemonProcess, t
     assert rescored.samples is not None and rescored.samples.samples == 3  # 2 from the fake worker, 1 episode
     assert rescored.samples.mean == 1.0 / 3
     # the wire JSON is the documented shape
-    with raw(fake_worker_daemon) as h:
+    with raw(module_fake_worker_daemon) as h:
         body = h.get(f"/v1/fine_tuning/jobs/{job.id}/samples", params={"after_step": 99}).json()["data"][0]
     assert set(body["output_messages"][0]) == {"role", "content", "tool_calls", "tool_call_id", "name"}
     assert set(body["tool_calls"][0]) == {"id", "name", "arguments", "result", "error", "latency_ms"}
 
 
-def test_cli_create_takes_tools_from_a_file_or_inline(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_cli_create_takes_tools_from_a_file_or_inline(module_fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     from tests.daemon.test_cli import cli
     from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
 
@@ -150,7 +150,7 @@ def test_cli_create_takes_tools_from_a_file_or_inline(fake_worker_daemon: Daemon
     spec = tmp_path / "tools.yaml"
     spec.write_text("add:\n  type: http\n  url: http://127.0.0.1:8765/add\n  max_retries: 0\n"
                     "lookup:\n  type: python\n  source: |\n    def call(arguments, item):\n        return 'x'\n")
-    home = fake_worker_daemon.home
+    home = module_fake_worker_daemon.home
     job = json.loads(cli(home, *base, "--tools", str(spec), "--json").stdout)
     assert set(job["snapshot"]["tools"]) == {"add", "lookup"}
     assert job["snapshot"]["tools"]["add"]["max_retries"] == 0

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from daemon import api
+from daemon.client import Client
 from tests.support.daemon_proc import REPO, wait_until
 from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
 
@@ -135,22 +137,28 @@ def _show(home: Path, job_id: str) -> dict:
     return json.loads(cli(home, "jobs", "show", job_id, "--json").stdout)
 
 
+def _job_now(home: Path, job_id: str) -> api.FineTuningJob:
+    """The job as the daemon has it: what a wait polls (a CLI process a poll cost ~0.5 s of CPU)."""
+    with Client.connect(home=home, timeout=30) as c:
+        return c.get_job(job_id)
+
+
 def test_pause_and_cancel_print_the_outcome_not_the_status_before(rft_home: Path, user_files: dict[str, str]) -> None:
     """Bug 2: `jobs pause` printed `running` (the status the request found); it waits for `paused` now."""
     try:
         job = _job(rft_home, user_files, 3000)
-        wait_until(lambda: (_show(rft_home, job["id"])["progress"]["step"] or 0) >= 2, 60, what="training steps")
+        wait_until(lambda: (_job_now(rft_home, job["id"]).progress.step or 0) >= 2, 60, what="training steps")
         assert cli(rft_home, "jobs", "pause", job["id"]).stdout.strip() == f"{job['id']}: paused"
         assert _show(rft_home, job["id"])["status"] == "paused"
         resumed = cli(rft_home, "jobs", "resume", job["id"]).stdout.strip()
         assert resumed in (f"{job['id']}: queued", f"{job['id']}: running")
-        wait_until(lambda: _show(rft_home, job["id"])["status"] == "running", 60, what="the resumed job")
+        wait_until(lambda: _job_now(rft_home, job["id"]).status is api.JobStatus.running, 60, what="the resumed job")
 
         no_wait = cli(rft_home, "jobs", "pause", job["id"], "--no-wait").stdout.strip()
         assert no_wait == f"{job['id']}: paused" or "pause requested" in no_wait
-        wait_until(lambda: _show(rft_home, job["id"])["status"] == "paused", 60, what="the pause")
+        wait_until(lambda: _job_now(rft_home, job["id"]).status is api.JobStatus.paused, 60, what="the pause")
         cli(rft_home, "jobs", "resume", job["id"])
-        wait_until(lambda: _show(rft_home, job["id"])["status"] == "running", 60, what="the resumed job")
+        wait_until(lambda: _job_now(rft_home, job["id"]).status is api.JobStatus.running, 60, what="the resumed job")
         assert cli(rft_home, "jobs", "cancel", job["id"]).stdout.strip() == f"{job['id']}: cancelled"
         assert _show(rft_home, job["id"])["status"] == "cancelled"
     finally:
