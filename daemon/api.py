@@ -1850,6 +1850,9 @@ class ReportJobState(WireModel):
     requested_action: str | None = None
     last_step: int | None = None
     validated_steps: list[int] = []
+    #: relaunches after an out-of-memory error (`on_oom: retry_smaller`, several processes): each halves the
+    #: per-device batch and doubles the accumulation (same global batch)
+    oom_retries: int = 0
 
 
 FineTuningJob.model_rebuild()

@@ -231,6 +231,13 @@ def m006_cluster_jobs(db: sqlite_utils.Database) -> None:
             db.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
 
 
+@migration
+def m007_oom_retries(db: sqlite_utils.Database) -> None:
+    """How often the daemon relaunched a multi-process job smaller after an out-of-memory error (on_oom)."""
+    if "oom_retries" not in {c.name for c in db["jobs"].columns}:
+        db.execute("ALTER TABLE jobs ADD COLUMN oom_retries INTEGER NOT NULL DEFAULT 0")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     db.execute(

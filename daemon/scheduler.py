@@ -34,13 +34,14 @@ from daemon.bus import EventBus
 from daemon.cluster_jobs import ClusterJobs
 from daemon.paths import Paths
 from daemon.procs import log_tail, process_start_time, same_process
-from daemon.store import Store, is_busy_error, stored_model
+from daemon.store import OUT_OF_MEMORY_PREFIX, Store, is_busy_error, loads, stored_model
 from daemon.worker_protocol import (
     ATTEMPT_HEADER,
     CANCEL_SIGNAL,
     PAUSE_SIGNAL,
     STACKS_SIGNAL,
     http_worker_env,
+    num_processes,
     pause_signal_held,
     worker_command,
 )
@@ -479,7 +480,8 @@ class Scheduler:
         elif outcome == "paused":
             self._transition(job_id, S.paused, "Job paused" + (f": {detail}" if detail else ""), **clear)
         elif outcome == "failed":
-            self._fail(job_id, detail or "the worker reported a failure", clear, row)
+            if not self._relaunch_smaller(job_id, row, detail, clear):
+                self._fail(job_id, detail or "the worker reported a failure", clear, row)
         elif requested == "pause" and returncode == -PAUSE_SIGNAL:
             # a worker that let the pause signal through without a handler: it stopped at once, unsaved
             self._transition(job_id, S.paused, "Job paused: the worker had no pause handler and stopped at once "
@@ -493,6 +495,26 @@ class Scheduler:
         else:
             why = "the worker died" if returncode is None else _describe_exit(returncode)
             self._fail(job_id, why, clear, row, returncode=returncode)
+
+    def _relaunch_smaller(self, job_id: str, row: dict[str, Any], detail: str | None, clear: dict[str, Any]) -> bool:
+        """`on_oom: retry_smaller` for a multi-process job: queue it again, once, from its last checkpoint.
+
+        One process retries by itself (worker/grpo.py); the ranks of several cannot agree on a retry (the others
+        wait in a collective for the one that ran out), so torchrun ends and the next attempt starts smaller: the
+        worker reads `oom_retries` and halves its per-device batch, doubling the accumulation (same global batch).
+        """
+        if not (detail or "").startswith(OUT_OF_MEMORY_PREFIX) or row["oom_retries"] or row["cluster"]:
+            return False
+        resolved = loads(row["resolved_hyperparameters"], {}) or {}
+        if resolved.get("on_oom") != "retry_smaller" or num_processes(row) < 2:
+            return False
+        ckpts = self.store.checkpoints(job_id)
+        resume_from = ckpts[0].path if ckpts else None
+        where = f"the checkpoint of step {ckpts[0].step_number}" if ckpts else "the start (no checkpoint yet)"
+        message = (f"{detail} Relaunching the {num_processes(row)} processes once from {where} with half the "
+                   "per-device batch (accumulation doubled: same global batch).")
+        return self._transition(job_id, S.queued, message, level="warn", expect=[S.running], resume_from=resume_from,
+                                oom_retries=1, **clear)
 
     def _resume_point(self, job_id: str) -> str:
         ckpts = self.store.checkpoints(job_id)

@@ -172,6 +172,21 @@ def checkpoint_id(job_id: str, step: int) -> str:
 
 MAX_SAMPLES_PER_STEP = 16
 WORKER_OUTCOMES = frozenset({"succeeded", "paused", "cancelled", "failed"})
+OUT_OF_MEMORY_PREFIX = "out of memory"  # how the worker's explained out-of-memory failure starts (worker/grpo.py)
+
+
+def failure_replaces(recorded: Sequence[Any] | None, outcome: str, detail: str | None) -> bool:
+    """Whether a rank's outcome replaces what an earlier rank of the same attempt recorded.
+
+    The ranks of a multi-process job all finish; once one failed, the others' ends are its consequences (a
+    peer's collective breaks, torchrun stops the rest): a failure is not replaced by a later non-failure, and
+    of two failures the first stands -- unless the later one is the out-of-memory error that caused it.
+    """
+    before, before_detail = (recorded[0], recorded[1]) if recorded else (None, None)
+    if before != "failed":
+        return True
+    return (outcome == "failed" and (detail or "").startswith(OUT_OF_MEMORY_PREFIX)
+            and not (before_detail or "").startswith(OUT_OF_MEMORY_PREFIX))
 
 
 class Store:
@@ -709,6 +724,9 @@ class Store:
             if job is None:
                 return
             status, model = job
+            if not failure_replaces(conn.execute("SELECT worker_outcome, worker_outcome_detail FROM jobs WHERE id = ?",
+                                                 [job_id]).fetchone(), outcome, detail):
+                return
             # a job the user cancelled stays cancelled without a model, whatever this worker got to finish
             keep = model if status == api.JobStatus.cancelled.value else (fine_tuned_model or model)
             self._update_job(job_id, {"worker_outcome": outcome, "worker_outcome_detail": detail,
@@ -769,7 +787,8 @@ class Store:
         return api.ReportJobState(id=job_id, status=api.JobStatus(row["status"]), attempts=row["attempts"] or 0,
                                   resume_from=row["resume_from"], requested_action=row["requested_action"],
                                   last_step=self.last_metric_step(job_id),
-                                  validated_steps=self.validation_steps(job_id))
+                                  validated_steps=self.validation_steps(job_id),
+                                  oom_retries=row.get("oom_retries") or 0)
 
     def report_control(self, job_id: str) -> api.ReportControl | None:
         row = self.query_one("SELECT status, requested_action FROM jobs WHERE id = ?", [job_id])

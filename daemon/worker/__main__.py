@@ -70,8 +70,10 @@ def main(argv: list[str]) -> int:
             return 0
         traceback.print_exc()
         report = getattr(exc, "report", None)  # OutOfMemoryFailure: step, phase, peak, estimate, suggestion
+        oom = isinstance(report, dict)
         _finish(home, job_id, run, "failed", _failure_message(exc), event=True,
-                data={"out_of_memory": report} if isinstance(report, dict) else None)
+                data={"out_of_memory": report, "rank": int(os.environ.get("RANK", "0"))} if oom else None,
+                any_rank=oom)
         return 1
 
 
@@ -110,14 +112,17 @@ def _disk_full(exc: BaseException | None) -> bool:
 
 
 def _finish(home: str | None, job_id: str, run: object, outcome: str, message: str, event: bool = False,
-            data: dict[str, object] | None = None) -> None:
-    """Record the outcome through the run's reporter, or a fresh one (rank 0 only) if the run never got one."""
-    reporter = getattr(run, "reporter", None)
-    if reporter is None and job_id and int(os.environ.get("RANK", "0")) == 0:
-        from daemon.worker.reporting import open_reporter
+            data: dict[str, object] | None = None, any_rank: bool = False) -> None:
+    """Record the outcome through the run's reporter, or a fresh one if the run never got one: rank 0's, or with
+    `any_rank` any rank's -- an out-of-memory error is the cause of a multi-process job's end, whichever rank hit
+    it (the others then fail in a broken collective; the store keeps the out-of-memory failure over theirs)."""
+    from daemon.worker.reporting import open_reporter, reports_over_http
 
+    reporter = getattr(run, "reporter", None)
+    any_rank = any_rank and not reports_over_http()  # over HTTP only rank 0 holds the journal that reports
+    if reporter is None and job_id and (any_rank or int(os.environ.get("RANK", "0")) == 0):
         try:
-            reporter = open_reporter(job_id, home=home)
+            reporter = open_reporter(job_id, rank=int(os.environ.get("RANK", "0")), home=home)
         except Exception:  # noqa: BLE001 - the store itself is unusable: the log has the reason
             reporter = None
     if reporter is not None:

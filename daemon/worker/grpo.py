@@ -283,6 +283,7 @@ class TrainingRun:
             reader.close()
         self.check_stack()
         self.resume_from: str | None = job.resume_from or None
+        self.oom_retries = job.oom_retries  # > 0: the daemon relaunched us smaller after an out-of-memory error
         if self.resume_from and not storage.exists(self.resume_from, self.storage_options):
             raise FileNotFoundError(f"checkpoint to resume from is gone: {self.resume_from}")
         if self.resume_from:
@@ -394,7 +395,7 @@ class TrainingRun:
         if spec.tools:  # agent RFT: the job's tools, shared by the training and validation episodes
             self.toolbox = ToolBox(spec.tools)
         try:
-            trainer = self.build_trainer(micro_batch_divisor=1)
+            trainer = self.build_trainer(micro_batch_divisor=2 ** self.oom_retries)
             self.flags.training_started()
             early = self.stop_action()  # asked while we loaded: stop now, nothing new to save
             if early is not None:
@@ -404,8 +405,11 @@ class TrainingRun:
             try:
                 trainer.train(resume_from_checkpoint=self.resume_from)
             except torch.OutOfMemoryError as exc:
-                report = self.oom_report(exc, trainer)
-                if hp.on_oom != "retry_smaller" or self.world > 1:
+                retried = self.oom_retries > 0
+                report = self.oom_report(exc, trainer, retried=retried)
+                if hp.on_oom != "retry_smaller" or retried or self.world > 1:
+                    # several processes: the ranks cannot agree on a retry (the others wait in a collective for
+                    # this one), so the daemon relaunches torchrun smaller from the last checkpoint (scheduler.py)
                     raise OutOfMemoryFailure(report) from exc
                 del trainer
                 trainer = self.retry_smaller(report)
@@ -461,7 +465,7 @@ class TrainingRun:
             engine = getattr(trainer, "vllm_generation", None) if hp.use_vllm and self.world == 1 else None
             self.validator = Validator(self.valid_rows, idx, tokenizer, self.reward, hp.max_completion_length,
                                        device=self.device, runner=valid_runner, vllm_generation=engine)
-        if self.reporter is not None and micro_batch_divisor == 1:
+        if self.reporter is not None and micro_batch_divisor == 2 ** self.oom_retries:
             assert trainer.model is not None  # GRPOTrainer always holds the model it was given
             trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
             total = sum(p.numel() for p in trainer.model.parameters())

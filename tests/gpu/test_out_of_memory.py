@@ -3,7 +3,8 @@ from a hook at each phase (tests/support/oom_worker.py), through a real daemon.
 
 Each job fails with code `out_of_memory` and a message naming the step, the phase, the peak memory, the
 estimate and a suggestion; the event carries them as data. `on_oom: "retry_smaller"` retries once from the
-last checkpoint with half the micro-batch and then succeeds.
+last checkpoint with half the micro-batch and then succeeds; with several processes (torchrun) the daemon
+relaunches the job once from its last checkpoint, smaller, and it succeeds too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from daemon import api
+from daemon.store import failure_replaces
 from tests.support.daemon_proc import DaemonProcess
 from tests.training.conftest import ARITH, wait_status
 
@@ -76,3 +78,45 @@ def test_retry_smaller_resumes_with_half_the_micro_batch(oom_daemon: DaemonProce
     retried = [e.message for e in c.list_events(job.id, limit=100).data if "Retrying once" in e.message]
     assert retried and "checkpoint of step 2" in retried[0] and "4 completions" in retried[0]
     assert c.get_job(job.id).progress.step == 3  # the global batch and the step count stayed the same
+
+
+@pytest.mark.slow
+def test_retry_smaller_relaunches_a_two_process_job_from_its_checkpoint(oom_daemon: DaemonProcess) -> None:
+    """Rank 1 runs out at step 3's backward while its micro-batch is 4; the daemon relaunches torchrun once from
+    the step-2 checkpoint with micro-batch 2 x accumulation 2 (same global batch), and the job finishes."""
+    c = oom_daemon.client()
+    job = create(oom_daemon, {"oom_phase": "backward", "oom_step": "3", "oom_rank": "1",
+                              "oom_min_micro_batch": "4"}, on_oom="retry_smaller", num_processes=2)
+    done = wait_status(c, job.id, DONE, timeout=900)
+    assert done.status is api.JobStatus.succeeded, (done.error, log_of(oom_daemon, job.id))
+    events = list(reversed(c.list_events(job.id, limit=200).data))  # oldest first
+    failed = [e for e in events if (e.data or {}).get("out_of_memory")]
+    assert len(failed) == 1 and failed[0].data is not None and failed[0].data["rank"] == 1
+    report = failed[0].data["out_of_memory"]
+    assert (report["phase"], report["step"], report["micro_batch"], report["retried"]) == ("backward", 3, 4, False)
+    relaunch = [e.message for e in events if "Relaunching the 2 processes once" in e.message]
+    assert relaunch and relaunch[0].startswith("out of memory at step 3 during backward")
+    assert "from the checkpoint of step 2 with half the per-device batch" in relaunch[0]
+    started = [e.message for e in events if e.message.startswith("Training builtin:tiny-arith")]
+    assert len(started) == 2 and "micro-batch 4 x 1" in started[0] and "micro-batch 2 x 2" in started[1]
+    assert "resuming from" in started[1] and "step-2" in started[1]
+    assert [m.step for m in c.metrics(job.id).data] == [1, 2, 3]  # steps continue; the global batch stayed
+    assert c.get_job(job.id).progress.step == 3
+
+
+def log_of(d: DaemonProcess, job_id: str) -> str:
+    path = d.paths.job_log(job_id)
+    return path.read_text()[-4000:] if path.exists() else "(no worker log)"
+
+
+def test_a_ranks_out_of_memory_failure_is_the_one_the_job_keeps() -> None:
+    """The ranks of one attempt all finish: the first failure stands, except that the out-of-memory error that
+    broke the others' collective replaces their failure; nothing replaces a failure with a non-failure."""
+    oom = "out of memory at step 3 during backward: peak 1.00 GiB on cpu"
+    broken = "DistBackendError: Connection closed by peer"
+    assert failure_replaces(None, "failed", broken) and failure_replaces(("succeeded", None), "failed", broken)
+    assert failure_replaces(("failed", broken), "failed", oom)
+    assert not failure_replaces(("failed", oom), "failed", broken)
+    assert not failure_replaces(("failed", broken), "failed", "RuntimeError: later")
+    assert not failure_replaces(("failed", oom), "cancelled", None)
+    assert not failure_replaces(("failed", oom), "failed", oom + " (again)")
