@@ -6,7 +6,7 @@ import secrets
 import time
 from typing import Any
 
-from daemon import __version__, api
+from daemon import __version__, api, prompt_lengths
 from daemon.clusters import ClusterConfig, dump_placement, placement
 from daemon.devices import cpu_memory
 from daemon.errors import ApiError, bad_request
@@ -106,7 +106,10 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest, where:
     guardrails = req.guardrails or api.Guardrails()
     for param, message in check_guardrails(guardrails):
         raise bad_request(f"guardrails.{param}: {message}", param=f"guardrails.{param}", code="invalid_guardrails")
-    estimate = memory_estimate(req.model, shape, resolved, device) if shape is not None else None
+    estimate = None
+    if shape is not None:
+        prompt = prompt_lengths.choose(req.model, train.path, train.sha256, resolved.max_prompt_length, paths)
+        estimate = memory_estimate(req.model, shape, resolved, device, prompt)
     return api.JobSnapshot(
         model=model, training_file=train, validation_file=valid, grader=grader, hyperparameters=resolved,
         hyperparameters_requested=hp.model_dump(exclude_none=True), seed=seed, versions=library_versions(),
@@ -126,11 +129,11 @@ def model_shape(model: str, paths: Paths) -> tuple[ModelShape | None, str | None
         return None, f"no estimate: {e.message}"
 
 
-def memory_estimate(model: str, shape: ModelShape, hp: api.ResolvedHyperparameters,
-                    device: DeviceInfo) -> api.MemoryEstimate:
+def memory_estimate(model: str, shape: ModelShape, hp: api.ResolvedHyperparameters, device: DeviceInfo,
+                    prompt: prompt_lengths.PromptLengthChoice | None = None) -> api.MemoryEstimate:
     """The fit estimate against the devices detected now (the GPUs' free memory, or the RAM on CPU)."""
     free, total = cpu_memory()
-    return estimate(model, shape, hp, list(device.gpus), free, total)
+    return estimate(model, shape, hp, list(device.gpus), free, total, prompt)
 
 
 def refuse_if_too_big(snapshot: api.JobSnapshot, force: bool) -> None:

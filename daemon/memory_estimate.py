@@ -16,6 +16,7 @@ from typing import Any
 from daemon import api
 from daemon.devices import Gpu
 from daemon.model_shape import ModelShape
+from daemon.prompt_lengths import PromptLengthChoice
 
 GiB = 2**30
 #: bytes per parameter or activation element at each precision
@@ -266,9 +267,23 @@ def _diff(before: Plan, after: Plan) -> dict[str, Any]:
 
 
 def estimate(model: str, shape: ModelShape, hp: api.ResolvedHyperparameters, gpus: list[Gpu],
-             cpu_free: int | None, cpu_total: int | None) -> api.MemoryEstimate:
-    """The estimate for the tightest device the job would use, with a verdict and the cheapest fix."""
+             cpu_free: int | None, cpu_total: int | None,
+             prompt: PromptLengthChoice | None = None) -> api.MemoryEstimate:
+    """The estimate for the tightest device the job would use, with a verdict and the cheapest fix.
+
+    `prompt`: the prompt length to use and why (the training file's longest prompt, daemon/prompt_lengths.py);
+    without it, `max_prompt_length`.
+    """
     plan = Plan.of(hp)
+    if prompt is not None:
+        plan = replace(plan, prompt_length=prompt.tokens)
+    prompt_assumptions: dict[str, Any] = {
+        "prompt_length": plan.prompt_length,
+        "prompt_length_source": prompt.source if prompt else "max_prompt_length",
+        "prompt_length_reason": prompt.reason if prompt else f"max_prompt_length {hp.max_prompt_length}: no "
+                                                             "training file to measure"}
+    if prompt is not None and prompt.dataset_longest is not None:
+        prompt_assumptions.update(dataset_prompt_longest=prompt.dataset_longest, dataset_prompt_p95=prompt.dataset_p95)
     devices: list[api.DeviceMemory]
     free: int | None
     total_mem: int | None
@@ -306,7 +321,7 @@ def estimate(model: str, shape: ModelShape, hp: api.ResolvedHyperparameters, gpu
                      "gradient_checkpointing": plan.gradient_checkpointing, "use_vllm": plan.use_vllm and plan.on_cuda,
                      "vllm_mode": plan.vllm_mode, "vllm_gpu_memory_utilization": plan.vllm_gpu_memory_utilization,
                      "vllm_enable_sleep_mode": plan.vllm_enable_sleep_mode, "lora_r": plan.lora_r,
-                     "processes": hp.num_processes},
+                     "processes": hp.num_processes, **prompt_assumptions},
     )
 
 

@@ -29,6 +29,8 @@ def estimate_rows(e: api.MemoryEstimate) -> list[tuple[str, str]]:
                   f"({gib(e.device_free_bytes)} free of {gib(e.device_total_bytes)})"),
         ("verdict", e.verdict),
     ]
+    if a.get("prompt_length_reason"):  # which prompt length the activations assume, and why
+        rows.insert(5, ("prompt length", f"{a.get('prompt_length')} tokens: {a['prompt_length_reason']}"))
     if e.suggestion:
         change = ", ".join(f"{k}={v}" for k, v in e.suggested_hyperparameters.items())
         rows.append(("suggestion", f"{e.suggestion}  ({change})"))
