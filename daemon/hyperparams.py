@@ -76,9 +76,12 @@ def model_parameters(model: str) -> int | None:
 
 
 def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str, train_rows: int, valid_rows: int,
-                            seed: int, device: DeviceInfo | None = None,
-                            shape: ModelShape | None = None) -> api.ResolvedHyperparameters:
+                            seed: int, device: DeviceInfo | None = None, shape: ModelShape | None = None,
+                            prompt_tokens: int | None = None) -> api.ResolvedHyperparameters:
     """The values a job runs with; each rule is written next to its key (docs/hyperparameters.md).
+
+    `prompt_tokens`: the training file's longest prompt (daemon/prompt_lengths.py), which the memory rules then
+    assume instead of `max_prompt_length` (capped by it), as the estimate does.
 
     A rule that is a constant is the field's default in `api.ResolvedHyperparameters` (one place for it).
     """
@@ -137,11 +140,11 @@ def resolve_hyperparameters(hp: api.ReinforcementHyperparameters, *, model: str,
         save_total_limit=given("save_total_limit"), samples_per_step=given("samples_per_step"),
         max_episode_steps=given("max_episode_steps"), device=device.kind,
     )
-    return resolve_machine_rules(hp, base, device, shape)
+    return resolve_machine_rules(hp, base, device, shape, prompt_tokens)
 
 
 def resolve_machine_rules(hp: api.ReinforcementHyperparameters, r: api.ResolvedHyperparameters, device: DeviceInfo,
-                          shape: ModelShape | None) -> api.ResolvedHyperparameters:
+                          shape: ModelShape | None, prompt_tokens: int | None = None) -> api.ResolvedHyperparameters:
     """The "auto" rules that read the machine and the memory estimate; each records why in `auto_reasons`.
 
     precision: bf16 where every GPU does it (compute capability >= 8.0), else fp16; fp32 on CPU.
@@ -196,6 +199,8 @@ def resolve_machine_rules(hp: api.ReinforcementHyperparameters, r: api.ResolvedH
                 f"vLLM needs about {me.vllm_needed_bytes(shape, plan) / 2**30:.1f} GiB (bf16 weights, KV pool for "
                 f"{plan.generation_batch} sequences of {plan.sequence_length} tokens, overhead)")
             plan = me.replace(plan, vllm_gpu_memory_utilization=updates["vllm_gpu_memory_utilization"])
+        if prompt_tokens:  # vLLM's pool above keeps room for max_prompt_length (its max_model_len)
+            plan = me.replace(plan, prompt_length=min(prompt_tokens, r.max_prompt_length))
         accum, ckpt, why = fit_micro_batch(hp, r, shape, plan, free, gpu_total)
         if hp.gradient_accumulation_steps == "auto":
             updates["gradient_accumulation_steps"], reasons["gradient_accumulation_steps"] = accum, why
@@ -235,7 +240,8 @@ def fit_micro_batch(hp: api.ReinforcementHyperparameters, r: api.ResolvedHyperpa
             if need <= free:
                 how = f"{accum} micro-step(s) of {per_process // accum} completions" + (
                     ", gradient checkpointing" if ckpt else "")
-                return accum, ckpt, f"{how}: about {need / gib:.1f} GiB of {free / gib:.1f} GiB free"
+                return accum, ckpt, (f"{how}: about {need / gib:.1f} GiB of {free / gib:.1f} GiB free "
+                                     f"(sequences of {p.prompt_length} + {p.completion_length} tokens)")
     return accums[-1], ckpts[-1], f"nothing fits in {free / gib:.1f} GiB free: the smallest micro-batch, checkpointed"
 
 

@@ -86,9 +86,10 @@ def build_snapshot(store: Store, paths: Paths, req: api.JobCreateRequest, where:
     hp = req.method.reinforcement.hyperparameters
     device = DeviceInfo.detect() if where is None else cluster_device(where)
     shape, shape_error = model_shape(req.model, paths)
+    longest_prompt = prompt_lengths.longest(req.model, train.path, train.sha256, paths) if shape is not None else None
     resolved = resolve_hyperparameters(hp, model=req.model, train_rows=train.rows or 0,
                                        valid_rows=(valid.rows if valid else 0) or 0, seed=seed, device=device,
-                                       shape=shape)
+                                       shape=shape, prompt_tokens=longest_prompt)
     if where is not None:
         resolved = cluster_processes(resolved, hp, where)
         if hp.use_vllm == "auto" and resolved.use_vllm:  # the cluster's environment is not probed from here

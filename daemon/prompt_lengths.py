@@ -108,6 +108,17 @@ def choose(model: str, training_file: str | None, sha256: str | None, max_prompt
                               f"{max_prompt_length}", found.longest, found.p95)
 
 
+def longest(model: str, training_file: str | None, sha256: str | None, paths: Paths) -> int | None:
+    """The training file's longest prompt in tokens, or None when it cannot be measured here."""
+    if not training_file:
+        return None
+    try:
+        found = dataset_prompt_lengths(model, Path(training_file), sha256, paths)
+    except NoPromptLengths:
+        return None
+    return found.longest or None
+
+
 def dataset_prompt_lengths(model: str, training_file: Path, sha256: str | None, paths: Paths) -> PromptLengths:
     """Every prompt's token count (cached per file hash and tokenizer files)."""
     where = tokenizer_dir(model, paths)

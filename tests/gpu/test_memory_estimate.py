@@ -149,3 +149,19 @@ def test_nvidia_smi_parsing_and_visible_devices() -> None:
     gpus = parse_nvidia_smi(text)
     assert [(g.index, g.bf16, g.free_bytes // 2**20) for g in gpus] == [(0, True, 80000), (1, False, 15000)]
     assert [g.index for g in visible(gpus, "1")] == [1] and visible(gpus, "") == [] and visible(gpus, None) == gpus
+
+
+def test_the_auto_micro_batch_assumes_the_files_longest_prompt(shapes: dict[str, ModelShape]) -> None:
+    """Given the training file's longest prompt (job create measures it), the auto accumulation rule sizes
+    activations for it, capped by max_prompt_length: short prompts need fewer micro-steps (24 GB GPU, 0.5B)."""
+    hp = api.ReinforcementHyperparameters(max_prompt_length=2048, max_completion_length=256)
+
+    def resolve(tokens: int | None) -> api.ResolvedHyperparameters:
+        return resolve_hyperparameters(hp, model="m", train_rows=1000, valid_rows=100, seed=1,
+                                       device=cuda(gpu(22, 24)), shape=shapes["qwen2-0.5b"], prompt_tokens=tokens)
+
+    full, short, capped = resolve(None), resolve(64), resolve(100_000)
+    assert full.gradient_accumulation_steps == 32 and short.gradient_accumulation_steps == 8
+    assert "sequences of 2048 + 256 tokens" in full.auto_reasons["gradient_accumulation_steps"]
+    assert "sequences of 64 + 256 tokens" in short.auto_reasons["gradient_accumulation_steps"]
+    assert capped.auto_reasons["gradient_accumulation_steps"] == full.auto_reasons["gradient_accumulation_steps"]
