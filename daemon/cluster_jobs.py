@@ -54,7 +54,6 @@ POLL_S = float(os.environ.get("RFT_CLUSTER_POLL_S", "2"))
 JOURNAL_DIR = "report-journal"  # rank 0's journal in the worker's RFT_WORK_DIR (daemon/worker/http_reporter.py)
 REPORT_RECORD: TypeAdapter[api.ReportRecord] = TypeAdapter(api.ReportRecord)
 RETRY_SUBMIT_S = float(os.environ.get("RFT_CLUSTER_RETRY_S", "30"))  # an unreachable cluster is asked again
-SUBMITTING = "submitting"  # engine_state while the engine is asked; engine_id then holds the submission's name
 FAULT_AFTER_SUBMIT_ENV = "RFT_FAULT_AFTER_SUBMIT"  # tests: =1 kills the daemon once the engine accepted a job
 # the reporter's waits, when the daemon's environment sets them, reach the worker too (sbatch passes the whole
 # environment on; a Ray runtime_env only what we name)
@@ -211,9 +210,10 @@ class ClusterJobs:
         """Hand a queued job to the engine, off the store thread (an engine may take long to answer, or never).
 
         No double submission: the submission's name (Ray submission id, Slurm job name) is chosen and recorded
-        on the job (`engine_state` "submitting") before the engine is asked. A job still "submitting" when a
-        daemon starts was handed to an engine by a daemon that died before it heard the answer: the engine is
-        asked for that name first, and the job it has is adopted instead of submitting a second one.
+        on the job (`engine_submission`) before the engine is asked, and cleared when its answer is recorded. A
+        queued job that still has one was handed to an engine by a daemon that died before it heard the answer
+        (or whose answer was lost): the engine is asked for that name first, and the job it has is adopted
+        instead of submitting a second one.
         """
         s, job_id = self.s, row["id"]
         if job_id in self._submitting:
@@ -225,13 +225,13 @@ class ClusterJobs:
         if time.monotonic() < self._retry_at.get(job_id, 0.0):
             return
         attempt = (row["attempts"] or 0) + 1
-        recovering = row["engine_state"] == SUBMITTING and bool(row["engine_id"])
+        recovering = bool(row["engine_submission"])
         try:
             spec = self.spec(row, attempt)
         except Exception as e:  # noqa: BLE001 - the cluster was removed: fail with it
             self._refused(job_id, row["cluster"], str(e))
             return
-        name = row["engine_id"] if recovering else f"rft-{job_id}-{attempt}-{int(time.time())}"
+        name = row["engine_submission"] or f"rft-{job_id}-{attempt}-{int(time.time())}"
         spec = replace(spec, submission_name=name)
         self._submitting.add(job_id)
         if recovering:
@@ -254,7 +254,7 @@ class ClusterJobs:
             return
         try:
             token = s.issue_job_token(job_id)
-            s._write(s.store.update_job, job_id, engine_id=spec.submission_name, engine_state=SUBMITTING)
+            s._write(s.store.update_job, job_id, engine_submission=spec.submission_name)
         except Exception as e:  # noqa: BLE001 - the store refused: fail with it
             self._submitting.discard(job_id)
             self._refused(job_id, row["cluster"], str(e))
@@ -325,10 +325,8 @@ class ClusterJobs:
 
     def _refused(self, job_id: str, cluster: str, reason: str) -> None:
         message = f"Could not submit to cluster {cluster}: {reason}"
-        row = self.s.store.get_job_row(job_id)
-        unsent = {"engine_id": None, "engine_state": None} if row and row["engine_state"] == SUBMITTING else {}
         self.s._transition(job_id, S.failed, message, level="error", error_code="cluster_submit_failed",
-                           error_message=message, error_param="cluster", expect=[S.queued], **unsent)
+                           error_message=message, error_param="cluster", expect=[S.queued], engine_submission=None)
 
     def _submitted(self, row: dict[str, Any], spec: LaunchSpec, engine_id: str, adopted: bool = False) -> None:
         """Back on the store thread: the engine has the job; record its id (or stop it, if the user moved on).
@@ -350,14 +348,15 @@ class ClusterJobs:
                 "before the daemon restarted; adopted it instead of submitting again") if adopted else \
             f"Submitted to {kind} cluster {row['cluster']} ({what} {engine_id})"
         ok = s._transition(job_id, S.running, said,
-                           expect=[S.queued], engine_id=engine_id, engine_state="pending", worker_pid=None,
+                           expect=[S.queued], engine_id=engine_id, engine_state="pending", engine_submission=None,
+                           worker_pid=None,
                            worker_pgid=None, worker_start_time=time.time(), worker_outcome=None,
                            worker_outcome_detail=None, requested_action=None,
                            started_at=row["started_at"] or int(time.time()), attempts=attempt)
         log.info("job %s: %s %s as %s (attempt %d)", job_id, "found on" if adopted else "submitted to",
                  row["cluster"], engine_id, attempt)
         if not ok:  # cancelled or paused while we submitted
-            s._write(s.store.update_job, job_id, engine_id=engine_id, engine_state="pending")
+            s._write(s.store.update_job, job_id, engine_id=engine_id, engine_state="pending", engine_submission=None)
             self._stop_soon(job_id, row["cluster"], engine_id)
         self._wake.set()
 
@@ -368,7 +367,7 @@ class ClusterJobs:
 
         A job caught mid-submission by a daemon restart may have an engine job under its recorded name: find
         it and stop it (one being submitted right now is stopped when the engine answers, see `_submitted`)."""
-        if row["engine_state"] == SUBMITTING and row["engine_id"]:
+        if row["engine_submission"]:
             if row["id"] not in self._submitting:
                 self._on_engine_thread(self._find_and_stop, row)
         elif row["engine_id"] and S(row["status"]) is S.running:
@@ -376,14 +375,15 @@ class ClusterJobs:
 
     def stop(self, row: dict[str, Any]) -> None:
         """Stop the engine's job of a job the daemon itself ended (a `stalled` job with on_stall fail)."""
-        if row["engine_id"] and row["engine_state"] != SUBMITTING:
+        if row["engine_id"]:
             self._stop_soon(row["id"], row["cluster"], row["engine_id"])
 
     def _find_and_stop(self, row: dict[str, Any]) -> None:
         try:
-            found = self.executor(row["cluster"]).find(row["engine_id"])
+            found = self.executor(row["cluster"]).find(row["engine_submission"])
         except Exception as e:  # noqa: BLE001
-            log.warning("job %s: could not look up %s on %s: %s", row["id"], row["engine_id"], row["cluster"], e)
+            log.warning("job %s: could not look up %s on %s: %s", row["id"], row["engine_submission"], row["cluster"],
+                        e)
             return
         if found is not None:
             self.s._submit(self._record_found, row["id"], found)
@@ -406,7 +406,8 @@ class ClusterJobs:
             pass
 
     def _record_found(self, job_id: str, engine_id: str) -> None:
-        self.s._write(self.s.store.update_job, job_id, engine_id=engine_id, engine_state="pending")
+        self.s._write(self.s.store.update_job, job_id, engine_id=engine_id, engine_state="pending",
+                      engine_submission=None)
 
     def reattached(self, row: dict[str, Any]) -> None:
         """On daemon start: say so; the watcher's first round finds out whether it still runs."""

@@ -238,6 +238,14 @@ def m007_oom_retries(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE jobs ADD COLUMN oom_retries INTEGER NOT NULL DEFAULT 0")
 
 
+@migration
+def m008_cluster_submission(db: sqlite_utils.Database) -> None:
+    """Cluster jobs: the name of a submission the engine was asked for and has not answered yet (no double
+    submission after a daemon dies mid-submit: the next daemon looks that name up first)."""
+    if "engine_submission" not in {c.name for c in db["jobs"].columns}:
+        db.execute("ALTER TABLE jobs ADD COLUMN engine_submission TEXT")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     db.execute(

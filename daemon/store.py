@@ -898,11 +898,8 @@ class Store:
         return int(row["n"]) if row else 0
 
     def cluster_jobs_to_watch(self) -> list[dict[str, Any]]:
-        """Cluster jobs whose engine job may still run: running ones, and answered ones not yet seen to end.
-
-        Not those "submitting": their engine_id is a submission's name, not yet an engine's id."""
+        """Cluster jobs whose engine job may still run: running ones, and answered ones not yet seen to end."""
         return self.query("SELECT * FROM jobs WHERE cluster IS NOT NULL AND engine_id IS NOT NULL AND "
-                          "engine_state IS NOT 'submitting' AND "
                           "(status = ? OR engine_state IS NULL OR engine_state NOT IN "
                           "('succeeded', 'failed', 'stopped', 'gone')) ORDER BY seq",
                           [api.JobStatus.running.value])

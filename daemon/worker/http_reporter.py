@@ -94,11 +94,11 @@ class HttpReporter(Reporter):
         """Record the outcome and wait until the daemon has every record (or the long deadline passes)."""
         super().finish(outcome, detail, fine_tuned_model)
         if not self.flush(self.finish_deadline_s):
-            log.error("job %s: %d record(s) not delivered to %s after %.0f s (%s); they stay in %s",
-                      self.job_id, len(self.journal), self.url, self.finish_deadline_s, self.last_error,
-                      self.journal.dir)
-            print(f"[report] {len(self.journal)} record(s) undelivered after {self.finish_deadline_s:.0f} s; "
-                  f"kept in {self.journal.dir}", flush=True)
+            why = f"refused ({self.refused})" if self.refused else f"after {self.finish_deadline_s:.0f} s"
+            log.error("job %s: %d record(s) not delivered to %s, %s (%s); they stay in %s",
+                      self.job_id, len(self.journal), self.url, why, self.last_error, self.journal.dir)
+            print(f"[report] {len(self.journal)} record(s) undelivered, {why}; kept in {self.journal.dir}",
+                  flush=True)
             self.upload_journal()
 
     def upload_journal(self) -> None:

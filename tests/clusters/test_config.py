@@ -14,6 +14,7 @@ import pytest
 
 from daemon import api
 from daemon.client import ApiRequestError
+from daemon.store import Store
 from tests.daemon.test_cli import cli
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.engines import free_port
@@ -172,10 +173,13 @@ def test_a_job_waits_queued_while_its_cluster_is_unreachable(daemon_factory, sto
         # the retries ask first whether the failed sbatch got through after all (squeue --name), then submit
         wait_until(lambda: d.log().count("unreachable, retrying") >= 2, 60, interval=0.1, what="a second try")
         assert len(unreachable_said() or []) == 1  # said once, tried again quietly
-        waiting = c.get_job(job.id)
-        assert waiting.status is api.JobStatus.queued
-        name = waiting.cluster.engine_id  # type: ignore[union-attr]  # the submission's name, recorded before sbatch
-        assert waiting.cluster.engine_state == "submitting" and name.startswith(f"rft-{job.id}-1-")  # type: ignore[union-attr]
+        assert c.get_job(job.id).status is api.JobStatus.queued
+        assert c.get_job(job.id).cluster.engine_id is None  # type: ignore[union-attr]
+        store = Store(d.paths.db)  # the submission's name, recorded before sbatch (what a restarted daemon looks up)
+        try:
+            assert (store.get_job_row(job.id) or {})["engine_submission"].startswith(f"rft-{job.id}-1-")
+        finally:
+            store.close()
         shown = cli(rft_home, "jobs", "show", job.id).stdout
-        assert "away (slurm)" in shown and f"{name} (submitting)" in shown and "1 node(s) x 1 CPU process(es)" in shown
+        assert "away (slurm)" in shown and "- (not submitted)" in shown and "1 node(s) x 1 CPU process(es)" in shown
         assert c.cancel_job(job.id).status is api.JobStatus.cancelled

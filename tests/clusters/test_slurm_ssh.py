@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from daemon import api
+from daemon.client import Client
 from tests.daemon.test_cli import cli
 from tests.support.daemon_proc import REPO, DaemonProcess, wait_until
 from tests.support.engines import SlurmCluster, free_port
@@ -60,15 +61,31 @@ def test_slurm_through_ssh_to_a_real_login_host(daemon_factory, slurm: SlurmClus
     with d.client() as c:
         train, valid = make_files(c, tmp_path)
         job = c.create_job({**job_request(train, valid, max_steps=10, eval_interval=5), "cluster": "login"})
-        running = wait_until(lambda: (j := c.get_job(job.id)).cluster.engine_state == "running"  # type: ignore[union-attr]
-                             and j.progress.step >= 2 and j, 60, interval=0.2, what="the job to run over ssh")
-        engine_id = running.cluster.engine_id  # type: ignore[union-attr]
-        before_cancel = login_host.logins()
-        assert c.cancel_job(job.id).status is api.JobStatus.cancelled
-        stopped = wait_until(lambda: (j := c.get_job(job.id)).cluster.engine_state == "stopped" and j, 60,  # type: ignore[union-attr]
-                             interval=0.2, what="scancel over ssh to stop the job")
-        assert stopped.status is api.JobStatus.cancelled
-        assert login_host.logins() > before_cancel
-    out = subprocess.run(["scontrol", "show", "job", "-o", str(engine_id)], capture_output=True, text=True,
+        try:
+            engine_id = _run_then_cancel(c, job.id, login_host)
+        finally:  # a failure must not leave the hanging worker on the node for the next Slurm test
+            _scancel_leftovers(slurm, job.id)
+    out = subprocess.run(["scontrol", "show", "job", "-o", engine_id], capture_output=True, text=True,
                          env={**os.environ, **slurm.env}, timeout=10).stdout
     assert "JobState=CANCELLED" in out, out
+
+
+def _run_then_cancel(c: Client, job_id: str, login_host: Sshd) -> str:
+    """The job runs (sbatch, squeue over ssh); its cancel is an scancel over ssh. Returns the Slurm job id."""
+    running = wait_until(lambda: (j := c.get_job(job_id)).cluster.engine_state == "running"  # type: ignore[union-attr]
+                         and j.progress.step >= 2 and j, 60, interval=0.2, what="the job to run over ssh")
+    before_cancel = login_host.logins()
+    assert c.cancel_job(job_id).status is api.JobStatus.cancelled
+    stopped = wait_until(lambda: (j := c.get_job(job_id)).cluster.engine_state == "stopped" and j, 60,  # type: ignore[union-attr]
+                         interval=0.2, what="scancel over ssh to stop the job")
+    assert stopped.status is api.JobStatus.cancelled
+    assert login_host.logins() > before_cancel
+    return str(running.cluster.engine_id)  # type: ignore[union-attr]
+
+
+def _scancel_leftovers(slurm: SlurmCluster, job_id: str) -> None:
+    env = {**os.environ, **slurm.env}
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%j"], capture_output=True, text=True, timeout=30, env=env).stdout
+    ids = [ln.split("|")[0] for ln in out.splitlines() if ln.split("|")[-1].startswith(f"rft-{job_id}-")]
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=30, env=env)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from daemon.client import DaemonError
+from daemon.store import Store
 from tests.clusters.jobs import S, create_cluster_job, job_log, metric_steps, tcp_daemon, wait_terminal
 from tests.support.daemon_proc import DaemonProcess, wait_until
 from tests.support.engines import RayHead, SlurmCluster
@@ -19,6 +21,24 @@ pytestmark = pytest.mark.slow
 
 FAULT = {"RFT_FAULT_AFTER_SUBMIT": "1"}
 ADOPTED = "adopted it instead of submitting again"
+
+
+def _create_then_killed(d: DaemonProcess, cluster: str) -> str:
+    """Create the job; the daemon dies submitting it, possibly before it answered the create (then the job's id is
+    read from the store it left)."""
+    try:
+        with d.client() as c:
+            job_id = create_cluster_job(c, cluster, max_steps=2, eval_interval=2).id
+    except DaemonError:
+        job_id = ""
+    _killed_by_the_fault(d)
+    if not job_id:
+        store = Store(d.paths.db)
+        try:
+            job_id = store.query_one("SELECT id FROM jobs")["id"]  # type: ignore[index]
+        finally:
+            store.close()
+    return job_id
 
 
 def _killed_by_the_fault(d: DaemonProcess) -> None:
@@ -52,14 +72,13 @@ def test_ray_job_is_submitted_once_when_the_daemon_dies_before_recording_it(
     with d.client() as c:
         c.add_cluster({"name": "ray", "kind": "ray", "address": ray_head.address, "storage": str(cluster_storage),
                        "processes_per_node": 2, "python": sys.executable})
-        job = create_cluster_job(c, "ray", max_steps=2, eval_interval=2)
-    _killed_by_the_fault(d)
-    engine_id = _restart_and_finish(daemon_factory, model_cache, d, job.id)
+    job_id = _create_then_killed(d, "ray")
+    engine_id = _restart_and_finish(daemon_factory, model_cache, d, job_id)
     ours = [j for j in JobSubmissionClient(ray_head.address).list_jobs()
-            if (j.metadata or {}).get("rft_job_id") == job.id]
-    print(f"Ray jobs for {job.id} after the fault and restart: {len(ours)}")
+            if (j.metadata or {}).get("rft_job_id") == job_id]
+    print(f"Ray jobs for {job_id} after the fault and restart: {len(ours)}")
     assert [j.submission_id for j in ours] == [engine_id], ours
-    assert engine_id.startswith(f"rft-{job.id}-1-")
+    assert engine_id.startswith(f"rft-{job_id}-1-")
 
 
 def test_slurm_job_is_submitted_once_when_the_daemon_dies_before_recording_it(
@@ -70,11 +89,16 @@ def test_slurm_job_is_submitted_once_when_the_daemon_dies_before_recording_it(
     with d.client() as c:
         c.add_cluster({"name": "hpc", "kind": "slurm", "storage": str(cluster_storage), "processes_per_node": 2,
                        "python": sys.executable, "partition": "debug", "time_limit": "00:30:00"})
-        job = create_cluster_job(c, "hpc", max_steps=2, eval_interval=2)
-    _killed_by_the_fault(d)
-    engine_id = _restart_and_finish(daemon_factory, model_cache, d, job.id)
-    out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i|%j"], capture_output=True, text=True,
-                         timeout=30, env={**os.environ, **slurm.env}, check=True).stdout
-    ours = [line.split("|")[0] for line in out.splitlines() if line.split("|")[-1].startswith(f"rft-{job.id}-")]
-    print(f"Slurm jobs for {job.id} after the fault and restart: {len(ours)}")
-    assert ours == [engine_id], out
+    job_id = _create_then_killed(d, "hpc")
+
+    def ours() -> list[str]:
+        out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i|%j"], capture_output=True, text=True,
+                             timeout=30, env={**os.environ, **slurm.env}, check=True).stdout
+        return [ln.split("|")[0] for ln in out.splitlines() if ln.split("|")[-1].startswith(f"rft-{job_id}-")]
+
+    try:
+        engine_id = _restart_and_finish(daemon_factory, model_cache, d, job_id)
+        print(f"Slurm jobs for {job_id} after the fault and restart: {len(ours())}")
+        assert ours() == [engine_id]
+    finally:  # a failure above must not leave the node busy for the next Slurm test
+        subprocess.run(["scancel", *ours()], capture_output=True, timeout=30, env={**os.environ, **slurm.env})
