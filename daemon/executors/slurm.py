@@ -67,14 +67,19 @@ def batch_script(spec: LaunchSpec) -> str:
         lines.append(f"export RFT_REPORT_TOKEN=\"$(cat {q(spec.token_file)})\"")
     lines += [
         'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        f"rdzv_port=$(( {RDZV_PORT_BASE} + SLURM_JOB_ID % 10000 ))",
-        'echo "[sbatch] job $SLURM_JOB_ID: $SLURM_NNODES node(s), rendezvous at $head_node:$rdzv_port"',
+        # the address Slurm itself reaches that node at (NodeAddr; the node name where none is set)
+        'head_addr=$(scontrol show node "$head_node" 2>/dev/null '
+        '| sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\' || true)',
+        f"export RFT_RDZV_ENDPOINT=\"${{head_addr:-$head_node}}:$(( {RDZV_PORT_BASE} + SLURM_JOB_ID % 10000 ))\"",
+        'echo "[sbatch] job $SLURM_JOB_ID: $SLURM_NNODES node(s), rendezvous at $head_node ($RFT_RDZV_ENDPOINT)"',
     ]
-    rdzv = ("--nnodes=\"$SLURM_NNODES\" --rdzv_backend=c10d --rdzv_endpoint=\"$head_node:$rdzv_port\" "
-            "--rdzv_id=\"$SLURM_JOB_ID\"")
-    cmd = " ".join(q(a) for a in [spec.python, "-m", "daemon.worker.torchrun"]) + " " + rdzv + " " + " ".join(
-        q(a) for a in [f"--nproc_per_node={p.processes_per_node}", "-m", "daemon.worker", spec.job_id])
-    lines.append(f"srun --ntasks-per-node=1 --kill-on-bad-exit=1 {cmd}")
+    # per node (srun's task): the first node's torchrun hosts the rendezvous store -- said explicitly, as
+    # torch's guess (does the endpoint name this machine?) is true on every node that shares the address
+    rdzv = ("--nnodes=\"$SLURM_NNODES\" --rdzv_backend=c10d --rdzv_endpoint=\"$RFT_RDZV_ENDPOINT\" "
+            "--rdzv_id=\"$SLURM_JOB_ID\" --rdzv_conf=is_host=$(( SLURM_NODEID == 0 ))")
+    cmd = "exec " + " ".join(q(a) for a in [spec.python, "-m", "daemon.worker.torchrun"]) + " " + rdzv + " " + \
+        " ".join(q(a) for a in [f"--nproc_per_node={p.processes_per_node}", "-m", "daemon.worker", spec.job_id])
+    lines.append(f"srun --ntasks-per-node=1 --kill-on-bad-exit=1 /bin/bash -c {q(cmd)}")
     return "\n".join(lines) + "\n"
 
 

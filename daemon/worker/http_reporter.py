@@ -13,6 +13,7 @@ it is also uploaded there (RFT_JOURNAL_URL), where the daemon replays it from.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -60,6 +61,9 @@ class HttpReporter(Reporter):
         self.connect_deadline_s = _env_float("RFT_REPORT_CONNECT_DEADLINE_S", 600.0)
         self.retry_max_s = _env_float("RFT_REPORT_RETRY_MAX_S", RETRY_MAX_S)  # longest wait between tries
         self.client = Client(Endpoint(base_url=self.url, token=token), timeout=REQUEST_TIMEOUT_S)
+        # saved job state/spec belong to this submission (each has its own token): a resumed submission that
+        # starts while the daemon is away must not read the previous one's (it would train from scratch)
+        self._cache_tag = hashlib.sha256(token.encode()).hexdigest()[:16]
         self._journal_uploaded_at = 0.0  # monotonic time of the last upload to RFT_JOURNAL_URL (URL storage)
         # rank 0 reports; other ranks only read (their own, empty, journal keeps them off rank 0's file)
         self.journal = Journal(self.scratch / ("report-journal" if rank == 0 else f"report-journal-rank{rank}"),
@@ -280,7 +284,8 @@ class HttpReporter(Reporter):
         With no saved copy, retries until RFT_REPORT_CONNECT_DEADLINE_S: a worker cannot start without it.
         A refused token (401/403) or a job the daemon does not know (404) fails at once, saying so.
         """
-        path = self.scratch / name
+        stem, _, suffix = name.rpartition(".")
+        path = self.scratch / f"{stem}-{self._cache_tag}.{suffix}"
         deadline, delay = time.monotonic() + self.connect_deadline_s, RETRY_FIRST_S
         while True:
             try:

@@ -77,6 +77,17 @@ def slurm(hidden_root: Path) -> Iterator[SlurmCluster]:
 
 
 @pytest.fixture(scope="session")
+def slurm_two_nodes(hidden_root: Path) -> Iterator[SlurmCluster]:
+    """A second Slurm: two nodes (n1, n2; one slurmd each on this host, 1 CPU each) for multi-node jobs."""
+    _require("Slurm", not (shutil.which("slurmctld") or Path("/usr/sbin/slurmctld").exists())
+             or not Path("/usr/sbin/munged").exists(), "apt-get install slurm-wlm munge")
+    _require("root", os.geteuid() != 0, "slurmd and munged run as root / munge in these tests")
+    cluster = start_slurm(hidden_root, cpus=1, nodes=2)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def s3_server() -> Iterator[MotoServer]:
     """A real S3-compatible server (moto's, a subprocess on a free port) for URL storage."""
     _require("moto's S3 server and s3fs", importlib.util.find_spec("moto") is None

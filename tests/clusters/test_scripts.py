@@ -35,11 +35,14 @@ def test_sbatch_script_runs_srun_torchrun_with_c10d_rendezvous_and_no_secret(tmp
         assert f"#SBATCH {directive}" in lines, directive
     srun = next(ln for ln in lines if ln.startswith("srun "))
     assert "--kill-on-bad-exit=1" in srun
-    words = shlex.split(srun.replace('"$SLURM_NNODES"', "N").replace('"$head_node:$rdzv_port"', "H:P")
-                        .replace('"$SLURM_JOB_ID"', "ID"))
-    assert words[words.index("/opt/py/bin/python"):] == [
-        "/opt/py/bin/python", "-m", "daemon.worker.torchrun", "--nnodes=N", "--rdzv_backend=c10d",
-        "--rdzv_endpoint=H:P", "--rdzv_id=ID", "--nproc_per_node=4", "-m", "daemon.worker", "ftjob-1"]
+    outer = shlex.split(srun)  # srun ... /bin/bash -c 'exec PYTHON -m daemon.worker.torchrun ...' (one task per node)
+    assert outer[-3:-1] == ["/bin/bash", "-c"]
+    words = shlex.split(outer[-1].replace('"$SLURM_NNODES"', "N").replace('"$RFT_RDZV_ENDPOINT"', "H:P")
+                        .replace('"$SLURM_JOB_ID"', "ID").replace("$(( SLURM_NODEID == 0 ))", "R"))
+    assert words == [
+        "exec", "/opt/py/bin/python", "-m", "daemon.worker.torchrun", "--nnodes=N", "--rdzv_backend=c10d",
+        "--rdzv_endpoint=H:P", "--rdzv_id=ID", "--rdzv_conf=is_host=R", "--nproc_per_node=4", "-m",
+        "daemon.worker", "ftjob-1"]
     assert "export RFT_REPORT_URL=http://ws:8765" in lines
     assert f'export RFT_REPORT_TOKEN="$(cat {spec.token_file})"' in lines  # read at run time from a 0600 file
     assert not any(ln.startswith("export RFT_HOME") for ln in lines)  # the worker never gets the daemon's store

@@ -60,12 +60,18 @@ def test_slurm_job_runs_through_sbatch_pauses_resumes_and_settles_after_ending_w
         assert paused.cluster.engine_state == "succeeded"  # type: ignore[union-attr]  # it exited 0 after checkpointing
         assert _scontrol_state(slurm, first.engine_id) == "COMPLETED"
         c.resume_job(job.id)  # a new submission, from the checkpoint
-        second = wait_job(c, job.id, lambda j: j.cluster.engine_id != first.engine_id and j.progress.step >= 3,
-                          "step 3 of the second submission").cluster
+        # a step past the pause, reported by the second submission's worker (the new engine id alone is set at
+        # submission, before its worker has read the checkpoint to resume from)
+        second = wait_job(c, job.id, lambda j: j.cluster.engine_id != first.engine_id
+                          and j.cluster.engine_state == "running" and j.progress.step > paused.progress.step,
+                          "a step of the second submission").cluster
         assert second is not None and second.engine_id
     d.kill()  # kill -9; the job ends while no daemon listens: its last records stay in its journal on the storage
-    wait_until(lambda: _scontrol_state(slurm, second.engine_id) == "COMPLETED", 300, interval=0.5,  # type: ignore[arg-type]
-               what="the Slurm job to complete while the daemon is down")
+    ended = wait_until(lambda: (lambda st: st if st in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") else None)(
+        _scontrol_state(slurm, second.engine_id)), 300, interval=0.5,  # type: ignore[arg-type]
+        what="the Slurm job to end while the daemon is down")
+    log = "".join(p.read_text() for p in (cluster_storage / "rft-tui" / "jobs" / job.id).glob("slurm-*.log"))
+    assert ended == "COMPLETED", log[-4000:]
     d2 = tcp_daemon(daemon_factory, model_cache, port=int(d.tcp.rsplit(":", 1)[1]), env=QUICK_GIVE_UP)  # type: ignore[union-attr]
     with d2.client() as c:
         done = wait_terminal(c, job.id)
@@ -89,3 +95,27 @@ def test_cancel_maps_to_scancel(slurm_daemon: DaemonProcess, slurm: SlurmCluster
             c.get_job(job.id)), 120, interval=0.25, what="Slurm to cancel the job")
         assert stopped.status is S.cancelled and stopped.cluster.engine_state == "stopped"
     assert _scontrol_state(slurm, engine_id) == "CANCELLED"
+
+
+def test_two_node_job_meets_through_srun_torchrun_rendezvous(daemon_factory, model_cache: Path,  # type: ignore[no-untyped-def]
+                                                              slurm_two_nodes: SlurmCluster, cluster_storage: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 nodes x 1 process: sbatch --nodes=2, one srun task per node, each torchrun meeting by c10d at the first
+    node's NodeAddr (the first node hosts the store), and the job trains to the end over the API."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_two_nodes.conf))
+    d = tcp_daemon(daemon_factory, model_cache, env=QUICK_GIVE_UP)
+    with d.client() as c:
+        c.add_cluster({"name": "hpc2", "kind": "slurm", "storage": str(cluster_storage), "nodes": 2,
+                       "processes_per_node": 1, "python": sys.executable, "partition": "debug"})
+        job = create_cluster_job(c, "hpc2", max_steps=2, eval_interval=2)
+        assert job.cluster is not None and (job.cluster.nodes, job.cluster.processes_per_node) == (2, 1)
+        assert job.resolved_hyperparameters.num_processes == 2  # type: ignore[union-attr]
+        done = wait_terminal(c, job.id)
+        assert done.status is S.succeeded, f"{done.error}\n{job_log(c, job.id)[-12000:]}\n{slurm_two_nodes.logs()}"
+        assert metric_steps(c, job.id) == [1, 2]
+        assert c.validation(job.id).steps == [0, 2]
+        log = job_log(c, job.id)
+        assert "2 node(s), rendezvous at n1 (127.0.0.1:" in log, log[-3000:]
+    nodes = subprocess.run(["scontrol", "show", "job", "-o", str(done.cluster.engine_id)],  # type: ignore[union-attr]
+                           capture_output=True, text=True, env={**os.environ, **slurm_two_nodes.env}, timeout=10).stdout
+    assert "NodeList=n[1-2]" in nodes and "NumNodes=2" in nodes, nodes

@@ -421,6 +421,11 @@ def test_records_left_by_a_worker_that_never_reached_the_daemon_are_sent_by_the_
     offline = run(nobody, 10)  # the daemon unreachable: starts from the saved state, journals 6..10, gives up
     assert offline["start"] == 6 and offline["delivered"] == 0
     assert _journal_pending(Path(scratch)) >= 5 + 3
+    # another submission (its own token) never starts from this one's saved state: it needs the daemon's answer
+    other = subprocess.run([sys.executable, "-c", REPORTER_SCRIPT, nobody, "another-submissions-token", a, scratch,
+                            "10"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                           env={**env, "RFT_REPORT_CONNECT_DEADLINE_S": "1"})
+    assert other.returncode != 0 and "did not answer for 1 s" in other.stderr, other.stderr[-2000:]
     with d.client() as c:
         assert c.metrics(a).last_step == 5
     resumed = run(base, 10)  # back online: sends what the last one left, then has no step left to make

@@ -183,11 +183,11 @@ SlurmdUser=root
 AuthType=auth/munge
 AuthInfo=socket={munge_socket}
 StateSaveLocation={state}/ctld
-SlurmdSpoolDir={state}/d
+SlurmdSpoolDir={state}/d{each}
 SlurmctldPidFile={state}/slurmctld.pid
-SlurmdPidFile={state}/slurmd.pid
+SlurmdPidFile={state}/slurmd{each}.pid
 SlurmctldLogFile={state}/slurmctld.log
-SlurmdLogFile={state}/slurmd.log
+SlurmdLogFile={state}/slurmd{each}.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -200,9 +200,12 @@ MpiDefault=none
 MinJobAge=600
 KillWait=5
 InactiveLimit=0
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+{nodes}
+PartitionName=debug Nodes={node_names} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 """
+ONE_NODE = "NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN"
+# several slurmd on this one host: a node name each (-N), its own port, spool, pid and log file (%n)
+EACH_NODE = "NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} CPUs={cpus} State=UNKNOWN"
 
 
 @dataclass
@@ -217,7 +220,7 @@ class SlurmCluster:
 
     def logs(self) -> str:
         parts = []
-        for name in ("slurmctld.log", "slurmd.log", "munged.log"):
+        for name in ("slurmctld.log", "slurmd.log", "slurmd-n1.log", "slurmd-n2.log", "munged.log"):
             p = self.state / name
             if p.exists():
                 parts.append(f"--- {name}\n" + p.read_text(errors="replace")[-2000:])
@@ -229,8 +232,9 @@ class SlurmCluster:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
-def start_slurm(hidden: Path, cpus: int = 2, timeout: float = 60.0) -> SlurmCluster:
-    """munged (as user munge), slurmctld and slurmd (in the hidden-home namespace), one CPU node, no cgroups."""
+def start_slurm(hidden: Path, cpus: int = 2, timeout: float = 60.0, nodes: int = 1) -> SlurmCluster:
+    """munged (as user munge), slurmctld and slurmd (in the hidden-home namespace), no cgroups: one CPU node
+    named after this host, or `nodes` nodes n1..nN (one slurmd each, all on this host, `cpus` CPUs each)."""
     key = Path("/etc/munge/munge.key")
     if not key.exists():  # Debian's postinst makes one; a minimal image may not have run it
         subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True)
@@ -245,8 +249,16 @@ def start_slurm(hidden: Path, cpus: int = 2, timeout: float = 60.0) -> SlurmClus
     munge_socket = state / "munge" / "munge.socket"
     host = socket.gethostname().split(".")[0]
     conf = state / "slurm.conf"
+    names = [host] if nodes == 1 else [f"n{i}" for i in range(1, nodes + 1)]
+    node_lines = ONE_NODE.format(host=host, cpus=cpus) if nodes == 1 else "\n".join(
+        EACH_NODE.format(name=name, host=host, port=free_port(), cpus=cpus) for name in names)
+    for name in names[1:] if nodes > 1 else []:
+        (state / f"d-{name}").mkdir()
+    if nodes > 1:
+        (state / "d").rename(state / f"d-{names[0]}")
     conf.write_text(SLURM_CONF.format(host=host, ctld_port=free_port(), d_port=free_port(), state=state,
-                                      munge_socket=munge_socket, cpus=cpus))
+                                      munge_socket=munge_socket, nodes=node_lines, node_names=",".join(names),
+                                      each="" if nodes == 1 else "-%n"))
     cluster = SlurmCluster(conf=conf, state=state)
     env = {**engine_env(), "SLURM_CONF": str(conf)}
     try:
@@ -259,17 +271,20 @@ def start_slurm(hidden: Path, cpus: int = 2, timeout: float = 60.0) -> SlurmClus
         with open(state / "slurmctld.out", "wb") as out:
             cluster.procs.append(subprocess.Popen(["/usr/sbin/slurmctld", "-D", "-i", "-f", str(conf)], env=env,
                                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-        with open(state / "slurmd.out", "wb") as out:
-            slurmd = f"/usr/sbin/slurmd -D -f {shlex.quote(str(conf))} -N {shlex.quote(host)}"
-            cluster.procs.append(subprocess.Popen(hidden_namespace(hidden, slurmd), env=env, stdout=out,
-                                                  stderr=subprocess.STDOUT, start_new_session=True))
+        for name in names:
+            with open(state / ("slurmd.out" if nodes == 1 else f"slurmd-{name}.out"), "wb") as out:
+                slurmd = f"/usr/sbin/slurmd -D -f {shlex.quote(str(conf))} -N {shlex.quote(name)}"
+                cluster.procs.append(subprocess.Popen(hidden_namespace(hidden, slurmd), env=env, stdout=out,
+                                                      stderr=subprocess.STDOUT, start_new_session=True))
 
         def idle() -> bool:
             for p in cluster.procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"a Slurm daemon exited ({p.args!r}):\n{cluster.logs()}")
-            done = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True, timeout=10)
-            return done.returncode == 0 and done.stdout.strip() in ("idle", "mixed")
+            done = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True,
+                                  timeout=10)
+            states = done.stdout.split()
+            return done.returncode == 0 and len(states) == nodes and all(t in ("idle", "mixed") for t in states)
 
         wait_until(idle, timeout, interval=0.5, what="the Slurm node to be idle")
     except BaseException:
