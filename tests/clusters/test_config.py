@@ -159,7 +159,8 @@ def test_a_job_waits_queued_while_its_cluster_is_unreachable(daemon_factory, sto
     d: DaemonProcess = daemon_factory(env={"RFT_CLUSTER_RETRY_S": "0.3", "RFT_CLUSTER_POLL_S": "0.2"},
                                       tcp=f"127.0.0.1:{free_port()}")
     with d.client() as c:
-        c.add_cluster({"name": "away", "kind": "slurm", "ssh": "rft-login.invalid", "storage": str(storage)})
+        # a login host that refuses at once (port 1 on loopback): no DNS look-up whose time depends on the machine
+        c.add_cluster({"name": "away", "kind": "slurm", "ssh": "root@127.0.0.1:1", "storage": str(storage)})
         train, valid = make_files(c, tmp_path)
         job = c.create_job({**job_request(train, valid), "cluster": "away"})
 
@@ -168,8 +169,8 @@ def test_a_job_waits_queued_while_its_cluster_is_unreachable(daemon_factory, sto
             return said or None
 
         said = wait_until(unreachable_said, 60, interval=0.1, what="the unreachable-cluster event")
-        assert "Cluster away is unreachable (could not reach the cluster: ssh: Could not resolve hostname " \
-               "rft-login.invalid" in said[0], said
+        assert "Cluster away is unreachable (could not reach the cluster: ssh: connect to host 127.0.0.1 port 1: " \
+               "Connection refused" in said[0], said
         # the retries ask first whether the failed sbatch got through after all (squeue --name), then submit
         wait_until(lambda: d.log().count("unreachable, retrying") >= 2, 60, interval=0.1, what="a second try")
         assert len(unreachable_said() or []) == 1  # said once, tried again quietly
