@@ -1840,6 +1840,25 @@ class ReportAck(WireModel):
     control: ReportControl
 
 
+class HealthHistoryStep(WireModel):
+    step: int
+    values: dict[str, float | None]
+
+
+class HealthHistoryValidation(WireModel):
+    step: int
+    mean: float
+
+
+class HealthHistory(WireModel):
+    """What a resumed worker rebuilds its health monitor from (daemon/health.py), so an alarm building up before
+    a pause is not forgotten: the health signals of the stored steps its windows need (the first ones, for
+    entropy's baseline, and the latest ones) and every validation pass's mean, in step order."""
+
+    steps: list[HealthHistoryStep] = []
+    validations: list[HealthHistoryValidation] = []
+
+
 class ReportJobState(WireModel):
     """What a (re)starting worker reads about its own job: attempt, resume point, steps already stored."""
 
@@ -1853,6 +1872,7 @@ class ReportJobState(WireModel):
     #: relaunches after an out-of-memory error (`on_oom: retry_smaller`, several processes): each halves the
     #: per-device batch and doubles the accumulation (same global batch)
     oom_retries: int = 0
+    health: HealthHistory = HealthHistory()
 
 
 FineTuningJob.model_rebuild()

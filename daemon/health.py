@@ -155,6 +155,26 @@ def check_guardrails(g: api.Guardrails) -> list[tuple[str, str]]:
     return problems
 
 
+# ---------------------------------------------------------------------- history (a resumed job's windows)
+
+#: Step values the monitor reads besides the per-grader families (grader/<name>/error_rate, latency_p95_s).
+_MONITORED = frozenset({metrics.FRAC_REWARD_ZERO_STD, metrics.TRAIN_VALID_GAP, metrics.TRAIN_REWARD,
+                        metrics.CLIPPED_RATIO, metrics.ENTROPY, metrics.LOSS, metrics.GRAD_NORM,
+                        metrics.TOOL_FAILURE_RATE})
+
+
+def monitored_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a step's values the monitor reads (what a resumed worker's history carries)."""
+    return {k: v for k, v in values.items() if k in _MONITORED or metrics.grader_of_health(k) is not None}
+
+
+def history_bounds(guardrails: api.Guardrails | None) -> tuple[int, int]:
+    """(first, latest): how many of a job's first and latest stored steps rebuild its monitor's windows -- the
+    entropy baseline's steps, and the longest window plus the gap's smoothing."""
+    s = settings(guardrails)
+    return s["entropy_collapse"].window, max(a.window for a in s.values()) + GAP_SMOOTHING_STEPS
+
+
 # ---------------------------------------------------------------------- alarms as the engine reports them
 
 
@@ -266,6 +286,19 @@ class HealthMonitor:
                 "grader_errors", metrics.grader_error_rate(grader), f"of rows with an error from grader {grader}")
             conditions[("grader_slow", grader)] = self._slow(grader, values)
         return self._update(step, conditions)
+
+    def replay(self, history: api.HealthHistory, before: tuple[int, int]) -> None:
+        """Feed stored steps and validations (in the order training met them: step s, then its validation) that
+        come before `before` = (step, 0 for a training step | 1 for a validation), raising nothing: the windows,
+        the entropy baseline, the best validation and which alarms are active come back as they were."""
+        events = [((h.step, 0), h) for h in history.steps] + [((v.step, 1), v) for v in history.validations]
+        for at, event in sorted(events, key=lambda e: e[0]):
+            if at >= before:
+                continue
+            if isinstance(event, api.HealthHistoryStep):
+                self.observe_step(event.step, event.values)
+            else:
+                self.observe_validation(event.step, event.mean)
 
     def observe_validation(self, step: int, mean: float | None) -> list[Alarm]:
         """One validation pass's mean reward (step 0 = the base model)."""
@@ -465,22 +498,35 @@ class JobHealth:
     """
 
     def __init__(self, guardrails: api.Guardrails | None, groups_per_step: int, record: AlarmSink,
-                 grader_time_limits: Mapping[str, float] | None = None) -> None:
+                 grader_time_limits: Mapping[str, float] | None = None,
+                 history: api.HealthHistory | None = None) -> None:
         self.monitor = HealthMonitor(guardrails or api.Guardrails(), max(1, groups_per_step),
                                      dict(grader_time_limits or {}))
         self.record = record
         self.stop: tuple[str, str] | None = None
+        # a resumed job's stored steps (Reporter.health_history): replayed, silently, before the first live
+        # step or validation, up to it -- steps a crashed worker stored past its checkpoint are met again live
+        self._history = history if history is not None and (history.steps or history.validations) else None
 
-    def add_signals(self, values: dict[str, Any]) -> None:
-        """Derived signals stored with the step (the train-validation gap)."""
+    def _catch_up(self, step: int | None, kind: int) -> None:
+        if self._history is not None and step is not None:
+            history, self._history = self._history, None
+            self.monitor.replay(history, (step, kind))
+
+    def add_signals(self, values: dict[str, Any], step: int | None = None) -> None:
+        """Derived signals stored with the step (the train-validation gap); `step` lets a resumed job's history
+        in first."""
+        self._catch_up(step, 0)
         gap = self.monitor.train_valid_gap(values)
         if gap is not None:
             values[metrics.TRAIN_VALID_GAP] = gap
 
     def step(self, step: int, values: Mapping[str, Any]) -> list[Alarm]:
+        self._catch_up(step, 0)
         return self._handle(self.monitor.observe_step(step, values))
 
     def validation(self, step: int, mean: float | None) -> list[Alarm]:
+        self._catch_up(step, 1)
         return self._handle(self.monitor.observe_validation(step, mean))
 
     def _handle(self, alarms: list[Alarm]) -> list[Alarm]:

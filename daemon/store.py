@@ -529,6 +529,25 @@ class Store:
         row = self.query_one("SELECT MAX(step) AS s FROM metrics WHERE job_id = ?", [job_id])
         return None if row is None else row["s"]
 
+    def health_history(self, job_id: str) -> api.HealthHistory:
+        """What a resumed worker rebuilds its health monitor from: the monitored values of the first and latest
+        stored steps its windows need (health.history_bounds, from the job's guardrails) and every validation
+        pass's mean (non-finite rewards count as 0, as log_validation does)."""
+        from daemon import health
+
+        row = self.query_one("SELECT snapshot FROM jobs WHERE id = ?", [job_id])
+        snapshot = stored_model(api.JobSnapshot, row["snapshot"] if row else None, job_id)
+        first, latest = health.history_bounds(snapshot.guardrails if snapshot else None)
+        sql = 'SELECT step, "values" FROM metrics WHERE job_id = ? ORDER BY step {} LIMIT ?'
+        rows = {r["step"]: r for r in self.query(sql.format("ASC"), [job_id, first])
+                + self.query(sql.format("DESC"), [job_id, latest])}
+        steps = [api.HealthHistoryStep(step=s, values=health.monitored_values(loads(rows[s]["values"], {})))
+                 for s in sorted(rows)]
+        means = self.query("SELECT step, AVG(reward) AS mean FROM validation_rows WHERE job_id = ? GROUP BY step "
+                           "ORDER BY step", [job_id])
+        return api.HealthHistory(steps=steps, validations=[
+            api.HealthHistoryValidation(step=r["step"], mean=r["mean"]) for r in means if r["mean"] is not None])
+
     def validation_steps(self, job_id: str) -> list[int]:
         return [r["step"] for r in self.query(
             "SELECT DISTINCT step FROM validation_rows WHERE job_id = ? ORDER BY step", [job_id])]
@@ -788,7 +807,8 @@ class Store:
                                   resume_from=row["resume_from"], requested_action=row["requested_action"],
                                   last_step=self.last_metric_step(job_id),
                                   validated_steps=self.validation_steps(job_id),
-                                  oom_retries=row.get("oom_retries") or 0)
+                                  oom_retries=row.get("oom_retries") or 0,
+                                  health=self.health_history(job_id))
 
     def report_control(self, job_id: str) -> api.ReportControl | None:
         row = self.query_one("SELECT status, requested_action FROM jobs WHERE id = ?", [job_id])

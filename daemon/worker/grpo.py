@@ -225,7 +225,7 @@ class JobCallback(TrainerCallback):
         if run.reporter is None:
             return
         if run.health is not None:
-            run.health.add_signals(values)
+            run.health.add_signals(values, step)
         run.reporter.log_step(step, values, samples=samples, total_steps=state.max_steps,
                               trained_tokens=int(tokens) if isinstance(tokens, (int, float)) else None)
         if run.health is not None:
@@ -391,7 +391,8 @@ class TrainingRun:
                                    seed=hp.seed)
         if self.reporter is not None:
             self.health = JobHealth(spec.guardrails, groups_per_step(hp, self.world), self.record_alarm,
-                                    grader_time_limits(spec.grader))
+                                    grader_time_limits(spec.grader),
+                                    history=self.reporter.health_history() if self.resume_from else None)
         if spec.tools:  # agent RFT: the job's tools, shared by the training and validation episodes
             self.toolbox = ToolBox(spec.tools)
         try:

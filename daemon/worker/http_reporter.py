@@ -269,6 +269,11 @@ class HttpReporter(Reporter):
     def validated_steps(self) -> set[int]:
         return set(self.job().validated_steps) | self.journal.validated_steps
 
+    def health_history(self) -> api.HealthHistory:
+        """As of this worker's start (the job state it read); steps only in the journal are past the checkpoint
+        a restart resumes from, so they are met again live."""
+        return self.job().health
+
     def checkpoints_to_delete(self) -> list[api.JobCheckpoint]:
         """Asked once the journal is delivered (bounded); offline: nothing yet, the next call catches up."""
         if not self.flush(5.0):

@@ -47,7 +47,8 @@ def validation_mean(rows: Iterable[Mapping[str, Any]]) -> float | None:
 class Reporter(ABC):
     """The worker's side of the store for one job, whatever carries it (SQLite, or HTTP to the daemon).
 
-    Reads: `job`, `spec`, `requested_action`, `last_step`, `validated_steps`, `checkpoints_to_delete`.
+    Reads: `job`, `spec`, `requested_action`, `last_step`, `validated_steps`, `health_history`,
+    `checkpoints_to_delete`.
     Writes (one record each): `started`, `log_step`, `log_validation`, `add_checkpoint`,
     `mark_checkpoint_deleted`, `event`, `alarm`, `finish`. `close` releases what the back end holds.
     """
@@ -80,6 +81,10 @@ class Reporter(ABC):
     @abstractmethod
     def validated_steps(self) -> set[int]:
         """Steps that have a validation pass (step 0 = the base model)."""
+
+    @abstractmethod
+    def health_history(self) -> api.HealthHistory:
+        """The stored steps' health signals and validation means a resumed worker's monitor is rebuilt from."""
 
     @abstractmethod
     def checkpoints_to_delete(self) -> list[api.JobCheckpoint]:
@@ -178,6 +183,9 @@ class LocalReporter(Reporter):
 
     def validated_steps(self) -> set[int]:
         return set(self.store.validation_steps(self.job_id))
+
+    def health_history(self) -> api.HealthHistory:
+        return self.store.health_history(self.job_id)
 
     def checkpoints_to_delete(self) -> list[api.JobCheckpoint]:
         return [checkpoint_object(r) for r in self.store.checkpoints_to_delete(self.job_id)]

@@ -15,6 +15,8 @@ import pytest
 
 from daemon import api
 from daemon.client import ApiRequestError, Client
+from daemon.store import Store
+from tests.daemon.test_endpoints import raw
 from tests.daemon.test_reporting_api import http_daemon  # noqa: F401 - a fixture: workers reporting over HTTP
 from tests.support.daemon_proc import REPO, DaemonProcess, wait_until
 from tests.support.jobs import arithmetic_rows, job_request, make_files, write_jsonl
@@ -101,7 +103,10 @@ def test_zero_signal_fires_within_its_window_and_pause_ends_the_job_paused(gradi
         c.resume_job(job.id)
         done = wait_status(c, job.id, TERMINAL)
         assert done.status is S.succeeded, done.error
-        assert len(c.list_alarms(job.id).data) == 1
+        # (its windows continue: train reward has been 1.0 since step 1 with no better validation than the base
+        # model's 1.0, so reward_saturated warns at step 20, as it would have without the pause)
+        after = [(a.name, a.step, a.action) for a in c.list_alarms(job.id).data]
+        assert after == [("zero_signal", 5, "pause"), ("reward_saturated", 20, "warn")], after
 
 
 def test_a_grader_erroring_on_half_the_rows_raises_grader_errors(grading_daemon: DaemonProcess,
@@ -238,3 +243,36 @@ def test_cli_create_takes_guardrails_inline_or_from_a_file_and_names_a_bad_field
     g.write_text('{"on_alarm": "pause",\n "oops"}')
     broken = cli(home, *base, "--guardrails", str(g), check=False)
     assert broken.returncode != 0 and f"{g}: line 2" in broken.stderr + broken.stdout, broken
+
+
+def test_a_paused_then_resumed_job_continues_its_alarm_windows(daemon_factory: Any, tmp_path: Path) -> None:
+    """zero_signal needs 3 steps (12 groups of 4); paused after step 1 or 2 and resumed, it fires at step 3 --
+    the resumed worker rebuilt its windows from the stored steps -- not 3 steps after the resume."""
+    d = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_GRADE": "1",
+                            "RFT_FAKE_STEP_S": "1.0", "RFT_CANCEL_GRACE_S": "3"})
+    with d.client() as c:
+        job = create(c, tmp_path, ALWAYS_ONE, {"alarms": {"zero_signal": {"window": 12}}}, max_steps=5,
+                     eval_interval=20)
+        wait_until(lambda: c.metrics(job.id).data, timeout=60, interval=0.05, what="step 1")
+        c.pause_job(job.id)
+        paused = wait_status(c, job.id, {S.paused} | TERMINAL)
+        assert paused.status is S.paused, (paused.error, log_of(d, job.id))
+        stored = [m.step for m in c.metrics(job.id).data]
+        assert stored in ([1], [1, 2]), f"paused too late to tell ({stored}): the window was full before the pause"
+        assert c.list_alarms(job.id).data == []
+        # what a cluster worker reads on resume: the same history, over the reporting API with the job's token
+        store = Store(d.paths.db)
+        try:
+            token = store.mint_job_token(job.id)
+        finally:
+            store.close()
+        with raw(d) as h:
+            state = h.get(f"/v1/fine_tuning/jobs/{job.id}/report/state", headers={"Authorization": f"Bearer {token}"})
+        assert state.status_code == 200, state.text
+        history = api.ReportJobState.model_validate(state.json()).health
+        assert [s.step for s in history.steps] == stored and [v.step for v in history.validations] == [0]
+        assert all(s.values["frac_reward_zero_std"] == 1.0 for s in history.steps)
+        c.resume_job(job.id)
+        done = wait_status(c, job.id, TERMINAL)
+        assert done.status is S.succeeded, (done.error, log_of(d, job.id))
+        assert [(a.name, a.step) for a in c.list_alarms(job.id).data] == [("zero_signal", 3)]

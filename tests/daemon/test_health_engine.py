@@ -194,3 +194,60 @@ def test_job_health_acts_once_and_not_for_an_episode_recorded_before() -> None:
     jh.validation(2, 0.1)
     jh.add_signals(values)
     assert metrics.TRAIN_VALID_GAP in values
+
+
+def history_of(steps: list[tuple[int, dict[str, float]]], validations: list[tuple[int, float]]) -> api.HealthHistory:
+    return api.HealthHistory(steps=[api.HealthHistoryStep(step=s, values=health.monitored_values(v)) for s, v in steps],
+                             validations=[api.HealthHistoryValidation(step=s, mean=m) for s, m in validations])
+
+
+def test_a_resumed_job_continues_its_windows_from_the_stored_steps() -> None:
+    """Paused 3 steps into a 5-step zero_signal window, resumed: the alarm fires at step 5, not 3 steps later."""
+    fired: list[health.Alarm] = []
+    zero = step_values(frac_reward_zero_std=1.0)
+    before = JobHealth(api.Guardrails(), 4, lambda a: fired.append(a) or True)  # 4 groups a step: 5 steps
+    for s in (1, 2, 3):
+        before.step(s, zero)
+    assert fired == []
+    history = history_of([(s, zero) for s in (1, 2, 3)], [(0, 0.4)])
+    resumed = JobHealth(api.Guardrails(), 4, lambda a: fired.append(a) or True, history=history)
+    resumed.step(4, zero)
+    assert fired == []
+    resumed.step(5, zero)
+    assert [(a.name, a.step) for a in fired] == [("zero_signal", 5)]
+    # without the history the window starts again
+    fresh: list[health.Alarm] = []
+    again = JobHealth(api.Guardrails(), 4, lambda a: fresh.append(a) or True)
+    for s in (4, 5, 6, 7):
+        again.step(s, zero)
+    assert fresh == []
+
+
+def test_a_resumed_job_keeps_its_active_alarms_baseline_and_best_validation() -> None:
+    """An alarm active at the pause is still active (no second firing); entropy's baseline and the best
+    validation come back; the gap is smoothed over the stored steps; stored steps from the live step on are
+    not replayed (a crashed worker meets them again)."""
+    fired: list[health.Alarm] = []
+    steps = [(s, step_values(frac_reward_zero_std=1.0, entropy=2.0)) for s in range(1, 21)]
+    history = history_of(steps + [(21, step_values(frac_reward_zero_std=0.0))], [(0, 0.3), (10, 0.9), (20, 0.88)])
+    resumed = JobHealth(api.Guardrails(), 20, lambda a: fired.append(a) or True, history=history)
+    values = step_values(frac_reward_zero_std=1.0, entropy=0.1)
+    resumed.add_signals(values, 21)  # step 21 again (it was stored past the checkpoint): not replayed
+    mon = resumed.monitor
+    assert mon.valid_best == 0.9 and mon.valid_best_step == 10 and mon.valid_latest == 0.88
+    assert len(mon._entropy_start) == 20 and ("zero_signal", None) in mon.active  # fired during the replay
+    assert values[metrics.TRAIN_VALID_GAP] == pytest.approx(0.5 - 0.88)  # smoothed train 0.5, validation 0.88
+    resumed.step(21, values)
+    # zero_signal stays active (no new episode); entropy 0.1 < 10 % of its 2.0 baseline fires now
+    assert [(a.name, a.step) for a in fired] == [("entropy_collapse", 21)]
+    resumed.validation(21, 0.7)  # 0.2 below the best 0.9 (replayed; 0.88 at the pause was within bounds)
+    assert [(a.name, a.step) for a in fired][-1] == ("valid_regression", 21)
+
+
+def test_history_bounds_follow_the_guardrails() -> None:
+    assert health.history_bounds(None) == (20, 30)
+    wide = api.Guardrails(alarms={"zero_signal": api.AlarmOverride(window=100)})
+    assert health.history_bounds(wide) == (20, 110)
+    assert set(health.monitored_values({"loss": 1.0, "learning_rate": 0.1, "grader/g/error_rate": 0.0,
+                                        "grader/g/latency_p95_s": 0.1, "completions/mean_length": 3.0})) == {
+        "loss", "grader/g/error_rate", "grader/g/latency_p95_s"}

@@ -58,7 +58,8 @@ def main(job_id: str) -> int:
     if os.environ.get("RFT_FAKE_TOOL_CALLS") and spec.tools:
         call_each_tool(job_id, spec.tools)
     hp = spec.hyperparameters
-    health = JobHealth(spec.guardrails, hp.batch_size, record, grader_time_limits(spec.grader))
+    health = JobHealth(spec.guardrails, hp.batch_size, record, grader_time_limits(spec.grader),
+                       history=reporter.health_history() if last is not None else None)
     grading = Grading(spec, hp.batch_size, hp.num_generations) if os.environ.get("RFT_FAKE_GRADE") else None
     reporter.started(total, message=f"Fake worker pid {os.getpid()} starting at step {start}")
     print(f"fake worker {os.getpid()} job {job_id} steps {start}..{total}", flush=True)
@@ -111,7 +112,7 @@ def main(job_id: str) -> int:
             started = time.perf_counter()
             samples = grading.step(step, values)
             values[metrics.STEP_WALL_S] = step_s + time.perf_counter() - started
-        health.add_signals(values)
+        health.add_signals(values, step)
         reporter.log_step(step, values, samples=samples)
         if str(step) == os.environ.get("RFT_FAKE_HANG_AFTER_STEP"):
             print(f"fake worker hangs after step {step}", flush=True)
