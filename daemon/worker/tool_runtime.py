@@ -24,10 +24,8 @@ from typing import Any
 
 from daemon import api
 from daemon.worker.tool_calls import ParsedCall, argument_problems
+from graders.http_retry import endpoint_client, post_with_retries
 
-#: The first retry waits this long, doubling after each failure up to MAX_BACKOFF_S.
-BACKOFF_S = 0.1
-MAX_BACKOFF_S = 2.0
 #: A tool answer longer than this is cut (the model's context is the real limit).
 MAX_RESULT_CHARS = 8_000
 MAX_CONCURRENT_CALLS = 32
@@ -126,41 +124,23 @@ class ToolBox:
     # ------------------------------------------------------------------ http
 
     def _http(self, runtime: api.HttpToolRuntime, req: ToolRequest) -> tuple[str | None, str | None]:
-        import httpx
-
-        client = self._http_client()
+        """POST the call (graders.http_retry: 5xx, timeouts and refusals retried with backoff); the answer's text,
+        or the error the model sees."""
         body = {"rollout_id": req.rollout_id, "call_id": req.call_id, "name": req.call.name,
                 "arguments": req.call.arguments, "item": req.item}
-        attempts = 1 + runtime.max_retries
-        last = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(min(BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S))  # back off before a retry
-            try:
-                response = client.post(runtime.url, json=body, headers=runtime.headers, timeout=runtime.timeout_s)
-            except httpx.TimeoutException:
-                last = f"timed out after {runtime.timeout_s:g} s"
-                continue
-            except httpx.TransportError as exc:
-                last = f"could not reach the tool endpoint ({type(exc).__name__}: {exc})"
-                continue
-            if response.status_code >= 500:
-                last = f"the tool endpoint answered HTTP {response.status_code}: {response.text[:200]}"
-                continue
-            if response.status_code >= 400:
-                return None, f"the tool endpoint answered HTTP {response.status_code}: {response.text[:500]}"
-            return _answer(response)
-        tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
-        return None, f"{last} ({tries})"
+        response, failure = post_with_retries(self._http_client(), runtime.url, body, headers=runtime.headers,
+                                              timeout_s=runtime.timeout_s, max_retries=runtime.max_retries,
+                                              endpoint="the tool endpoint")
+        if response is None:
+            return None, failure
+        if response.status_code >= 400:
+            return None, f"the tool endpoint answered HTTP {response.status_code}: {response.text[:500]}"
+        return _answer(response)
 
     def _http_client(self) -> Any:
-        import httpx
-
         with self._lock:
-            if self._client is None:
-                # trust_env=False: no proxy from the environment; no redirects: only the URL the job names
-                self._client = httpx.Client(trust_env=False, follow_redirects=False,
-                                            limits=httpx.Limits(max_connections=MAX_CONCURRENT_CALLS))
+            if self._client is None:  # no proxy from the environment, no redirects: only the URL the job names
+                self._client = endpoint_client(max_connections=MAX_CONCURRENT_CALLS)
             return self._client
 
     # ------------------------------------------------------------------ python

@@ -16,13 +16,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from graders.http_retry import endpoint_client, post_with_retries
 from graders.impl.base import Engine, Runtime
 from graders.result import GraderResult
 from graders.spec import EndpointGrader
 from graders.templates import SampleContext
-
-BACKOFF_S = 0.1
-MAX_BACKOFF_S = 2.0
 
 
 class _Failure(Exception):
@@ -55,37 +53,21 @@ class EndpointEngine(Engine):
         return GraderResult(reward, self.name, self.type, execution_time=time.perf_counter() - started)
 
     def _ask(self, body: dict[str, Any]) -> float:
-        import httpx
-
         spec = self.spec
-        attempts = 1 + spec.max_retries
-        last = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(min(BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S))  # back off before a retry
-            try:
-                response = self._http().post(spec.url, json=body, headers=spec.headers, timeout=spec.timeout_s)
-            except httpx.TimeoutException:
-                last = f"the grader endpoint timed out after {spec.timeout_s:g} s"
-                continue
-            except httpx.TransportError as exc:
-                last = f"could not reach the grader endpoint ({type(exc).__name__}: {exc})"
-                continue
-            if response.status_code >= 500:
-                last = f"the grader endpoint answered HTTP {response.status_code}: {response.text[:200]}"
-                continue
-            if response.status_code >= 400:
-                raise _Failure("other_error", f"the grader endpoint answered HTTP {response.status_code}: "
-                                              f"{response.text[:500]}")
-            return _reward(response.content)
-        raise _Failure("unresponsive_reward_error", f"{last} ({attempts} attempt{'s' if attempts > 1 else ''})")
+        response, failure = post_with_retries(self._http(), spec.url, body, headers=spec.headers,
+                                              timeout_s=spec.timeout_s, max_retries=spec.max_retries,
+                                              endpoint="the grader endpoint", timeout_prefix="the grader endpoint ")
+        if response is None:
+            raise _Failure("unresponsive_reward_error", failure or "no answer")
+        if response.status_code >= 400:
+            raise _Failure("other_error", f"the grader endpoint answered HTTP {response.status_code}: "
+                                          f"{response.text[:500]}")
+        return _reward(response.content)
 
     def _http(self) -> Any:
-        import httpx
-
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(trust_env=False, follow_redirects=False)
+                self._client = endpoint_client()
             return self._client
 
 
