@@ -227,8 +227,26 @@ class SlurmCluster:
         return "\n".join(parts)
 
     def stop(self) -> None:
+        """Cancel what still runs (a job's slurmstepd outlives slurmd and its srun would wait for ever on a gone
+        slurmctld), stop the daemons, then end any job process left behind (its script lives in our state dir)."""
+        env = {**os.environ, **self.env}
+        try:
+            subprocess.run(["scancel", "--quiet", "--full", "--user=root"], env=env, timeout=10,
+                           capture_output=True)
+            wait_until(lambda: not subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True,
+                                                  timeout=10).stdout.strip(), 15, interval=0.3, what="no Slurm job")
+        except (OSError, subprocess.SubprocessError, AssertionError, TimeoutError):
+            pass  # best effort: what is left is ended below
         for proc in reversed(self.procs):
             _kill_group(proc, grace_s=5)
+        for pid in _pids_mentioning(str(self.state)):
+            try:
+                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                if Path(f"/proc/{parent}/cmdline").read_bytes().startswith(b"slurmstepd"):
+                    os.kill(parent, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                continue
         shutil.rmtree(self.state, ignore_errors=True)
 
 
