@@ -28,6 +28,7 @@ from typing import Any
 
 from daemon.models import builtin_dir, builtin_ready, is_builtin
 from daemon.paths import Paths
+from daemon.text import message_text
 
 CACHE_SIZE = 16
 MEASURE_ALL_CHARS = 250_000  # a file of up to this many characters is tokenized row by row
@@ -232,7 +233,7 @@ def _prompt_text(line: str, render: Any, index: int) -> str:
         row = json.loads(line)
     except ValueError as e:
         raise NoPromptLengths(f"row {index + 1} of the training file is not JSON: {e}") from None
-    messages = [{"role": m.get("role", "user"), "content": _text(m.get("content"))}
+    messages = [{"role": m.get("role", "user"), "content": message_text(m.get("content"))}
                 for m in row.get("messages") or [] if isinstance(m, dict)]
     tools = row.get("tools") if isinstance(row.get("tools"), list) and row.get("tools") else None
     if render is None:
@@ -261,15 +262,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _text(content: Any) -> str:
-    """A message's text (as the worker's `message_text`): a string, or the text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return "" if content is None else str(content)
 
 
 def _special_tokens(config: dict[str, Any]) -> dict[str, str]:

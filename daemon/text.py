@@ -1,7 +1,9 @@
-"""Shortening text to fit a table cell, a line or a message (standard library only, so the CLI and TUI
-import it beside the API and client; `graders` keeps its own, being self-contained)."""
+"""Shortening text to fit a table cell, a line or a message, and a chat message's text (standard library only,
+so the CLI, TUI, daemon and worker import it alike; `graders` keeps its own, being self-contained)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 ELLIPSIS = "…"
 
@@ -17,3 +19,12 @@ def clip(text: str | None, width: int, *, one_line: bool = False) -> str:
     if len(text) <= width:
         return text
     return text[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
+
+
+def message_text(content: Any) -> str:
+    """A chat message's text, whether content is a string or a list of typed parts (only the text parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon_proc import DaemonProcess, kill_job_workers
+from tests.support.daemon_proc import DaemonProcess, kill_job_workers, module_daemon
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -68,15 +68,7 @@ def module_fake_worker_daemon() -> Iterator[DaemonProcess]:
     refused (a 400 or 404 changes nothing another test of the module looks at), or look only at the jobs and
     files they create themselves (never at listings, counts or logs another test could add to): a daemon start
     and stop costs about 2 s of a 2-core machine, more than such a test itself."""
-    home = Path(tempfile.mkdtemp(prefix="rft-m-"))
-    d = DaemonProcess(home, env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_CANCEL_GRACE_S": "3",
-                                 "RFT_DEVICE": "cpu"})
-    try:
-        yield d.start()
-    finally:
-        d.stop()
-        kill_job_workers(d.paths)
-        shutil.rmtree(home, ignore_errors=True)
+    yield from module_daemon("rft-m-", {"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_CANCEL_GRACE_S": "3"})
 
 
 def _model_cache_dir() -> Path:

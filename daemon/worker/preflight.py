@@ -57,9 +57,10 @@ def run(snapshot: api.JobSnapshot, n_rows: int, k: int) -> api.PreflightReport:
 
     from daemon.models import load_model, load_tokenizer
     from daemon.paths import Paths
+    from daemon.text import message_text
     from daemon.worker.grpo import read_rows, stored_path
     from daemon.worker.prompts import render_prompt, row_tools
-    from daemon.worker.rewards import GraderReward, message_text
+    from daemon.worker.rewards import GraderReward
 
     started = time.time()
     hp = snapshot.hyperparameters

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.worker.rewards import message_text
+from daemon.text import message_text
 
 
 def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:

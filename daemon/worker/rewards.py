@@ -17,15 +17,7 @@ from typing import Any
 import graders
 from daemon import metrics
 from daemon.health import grader_time_limits as _limits
-
-
-def message_text(content: Any) -> str:
-    """A message's text, whether content is a string or a list of typed parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return "" if content is None else str(content)
+from daemon.text import message_text
 
 
 def completion_text(completion: Any) -> str:

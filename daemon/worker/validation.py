@@ -11,9 +11,10 @@ import time
 from typing import Any
 
 from daemon import metrics
+from daemon.text import message_text
 from daemon.worker.episodes import Episode, EpisodeRunner, episode_metrics, episode_rows, hf_generate
 from daemon.worker.prompts import render_prompt, row_tools
-from daemon.worker.rewards import GraderReward, message_text, result_errors
+from daemon.worker.rewards import GraderReward, result_errors
 
 VALIDATION_BATCH = 64
 

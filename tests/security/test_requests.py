@@ -4,9 +4,7 @@ JSON nesting depth in bodies and in dataset rows, `~user` paths. Real daemon, re
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ import psutil
 import pytest
 
 from daemon.server import MAX_JSON_BODY
-from tests.support.daemon_proc import DaemonProcess, kill_job_workers
+from tests.support.daemon_proc import DaemonProcess, module_daemon
 from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
 
 MB = 1024 * 1024
@@ -36,14 +34,7 @@ def guarded_daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-
 @pytest.fixture(scope="module")
 def shared_guarded_daemon() -> Iterator[DaemonProcess]:
     """The same daemon shared by the module's tests that look only at their own requests' answers."""
-    home = Path(tempfile.mkdtemp(prefix="rft-rq-"))
-    d = DaemonProcess(home, env={**GUARDED_ENV, "RFT_DEVICE": "cpu"})
-    try:
-        yield d.start()
-    finally:
-        d.stop()
-        kill_job_workers(d.paths)
-        shutil.rmtree(home, ignore_errors=True)
+    yield from module_daemon("rft-rq-", GUARDED_ENV)
 
 
 def _http(d: DaemonProcess, timeout: float = 30) -> httpx.Client:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,19 @@ def kill_job_workers(paths: Paths) -> None:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def module_daemon(prefix: str, env: dict[str, str]) -> Iterator[DaemonProcess]:
+    """A daemon on a fresh RFT_HOME for a module-scoped fixture (`yield from` it): started, then stopped, its
+    job workers killed and its home removed."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    d = DaemonProcess(home, env={"RFT_DEVICE": "cpu", **env})
+    try:
+        yield d.start()
+    finally:
+        d.stop()
+        kill_job_workers(d.paths)
+        shutil.rmtree(home, ignore_errors=True)
