@@ -571,6 +571,10 @@ def serve(home: str | None = None, tcp: str | None = None, log_level: str = "war
     server = uvicorn.Server(config)
     write_status_file(paths, socket_path, tcp)
     app.state.server = server
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again with the handlers it
+    # found: ours ends the process through the `finally` below (socket, status file, store), not around it
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_on_signal)
     try:
         server.run(sockets=sockets)
     finally:
@@ -583,6 +587,10 @@ def serve(home: str | None = None, tcp: str | None = None, log_level: str = "war
         except (OSError, ValueError):
             pass
         store.close()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> None:

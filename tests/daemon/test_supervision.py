@@ -360,3 +360,16 @@ def test_a_worker_ending_while_another_process_locks_the_store_settles_once_the_
     assert "the store is free again" in log and "Traceback" not in log, log[-3000:]
     print(f"health under the lock: {len(latencies)} calls, max {max(latencies) * 1000:.0f} ms")
     assert max(latencies) < 1.0, latencies
+
+
+def test_sigterm_stops_the_daemon_through_its_own_cleanup(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """kill (SIGTERM), as systemd or a user sends it: the daemon shuts down gracefully and removes its socket and
+    status file (uvicorn raises the signal again after its own shutdown; that must not skip ours)."""
+    d = daemon_factory()
+    status, sock = d.paths.status_file, d.paths.socket
+    assert status.exists() and sock.exists()
+    os.kill(d.pid, signal.SIGTERM)
+    wait_until(lambda: d.proc.poll() is not None, 30, interval=0.05, what="the daemon to exit")
+    assert d.proc.returncode == 128 + signal.SIGTERM
+    assert not status.exists() and not sock.exists()
+    assert "stopping" in d.log()
