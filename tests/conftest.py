@@ -51,13 +51,13 @@ def daemon_factory(rft_home: Path) -> Iterator[callable]:  # type: ignore[valid-
 
 
 @pytest.fixture
-def daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
+def daemon(daemon_factory) -> DaemonProcess:
     """A real daemon with the real training worker."""
     return daemon_factory()
 
 
 @pytest.fixture
-def fake_worker_daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
+def fake_worker_daemon(daemon_factory) -> DaemonProcess:
     """A real daemon whose jobs run tests/support/fake_worker.py (writes metrics the worker's way, fast)."""
     return daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_CANCEL_GRACE_S": "3"})
 

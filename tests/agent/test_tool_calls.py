@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from daemon.worker.tool_calls import argument_problems, parse_turn, tool_schemas
 
@@ -84,5 +85,5 @@ def test_argument_checks_by_schema() -> None:
 def test_tool_schemas_read_both_openai_shapes() -> None:
     chat = {"type": "function", "function": {"name": "add", "parameters": ADD_SCHEMA}}
     responses = {"type": "function", "name": "mul", "parameters": {"type": "object"}}
-    assert tool_schemas([chat, responses, "junk", {"type": "function"}]) == {"add": ADD_SCHEMA,
-                                                                            "mul": {"type": "object"}}
+    tools: list[Any] = [chat, responses, "junk", {"type": "function"}]  # a row's tools are untrusted JSON
+    assert tool_schemas(tools) == {"add": ADD_SCHEMA, "mul": {"type": "object"}}

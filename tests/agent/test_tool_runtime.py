@@ -12,7 +12,8 @@ from daemon.worker.tool_calls import ParsedCall
 from daemon.worker.tool_runtime import ToolBox, ToolRequest, shown_text
 from tests.support.tool_server import ToolServer
 
-ADD = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}
+ADD: dict[str, object] = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                          "required": ["a", "b"]}
 ITEM = {"answer": "3", "tools": []}
 
 

@@ -54,9 +54,11 @@ def test_tool_result_tokens_are_masked_out_of_the_loss(tmp_path: Path) -> None:
         args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=2, num_generations=2,
                           max_completion_length=400, max_steps=1, beta=0.0, report_to="none",
                           remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
-        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=rollout_dataset([row] * 2),
-                              processing_class=tok, rollout_func=rollout)
-        batch = [dict(trainer.train_dataset[0]) for _ in range(2)]
+        reward_funcs: list[Any] = [reward]  # TRL's hint wants list[float | None] back (lists are invariant)
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args,
+                              train_dataset=rollout_dataset([row] * 2), processing_class=tok, rollout_func=rollout)
+        dataset: Any = trainer.train_dataset  # the Dataset given above (TRL types it as any dataset or None)
+        batch = [dict(dataset[0]) for _ in range(2)]
         rollout.inputs = batch
         out = trainer._generate_and_score_completions(batch)
         assert srv.calls["/add"] == 2
@@ -81,9 +83,10 @@ def test_tool_result_tokens_are_masked_out_of_the_loss(tmp_path: Path) -> None:
 
     # TRL scores with a fused LM head (no logits tensor): watch the final norm's output, which feeds only the
     # LM head, position by position -- its gradient at a position is zero exactly when that logit's is
-    handle = trainer.model.model.norm.register_forward_hook(keep)
+    lm: Any = trainer.model  # the causal LM given above (TRL types it as a model, a Module or None)
+    handle = lm.model.norm.register_forward_hook(keep)
     try:
-        trainer.model.zero_grad()
+        lm.zero_grad()
         trainer.current_gradient_accumulation_steps = 1  # what Trainer's loop sets before each compute_loss
         loss = trainer.compute_loss(trainer.model, out)
         loss.backward()

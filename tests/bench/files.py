@@ -54,7 +54,7 @@ def plant(train: Path, valid: Path) -> None:
     valid.write_text("\n".join(v_rows) + "\n")
 
 
-def timed(fn, repeat: int = 1):  # type: ignore[no-untyped-def]
+def timed(fn, repeat: int = 1):
     times, value = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()

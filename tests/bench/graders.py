@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -69,7 +70,7 @@ def main() -> None:
     rouge = {**fuzzy, "name": "rouge", "evaluation_metric": "rouge_l"}
     python = {"type": "python", "name": "py", "source": TRIVIAL_PYTHON}
     arithmetic = json.loads((Path(__file__).resolve().parents[2] / "examples/arithmetic/grader.json").read_text())
-    results = {
+    results: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "string_check_per_s": round(rate(string_check, 200_000)),
         "fuzzy_match_per_s": round(rate(fuzzy, 100_000)),

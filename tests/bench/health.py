@@ -60,7 +60,7 @@ def bookkeeping_us(rows: int, repeats: int = 200) -> float:
         r.sub_results = {"exact": GraderResult(1.0, "exact", "string_check", execution_time=2e-5),
                          "close": GraderResult(0.5, "close", "text_similarity", execution_time=5e-5)}
         if i % 7 == 0:
-            r.errors = {"other_error"}
+            r.errors = frozenset({"other_error"})
         results.append(r)
     t = time.perf_counter()
     for _ in range(repeats):

@@ -19,11 +19,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 ARITH = REPO / "examples" / "arithmetic"
-HP = {"batch_size": 16, "num_generations": 8, "learning_rate": 5e-4, "beta": 0.0, "eval_samples": 64}
+HP: dict[str, Any] = {"batch_size": 16, "num_generations": 8, "learning_rate": 5e-4, "beta": 0.0, "eval_samples": 64}
 
 
 def rate(times: dict[int, float], steps: int) -> float:
@@ -54,11 +55,12 @@ def bare(steps: int, home: str) -> dict[str, float]:
     times: dict[int, float] = {}
 
     class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+        def on_step_end(self, args, state, control, **kw):
             times[state.global_step] = time.perf_counter()
 
     reward = GraderReward(json.loads((ARITH / "grader.json").read_text()), name="arithmetic")
-    trainer = GRPOTrainer(model=load_model("builtin:tiny-arith", paths), reward_funcs=[reward],
+    reward_funcs: list[Any] = [reward]  # TRL's hint wants list[float | None] back (lists are invariant)
+    trainer = GRPOTrainer(model=load_model("builtin:tiny-arith", paths), reward_funcs=reward_funcs,
                           args=grpo_config(hp, Path(home) / "bare-out", 1),
                           train_dataset=training_dataset(read_rows(str(ARITH / "train.jsonl"))),
                           processing_class=load_tokenizer("builtin:tiny-arith", paths), peft_config=lora_config(hp),

@@ -89,7 +89,8 @@ def one(mode: str, steps: int, home: str) -> dict[str, Any]:
                 lengths.append(float(logs["completions/mean_length"]))
 
     reward = GraderReward(job["grader"], name="arithmetic")
-    trainer = GRPOTrainer(model=load_model(MODEL, paths), reward_funcs=[reward],
+    reward_funcs: list[Any] = [reward]  # TRL's hint wants list[float | None] back (lists are invariant)
+    trainer = GRPOTrainer(model=load_model(MODEL, paths), reward_funcs=reward_funcs,
                           args=grpo_config(hp, Path(home) / f"out-{mode}", 1), train_dataset=dataset,
                           processing_class=tok, peft_config=lora_config(hp), callbacks=[Clock()],
                           rollout_func=rollout)
@@ -105,7 +106,7 @@ def one(mode: str, steps: int, home: str) -> dict[str, Any]:
         finally:
             sampling[trainer.state.global_step + 1] = time.perf_counter() - t
 
-    trainer._generate_and_score_completions = timed
+    trainer._generate_and_score_completions = timed  # type: ignore[method-assign]  # time each generation
     started = time.perf_counter()
     trainer.train()
     server.__exit__(None, None, None)

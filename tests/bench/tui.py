@@ -36,7 +36,7 @@ RFT_TUI = str(Path(sys.executable).parent / "rft-tui")
 TARGETS = {"first_frame_s": 1.5, "rss_mb": 150.0, "metric_latency_p95_s": 0.5}
 
 
-def first_frame(daemon: DaemonProcess, runs: int) -> dict[str, float]:
+def first_frame(daemon: DaemonProcess, runs: int) -> dict[str, float | list[float]]:
     times, rss = [], []
     for _ in range(runs):
         server = f"rft-bench-{uuid.uuid4().hex[:8]}"
@@ -69,6 +69,8 @@ def first_frame(daemon: DaemonProcess, runs: int) -> dict[str, float]:
 
 async def metric_latency(daemon: DaemonProcess, steps: int, interval: float) -> dict[str, float]:
     from rft_tui.app import RftApp
+    from rft_tui.screens.job import JobScreen
+    from rft_tui.widgets.metrics_table import MetricsTable
 
     job_id = recorded.SUCCEEDED
     reporter = JobReporter(daemon.home, job_id)
@@ -76,12 +78,15 @@ async def metric_latency(daemon: DaemonProcess, steps: int, interval: float) -> 
     latencies: list[float] = []
     async with app.run_test(size=(100, 30)) as pilot:
         app.action_open_job(job_id)
-        while not (getattr(app.screen, "job_id", None) == job_id and len(app.screen.view.metrics) == 40):
+        while not (isinstance(app.screen, JobScreen) and app.screen.job_id == job_id
+                   and len(app.screen.view.metrics) == 40):
             await pilot.pause(0.01)
-        app.screen.action_show_tab("rewards")
+        screen = app.screen
+        assert isinstance(screen, JobScreen)
+        screen.action_show_tab("rewards")
         while not app.stream_connected:
             await pilot.pause(0.01)
-        table = app.screen.query_one("#metrics")
+        table = screen.query_one("#metrics", MetricsTable)
         start = reporter.last_step() or 0
         for i in range(1, steps + 1):
             step = start + i

@@ -28,7 +28,7 @@ def storage(tmp_path: Path) -> Path:
     return d
 
 
-def _refused(call, status: int, param: str | None, code: str | None = None) -> api.ErrorDetail:  # type: ignore[no-untyped-def]
+def _refused(call, status: int, param: str | None, code: str | None = None) -> api.ErrorDetail:
     with pytest.raises(ApiRequestError) as e:
         call()
     assert e.value.status_code == status, e.value.error

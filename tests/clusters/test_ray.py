@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def ray_cluster(ray_head: RayHead, cluster_storage: Path):  # type: ignore[no-untyped-def]
+def ray_cluster(ray_head: RayHead, cluster_storage: Path):
     def add(d: DaemonProcess) -> None:
         with d.client() as c:
             c.add_cluster({"name": "ray", "kind": "ray", "address": ray_head.address, "storage": str(cluster_storage),
@@ -37,7 +37,7 @@ def _ray_job(head: RayHead, entrypoint: str) -> tuple[str, str]:
 
 
 def test_ray_job_reports_over_the_api_survives_a_daemon_kill_and_exports(
-        daemon_factory, model_cache: Path, ray_head: RayHead, ray_cluster, cluster_storage: Path,  # type: ignore[no-untyped-def]
+        daemon_factory, model_cache: Path, ray_head: RayHead, ray_cluster, cluster_storage: Path,
         rft_home: Path, tmp_path: Path) -> None:
     d = tcp_daemon(daemon_factory, model_cache)
     ray_cluster(d)
@@ -51,7 +51,8 @@ def test_ray_job_reports_over_the_api_survives_a_daemon_kill_and_exports(
         assert job.cluster is not None and job.cluster.name == "ray" and job.cluster.kind == "ray"
         assert job.cluster.processes_per_node == 2 and job.resolved_hyperparameters.num_processes == 2  # type: ignore[union-attr]
         running = wait_job(c, job.id, lambda j: j.cluster.engine_id and j.progress.step >= 2, "step 2")
-        engine_id = running.cluster.engine_id  # type: ignore[union-attr]
+        assert running.cluster is not None and running.cluster.engine_id is not None
+        engine_id = running.cluster.engine_id
         assert engine_id.startswith(f"rft-{job.id}-1-")
     d.kill()  # kill -9 mid-run: the Ray job goes on, its reporter buffers until a daemon answers again
     d2 = tcp_daemon(daemon_factory, model_cache, port=int(d.tcp.rsplit(":", 1)[1]))  # type: ignore[union-attr]
@@ -79,7 +80,7 @@ def test_ray_job_reports_over_the_api_survives_a_daemon_kill_and_exports(
         assert (Path(exported.adapter_dir) / "adapter_config.json").is_file()
 
 
-def test_cancel_stops_the_ray_job(daemon_factory, model_cache: Path, ray_head: RayHead, ray_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_stops_the_ray_job(daemon_factory, model_cache: Path, ray_head: RayHead, ray_cluster) -> None:
     from ray.job_submission import JobSubmissionClient
 
     d = tcp_daemon(daemon_factory, model_cache)
@@ -87,17 +88,20 @@ def test_cancel_stops_the_ray_job(daemon_factory, model_cache: Path, ray_head: R
     with d.client() as c:
         job = create_cluster_job(c, "ray", max_steps=50)
         running = wait_job(c, job.id, lambda j: j.cluster.engine_state == "running", "Ray runs it", timeout=120)
-        engine_id = running.cluster.engine_id  # type: ignore[union-attr]
+        assert running.cluster is not None and running.cluster.engine_id is not None
+        engine_id = running.cluster.engine_id
         assert c.cancel_job(job.id).status is S.cancelled  # answered at once, as locally
-        stopped = wait_until(lambda: (lambda j: j if j.cluster.engine_state != "running" else None)(
-            c.get_job(job.id)), 120, interval=0.25, what="Ray to stop the job")
-        assert stopped.status is S.cancelled and stopped.cluster.engine_state == "stopped"
+        stopped = wait_until(lambda: (
+            lambda j: j if j.cluster is None or j.cluster.engine_state != "running" else None)(c.get_job(job.id)),
+            120, interval=0.25, what="Ray to stop the job")
+        assert stopped.status is S.cancelled
+        assert stopped.cluster is not None and stopped.cluster.engine_state == "stopped"
         assert any(f"stopping {engine_id}" in e.message for e in c.list_events(job.id, limit=50).data)
     assert JobSubmissionClient(ray_head.address).get_job_status(engine_id).value == "STOPPED"
 
 
 
-def test_two_node_job_meets_through_a_placement_group(daemon_factory, model_cache: Path, ray_head: RayHead,  # type: ignore[no-untyped-def]
+def test_two_node_job_meets_through_a_placement_group(daemon_factory, model_cache: Path, ray_head: RayHead,
                                                       cluster_storage: Path, hidden_root: Path) -> None:
     """A second Ray node joins; a 2-node x 1-process job spreads over both (STRICT_SPREAD), one torchrun per
     node meeting by c10d at the first node's actor, and trains to the end."""

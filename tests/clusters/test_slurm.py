@@ -25,7 +25,7 @@ QUICK_GIVE_UP = {"RFT_REPORT_FINISH_DEADLINE_S": "2", "RFT_REPORT_CLOSE_WAIT_S":
 
 
 @pytest.fixture
-def slurm_daemon(daemon_factory, model_cache: Path, slurm: SlurmCluster, cluster_storage: Path,  # type: ignore[no-untyped-def]
+def slurm_daemon(daemon_factory, model_cache: Path, slurm: SlurmCluster, cluster_storage: Path,
                  monkeypatch: pytest.MonkeyPatch) -> DaemonProcess:
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))  # the daemon's sbatch/squeue/scancel find this cluster
     d = tcp_daemon(daemon_factory, model_cache, env=QUICK_GIVE_UP)
@@ -43,7 +43,7 @@ def _scontrol_state(slurm: SlurmCluster, engine_id: str) -> str:
 
 def test_slurm_job_runs_through_sbatch_pauses_resumes_and_settles_after_ending_while_the_daemon_was_down(
         slurm_daemon: DaemonProcess, slurm: SlurmCluster, cluster_storage: Path, rft_home: Path,
-        daemon_factory, model_cache: Path) -> None:  # type: ignore[no-untyped-def]
+        daemon_factory, model_cache: Path) -> None:
     d = slurm_daemon
     with d.client() as c:
         test = c.test_cluster("hpc", timeout_s=60)
@@ -68,7 +68,7 @@ def test_slurm_job_runs_through_sbatch_pauses_resumes_and_settles_after_ending_w
         assert second is not None and second.engine_id
     d.kill()  # kill -9; the job ends while no daemon listens: its last records stay in its journal on the storage
     ended = wait_until(lambda: (lambda st: st if st in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") else None)(
-        _scontrol_state(slurm, second.engine_id)), 300, interval=0.5,  # type: ignore[arg-type]
+        _scontrol_state(slurm, second.engine_id)), 300, interval=0.5,
         what="the Slurm job to end while the daemon is down")
     log = "".join(p.read_text() for p in (cluster_storage / "rft-tui" / "jobs" / job.id).glob("slurm-*.log"))
     assert ended == "COMPLETED", log[-4000:]
@@ -89,15 +89,18 @@ def test_cancel_maps_to_scancel(slurm_daemon: DaemonProcess, slurm: SlurmCluster
     with slurm_daemon.client() as c:
         job = create_cluster_job(c, "hpc", max_steps=50)
         running = wait_job(c, job.id, lambda j: j.cluster.engine_state == "running", "Slurm runs it", timeout=120)
-        engine_id = running.cluster.engine_id  # type: ignore[union-attr]
+        assert running.cluster is not None and running.cluster.engine_id is not None
+        engine_id = running.cluster.engine_id
         assert c.cancel_job(job.id).status is S.cancelled
-        stopped = wait_until(lambda: (lambda j: j if j.cluster.engine_state != "running" else None)(
-            c.get_job(job.id)), 120, interval=0.25, what="Slurm to cancel the job")
-        assert stopped.status is S.cancelled and stopped.cluster.engine_state == "stopped"
+        stopped = wait_until(lambda: (
+            lambda j: j if j.cluster is None or j.cluster.engine_state != "running" else None)(c.get_job(job.id)),
+            120, interval=0.25, what="Slurm to cancel the job")
+        assert stopped.status is S.cancelled
+        assert stopped.cluster is not None and stopped.cluster.engine_state == "stopped"
     assert _scontrol_state(slurm, engine_id) == "CANCELLED"
 
 
-def test_two_node_job_meets_through_srun_torchrun_rendezvous(daemon_factory, model_cache: Path,  # type: ignore[no-untyped-def]
+def test_two_node_job_meets_through_srun_torchrun_rendezvous(daemon_factory, model_cache: Path,
                                                               slurm_two_nodes: SlurmCluster, cluster_storage: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """2 nodes x 1 process: sbatch --nodes=2, one srun task per node, each torchrun meeting by c10d at the first

@@ -37,7 +37,7 @@ def login_host(slurm: SlurmCluster, tmp_path: Path) -> Iterator[Sshd]:
         yield server
 
 
-def test_slurm_through_ssh_to_a_real_login_host(daemon_factory, slurm: SlurmCluster, login_host: Sshd,  # type: ignore[no-untyped-def]
+def test_slurm_through_ssh_to_a_real_login_host(daemon_factory, slurm: SlurmCluster, login_host: Sshd,
                                                 cluster_storage: Path, rft_home: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SLURM_CONF", raising=False)
@@ -80,7 +80,7 @@ def _run_then_cancel(c: Client, job_id: str, login_host: Sshd) -> str:
                          interval=0.2, what="scancel over ssh to stop the job")
     assert stopped.status is api.JobStatus.cancelled
     assert login_host.logins() > before_cancel
-    return str(running.cluster.engine_id)  # type: ignore[union-attr]
+    return str(running.cluster.engine_id)
 
 
 def _scancel_leftovers(slurm: SlurmCluster, job_id: str) -> None:

@@ -23,7 +23,7 @@ from tests.support.jobs import job_request, make_files
 
 
 def test_a_stalled_slurm_job_raises_the_alarm_and_on_stall_fail_stops_it(
-        daemon_factory, slurm: SlurmCluster, cluster_storage: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+        daemon_factory, slurm: SlurmCluster, cluster_storage: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     python = tmp_path / "cluster-python"  # what srun runs: the fake worker instead of torchrun + daemon.worker
@@ -46,7 +46,7 @@ def test_a_stalled_slurm_job_raises_the_alarm_and_on_stall_fail_stops_it(
         alarms = [a for a in c.list_alarms(job.id).data if a.name == "stalled"]
         assert len(alarms) == 1 and alarms[0].step == 3 and alarms[0].action == "fail", alarms
         assert alarms[0].threshold is not None and alarms[0].threshold < 5  # 2 x 0.05 s, raised to the 1 s floor
-        engine_id = done.cluster.engine_id  # type: ignore[union-attr]
+        engine_id = done.cluster.engine_id
         stopped = wait_until(lambda: (j := c.get_job(job.id)).cluster.engine_state == "stopped" and j, 60,  # type: ignore[union-attr]
                              interval=0.2, what="scancel to stop the Slurm job")
         assert stopped.status is api.JobStatus.failed

@@ -137,7 +137,7 @@ def _s3_cluster(name: str, bucket: str, s3: MotoServer, address: str, **extra: A
 
 
 def test_daemon_on_s3_storage_redacts_secrets_refuses_unusable_storage_and_uploads_the_job_files(
-        daemon_factory, s3_server: MotoServer, rft_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        daemon_factory, s3_server: MotoServer, rft_home: Path, tmp_path: Path) -> None:
     bucket = _bucket(s3_server)
     nowhere = f"http://127.0.0.1:{free_port()}"  # a Ray job server that is not there: the job stays queued
     d: DaemonProcess = daemon_factory(tcp=f"127.0.0.1:{free_port()}")
@@ -198,7 +198,7 @@ def test_daemon_on_s3_storage_redacts_secrets_refuses_unusable_storage_and_uploa
 @pytest.mark.slow
 def test_ray_job_on_s3_storage_trains_pauses_resumes_replays_its_journal_and_exports(
         daemon_factory, model_cache: Path, ray_head: RayHead, s3_server: MotoServer, rft_home: Path,
-        tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path) -> None:
     """The Ray head has no AWS configuration: the worker reaches the bucket only with the storage options the
     daemon handed it (with its token, in the submission's working_dir package). Paused, it checkpoints to the
     bucket; resumed (a new Ray submission), it continues from the checkpoint it fetched from there."""
@@ -225,7 +225,8 @@ def test_ray_job_on_s3_storage_trains_pauses_resumes_replays_its_journal_and_exp
         c.resume_job(job.id)
         running = wait_job(c, job.id, lambda j: j.cluster.engine_id != first.engine_id and j.cluster.engine_state ==
                            "running" and j.progress.step > paused_at.step_number, "a step of the second submission")
-        engine_id = running.cluster.engine_id  # type: ignore[union-attr]
+        assert running.cluster is not None and running.cluster.engine_id is not None
+        engine_id = running.cluster.engine_id
     d.kill()  # kill -9: the job ends while no daemon listens; its last records go to its journal in the bucket
     ray = JobSubmissionClient(ray_head.address)
     try:

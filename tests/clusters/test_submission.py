@@ -43,13 +43,13 @@ def _create_then_killed(d: DaemonProcess, cluster: str) -> str:
 
 def _killed_by_the_fault(d: DaemonProcess) -> None:
     assert d.proc is not None
-    wait_until(lambda: d.proc.poll() is not None, 120, interval=0.2,  # type: ignore[union-attr]
+    wait_until(lambda: d.proc.poll() is not None, 120, interval=0.2,
                what="the fault hook to kill the daemon after the engine accepted the job")
     assert d.proc.returncode == -9, d.log()[-3000:]
     assert "RFT_FAULT_AFTER_SUBMIT=1: killing this daemon" in d.log()
 
 
-def _restart_and_finish(daemon_factory, model_cache: Path, d: DaemonProcess, job_id: str,  # type: ignore[no-untyped-def]
+def _restart_and_finish(daemon_factory, model_cache: Path, d: DaemonProcess, job_id: str,
                         env: dict[str, str] | None = None) -> str:
     """A daemon without the fault on the same port: the job adopted (not resubmitted) and finished."""
     d2 = tcp_daemon(daemon_factory, model_cache, port=int(d.tcp.rsplit(":", 1)[1]), env=env)  # type: ignore[union-attr]
@@ -65,7 +65,7 @@ def _restart_and_finish(daemon_factory, model_cache: Path, d: DaemonProcess, job
 
 
 def test_ray_job_is_submitted_once_when_the_daemon_dies_before_recording_it(
-        daemon_factory, model_cache: Path, ray_head: RayHead, cluster_storage: Path) -> None:  # type: ignore[no-untyped-def]
+        daemon_factory, model_cache: Path, ray_head: RayHead, cluster_storage: Path) -> None:
     from ray.job_submission import JobSubmissionClient
 
     d = tcp_daemon(daemon_factory, model_cache, env=FAULT)
@@ -82,7 +82,7 @@ def test_ray_job_is_submitted_once_when_the_daemon_dies_before_recording_it(
 
 
 def test_slurm_job_is_submitted_once_when_the_daemon_dies_before_recording_it(
-        daemon_factory, model_cache: Path, slurm: SlurmCluster, cluster_storage: Path,  # type: ignore[no-untyped-def]
+        daemon_factory, model_cache: Path, slurm: SlurmCluster, cluster_storage: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     d = tcp_daemon(daemon_factory, model_cache, env=FAULT)

@@ -90,7 +90,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_tcp_requires_the_bearer_token(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+def test_tcp_requires_the_bearer_token(daemon_factory) -> None:
     port = _free_port()
     d: DaemonProcess = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker"},
                                       tcp=f"127.0.0.1:{port}")
@@ -110,7 +110,7 @@ def test_tcp_requires_the_bearer_token(daemon_factory) -> None:  # type: ignore[
         assert c.health().pid == d.pid
 
 
-def test_half_written_imports_are_swept_at_start(daemon_factory, rft_home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_half_written_imports_are_swept_at_start(daemon_factory, rft_home: Path) -> None:
     from daemon.paths import Paths
 
     files = Paths.resolve(rft_home).ensure().files

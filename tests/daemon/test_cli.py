@@ -318,7 +318,7 @@ def test_daemon_status_reports_the_daemon_that_socket_names(tmp_path: Path, rft_
         cli(rft_home, "daemon", "stop", "--home", str(other), check=False)
 
 
-def test_daemon_commands_with_url_act_on_that_daemon_or_say_why_not(daemon_factory, rft_home: Path,  # type: ignore[no-untyped-def]
+def test_daemon_commands_with_url_act_on_that_daemon_or_say_why_not(daemon_factory, rft_home: Path,
                                                                   tmp_path: Path) -> None:
     """--url names a daemon elsewhere: `daemon stop` asks it over the API; start/restart/logs, which can only act
     on this machine's daemon, refuse with the reason instead of silently touching the local one."""

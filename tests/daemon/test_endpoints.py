@@ -77,14 +77,15 @@ def test_job_lifecycle_endpoints(fake_worker_daemon: DaemonProcess, tmp_path: Pa
         ckpts = {ck.step_number: ck for ck in c.list_checkpoints(job.id).data}
         assert set(ckpts) == {3, 6}
         assert ckpts[6].kept_because == ["latest", "best #1"] and ckpts[3].kept_because == ["best #2"]
-        assert ckpts[6].metrics.valid_reward_mean > ckpts[3].metrics.valid_reward_mean
+        latest, earlier = ckpts[6].metrics.valid_reward_mean, ckpts[3].metrics.valid_reward_mean
+        assert latest is not None and earlier is not None and latest > earlier
         assert c.samples(job.id).data[0].completion == "2"
         events = c.list_events(job.id, limit=100).data
         kinds = [e.type for e in events]
         assert "metrics" in kinds and "message" in kinds
         metric_ev = next(e for e in events
                          if e.type == "metrics" and e.data and "valid_reward_mean" in e.data["scores"])
-        assert {"step", "total_steps", "scores"} <= set(metric_ev.data)
+        assert metric_ev.data is not None and {"step", "total_steps", "scores"} <= set(metric_ev.data)
         messages = [e.message for e in reversed(events)]
         assert messages[0] == "Validating training file" and "Job succeeded" in messages
         page1 = c.list_events(job.id, limit=3)
@@ -99,7 +100,7 @@ def test_job_lifecycle_endpoints(fake_worker_daemon: DaemonProcess, tmp_path: Pa
 
 
 @pytest.fixture(scope="module")
-def shared_daemon(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory):
     """One daemon for the many read-only bad-input cases (each case changes nothing in the store)."""
     import tempfile
 
@@ -133,7 +134,7 @@ def shared_daemon(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
     (lambda r: r.update(suffix="has spaces!"), "suffix"),
     (lambda r: r.update(unknown_field=1), "unknown_field"),
 ])
-def test_create_job_bad_input(shared_daemon: tuple[DaemonProcess, str, str], mutate, param: str) -> None:  # type: ignore[no-untyped-def]
+def test_create_job_bad_input(shared_daemon: tuple[DaemonProcess, str, str], mutate, param: str) -> None:
     d, train, valid = shared_daemon
     with d.client() as c, raw(d) as h:
         req = job_request(train, valid)
@@ -239,7 +240,11 @@ def test_stream_announces_status_and_metric_steps(module_fake_worker_daemon: Dae
     statuses = [e.status for e in seen if e.type is api.StreamEventType.job_status and e.job_id == job.id]
     assert statuses[0] is api.JobStatus.queued and statuses[-1] is api.JobStatus.succeeded
     assert api.JobStatus.running in statuses
-    steps = [e.step for e in seen if e.type is api.StreamEventType.job_metrics and e.job_id == job.id]
+    steps: list[int] = []
+    for e in seen:
+        if e.type is api.StreamEventType.job_metrics and e.job_id == job.id:
+            assert e.step is not None  # a metrics event names its step
+            steps.append(e.step)
     assert steps and steps[-1] == 5 and steps == sorted(steps)
     assert any(e.type is api.StreamEventType.job_validation for e in seen)
 

@@ -13,6 +13,14 @@ from daemon.health import HealthMonitor, JobHealth
 REPO = Path(__file__).resolve().parents[2]
 
 
+def sink(into: list[health.Alarm]) -> health.AlarmSink:
+    """A JobHealth alarm sink that keeps every alarm it is given and accepts it."""
+    def record(alarm: health.Alarm) -> bool:
+        into.append(alarm)
+        return True
+    return record
+
+
 def step_values(**kw: float) -> dict[str, float]:
     """A healthy step: some spread, short completions, steady entropy, no grader errors."""
     base = {metrics.TRAIN_REWARD: 0.5, metrics.FRAC_REWARD_ZERO_STD: 0.1, metrics.CLIPPED_RATIO: 0.0,
@@ -205,19 +213,19 @@ def test_a_resumed_job_continues_its_windows_from_the_stored_steps() -> None:
     """Paused 3 steps into a 5-step zero_signal window, resumed: the alarm fires at step 5, not 3 steps later."""
     fired: list[health.Alarm] = []
     zero = step_values(frac_reward_zero_std=1.0)
-    before = JobHealth(api.Guardrails(), 4, lambda a: fired.append(a) or True)  # 4 groups a step: 5 steps
+    before = JobHealth(api.Guardrails(), 4, sink(fired))  # 4 groups a step: 5 steps
     for s in (1, 2, 3):
         before.step(s, zero)
     assert fired == []
     history = history_of([(s, zero) for s in (1, 2, 3)], [(0, 0.4)])
-    resumed = JobHealth(api.Guardrails(), 4, lambda a: fired.append(a) or True, history=history)
+    resumed = JobHealth(api.Guardrails(), 4, sink(fired), history=history)
     resumed.step(4, zero)
     assert fired == []
     resumed.step(5, zero)
     assert [(a.name, a.step) for a in fired] == [("zero_signal", 5)]
     # without the history the window starts again
     fresh: list[health.Alarm] = []
-    again = JobHealth(api.Guardrails(), 4, lambda a: fresh.append(a) or True)
+    again = JobHealth(api.Guardrails(), 4, sink(fresh))
     for s in (4, 5, 6, 7):
         again.step(s, zero)
     assert fresh == []
@@ -230,7 +238,7 @@ def test_a_resumed_job_keeps_its_active_alarms_baseline_and_best_validation() ->
     fired: list[health.Alarm] = []
     steps = [(s, step_values(frac_reward_zero_std=1.0, entropy=2.0)) for s in range(1, 21)]
     history = history_of(steps + [(21, step_values(frac_reward_zero_std=0.0))], [(0, 0.3), (10, 0.9), (20, 0.88)])
-    resumed = JobHealth(api.Guardrails(), 20, lambda a: fired.append(a) or True, history=history)
+    resumed = JobHealth(api.Guardrails(), 20, sink(fired), history=history)
     values = step_values(frac_reward_zero_std=1.0, entropy=0.1)
     resumed.add_signals(values, 21)  # step 21 again (it was stored past the checkpoint): not replayed
     mon = resumed.monitor

@@ -75,7 +75,7 @@ def refused(resp: httpx.Response) -> str:
     ("/no/such/model-dir", "does not exist"),
     ("~no-such-user-rft/model", "give an absolute path"),
 ])
-def test_create_and_check_refuse_a_bad_model_at_once(hub_daemons: dict, model: str, says: str) -> None:  # type: ignore[type-arg]
+def test_create_and_check_refuse_a_bad_model_at_once(hub_daemons: dict, model: str, says: str) -> None:
     for name in ("offline", "online"):
         d, train, valid = hub_daemons[name]
         with raw(d) as h:
@@ -91,7 +91,7 @@ def test_create_and_check_refuse_a_bad_model_at_once(hub_daemons: dict, model: s
             assert h.get("/v1/fine_tuning/jobs").json()["data"] == []  # nothing was created
 
 
-def test_good_models_pass_the_check(hub_daemons: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+def test_good_models_pass_the_check(hub_daemons: dict, tmp_path: Path) -> None:
     local = tmp_path / "my-model"
     local.mkdir()
     (local / "config.json").write_text("{}")
@@ -106,7 +106,7 @@ def test_good_models_pass_the_check(hub_daemons: dict, tmp_path: Path) -> None: 
         assert f"Did you mean '{local}'" in message
 
 
-def test_uncached_hub_model_offline_says_so(hub_daemons: dict) -> None:  # type: ignore[type-arg]
+def test_uncached_hub_model_offline_says_so(hub_daemons: dict) -> None:
     d, _, _ = hub_daemons["offline"]
     with raw(d) as h:
         message = refused(h.post("/v1/models/check", json={"model": "acme/other-model"}))

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import httpx
 import openai
+from openai.types.graders.string_check_grader_param import StringCheckGraderParam
 
 from tests.support.daemon_proc import DaemonProcess, wait_until
 from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
 
+# The same grader, typed as the SDK's TypedDict (the shared constant is a plain dict).
+EXACT = cast(StringCheckGraderParam, EXACT_GRADER)
+
 
 def sdk(d: DaemonProcess) -> openai.OpenAI:
     http = httpx.Client(transport=httpx.HTTPTransport(uds=d.socket))
-    return openai.OpenAI(base_url="http://rft-daemon/v1", api_key="local", http_client=http, max_retries=0)
+    # openai types http_client as its vendored httpx2.Client; an httpx.Client does the same job at run time
+    return openai.OpenAI(base_url="http://rft-daemon/v1", api_key="local", http_client=http,  # type: ignore[arg-type]
+                         max_retries=0)
 
 
 def test_sdk_files_jobs_events_cancel(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
@@ -28,10 +35,10 @@ def test_sdk_files_jobs_events_cancel(fake_worker_daemon: DaemonProcess, tmp_pat
     job = client.fine_tuning.jobs.create(
         model="builtin:tiny-arith", training_file=train.id, validation_file=valid.id, seed=3,
         method={"type": "reinforcement",
-                "reinforcement": {"grader": EXACT_GRADER, "hyperparameters": {"eval_interval": 2, "n_epochs": 1}}},
+                "reinforcement": {"grader": EXACT, "hyperparameters": {"eval_interval": 2, "n_epochs": 1}}},
     )
-    assert job.object == "fine_tuning.job" and job.method.type == "reinforcement"
-    assert job.method.reinforcement.grader.type == "string_check"
+    assert job.object == "fine_tuning.job" and job.method is not None and job.method.type == "reinforcement"
+    assert job.method.reinforcement is not None and job.method.reinforcement.grader.type == "string_check"
     listed = client.fine_tuning.jobs.list(limit=10)
     assert [j.id for j in listed.data] == [job.id]
     got = client.fine_tuning.jobs.retrieve(job.id)
@@ -55,13 +62,14 @@ def test_sdk_files_jobs_events_cancel(fake_worker_daemon: DaemonProcess, tmp_pat
 
 def test_sdk_grader_run_and_validate(fake_worker_daemon: DaemonProcess) -> None:
     client = sdk(fake_worker_daemon)
-    res = client.fine_tuning.alpha.graders.run(grader=EXACT_GRADER, model_sample="46", item={"answer": "46"})
+    res = client.fine_tuning.alpha.graders.run(grader=EXACT, model_sample="46", item={"answer": "46"})
     assert res.reward == 1.0 and res.metadata.type == "string_check"
     assert res.metadata.errors.invalid_variable_error is False
-    v = client.fine_tuning.alpha.graders.validate(grader=EXACT_GRADER)
+    v = client.fine_tuning.alpha.graders.validate(grader=EXACT)
     assert v.grader is not None and v.grader.type == "string_check"
     try:
-        client.fine_tuning.alpha.graders.validate(grader={**EXACT_GRADER, "operation": "nope"})
+        bad = cast(StringCheckGraderParam, {**EXACT_GRADER, "operation": "nope"})
+        client.fine_tuning.alpha.graders.validate(grader=bad)
     except openai.BadRequestError as e:
         assert e.status_code == 400
     else:

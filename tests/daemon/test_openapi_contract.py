@@ -54,7 +54,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def tcp_daemon(daemon_factory, tmp_path: Path) -> tuple[DaemonProcess, str, str]:  # type: ignore[no-untyped-def]
+def tcp_daemon(daemon_factory, tmp_path: Path) -> tuple[DaemonProcess, str, str]:
     """A daemon on TCP with a stored file and a finished (fake-worker) job, so ids lead somewhere."""
     port = _free_port()
     d = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.01",

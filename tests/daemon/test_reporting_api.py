@@ -76,7 +76,7 @@ def _assert_every_record_once(c: Any, job_id: str, steps: int, eval_interval: in
 
 
 @pytest.fixture
-def http_daemon(daemon_factory, tmp_path: Path) -> DaemonProcess:  # type: ignore[no-untyped-def]
+def http_daemon(daemon_factory, tmp_path: Path) -> DaemonProcess:
     """A daemon on TCP whose fake workers report over HTTP, under bubblewrap with RFT_HOME hidden."""
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (scripts/setup.sh installs it)")
@@ -183,8 +183,9 @@ def test_a_job_token_reaches_only_its_own_jobs_reporting_endpoints(two_jobs: tup
                                                                   tmp_path: Path) -> None:
     d, a, b, base = two_jobs
     token = _mint(d, a)
-    assert a in token and Store(d.paths.db).query_one(
-        "SELECT COUNT(*) AS n FROM job_tokens WHERE token_sha256 LIKE ?", [f"%{token}%"])["n"] == 0  # hashed
+    row = Store(d.paths.db).query_one("SELECT COUNT(*) AS n FROM job_tokens WHERE token_sha256 LIKE ?",
+                                      [f"%{token}%"])
+    assert a in token and row is not None and row["n"] == 0  # hashed
     auth = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, timeout=10, headers=auth) as h:
         # its own job: spec, state, appends
@@ -221,7 +222,7 @@ def test_a_job_token_reaches_only_its_own_jobs_reporting_endpoints(two_jobs: tup
         assert c.metrics(b).data == [] and c.get_job(b).status is api.JobStatus.queued
 
 
-def test_a_jobs_token_ends_with_the_job(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_jobs_token_ends_with_the_job(daemon_factory, tmp_path: Path) -> None:
     """Succeeded or failed: its token is refused at once (401). Cancelled: honoured for the cancel grace (the
     worker is still stopping), then refused. Paused and resumed: the same token until a new submission mints a
     fresh one, which replaces it."""
@@ -464,7 +465,7 @@ def test_agent_episodes_travel_over_the_api(two_jobs: tuple[DaemonProcess, str, 
         assert c.metrics(a).last_step == 1
 
 
-def test_checkpoints_on_url_storage_are_recorded_there_and_export_from_there(daemon_factory,  # type: ignore[no-untyped-def]
+def test_checkpoints_on_url_storage_are_recorded_there_and_export_from_there(daemon_factory,
                                                                               tmp_path: Path) -> None:
     """RFT_CHECKPOINT_STORAGE as an fsspec URL (file:// here; s3:// on a cluster): the worker copies each
     checkpoint there, the store records the URL, and export fetches it from there."""
@@ -511,8 +512,8 @@ def test_the_keep_rule_prunes_checkpoints_over_the_api_and_only_the_jobs_own(
             r.add_checkpoint(step, str(tmp_path / f"a-{step}"), {"valid_reward_mean": reward})
         doomed = r.checkpoints_to_delete()  # delivers what is journalled first, then asks
         assert sorted(c.step_number for c in doomed) == [10, 30]  # kept: 20, 50, 40 (best 3) and 60 (latest)
-        for c in doomed:
-            r.mark_checkpoint_deleted(c.id)
+        for ck in doomed:
+            r.mark_checkpoint_deleted(ck.id)
         r.mark_checkpoint_deleted(other)  # job b's: the store ignores it for job a's token
         assert r.flush(30) and r.checkpoints_to_delete() == []
     finally:

@@ -33,7 +33,7 @@ def finished_job(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> tuple[Dae
     return fake_worker_daemon, job.id
 
 
-def test_rescore_with_a_zero_grader_gives_zero_means_and_keeps_the_original_scores(finished_job) -> None:  # type: ignore[no-untyped-def]
+def test_rescore_with_a_zero_grader_gives_zero_means_and_keeps_the_original_scores(finished_job) -> None:
     d, job_id = finished_job
     with d.client() as c:
         steps = c.validation(job_id).steps
@@ -64,7 +64,7 @@ def test_rescore_with_a_zero_grader_gives_zero_means_and_keeps_the_original_scor
         assert any("Re-scored as 'zero'" in e.message and "original scores kept" in e.message for e in events)
 
 
-def test_rescore_grades_stored_samples_against_their_items_and_names_do_not_collide(finished_job) -> None:  # type: ignore[no-untyped-def]
+def test_rescore_grades_stored_samples_against_their_items_and_names_do_not_collide(finished_job) -> None:
     d, job_id = finished_job
     with d.client() as c:
         first = c.rescore(job_id, {"grader": SAMPLE_ANSWER, "samples": True, "steps": [4]})
@@ -93,7 +93,7 @@ BAD_RESCORES = [
 ]
 
 
-def test_rescore_refuses_bad_requests_with_the_field_named(finished_job) -> None:  # type: ignore[no-untyped-def]
+def test_rescore_refuses_bad_requests_with_the_field_named(finished_job) -> None:
     d, job_id = finished_job
     with raw(d) as h:
         for body, status, param in BAD_RESCORES:
@@ -106,7 +106,7 @@ def test_rescore_refuses_bad_requests_with_the_field_named(finished_job) -> None
         assert c.list_rescorings(job_id).data == []  # nothing half-stored
 
 
-def test_cli_rescore_and_the_rescored_validation(finished_job, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_rescore_and_the_rescored_validation(finished_job, tmp_path: Path) -> None:
     import json
 
     from tests.daemon.test_cli import cli

@@ -35,7 +35,7 @@ def status_of(c: Client, job_id: str) -> S:
     return c.get_job(job_id).status
 
 
-def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_home: Path, tmp_path: Path) -> None:
     gate = tmp_path / "hold-gate"  # the worker holds before step 25 until the next daemon has re-adopted it
     env = {**SLOW_WORKER, "RFT_FAKE_HOLD_AT_STEP": "25", "RFT_FAKE_HOLD_GATE": str(gate)}
     d1: DaemonProcess = daemon_factory(env=env)
@@ -43,7 +43,9 @@ def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_
         train, valid = make_files(c, tmp_path)
         job = c.create_job(job_request(train, valid, max_steps=30, eval_interval=10))
         wait_until(lambda: len(metric_steps(rft_home, job.id)) >= 3, 30, what="the worker's first steps")
-        worker_pid = c.get_job(job.id).worker["pid"]
+        worker = c.get_job(job.id).worker
+        assert worker is not None
+        worker_pid = worker["pid"]
     d1.kill(signal.SIGKILL)
     # the daemon is gone; the worker goes on writing its steps
     before = len(metric_steps(rft_home, job.id))
@@ -59,7 +61,7 @@ def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_
     assert metric_steps(rft_home, job.id) == list(range(1, 31))  # none lost, none duplicated
 
 
-def test_worker_kill9_fails_job_with_reason_and_next_job_starts(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_worker_kill9_fails_job_with_reason_and_next_job_starts(daemon_factory, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d.client() as c:
         train, valid = make_files(c, tmp_path)
@@ -76,7 +78,7 @@ def test_worker_kill9_fails_job_with_reason_and_next_job_starts(daemon_factory, 
         assert done.status is S.succeeded
 
 
-def test_worker_crash_reports_exit_and_log_tail(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_worker_crash_reports_exit_and_log_tail(daemon_factory, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.no_such_module"})
     with d.client() as c:
         train, valid = make_files(c, tmp_path)
@@ -86,7 +88,7 @@ def test_worker_crash_reports_exit_and_log_tail(daemon_factory, tmp_path: Path) 
         assert "No module named" in failed.error.message  # the log's last line, so the user sees why
 
 
-def test_cancel_running_job(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_running_job(daemon_factory, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d.client() as c:
         train, valid = make_files(c, tmp_path)
@@ -101,7 +103,7 @@ def test_cancel_running_job(daemon_factory, tmp_path: Path) -> None:  # type: ig
         assert other.status is S.cancelled
 
 
-def test_cancel_escalates_to_sigkill_when_worker_ignores_sigterm(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_escalates_to_sigkill_when_worker_ignores_sigterm(daemon_factory, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.stubborn_worker",
                                            "RFT_CANCEL_GRACE_S": "1"})
     with d.client() as c:
@@ -116,7 +118,7 @@ def test_cancel_escalates_to_sigkill_when_worker_ignores_sigterm(daemon_factory,
         assert any("SIGKILL" in m for m in messages) and any("killed by SIGKILL" in m for m in messages), messages
 
 
-def test_pause_and_resume_keep_steps_continuous(daemon_factory, rft_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pause_and_resume_keep_steps_continuous(daemon_factory, rft_home: Path, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d.client() as c:
         train, valid = make_files(c, tmp_path)
@@ -134,7 +136,7 @@ def test_pause_and_resume_keep_steps_continuous(daemon_factory, rft_home: Path, 
     assert metric_steps(rft_home, job.id) == list(range(1, 31))
 
 
-def test_jobs_survive_daemon_restart_when_queued(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_survive_daemon_restart_when_queued(daemon_factory, tmp_path: Path) -> None:
     d1: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d1.client() as c:
         train, valid = make_files(c, tmp_path)
@@ -150,13 +152,15 @@ def test_jobs_survive_daemon_restart_when_queued(daemon_factory, tmp_path: Path)
             assert done.status is S.succeeded
 
 
-def test_dead_worker_while_daemon_down_resumes_from_checkpoint(daemon_factory, rft_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dead_worker_while_daemon_down_resumes_from_checkpoint(daemon_factory, rft_home: Path, tmp_path: Path) -> None:
     d1: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d1.client() as c:
         train, valid = make_files(c, tmp_path)
         job = c.create_job(job_request(train, valid, max_steps=30, eval_interval=5))
         wait_until(lambda: c.list_checkpoints(job.id).data, 30, what="a checkpoint")
-        pid = c.get_job(job.id).worker["pid"]
+        worker = c.get_job(job.id).worker
+        assert worker is not None
+        pid = worker["pid"]
     d1.kill(signal.SIGKILL)
     os.killpg(pid, signal.SIGKILL)
     wait_until(lambda: not _alive(pid), 10, what="worker death")
@@ -184,7 +188,7 @@ def _alive(pid: int) -> bool:
 # ------------------------------------------------------------------ issue 10: control at any moment
 
 
-def test_pause_while_the_worker_starts_up_ends_paused_and_resumes(daemon_factory, rft_home: Path,  # type: ignore[no-untyped-def]
+def test_pause_while_the_worker_starts_up_ends_paused_and_resumes(daemon_factory, rft_home: Path,
                                                                    tmp_path: Path) -> None:
     """A pause before the worker has its signal handler (it is still importing) pauses; it never kills."""
     d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_FAKE_STARTUP_S": "1.5"})
@@ -205,7 +209,7 @@ def test_pause_while_the_worker_starts_up_ends_paused_and_resumes(daemon_factory
     assert metric_steps(rft_home, job.id) == list(range(1, 9))
 
 
-def test_failure_quotes_its_own_attempts_log_and_the_daemon_log_records_it(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_failure_quotes_its_own_attempts_log_and_the_daemon_log_records_it(daemon_factory, tmp_path: Path) -> None:
     """Attempt 2 dies silently: its error must not quote attempt 1's log; the daemon log has every transition."""
     d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_FAKE_CRASH_ON_ATTEMPT": "2"})
     with d.client() as c:
@@ -231,7 +235,7 @@ def test_failure_quotes_its_own_attempts_log_and_the_daemon_log_records_it(daemo
     assert "ERROR rft.scheduler: job " + job.id in log
 
 
-def test_cancel_answers_cancelled_to_the_openai_sdk_and_the_job_stays_cancelled(daemon_factory, rft_home: Path,  # type: ignore[no-untyped-def]
+def test_cancel_answers_cancelled_to_the_openai_sdk_and_the_job_stays_cancelled(daemon_factory, rft_home: Path,
                                                                                 tmp_path: Path) -> None:
     """OpenAI answers cancel with the job `cancelled`; teardown (here: SIGTERM ignored, SIGKILL) is internal."""
     import httpx
@@ -239,8 +243,9 @@ def test_cancel_answers_cancelled_to_the_openai_sdk_and_the_job_stays_cancelled(
 
     d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.stubborn_worker",
                                            "RFT_CANCEL_GRACE_S": "2"})
+    # openai types http_client as its vendored httpx2.Client; an httpx.Client does the same job at run time
     sdk = openai.OpenAI(base_url="http://rft-daemon/v1", api_key="local", max_retries=0,
-                        http_client=httpx.Client(transport=httpx.HTTPTransport(uds=d.socket)))
+                        http_client=httpx.Client(transport=httpx.HTTPTransport(uds=d.socket)))  # type: ignore[arg-type]
     with d.client() as c:
         train, valid = make_files(c, tmp_path)
         first = c.create_job(job_request(train, valid, max_steps=500))
@@ -265,7 +270,7 @@ def test_cancel_answers_cancelled_to_the_openai_sdk_and_the_job_stays_cancelled(
         assert sdk.fine_tuning.jobs.cancel(second.id).status == "cancelled"  # a job that runs, too
 
 
-def test_a_cancelled_jobs_worker_is_stopped_by_the_next_daemon(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_cancelled_jobs_worker_is_stopped_by_the_next_daemon(daemon_factory, tmp_path: Path) -> None:
     """The daemon dies while a cancelled job's worker ignores SIGTERM: the next daemon finishes the teardown."""
     env = {**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.stubborn_worker", "RFT_CANCEL_GRACE_S": "600"}
     d1: DaemonProcess = daemon_factory(env=env)
@@ -304,7 +309,7 @@ def worker_outcome(home: Path, job_id: str) -> str | None:
 
 
 @pytest.mark.parametrize("how", ["exits", "is killed"])
-def test_a_worker_ending_while_another_process_locks_the_store_settles_once_the_lock_goes(  # type: ignore[no-untyped-def]
+def test_a_worker_ending_while_another_process_locks_the_store_settles_once_the_lock_goes(
         daemon_factory, rft_home: Path, tmp_path: Path, how: str) -> None:
     """The scheduler's writes wait out the lock on their own thread: /v1/health answers within 1 s meanwhile,
     the job is settled (succeeded, or failed naming SIGKILL) once the lock goes, and the next job starts."""
@@ -320,7 +325,9 @@ def test_a_worker_ending_while_another_process_locks_the_store_settles_once_the_
             wait_until(lambda: worker_outcome(rft_home, first.id) == "succeeded", 60, what="the worker's result")
         else:
             wait_until(lambda: len(metric_steps(rft_home, first.id)) >= 2, 60, what="the worker's first steps")
-        worker_pid = c.get_job(first.id).worker["pid"]
+        worker = c.get_job(first.id).worker
+        assert worker is not None
+        worker_pid = worker["pid"]
         holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(rft_home / "rft.db")], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         latencies: list[float] = []
@@ -362,7 +369,7 @@ def test_a_worker_ending_while_another_process_locks_the_store_settles_once_the_
     assert max(latencies) < 1.0, latencies
 
 
-def test_sigterm_stops_the_daemon_through_its_own_cleanup(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_stops_the_daemon_through_its_own_cleanup(daemon_factory) -> None:
     """kill (SIGTERM), as systemd or a user sends it: the daemon shuts down gracefully and removes its socket and
     status file (uvicorn raises the signal again after its own shutdown; that must not skip ours)."""
     d = daemon_factory()

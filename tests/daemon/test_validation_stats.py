@@ -81,7 +81,7 @@ def test_paired_comparison_counts_and_means_on_recorded_rows() -> None:
     lo, hi = numpy_bootstrap(diffs, 200_000, seed=3)
     assert c.ci95 is not None
     assert c.ci95[0] == pytest.approx(lo, abs=0.01) and c.ci95[1] == pytest.approx(hi, abs=0.01)
-    assert c.ci95[0] < c.mean_diff < c.ci95[1]
+    assert c.mean_diff is not None and c.ci95[0] < c.mean_diff < c.ci95[1]
 
 
 def test_bootstrap_matches_the_exact_bootstrap_distribution_of_a_tiny_set() -> None:
@@ -125,10 +125,10 @@ def test_headline_reads_like_the_issue() -> None:
 def recorded_store_daemon(request: pytest.FixtureRequest) -> DaemonProcess:
     """The TUI's recorded store (jobs with base and later validation, sub-rewards exact/close), a real daemon on it:
     one for the module (these tests only read it)."""
-    return request.getfixturevalue("shared_recorded_daemon")  # type: ignore[no-any-return]
+    return request.getfixturevalue("shared_recorded_daemon")
 
 
-def test_compare_endpoint_matches_an_independent_computation_on_stored_rows(recorded_store_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_compare_endpoint_matches_an_independent_computation_on_stored_rows(recorded_store_daemon) -> None:
     with recorded_store_daemon.client() as c:
         steps = c.validation(recorded.SUCCEEDED).steps
         assert steps[0] == 0 and len(steps) > 1
@@ -158,14 +158,14 @@ def test_compare_endpoint_matches_an_independent_computation_on_stored_rows(reco
         assert (same.mean_diff, same.ties, same.p_value, same.ci95) == (0.0, 12, 1.0, (0.0, 0.0))
 
 
-BAD_COMPARES = [
+BAD_COMPARES: list[tuple[dict[str, int | str], int, str]] = [
     ({"step": 7}, 404, "step"), ({"base_step": 3}, 404, "base_step"), ({"rescoring": "nope"}, 404, "rescoring"),
     ({"step": -1}, 400, "step"), ({"resamples": 10}, 400, "resamples"), ({"base_step": "x"}, 400, "base_step"),
     ({"rescoring": "../x"}, 400, "rescoring"),
 ]
 
 
-def test_compare_refuses_bad_steps_and_parameters(recorded_store_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_compare_refuses_bad_steps_and_parameters(recorded_store_daemon) -> None:
     with raw(recorded_store_daemon) as h:
         for params, status, param in BAD_COMPARES:
             resp = h.get(f"/v1/fine_tuning/jobs/{recorded.SUCCEEDED}/validation/compare", params=params)
@@ -180,7 +180,7 @@ def test_compare_refuses_bad_steps_and_parameters(recorded_store_daemon) -> None
         assert e.value.status_code == 404 and e.value.param == "step"
 
 
-def test_cli_validation_compare_prints_the_change_with_its_interval(recorded_store_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_cli_validation_compare_prints_the_change_with_its_interval(recorded_store_daemon) -> None:
     from tests.daemon.test_cli import cli
 
     rft_home = recorded_store_daemon.paths.home
@@ -193,7 +193,7 @@ def test_cli_validation_compare_prints_the_change_with_its_interval(recorded_sto
     assert got.headline() not in plain
 
 
-def test_cli_validation_json_carries_the_compare_the_text_shows(recorded_store_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_cli_validation_json_carries_the_compare_the_text_shows(recorded_store_daemon) -> None:
     """`jobs validation --json` is the page plus `compare` (the statistics the text ends with), for any base step."""
     from tests.daemon.test_cli import cli
 

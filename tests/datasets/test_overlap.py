@@ -60,7 +60,7 @@ def test_disjoint_example_files_pass(cli: Cli) -> None:
     assert len(genes[0]) == 40 and len(genes[1]) == 15 and not genes[0] & genes[1]
 
 
-def test_jobs_create_refuses_overlap_bad_rows_and_missing_grader_fields(fake_worker_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_create_refuses_overlap_bad_rows_and_missing_grader_fields(fake_worker_daemon, tmp_path: Path) -> None:
     cli = Cli(fake_worker_daemon)
     train, valid = _train_valid(tmp_path)
     grader = REPO / "examples" / "arithmetic" / "grader.json"

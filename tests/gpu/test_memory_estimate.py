@@ -4,6 +4,7 @@ and the cheapest fix, and the "auto" rules that read it (precision, checkpointin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def cuda(*gpus: Gpu) -> DeviceInfo:
     return DeviceInfo("cuda", len(gpus), None, tuple(gpus))
 
 
-def resolved(shape: ModelShape, device: DeviceInfo, **hp: object) -> api.ResolvedHyperparameters:
+def resolved(shape: ModelShape, device: DeviceInfo, **hp: Any) -> api.ResolvedHyperparameters:
     return resolve_hyperparameters(api.ReinforcementHyperparameters(**hp), model="m", train_rows=1000,
                                    valid_rows=100, seed=1, device=device, shape=shape)
 

@@ -13,7 +13,7 @@ import pytest
 from graders import BatchGrader, PythonGraderPool, SandboxLimits, run_grader, sandbox_bwrap
 from graders.impl.base import Runtime
 from graders.impl.python import PythonEngine
-from graders.spec import parse_grader
+from graders.spec import PythonGrader, parse_grader
 from graders.templates import SampleContext
 
 WALL = 1.5
@@ -32,7 +32,9 @@ def pool() -> Iterator[PythonGraderPool]:
 def grade(pool: PythonGraderPool, body: str, sample: str = "46", item: dict | None = None):
     """Run a one-function grader through the real engine + pool; return its GraderResult."""
     source = "def grade(sample, item):\n" + "".join(f"    {line}\n" for line in body.splitlines())
-    engine = PythonEngine(parse_grader({"type": "python", "name": "p", "source": source}))
+    spec = parse_grader({"type": "python", "name": "p", "source": source})
+    assert isinstance(spec, PythonGrader)
+    engine = PythonEngine(spec)
     return engine.grade_batch([SampleContext(sample, item or {"answer": "46"})], Runtime(pool=pool))[0]
 
 
@@ -278,7 +280,7 @@ HONEST = "import math\ndef grade(sample, item):\n    return float(math.isclose(l
 
 
 def test_a_worker_runs_one_grader_and_poisoning_does_not_reach_another(pool: PythonGraderPool) -> None:
-    call = [({"output_text": "x"}, {})]
+    call: list[tuple[dict[str, str], dict[str, str]]] = [({"output_text": "x"}, {})]
     for _ in range(3):
         pool.grade(POISON, call)  # A's own later calls may break (it unbound its worker); B must not
         assert pool.grade(HONEST, call)[0].value == 0.0, "grader A's patches reached grader B"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ STRING_CHECK = {"type": "string_check", "name": "exact", "input": "{{sample.outp
 
 
 def test_every_openai_grader_type_parses() -> None:
-    specs = [
+    specs: list[dict[str, Any]] = [
         STRING_CHECK,
         {"type": "text_similarity", "name": "t", "input": "a", "reference": "b", "evaluation_metric": "rouge_l",
          "pass_threshold": 0.5},

@@ -381,6 +381,7 @@ def grade(sample, item):
 """
     assert target.grade(ordinary, '{"answer": 46}', {"question": "12+34="})["reward"] == 1.0
     assert target.grade(ordinary, '{"answer": 45}', {"question": "12+34="})["reward"] == 0.0
+    cases: list[tuple[str, str, dict[str, Any]]]
     cases = [("numeric_tolerance.py", "The answer is 3.1416", {"answer": "3.14159", "tolerance": 0.001}),
              ("numeric_tolerance.py", "about 3", {"answer": "3.14159"}),
              ("gene_ranking.py", "1. TP53\n2. BRCA1\n3. EGFR", {"reference_answer": "BRCA1"}),
@@ -404,7 +405,7 @@ def _status_line(home: Path) -> str:
     return next(ln for ln in out.stdout.splitlines() if "sandbox" in ln)
 
 
-def test_without_bubblewrap_the_daemon_refuses_python_graders_with_the_fix(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+def test_without_bubblewrap_the_daemon_refuses_python_graders_with_the_fix(daemon_factory) -> None:
     d = daemon_factory(env={"RFT_BWRAP": "/nonexistent/bwrap", "RFT_SANDBOX": ""})
     with d.client() as c:
         assert c.health().sandbox.startswith("unavailable: bubblewrap is not installed")
@@ -422,7 +423,7 @@ def test_without_bubblewrap_the_daemon_refuses_python_graders_with_the_fix(daemo
     assert "unavailable" in _status_line(d.home)
 
 
-def test_with_the_sandbox_off_graders_run_and_say_so(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+def test_with_the_sandbox_off_graders_run_and_say_so(daemon_factory) -> None:
     d = daemon_factory(env={"RFT_SANDBOX": "off"})
     with d.client() as c:
         assert c.health().sandbox == "off"
@@ -434,7 +435,7 @@ def test_with_the_sandbox_off_graders_run_and_say_so(daemon_factory) -> None:  #
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["bubblewrap", "off"])
-def test_a_job_grades_in_the_sandbox_or_says_it_is_off(daemon_factory, model_cache: Path, mode: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_grades_in_the_sandbox_or_says_it_is_off(daemon_factory, model_cache: Path, mode: str) -> None:
     """A real training job (the torch worker's own grader pool): sandboxed, or one warn event at start."""
     from tests.training.conftest import ARITH, FAST_HP, wait_status
 

@@ -25,7 +25,7 @@ GUARDED_ENV = {"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_BODY_READ_
 
 
 @pytest.fixture
-def guarded_daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
+def guarded_daemon(daemon_factory) -> DaemonProcess:
     """A daemon of the test's own whose stalled-body timeout is lowered so the test sees it quickly: for the
     memory tests (RSS growth from a fresh daemon's baseline; another test's freed heap would hide growth)."""
     return daemon_factory(env=GUARDED_ENV)

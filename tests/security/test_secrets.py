@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,12 @@ async def test_tui_job_screen_shows_no_secret(daemon_factory: Any, tmp_path: Pat
         assert screen.view.job is not None and screen.view.job.snapshot is not None
         assert_hidden(screen.view.job.model_dump_json(), "the TUI's job")
         assert screen.view.job.snapshot.grader["graders"]["svc"]["headers"] == {"X-Api-Key": "***"}
+
+        def shown(tab: str) -> Callable[[], bool]:
+            return lambda: screen.active_tab == tab
+
         for tab in TABS:
             screen.action_show_tab(tab)
-            await until(pilot, lambda t=tab: screen.active_tab == t, what=f"the {tab} tab")
+            await until(pilot, shown(tab), what=f"the {tab} tab")
             await pilot.pause()
             assert_hidden(app.export_screenshot(), f"the {tab} tab")

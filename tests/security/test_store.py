@@ -38,7 +38,7 @@ def _http(d: DaemonProcess, timeout: float = 30) -> httpx.Client:
 # ---------------------------------------------------------------------------------------------- modes
 
 
-def test_store_is_private_after_real_use(daemon_factory, rft_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_store_is_private_after_real_use(daemon_factory, rft_home: Path, tmp_path: Path) -> None:
     """Import, a job (writes metrics, events, checkpoints, a log) and a grader save: nothing readable by others."""
     d: DaemonProcess = daemon_factory(env=FAKE)
     with d.client() as c:
@@ -59,7 +59,7 @@ def test_store_is_private_after_real_use(daemon_factory, rft_home: Path, tmp_pat
     assert not loose, loose
 
 
-def test_a_loose_existing_home_is_tightened_and_said_once(daemon_factory, rft_home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_loose_existing_home_is_tightened_and_said_once(daemon_factory, rft_home: Path) -> None:
     paths = Paths(rft_home)
     for sub in ("files", "graders", "jobs/ftjob-old"):
         (rft_home / sub).mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def lock_holder(rft_home: Path) -> Iterator[Any]:
             p.wait(10)
 
 
-def test_a_database_locked_by_another_process_never_stalls_the_daemon(  # type: ignore[no-untyped-def]
+def test_a_database_locked_by_another_process_never_stalls_the_daemon(
         daemon_factory, lock_holder, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env=FAKE)
     with d.client() as c:
@@ -123,7 +123,7 @@ def test_a_database_locked_by_another_process_never_stalls_the_daemon(  # type: 
             r = h.get("/v1/health")
             latencies.append(time.monotonic() - t)
             assert r.status_code == 200
-            return r.json()  # type: ignore[no-any-return]
+            return r.json()
 
         assert health()["store"] == "busy"
         writes: dict[str, tuple[int, dict[str, object], float]] = {}
@@ -188,7 +188,7 @@ def test_an_unusable_database_stops_start_up_with_one_line(rft_home: Path, conte
 # ---------------------------------------------------------------------------------------------- graders
 
 
-def test_graders_folder_serves_only_regular_files(daemon_factory, rft_home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_graders_folder_serves_only_regular_files(daemon_factory, rft_home: Path) -> None:
     d: DaemonProcess = daemon_factory(env=FAKE)
     folder = d.paths.graders
     (folder / "good.json").write_text(json.dumps({"type": "string_check", "name": "g", "input": "a",
@@ -246,7 +246,7 @@ def _big_dataset(path: Path, seed: int, mb: int = 6) -> Path:
     return path
 
 
-def test_a_full_disk_is_a_clear_507_and_leaves_nothing_half_written(daemon_factory, small_disk: Path,  # type: ignore[no-untyped-def]
+def test_a_full_disk_is_a_clear_507_and_leaves_nothing_half_written(daemon_factory, small_disk: Path,
                                                                    tmp_path: Path) -> None:
     home = small_disk / "home"
     d = DaemonProcess(home, env=FAKE)

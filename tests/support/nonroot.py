@@ -123,7 +123,7 @@ class UserDaemon(DaemonProcess):
         with self.client(timeout=2) as c:
             return bool(c.health().pid)
 
-    def client(self, timeout: float = 60.0):  # type: ignore[no-untyped-def, override]
+    def client(self, timeout: float = 60.0):
         from daemon.client import Client
 
         token = self.paths.token_file.read_text().strip() if self.paths.token_file.exists() else None

@@ -101,8 +101,10 @@ def test_tools_demo_learns_to_call_the_add_tool(rft_home: Path, tools_model_cach
         assert int(rates.group(2)) > int(rates.group(1)), text
         assert re.search(r"validation \(base model\): mean reward .*, tool calls \d+% of episodes", text)
         assert ": succeeded" in text
-        job_id = re.search(r"(ftjob-[0-9a-f]+)", text).group(1)
-        url = re.search(r"add tool at (http://127\.0\.0\.1:\d+/add)", text).group(1)
+        job_match = re.search(r"(ftjob-[0-9a-f]+)", text)
+        url_match = re.search(r"add tool at (http://127\.0\.0\.1:\d+/add)", text)
+        assert job_match and url_match, text
+        job_id, url = job_match.group(1), url_match.group(1)
         with pytest.raises(httpx.ConnectError):
             httpx.post(url, json={"arguments": {"a": 1, "b": 2}}, timeout=5)  # the demo stopped its tool
 

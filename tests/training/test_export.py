@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ JOB = "ftjob-0123456789abcdef01234567"
 
 def checkpoints(rewards: dict[int, float | None]) -> list:
     """Kept checkpoints as the store answers them (newest first, with the store's kept_because)."""
+    rows: list[dict[str, Any]]
     rows = [{"id": f"ftckpt-{step:06d}", "job_id": JOB, "step": step, "created_at": 0, "path": f"/x/step-{step}",
              "metrics": json.dumps({"valid_reward_mean": r}), "valid_reward_mean": r, "deleted_at": None}
             for step, r in sorted(rewards.items(), reverse=True)]
@@ -88,7 +90,7 @@ def test_exported_adapter_names_the_base_revision(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "README.md").exists() and all(not f.endswith("README.md") for f in files)
 
 
-def test_cli_export_names_the_checkpoint_and_writes_the_card(fake_worker_daemon, rft_home: Path,  # type: ignore[no-untyped-def]
+def test_cli_export_names_the_checkpoint_and_writes_the_card(fake_worker_daemon, rft_home: Path,
                                                              tmp_path: Path) -> None:
     """`rft-tui jobs export --checkpoint latest|STEP` (and the default, best) say what they took and why."""
     import os

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from daemon.api import ReinforcementHyperparameters as HP
 from daemon.api import ResolvedHyperparameters
 from daemon.hyperparams import DeviceInfo, check_resolved, resolve_hyperparameters
@@ -10,7 +12,7 @@ CPU = DeviceInfo("cpu", 1, None)
 
 
 def resolve(model: str = "builtin:tiny-arith", train_rows: int = 1500, valid_rows: int = 200,
-            device: DeviceInfo = CPU, **hp: object) -> ResolvedHyperparameters:
+            device: DeviceInfo = CPU, **hp: Any) -> ResolvedHyperparameters:
     return resolve_hyperparameters(HP(**hp), model=model, train_rows=train_rows, valid_rows=valid_rows, seed=5,
                                    device=device)
 

@@ -15,7 +15,7 @@ TEMPLATE = ("{% if tools %}TOOLS:{{ tools | map(attribute='function') | map(attr
             "{% if add_generation_prompt %}assistant:{% endif %}")
 
 
-def tokenizer(model_cache: Path):  # type: ignore[no-untyped-def]
+def tokenizer(model_cache: Path):
     tok = load_tokenizer("builtin:tiny-arith", Paths.resolve(model_cache / "home"))
     tok.chat_template = TEMPLATE
     return tok

@@ -18,11 +18,11 @@ CONTRACT = ('<tools>add</tools>\n123+456=<tool_call>\n{"name": "add", "arguments
 
 
 @pytest.fixture(scope="module")
-def tokenizer():  # type: ignore[no-untyped-def]
+def tokenizer():
     return tiny_tools.build_tokenizer()
 
 
-def test_template_renders_tools_calls_and_results_in_the_contract_format(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_template_renders_tools_calls_and_results_in_the_contract_format(tokenizer) -> None:
     msgs = tiny_tools.conversation(123, 456, call=True)
     assert tokenizer.apply_chat_template(msgs, tools=[tiny_tools.ADD_TOOL], tokenize=False) == CONTRACT
     # every prefix of the episode renders to a prefix of the whole (rollouts append turns)
@@ -40,7 +40,7 @@ def test_template_renders_tools_calls_and_results_in_the_contract_format(tokeniz
         '<tool_call>\n{"name": "add", "arguments": {"a": 3, "b": 4}}\n</tool_call><eos>')
 
 
-def test_tool_call_syntax_is_compact_and_survives_decoding(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_tool_call_syntax_is_compact_and_survives_decoding(tokenizer) -> None:
     ids = tokenizer(CONTRACT, add_special_tokens=False)["input_ids"]
     tokens = tokenizer.convert_ids_to_tokens(ids)
     for piece in ("<tools>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", '{"name": "'):
@@ -50,7 +50,7 @@ def test_tool_call_syntax_is_compact_and_survives_decoding(tokenizer) -> None:  
     assert decoded == CONTRACT.replace("<eos>", "")
 
 
-def test_sft_labels_only_assistant_tokens(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_sft_labels_only_assistant_tokens(tokenizer) -> None:
     msgs = tiny_tools.conversation(123, 456, call=True)
     ids, labels = tiny_tools.encode_episode(tokenizer, msgs, [tiny_tools.ADD_TOOL])
     labelled = tokenizer.decode([i for i, lab in zip(ids, labels, strict=True) if lab != -100])
@@ -122,7 +122,7 @@ def test_build_progress_names_the_model_and_its_measure() -> None:
     assert lines[-1].startswith("built builtin:tiny-tools in ") and lines[-1].endswith("tool-call format 1.00 (done)")
 
 
-def test_auto_token_budget_fits_a_whole_tool_episode(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_auto_token_budget_fits_a_whole_tool_episode(tokenizer) -> None:
     """`max_completion_length` counts the episode after the prompt (call, result, answer): "auto" must fit one."""
     from daemon import api
     from daemon.hyperparams import DeviceInfo, resolve_hyperparameters

@@ -28,6 +28,7 @@ GRADER = {"type": "multi", "name": "arith", "calculate_output": "0.8 * exact + 0
                                 "reference": "{{item.answer}}", "operation": "eq"},
                       "close": {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
                                 "reference": "{{item.answer}}", "evaluation_metric": "fuzzy_match"}}}
+HP: dict[str, Any]
 HP = {"n_epochs": 1, "batch_size": 8, "learning_rate_multiplier": 1.0, "eval_interval": 10, "eval_samples": 12,
       "compute_multiplier": 1.0, "seed": 7, "num_generations": 8, "max_completion_length": 8,
       "max_prompt_length": 32, "temperature": 1.0, "beta": 0.04, "loss_type": "dr_grpo", "learning_rate": 5e-4,

@@ -215,6 +215,8 @@ def test_ssh_forwards_the_remote_daemon_socket(fake_ssh, shared_recorded_daemon,
 
 async def test_ssh_starts_the_remote_daemon_when_none_runs_and_the_tui_works_over_it(
         fake_ssh, rft_home: Path) -> None:
+    from textual.widgets import Static
+
     from daemon.client import AsyncClient
     from rft_tui.app import RftApp
     from rft_tui.daemon_control import stop
@@ -227,7 +229,7 @@ async def test_ssh_starts_the_remote_daemon_when_none_runs_and_the_tui_works_ove
         assert [c[-2] for c in calls[:2]] == ["status", "start"]
         app = RftApp(AsyncClient.connect(socket=local))
         async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: "No jobs yet" in str(app.screen.query_one("#jobs-empty").content))
+            await until(pilot, lambda: "No jobs yet" in str(app.screen.query_one("#jobs-empty", Static).content))
             await until(pilot, lambda: app.stream_connected, what="the stream over the forward")
     finally:
         fwd.stop()

@@ -10,7 +10,7 @@ from tests.tui import recorded
 from tests.tui.conftest import footer_actions, make_app, row_texts, static_text, until
 
 
-async def _open(pilot, job_id: str):  # type: ignore[no-untyped-def]
+async def _open(pilot, job_id: str):
     from rft_tui.screens.job import JobScreen
 
     pilot.app.action_open_job(job_id)

@@ -10,12 +10,12 @@ from tests.tui import recorded
 from tests.tui.conftest import footer_actions, make_app, row_texts, static_text, until
 
 
-async def _loaded(pilot, n: int = len(recorded.JOBS)):  # type: ignore[no-untyped-def]
+async def _loaded(pilot, n: int = len(recorded.JOBS)):
     await until(pilot, lambda: pilot.app.screen.table.row_count == n, what=f"{n} job rows")
     return pilot.app.screen
 
 
-async def _select(pilot, job_id: str) -> None:  # type: ignore[no-untyped-def]
+async def _select(pilot, job_id: str) -> None:
     table = pilot.app.screen.table
     table.move_cursor(row=table.get_row_index(job_id))
     await pilot.pause()
@@ -158,7 +158,7 @@ async def test_a_new_job_appears_on_top_and_its_row_follows_the_worker(fake_work
         assert len(seen_steps) >= 2  # the progress cell moved while the job ran
 
 
-def cut_cells(table) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def cut_cells(table) -> list[tuple[str, str, str]]:
     """(row, column, text) of every cell wider than its column: what a user would see cut short."""
     from rich.cells import cell_len
     from rich.text import Text

@@ -10,7 +10,7 @@ from tests.tui.conftest import footer_actions, make_app, static_text, type_text,
 ZERO_SOURCE = "def grade(sample, item):\n    return 0.0\n"
 
 
-async def _open(pilot, job_id: str):  # type: ignore[no-untyped-def]
+async def _open(pilot, job_id: str):
     from rft_tui.screens.job import JobScreen
 
     pilot.app.action_open_job(job_id)

@@ -16,7 +16,7 @@ from tests.tui.conftest import make_app, screen_settled, until
 SIZE = (100, 30)
 
 
-def _jobs_ready(app: Any):  # type: ignore[no-untyped-def]
+def _jobs_ready(app: Any):
     async def run_before(pilot: Any) -> None:
         await until(pilot, lambda: app.screen.table.row_count == len(recorded.JOBS), what="the recorded jobs")
         app.screen.table.move_cursor(row=app.screen.table.get_row_index(recorded.SUCCEEDED))
@@ -26,7 +26,7 @@ def _jobs_ready(app: Any):  # type: ignore[no-untyped-def]
     return run_before
 
 
-def _job_tab(app: Any, tab: str, ready: Any):  # type: ignore[no-untyped-def]
+def _job_tab(app: Any, tab: str, ready: Any):
     async def run_before(pilot: Any) -> None:
         app.action_open_job(recorded.SUCCEEDED)
         await until(pilot, lambda: getattr(app.screen, "job_id", None) == recorded.SUCCEEDED)

@@ -50,7 +50,7 @@ class Tmux:
     def screen(self, target: str = "main:0") -> str:
         return self.run("capture-pane", "-p", "-t", target)
 
-    def wait_for(self, predicate: Callable[[str], bool] | str, timeout: float = 30.0, target: str = "main:0",
+    def wait_for(self, predicate: Callable[[str], object] | str, timeout: float = 30.0, target: str = "main:0",
                  what: str = "") -> str:
         check = (lambda s: predicate in s) if isinstance(predicate, str) else predicate
         deadline = time.monotonic() + timeout
@@ -103,6 +103,10 @@ def test_open_help_new_job_form_watch_rewards_cancel_quit(tmux: Tmux, daemon_fac
     tmux.keys("n")
     tmux.wait_for(lambda s: "New fine-tuning job" in s and "builtin:tiny-arith" in s, what="the New-job form")
     tmux.keys("Tab")  # past "models here" (the model list), keeping the typed default model
+
+    def chosen(field: str, choice: str) -> Callable[[str], object]:
+        return lambda s: re.search(rf"{field}\s+(✓ )?{choice}", s) and "Dismiss menu" not in s
+
     for field, choice, shown in (("training file", "train", "train.jsonl · 64 rows"),
                                  ("validation file", "valid", "valid.jsonl · 8 rows"),
                                  ("grader", "exact", "exact.json")):
@@ -112,8 +116,7 @@ def test_open_help_new_job_form_watch_rewards_cancel_quit(tmux: Tmux, daemon_fac
             tmux.keys("-l", choice)  # type to search, then take it
             tmux.keys("Enter")
             try:
-                tmux.wait_for(lambda s, f=field, c=choice: re.search(rf"{f}\s+(✓ )?{c}", s)
-                              and "Dismiss menu" not in s, timeout=10, what=f"{shown} chosen as the {field}")
+                tmux.wait_for(chosen(field, choice), timeout=10, what=f"{shown} chosen as the {field}")
                 break
             except AssertionError:
                 # on a loaded box the keys can reach the list before it has focus (it then stays open, nothing

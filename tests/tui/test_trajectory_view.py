@@ -162,6 +162,7 @@ def test_overview_tool_line_before_and_after_the_first_checkpoint() -> None:
     later = api.ValidationPage(job_id="j", step=5, steps=[0, 5], data=[], summary={"tool_call_rate": 0.96})
     step = api.MetricStep(step=3, created_at=0.0, values={"tools/call_rate": 0.55})
     assert tool_use_text(JobView()) is None
-    assert tool_use_text(JobView(metrics=(step,), base=base, selected=base)).plain == (
-        "train 55% of episodes (step 3) · valid 41% (base model)")
-    assert tool_use_text(JobView(base=base, selected=later)).plain == "valid 41% → 96% (step 5)"
+    before = tool_use_text(JobView(metrics=(step,), base=base, selected=base))
+    assert before is not None and before.plain == "train 55% of episodes (step 3) · valid 41% (base model)"
+    after = tool_use_text(JobView(base=base, selected=later))
+    assert after is not None and after.plain == "valid 41% → 96% (step 5)"
