@@ -181,8 +181,10 @@ async def test_running_job_can_be_paused_from_its_screen(recorded_daemon) -> Non
 
 
 async def test_rewards_tab_gains_rows_live_from_a_worker(daemon_factory, tmp_path: Path) -> None:
+    gate = tmp_path / "go-on"  # the worker holds before step 21 until the test has seen the first 20 rows
     fake_worker_daemon = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker",
-                                             "RFT_FAKE_STEP_S": "0.1"})
+                                             "RFT_FAKE_STEP_S": "0.1", "RFT_FAKE_HOLD_AT_STEP": "21",
+                                             "RFT_FAKE_HOLD_GATE": str(gate)})
     app = make_app(fake_worker_daemon, clock=__import__("time").time)
     with fake_worker_daemon.client() as c:
         train, valid = make_files(c, tmp_path)
@@ -193,14 +195,17 @@ async def test_rewards_tab_gains_rows_live_from_a_worker(daemon_factory, tmp_pat
         table = screen.query_one("#metrics")
         counts: list[int] = []
 
-        def done() -> bool:
+        def seen(n: int) -> bool:
             counts.append(table.row_count)
-            return table.row_count == 40 and screen.view.job.status is api.JobStatus.succeeded
+            return table.row_count == n
 
-        await until(pilot, done, 60, what="all 40 steps and the job to succeed")
+        await until(pilot, lambda: seen(20), 60, what="the first 20 steps, live")
+        assert screen.view.job.status is api.JobStatus.running  # shown while the job runs, not at its end
+        gate.touch()
+        await until(pilot, lambda: seen(40) and screen.view.job.status is api.JobStatus.succeeded, 60,
+                    what="all 40 steps and the job to succeed")
         assert counts == sorted(counts)  # rows were only ever appended
         assert [r[0] for r in row_texts(table)] == [str(i) for i in range(1, 41)]
-        assert len(set(counts)) > 2  # it grew while we watched, not in one reload at the end
         chart = screen.query_one("#reward-chart")
         # the validation series refreshes on its own event: wait for the last pass rather than racing it
         await until(pilot, lambda: [p[0] for p in chart.series[-1].points][-1:] == [40], 30,
