@@ -14,7 +14,6 @@ new daemon re-attaches to every running engine job, and settles the ones that en
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -283,7 +282,7 @@ class ClusterJobs:
             if checkpoint_storage.is_url(spec.placement.storage_dir):  # the token travels with the submission
                 options = spec.cluster.defaults.storage_options
                 stage_files_url(self.s.store, row, spec.placement.storage_dir, options)
-                spec = dataclasses.replace(spec, secrets=self.secrets(token, options))
+                spec = replace(spec, secrets=self.secrets(token, options))
             else:
                 spec.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 stage_files(self.s.store, row, spec.storage_dir)

@@ -739,12 +739,12 @@ class Store:
         if outcome not in WORKER_OUTCOMES:
             raise ValueError(f"unknown worker outcome {outcome!r}")
         with self.tx() as conn:
-            job = conn.execute("SELECT status, fine_tuned_model FROM jobs WHERE id = ?", [job_id]).fetchone()
+            job = conn.execute("SELECT status, fine_tuned_model, worker_outcome, worker_outcome_detail FROM jobs "
+                               "WHERE id = ?", [job_id]).fetchone()
             if job is None:
                 return
-            status, model = job
-            if not failure_replaces(conn.execute("SELECT worker_outcome, worker_outcome_detail FROM jobs WHERE id = ?",
-                                                 [job_id]).fetchone(), outcome, detail):
+            status, model = job[0], job[1]
+            if not failure_replaces(job[2:], outcome, detail):
                 return
             # a job the user cancelled stays cancelled without a model, whatever this worker got to finish
             keep = model if status == api.JobStatus.cancelled.value else (fine_tuned_model or model)

@@ -34,38 +34,38 @@ def library_versions() -> dict[str, str | None]:
 
 @dataclass(frozen=True)
 class StackCheck:
-    missing: tuple[str, ...]  # "trl (the job was created with 1.16.0)"
-    different: tuple[str, ...]  # "transformers 5.20.0 here, 5.24.0 in the snapshot"
+    missing: tuple[tuple[str, str], ...]  # (library, the version the snapshot records)
+    different: tuple[tuple[str, str, str], ...]  # (library, here, in the snapshot)
     here: Mapping[str, str | None]
 
     def failure(self) -> str | None:
         if not self.missing:
             return None
         where = f"{sys.executable} on {socket.gethostname()}"
-        return (f"the worker's Python ({where}) lacks {', '.join(self.missing)}: install the job's versions there "
-                f"(pip install {' '.join(self._pins())}) or point the cluster's --python at one that has them")
+        lacks = ", ".join(f"{lib} (the job was created with {want})" for lib, want in self.missing)
+        pins = " ".join(f"{lib}=={want}" for lib, want in self.missing)
+        return (f"the worker's Python ({where}) lacks {lacks}: install the job's versions there "
+                f"(pip install {pins}) or point the cluster's --python at one that has them")
 
     def warning(self) -> str | None:
         if not self.different:
             return None
+        differs = "; ".join(f"{lib} {have} here, {want} in the snapshot" for lib, have, want in self.different)
         return (f"the worker's Python on {socket.gethostname()} differs from the job's snapshot: "
-                f"{'; '.join(self.different)} (the job runs; results may differ from a run with the recorded versions)")
-
-    def _pins(self) -> list[str]:
-        return [m.split(" (")[0] + "==" + m.split("created with ")[1].rstrip(")") for m in self.missing
-                if "created with " in m]
+                f"{differs} (the job runs; results may differ from a run with the recorded versions)")
 
 
 def check_stack(recorded: Mapping[str, str | None], here: Mapping[str, str | None] | None = None) -> StackCheck:
     """Compare the snapshot's versions with this Python's (`here`: library_versions() unless given)."""
     here = dict(library_versions() if here is None else here)
-    missing, different = [], []
+    missing: list[tuple[str, str]] = []
+    different: list[tuple[str, str, str]] = []
     for lib in ("rft-tui", *LIBRARIES):
         want, have = recorded.get(lib), here.get(lib)
         if want is None:
             continue  # a snapshot from before this library was recorded, or not installed at creation either
         if have is None:
-            missing.append(f"{lib} (the job was created with {want})")
+            missing.append((lib, want))
         elif have != want:
-            different.append(f"{lib} {have} here, {want} in the snapshot")
+            different.append((lib, have, want))
     return StackCheck(tuple(missing), tuple(different), here)

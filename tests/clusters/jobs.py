@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from daemon import api
 from daemon.client import Client
-from tests.support.daemon_proc import REPO, DaemonProcess, wait_until
+from tests.support.daemon_proc import DaemonProcess, wait_until
 from tests.support.engines import free_port
+from tests.support.jobs import arith_example_job
 
-ARITH = REPO / "examples" / "arithmetic"
 # few, small steps: 4 prompts x 4 completions, over 2 CPU processes (torchrun, gloo)
 CLUSTER_HP: dict[str, Any] = {"batch_size": 4, "num_generations": 4, "eval_samples": 8, "max_steps": 6,
                               "eval_interval": 3}
@@ -28,12 +27,7 @@ def tcp_daemon(daemon_factory: Any, model_cache: Path, port: int | None = None,
 
 
 def create_cluster_job(c: Client, cluster: str, **hp: Any) -> api.FineTuningJob:
-    train = c.import_file(str(ARITH / "train.jsonl")).id
-    valid = c.import_file(str(ARITH / "valid.jsonl")).id
-    grader = json.loads((ARITH / "grader.json").read_text())
-    return c.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid, "seed": 7,
-                         "cluster": cluster, "method": {"type": "reinforcement", "reinforcement": {
-                             "grader": grader, "hyperparameters": {**CLUSTER_HP, **hp}}}})
+    return arith_example_job(c, {**CLUSTER_HP, **hp}, cluster=cluster)
 
 
 def job_log(c: Client, job_id: str) -> str:

@@ -9,7 +9,6 @@ relaunches the job once from its last checkpoint, smaller, and it succeeds too.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import pytest
 from daemon import api
 from daemon.store import failure_replaces
 from tests.support.daemon_proc import DaemonProcess
-from tests.training.conftest import ARITH, wait_status
+from tests.support.jobs import arith_example_job
+from tests.training.conftest import wait_status
 
 HP: dict[str, Any] = {"batch_size": 2, "num_generations": 4, "eval_samples": 4, "max_steps": 3, "eval_interval": 2}
 DONE = {api.JobStatus.succeeded, api.JobStatus.failed, api.JobStatus.cancelled}
@@ -30,13 +30,7 @@ def oom_daemon(daemon_factory: Any, model_cache: Path) -> DaemonProcess:
 
 
 def create(d: DaemonProcess, metadata: dict[str, str], **hp: Any) -> api.FineTuningJob:
-    c = d.client()
-    train = c.import_file(str(ARITH / "train.jsonl")).id
-    valid = c.import_file(str(ARITH / "valid.jsonl")).id
-    grader = json.loads((ARITH / "grader.json").read_text())
-    return c.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid, "seed": 7,
-                         "metadata": metadata, "method": {"type": "reinforcement", "reinforcement": {
-                             "grader": grader, "hyperparameters": {**HP, **hp}}}})
+    return arith_example_job(d.client(), {**HP, **hp}, metadata=metadata)
 
 
 def oom_event(d: DaemonProcess, job_id: str, retry: bool = False) -> dict[str, Any]:

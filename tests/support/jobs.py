@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from daemon import api
 from daemon.client import Client
+from tests.support.daemon_proc import REPO
+
+ARITH = REPO / "examples" / "arithmetic"  # the example files and grader the demo trains on
 
 EXACT_GRADER: dict[str, Any] = {
     "type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
@@ -35,3 +39,15 @@ def job_request(train: str, valid: str | None, **hp: Any) -> dict[str, Any]:
         "model": "builtin:tiny-arith", "training_file": train, "validation_file": valid, "seed": 7,
         "method": {"type": "reinforcement", "reinforcement": {"grader": EXACT_GRADER, "hyperparameters": hp}},
     }
+
+
+def arith_example_job(client: Client, hyperparameters: dict[str, Any], grader: dict[str, Any] | None = None,
+                      **fields: Any) -> api.FineTuningJob:
+    """Create a job on the arithmetic example files and grader (seed 7); `fields` adds top-level request fields
+    (a cluster, metadata)."""
+    train = client.import_file(str(ARITH / "train.jsonl")).id
+    valid = client.import_file(str(ARITH / "valid.jsonl")).id
+    grader = grader or json.loads((ARITH / "grader.json").read_text())
+    return client.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid,
+                              "seed": 7, **fields, "method": {"type": "reinforcement", "reinforcement": {
+                                  "grader": grader, "hyperparameters": hyperparameters}}})

@@ -12,9 +12,7 @@ import pytest
 from daemon import api
 from daemon.client import Client
 from tests.support.daemon_proc import wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-ARITH = REPO / "examples" / "arithmetic"
+from tests.support.jobs import ARITH, arith_example_job
 
 # Small and fast: 4 prompts x 4 completions per step.
 FAST_HP: dict[str, Any] = {"batch_size": 4, "num_generations": 4, "eval_samples": 8, "max_steps": 4, "eval_interval": 2}
@@ -35,12 +33,7 @@ def start_job(daemon: Any, arith_grader: dict[str, Any]) -> Callable[..., api.Fi
     """Create a job on the arithmetic examples with FAST_HP overridden by keyword arguments."""
 
     def start(grader: dict[str, Any] | None = None, **hp: Any) -> api.FineTuningJob:
-        c: Client = daemon.client()
-        train = c.import_file(str(ARITH / "train.jsonl")).id
-        valid = c.import_file(str(ARITH / "valid.jsonl")).id
-        return c.create_job({"model": "builtin:tiny-arith", "training_file": train, "validation_file": valid,
-                             "seed": 7, "method": {"type": "reinforcement", "reinforcement": {
-                                 "grader": grader or arith_grader, "hyperparameters": {**FAST_HP, **hp}}}})
+        return arith_example_job(daemon.client(), {**FAST_HP, **hp}, grader or arith_grader)
 
     return start
 
