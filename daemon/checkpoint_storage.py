@@ -191,6 +191,11 @@ def _bounded(what: Callable[[], T], url: str, timeout_s: float) -> T:
     return box["value"]
 
 
+def storage_failure(what: str, e: BaseException) -> StorageError:
+    """`what` failed because of `e` (botocore, aiohttp, OSError alike), as one line naming the exception."""
+    return StorageError(f"{what}: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+
+
 def probe(url: str, options: Mapping[str, Any] | None = None, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     """Write, read back and delete a small object under `url`; a StorageError says which URL and what failed."""
     name = join(url, "rft-tui", f".probe-{uuid.uuid4().hex[:12]}")
@@ -210,7 +215,6 @@ def probe(url: str, options: Mapping[str, Any] | None = None, timeout_s: float =
         except StorageError:
             raise
         except Exception as e:  # noqa: BLE001 - botocore/aiohttp/OSError alike: say which step
-            raise StorageError(f"storage {url}: could not {step} {name}: {type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
+            raise storage_failure(f"storage {url}: could not {step} {name}", e) from None
 
     _bounded(round_trip, url, timeout_s)

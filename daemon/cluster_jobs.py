@@ -116,8 +116,7 @@ def stage_files_url(store: Any, row: dict[str, Any], job_url: str, options: dict
         except checkpoint_storage.StorageError:
             raise
         except Exception as e:  # noqa: BLE001 - botocore, aiohttp, OSError: name the URL and the cause
-            raise checkpoint_storage.StorageError(f"could not upload the job's file to {url}: {type(e).__name__}: "
-                                                  f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
+            raise checkpoint_storage.storage_failure(f"could not upload the job's file to {url}", e) from None
 
 
 def stage_files(store: Any, row: dict[str, Any], storage: Path) -> None:
