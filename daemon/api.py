@@ -1830,6 +1830,10 @@ class ReportControl(WireModel):
 
     status: JobStatus
     requested_action: str | None = None
+    stacks_requested: int = Field(default=0, ge=0, description=(
+        "How many times the daemon has asked this job's worker for every thread's stack (a `stalled` alarm on a "
+        "cluster, where it cannot signal the process): a worker that sees the count grow writes the stacks of "
+        "its processes into its log."))
 
 
 class ReportAck(WireModel):

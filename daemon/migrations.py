@@ -246,6 +246,14 @@ def m008_cluster_submission(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE jobs ADD COLUMN engine_submission TEXT")
 
 
+@migration
+def m009_stack_requests(db: sqlite_utils.Database) -> None:
+    """Cluster jobs: how often the daemon asked the worker for every thread's stack (a `stalled` alarm; it cannot
+    signal a process on another machine, so the worker's reporter reads the count with its control state)."""
+    if "stack_requests" not in {c.name for c in db["jobs"].columns}:
+        db.execute("ALTER TABLE jobs ADD COLUMN stack_requests INTEGER NOT NULL DEFAULT 0")
+
+
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     db.execute(

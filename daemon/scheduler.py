@@ -58,6 +58,8 @@ REQUEST_WAIT_S = 10.0  # create/resume answer once the worker is spawned (if the
 STALL_CHECK_S = float(os.environ.get("RFT_STALL_CHECK_S", "2"))  # how often running jobs are checked for a stall
 STALL_STEPS = 50  # the median step time is taken over this many latest steps
 STACK_DUMP_GRACE_S = 1.0  # on_stall fail: the worker gets this long to write its stacks before it is killed
+# a cluster worker reads the request with its control state (polled every second) before it is stopped
+CLUSTER_STACK_DUMP_GRACE_S = 3.0
 
 
 def attempt_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
@@ -701,7 +703,10 @@ class Scheduler:
         """Ask the worker for every thread's stack (into the job log), record the alarm, fail the job if asked."""
         job_id = row["id"]
         log.warning("job %s: stalled: %s", job_id, alarm.message)
-        self._signal_group(row, STACKS_SIGNAL)
+        if row["cluster"]:  # a process on another machine: its reporter reads the request with its control state
+            self._write(self.store.request_stacks, job_id)
+        else:
+            self._signal_group(row, STACKS_SIGNAL)
         alarm_id = self._write(self.store.add_alarm, job_id, alarm.as_dict())
         if alarm_id is not None:
             for a in self.store.alarms(job_id, after_seq=int(alarm_id.rsplit("-", 1)[1]) - 1):
@@ -710,12 +715,19 @@ class Scheduler:
         self.bus.publish(api.StreamEventType.job_event, job_id=job_id)
         if alarm.action != "fail":
             return
-        if row["cluster"]:  # failed now (as a cancel is answered now); the engine's job is stopped behind it
+        if row["cluster"]:  # failed once the worker had time to read the request and write its stacks
             message = f"stalled: {alarm.message}"
-            if self._transition(job_id, S.failed, f"Job failed: {message}; stopping {row['engine_id']} on cluster "
-                                f"{row['cluster']}", level="error", expect=[S.running], error_code="stalled",
-                                error_message=message):
-                self.cluster_jobs.stop(row)
+
+            def fail() -> None:
+                if self._stalled.get(job_id) != alarm.step:  # a step came meanwhile: the stall is over
+                    return
+                if self._transition(job_id, S.failed, f"Job failed: {message}; stopping {row['engine_id']} on "
+                                    f"cluster {row['cluster']}", level="error", expect=[S.running],
+                                    error_code="stalled", error_message=message):
+                    self.cluster_jobs.stop(row)
+
+            assert self.loop is not None
+            self.loop.call_soon_threadsafe(self.loop.call_later, CLUSTER_STACK_DUMP_GRACE_S, self._submit, fail)
             return
         self._write(self.store.worker_finished, job_id, "failed", f"stalled: {alarm.message}")
         pgid = row["worker_pgid"] or row["worker_pid"]

@@ -811,10 +811,16 @@ class Store:
                                   health=self.health_history(job_id))
 
     def report_control(self, job_id: str) -> api.ReportControl | None:
-        row = self.query_one("SELECT status, requested_action FROM jobs WHERE id = ?", [job_id])
+        row = self.query_one("SELECT status, requested_action, stack_requests FROM jobs WHERE id = ?", [job_id])
         if row is None:
             return None
-        return api.ReportControl(status=api.JobStatus(row["status"]), requested_action=row["requested_action"])
+        return api.ReportControl(status=api.JobStatus(row["status"]), requested_action=row["requested_action"],
+                                 stacks_requested=row["stack_requests"] or 0)
+
+    def request_stacks(self, job_id: str) -> None:
+        """Ask a cluster job's worker for every thread's stack: it reads the new count with its control state."""
+        with self.tx() as conn:
+            conn.execute("UPDATE jobs SET stack_requests = stack_requests + 1 WHERE id = ?", [job_id])
 
     def mint_job_token(self, job_id: str) -> str:
         """A new reporting token for one job (replacing its previous one); only its hash is stored.

@@ -23,6 +23,38 @@ PAUSE_SIGNAL = signal.SIGUSR1
 #: The daemon's `stalled` alarm: every thread of every rank writes its stack into the job log (faulthandler).
 STACKS_SIGNAL = signal.SIGUSR2
 
+
+
+def dump_stacks(reason: str) -> int:
+    """Write every thread's stack of this process to stderr (the job log), and have the other ranks this
+    process's torchrun started (same parent, same TORCHELASTIC_RUN_ID and RFT_JOB_ID) write theirs: a cluster
+    worker's answer to the daemon's stack request, which cannot signal a process on another machine. Returns
+    how many other ranks were signalled."""
+    print(f"[stall] {reason}: every thread's stack follows", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    run_id, job_id = os.environ.get("TORCHELASTIC_RUN_ID"), os.environ.get("RFT_JOB_ID")
+    if not run_id or not job_id:
+        return 0
+    wanted = {f"TORCHELASTIC_RUN_ID={run_id}".encode(), f"RFT_JOB_ID={job_id}".encode()}
+    signalled = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            if ppid != os.getppid():
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                if not wanted <= set(f.read().split(b"\0")):
+                    continue
+            os.kill(int(entry.name), STACKS_SIGNAL)
+            signalled += 1
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+    return signalled
+
+
 DEFAULT_WORKER_MODULE = "daemon.worker"
 # Each worker attempt starts its section of the job log with this line (so a failure quotes only its own lines).
 ATTEMPT_HEADER = "=== rft-tui worker attempt "

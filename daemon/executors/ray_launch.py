@@ -10,8 +10,10 @@ actors' parent-death signal (several nodes).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,6 +51,49 @@ def node_scratch(job_id: str) -> str:
     return path
 
 
+def undelivered(scratch: str) -> int:
+    """Records the workers journalled in `scratch` that the daemon has not confirmed and that were not uploaded
+    to the storage either (daemon/worker/journal.py's files: lines of records.jsonl past `acked`; the reporter
+    writes `uploaded`, the journal's size, once it copied the journal to RFT_JOURNAL_URL)."""
+    left = 0
+    for journal in glob.glob(os.path.join(scratch, "report-journal*")):
+        try:
+            with open(os.path.join(journal, "records.jsonl"), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        try:
+            with open(os.path.join(journal, "acked"), encoding="utf-8") as f:
+                acked = int(f.read().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            acked = 0
+        pending = max(0, data.count(b"\n") - acked)
+        try:
+            with open(os.path.join(journal, "uploaded"), encoding="utf-8") as f:
+                if pending and f.read().strip() == str(len(data)):
+                    pending = 0
+        except (FileNotFoundError, ValueError):
+            pass
+        left += pending
+    return left
+
+
+def run_in_scratch(cmd: list[str], scratch: str, env: dict[str, str], who: str = "") -> int:
+    """Run torchrun in this node's scratch dir, then remove the dir unless it holds records nobody else has
+    (the journal of a worker that reached neither the daemon nor the storage: a worker restarted here sends
+    them). torchrun ends with this process (parent-death signal) and stays in its process group, so a stop
+    from Ray reaches it as before; a stopped job's scratch dir stays."""
+    code = subprocess.call(cmd, env={**os.environ, **env, "RFT_WORK_DIR": scratch}, cwd=scratch,
+                           preexec_fn=_die_with_parent)
+    left = undelivered(scratch)
+    if left:
+        print(f"[ray_launch] {who}{left} undelivered record(s): keeping {scratch}", flush=True)
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"[ray_launch] {who}scratch dir {scratch} removed", flush=True)
+    return code
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
@@ -83,9 +128,8 @@ def run_nodes(job_id: str, nodes: int, gpus: int) -> int:
             node = ray.get_runtime_context().get_node_id()
             print(f"[ray_launch] node rank {rank} on Ray node {node}: {' '.join(cmd[1:])}", flush=True)
             cwd = os.environ.get("RFT_JOB_STORAGE")
-            if cwd is None or "://" in cwd:  # URL storage: this node's own scratch dir
-                cwd = node_scratch(job_id)
-                env = {**env, "RFT_WORK_DIR": cwd}
+            if cwd is None or "://" in cwd:  # URL storage: this node's own scratch dir, removed after
+                return run_in_scratch(cmd, node_scratch(job_id), env, who=f"node rank {rank}: ")
             return subprocess.call(cmd, env={**os.environ, **env}, cwd=cwd, preexec_fn=_die_with_parent)
 
     actors: list[Any] = [NodeRunner.options(  # type: ignore[attr-defined]
@@ -98,8 +142,32 @@ def run_nodes(job_id: str, nodes: int, gpus: int) -> int:
     # name this machine?) is true on every node when several Ray nodes share a host
     # the token is not in the runtime_env (Ray shows that to anyone): hand it to each node's torchrun
     secret = {k: v for k, v in os.environ.items() if k in SECRET_VARS}
-    codes = ray.get([a.run.remote(i, torchrun(job_id, [*rdzv, f"--rdzv_conf=is_host={int(i == 0)}"]), secret)
-                     for i, a in enumerate(actors)])
+    runs = {a.run.remote(i, torchrun(job_id, [*rdzv, f"--rdzv_conf=is_host={int(i == 0)}"]), secret): i
+            for i, a in enumerate(actors)}
+    return wait_nodes(runs, actors)
+
+
+def wait_nodes(runs: dict[Any, int], actors: list[Any]) -> int:
+    """The worst node's exit code. A node that fails stops the others at once: they would wait for it in the
+    rendezvous or in a collective until torch's timeouts (10-30 min). Killing an actor ends its torchrun
+    (parent-death signal)."""
+    import ray
+
+    codes: list[int] = []
+    pending = list(runs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        try:
+            code = int(ray.get(done[0]))
+        except Exception as e:  # noqa: BLE001 - the actor itself died (its node went away)
+            print(f"[ray_launch] node rank {runs[done[0]]} lost: {type(e).__name__}: {e}", flush=True)
+            code = 1
+        codes.append(code)
+        if code != 0 and pending:
+            print(f"[ray_launch] node rank {runs[done[0]]} exited {code}: stopping the other node(s)", flush=True)
+            for actor in actors:
+                ray.kill(actor)
+            break
     return max(codes, key=abs)
 
 
@@ -122,6 +190,8 @@ def main(argv: list[str]) -> int:
           f"on {socket.gethostname()}", flush=True)
     if nodes == 1:
         cmd = torchrun(job_id, ["--standalone"])
+        if storage and "://" in storage:
+            return run_in_scratch(cmd, os.environ["RFT_WORK_DIR"], {})
         os.execv(cmd[0], cmd)
     return run_nodes(job_id, nodes, gpus)
 

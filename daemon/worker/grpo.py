@@ -24,7 +24,7 @@ from daemon.health import Alarm, JobHealth
 from daemon.models import load_model, load_tokenizer
 from daemon.paths import Paths
 from daemon.versions import check_stack
-from daemon.worker.episodes import EpisodeRunner
+from daemon.worker.episodes import EpisodeRunner, episode_metrics
 from daemon.worker.prompts import any_tools, chat_messages, render_prompt, row_tools
 from daemon.worker.reporting import Reporter, open_reporter, reports_over_http, work_dir
 from daemon.worker.rewards import GraderReward, grader_time_limits
@@ -201,11 +201,18 @@ class JobCallback(TrainerCallback):
         if not logs or any(k in logs for k in SKIP_LOG_KEYS):
             return
         step = state.global_step
-        samples, grader_metrics = run.reward.drain()
+        tallies, episodes = [run.reward.take()], run.rollout.take_episodes() if run.rollout is not None else []
+        if run.world > 1:  # each rank graded (and played) its share of the step: rank 0 reports them all
+            gathered: list[Any] | None = [None] * run.world if run.rank == 0 else None
+            torch.distributed.gather_object((tallies[0], episodes), gathered, dst=0)
+            if gathered is not None:
+                tallies = [g[0] for g in gathered]
+                episodes = [e for g in gathered for e in g[1]]
+        samples, grader_metrics = run.reward.summarize(tallies)
         values: dict[str, Any] = {k: v for k, v in logs.items() if isinstance(v, (int, float)) or v is None}
         values.update(grader_metrics)
         if run.rollout is not None:
-            values.update(run.rollout.drain_metrics())
+            values.update(episode_metrics(episodes))
         wall = getattr(self, "step_wall", None) or (time.perf_counter() - self.step_started)
         values[metrics.STEP_WALL_S] = wall
         timing = run.take_timing()

@@ -28,7 +28,7 @@ from daemon import api
 from daemon.client import ApiRequestError, Client, DaemonError, Endpoint
 from daemon.worker.journal import Journal
 from daemon.worker.reporting import Reporter
-from daemon.worker_protocol import JOURNAL_URL_ENV
+from daemon.worker_protocol import JOURNAL_URL_ENV, dump_stacks
 
 log = logging.getLogger("rft.worker.report")
 M = TypeVar("M", bound=BaseModel)
@@ -71,6 +71,7 @@ class HttpReporter(Reporter):
         self._cond = threading.Condition()
         self._control: api.ReportControl | None = None
         self._control_at = 0.0
+        self._stacks_seen: int | None = None  # the daemon's stack-request count at this worker's first answer
         self._state: api.ReportJobState | None = None
         self._spec: api.JobSnapshot | None = None
         self.delivered = 0  # records the daemon confirmed (this process)
@@ -120,6 +121,8 @@ class HttpReporter(Reporter):
         except Exception as e:  # noqa: BLE001 - the storage is away too: the records stay on this node only
             print(f"[report] could not upload the journal to {target}: {type(e).__name__}: {e}", flush=True)
             return
+        # what was uploaded: the node's launcher may then remove this copy (executors/ray_launch.undelivered)
+        (self.journal.dir / "uploaded").write_text(str(self.journal.path.stat().st_size))
         print(f"[report] journal uploaded to {target} (the daemon replays it when it settles the job)", flush=True)
 
     def flush(self, timeout_s: float) -> bool:
@@ -229,8 +232,18 @@ class HttpReporter(Reporter):
         """An empty append: the cheapest request whose answer carries the control state (one indexed read)."""
         return self.client.report_records(self.job_id, api.ReportBatch(records=[])).control
 
-    def _set_control(self, control: api.ReportControl) -> None:
+    def _set_control(self, control: api.ReportControl, from_daemon: bool = True) -> None:
         self._control, self._control_at = control, time.monotonic()
+        if not from_daemon:
+            return
+        # the daemon asks for the stacks by raising a count (a stall on a cluster): requests older than this
+        # worker's first answer were for an earlier submission
+        if self._stacks_seen is None:
+            self._stacks_seen = control.stacks_requested
+        elif control.stacks_requested > self._stacks_seen:
+            self._stacks_seen = control.stacks_requested
+            others = dump_stacks("the daemon saw no training step for too long (stalled)")
+            log.warning("job %s: stacks written to the log (this process and %d other rank(s))", self.job_id, others)
 
     # -------------------------------------------------------------- reading
 
@@ -240,7 +253,7 @@ class HttpReporter(Reporter):
             self._state = self._read_cached("job-state.json", lambda: self.client.report_state(self.job_id),
                                             api.ReportJobState)
             self._set_control(api.ReportControl(status=self._state.status,
-                                                requested_action=self._state.requested_action))
+                                                requested_action=self._state.requested_action), from_daemon=False)
         return self._state
 
     def spec(self) -> api.JobSnapshot:

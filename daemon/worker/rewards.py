@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import graders
@@ -54,6 +55,41 @@ def grader_time_limits(spec: dict[str, Any]) -> dict[str, float]:
     return _limits(spec, python_limit_s=graders.SandboxLimits().wall_time_s)
 
 
+@dataclass
+class Tally:
+    """One process's grading during one training step: raw counts, so several ranks' tallies add up."""
+
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    graded: int = 0
+    errored: int = 0
+    seconds: float = 0.0
+    sub_sums: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    sub_counts: Counter[str] = field(default_factory=Counter)
+    # per grader (the job's, and each sub-grader of a multi): seconds per row, rows with an error
+    latencies: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    grader_errors: Counter[str] = field(default_factory=Counter)
+
+    @staticmethod
+    def merge(tallies: list[Tally]) -> Tally:
+        if len(tallies) == 1:
+            return tallies[0]
+        out = Tally()
+        for t in tallies:
+            out.samples += t.samples
+            out.errors.update(t.errors)
+            out.graded += t.graded
+            out.errored += t.errored
+            out.seconds = max(out.seconds, t.seconds)
+            for name, v in t.sub_sums.items():
+                out.sub_sums[name] += v
+            out.sub_counts.update(t.sub_counts)
+            for name, times in t.latencies.items():
+                out.latencies[name] += times
+            out.grader_errors.update(t.grader_errors)
+        return out
+
+
 class GraderReward:
     """A TRL reward function (`__call__(prompts, completions, **columns)`) scoring with the job's grader."""
 
@@ -68,16 +104,7 @@ class GraderReward:
         self._reset()
 
     def _reset(self) -> None:
-        self.samples: list[dict[str, Any]] = []
-        self.errors: Counter[str] = Counter()
-        self.graded = 0
-        self.errored = 0
-        self.seconds = 0.0
-        self.sub_sums: defaultdict[str, float] = defaultdict(float)
-        self.sub_counts: Counter[str] = Counter()
-        # per grader (the job's, and each sub-grader of a multi): seconds per row, rows with an error
-        self.latencies: defaultdict[str, list[float]] = defaultdict(list)
-        self.grader_errors: Counter[str] = Counter()
+        self.tally = Tally()
 
     def grade(self, outputs: list[str] | list[dict[str, Any]], items: list[dict[str, Any]]) -> graders.BatchResult:
         """Grade final answers (str) or whole episodes (the grader `sample` dicts of `Episode.grader_sample`)."""
@@ -94,15 +121,16 @@ class GraderReward:
         result = self.grade(episodes or outputs, items)
         elapsed = time.perf_counter() - started
         with self.lock:
-            self.seconds += elapsed
-            self.graded += len(outputs)
-            self.errored += result.error_count
-            self.errors.update(result.errors)
+            t = self.tally
+            t.seconds += elapsed
+            t.graded += len(outputs)
+            t.errored += result.error_count
+            t.errors.update(result.errors)
             for name, values in result.sub_rewards.items():
-                self.sub_sums[name] += sum(values)
-                self.sub_counts[name] += len(values)
-            self._count_graders(result.results)
-            take = self.rng.sample(range(len(outputs)), min(self.samples_per_step - len(self.samples),
+                t.sub_sums[name] += sum(values)
+                t.sub_counts[name] += len(values)
+            self._count_graders(t, result.results)
+            take = self.rng.sample(range(len(outputs)), min(self.samples_per_step - len(t.samples),
                                                               len(outputs))) if self.samples_per_step else []
             for i in sorted(take):
                 r = result.results[i]
@@ -112,47 +140,57 @@ class GraderReward:
                 if episodes:
                     sample["output_messages"] = episodes[i]["output_messages"]
                     sample["stop_reason"] = episodes[i].get("stop_reason")
-                self.samples.append(sample)
+                t.samples.append(sample)
         return [float(x) for x in result.rewards]
 
-    def _count_graders(self, results: list[Any]) -> None:
+    def _count_graders(self, t: Tally, results: list[Any]) -> None:
         """Per-grader latency and error counts (the health signals grader_errors and grader_slow watch)."""
         top = self.__name__
-        lat, errs = self.latencies[top], self.grader_errors
+        lat, errs = t.latencies[top], t.grader_errors
         for r in results:
             lat.append(r.execution_time)
             if r.errors:
                 errs[top] += 1
             for name, sub in (r.sub_results or {}).items():
-                self.latencies[name].append(sub.execution_time)
+                t.latencies[name].append(sub.execution_time)
                 if sub.errors:
                     errs[name] += 1
 
-    def _grader_health(self) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for name, times in self.latencies.items():
+    def take(self) -> Tally:
+        """This step's tally (reset for the next): what `summarize` turns into samples and metrics. Several
+        ranks each take theirs, and rank 0 summarizes them all (torch.distributed.gather_object)."""
+        with self.lock:
+            tally = self.tally
+            self._reset()
+        return tally
+
+    def summarize(self, tallies: list[Tally]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """The step's samples (at most `samples_per_step`, drawn from every rank's) and grader metrics over
+        every rank's rows; grading time is the slowest rank's (they grade at the same time)."""
+        t = Tally.merge(tallies)
+        values: dict[str, float] = {metrics.GRADING_S: max((x.seconds for x in tallies), default=0.0),
+                                    metrics.GRADED: float(t.graded), metrics.ERRORED: float(t.errored),
+                                    metrics.ERROR_RATE: t.errored / t.graded if t.graded else 0.0}
+        for flag, n in t.errors.items():
+            values[metrics.grader_error(flag)] = float(n)
+        for name, total in t.sub_sums.items():
+            values[metrics.grader_reward(name)] = total / max(1, t.sub_counts[name])
+        for name, times in t.latencies.items():
             if not times:
                 continue
             times.sort()
-            values[metrics.grader_error_rate(name)] = self.grader_errors[name] / len(times)
+            values[metrics.grader_error_rate(name)] = t.grader_errors[name] / len(times)
             values[metrics.grader_latency_p50(name)] = percentile(times, 0.50)
             values[metrics.grader_latency_p95(name)] = percentile(times, 0.95)
-        return values
+        samples = t.samples
+        if len(tallies) > 1 and len(samples) > self.samples_per_step:
+            keep = sorted(self.rng.sample(range(len(samples)), self.samples_per_step))
+            samples = [samples[i] for i in keep]
+        return samples, values
 
     def drain(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
-        """This step's samples and our grader metrics; resets for the next step."""
-        with self.lock:
-            values: dict[str, float] = {metrics.GRADING_S: self.seconds, metrics.GRADED: float(self.graded),
-                                        metrics.ERRORED: float(self.errored),
-                                        metrics.ERROR_RATE: self.errored / self.graded if self.graded else 0.0}
-            for flag, n in self.errors.items():
-                values[metrics.grader_error(flag)] = float(n)
-            for name, total in self.sub_sums.items():
-                values[metrics.grader_reward(name)] = total / max(1, self.sub_counts[name])
-            values.update(self._grader_health())
-            samples = self.samples
-            self._reset()
-        return samples, values
+        """This step's samples and our grader metrics (one process); resets for the next step."""
+        return self.summarize([self.take()])
 
     def close(self) -> None:
         self.batch.close()

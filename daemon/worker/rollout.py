@@ -81,8 +81,12 @@ class ToolRollout:
             rows.append(EpisodeRow(messages=chat_messages(messages), tools=row_tools({"item": item}), item=item))
         return rows
 
-    def drain_metrics(self) -> dict[str, float]:
-        """The tools/* numbers over the episodes since the last call (one training step's)."""
+    def take_episodes(self) -> list[Episode]:
+        """The episodes played since the last call (one training step's, this process's)."""
         with self._lock:
             episodes, self._episodes = self._episodes, []
-        return episode_metrics(episodes)
+        return episodes
+
+    def drain_metrics(self) -> dict[str, float]:
+        """The tools/* numbers over the episodes since the last call (one process)."""
+        return episode_metrics(self.take_episodes())

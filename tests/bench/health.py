@@ -16,6 +16,7 @@ import argparse
 import json
 import random
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def bookkeeping_us(rows: int, repeats: int = 200) -> float:
 
     reward = GraderReward.__new__(GraderReward)
     reward.__name__ = "arith"
+    reward.lock = threading.Lock()
+    reward.samples_per_step = 8
     reward._reset()
     results = []
     for i in range(rows):
@@ -64,9 +67,8 @@ def bookkeeping_us(rows: int, repeats: int = 200) -> float:
         results.append(r)
     t = time.perf_counter()
     for _ in range(repeats):
-        reward._count_graders(results)
-        reward._grader_health()
-        reward._reset()
+        reward._count_graders(reward.tally, results)
+        reward.summarize([reward.take()])
     return (time.perf_counter() - t) / repeats * 1e6
 
 

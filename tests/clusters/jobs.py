@@ -47,9 +47,18 @@ def wait_job(c: Client, job_id: str, pred: Any, what: str, timeout: float = 300)
     return wait_until(check, timeout=timeout, interval=0.25, what=f"job {job_id}: {what}")
 
 
-def wait_terminal(c: Client, job_id: str, timeout: float = 300) -> api.FineTuningJob:
-    return wait_until(lambda: (lambda j: j if j.status.is_terminal() else None)(c.get_job(job_id)),
-                      timeout=timeout, interval=0.25, what=f"job {job_id} to end")
+def wait_terminal(c: Client, job_id: str, timeout: float = 200, why: Any = None) -> api.FineTuningJob:
+    """The job once it ended; else an AssertionError with its state, events and log (and `why()`'s text: the
+    engine's side), within pytest-timeout's 300 s per test, which would say nothing."""
+    try:
+        return wait_until(lambda: (lambda j: j if j.status.is_terminal() else None)(c.get_job(job_id)),
+                          timeout=timeout, interval=0.25, what=f"job {job_id} to end")
+    except TimeoutError as e:
+        job = c.get_job(job_id)
+        events = [f"{ev.level}: {ev.message}" for ev in c.list_events(job_id, limit=30).data]
+        extra = why() if why is not None else ""
+        raise AssertionError(f"{e}: {job.status.value}, step {job.progress.step}, cluster {job.cluster}\n"
+                             + "\n".join(events) + f"\n--- job log\n{job_log(c, job_id)[-6000:]}\n{extra}") from None
 
 
 def metric_steps(c: Client, job_id: str) -> list[int]:

@@ -3,12 +3,14 @@ over the daemon's TCP API only, surviving a `kill -9` of the daemon, cancelled t
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
+from daemon import api
 from tests.clusters.jobs import S, create_cluster_job, job_log, metric_steps, tcp_daemon, wait_job, wait_terminal
 from tests.support.daemon_proc import DaemonProcess, wait_until
 from tests.support.engines import RayHead
@@ -114,10 +116,35 @@ def test_two_node_job_meets_through_a_placement_group(daemon_factory, model_cach
         job = create_cluster_job(c, "ray2", max_steps=2, eval_interval=2)
         assert job.cluster is not None and (job.cluster.nodes, job.cluster.processes_per_node) == (2, 1)
         assert job.resolved_hyperparameters.num_processes == 2  # type: ignore[union-attr]
-        done = wait_terminal(c, job.id)
+        done = wait_terminal(c, job.id, why=lambda: _ray_side(ray_head, c.get_job(job.id)))
         assert done.status is S.succeeded, f"{done.error}\n{job_log(c, job.id)[-12000:]}"
         assert metric_steps(c, job.id) == [1, 2]
         log = job_log(c, job.id)
         assert "2 node(s) x 1 process(es)" in log and "rendezvous at" in log
         nodes = {line.split("on Ray node ", 1)[1].split()[0] for line in log.splitlines() if "on Ray node " in line}
         assert len(nodes) == 2, log[-3000:]  # one torchrun on each node
+
+
+def test_a_failing_node_stops_the_others_at_once(ray_head: RayHead, tmp_path: Path) -> None:
+    """ray_launch.wait_nodes with real actors: when one node's torchrun exits non-zero, the others' actors are
+    killed (their torchrun would otherwise wait in the rendezvous or a collective for torch's 10-30 min
+    timeouts) and their children go with them (parent-death signal)."""
+    pidfile = tmp_path / "child.pid"
+    state, out = _ray_job(ray_head, f"{sys.executable} -m tests.support.ray_node_failure {pidfile}")
+    assert state == "SUCCEEDED", out
+    assert "node rank 1 exited 3: stopping the other node(s)" in out and "CODE 3 after" in out, out
+    child = int(out.split("CHILD ", 1)[1].split()[0])
+    wait_until(lambda: not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
+               .rsplit(")", 1)[1].split()[0], 30, interval=0.1, what="the killed node's child to end")
+
+
+def _ray_side(ray_head: RayHead, job: api.FineTuningJob) -> str:
+    """What Ray says of a job that did not end: its status and log, and the cluster's nodes and resources."""
+    import ray.job_submission
+
+    client = ray.job_submission.JobSubmissionClient(ray_head.address)
+    out = subprocess.run([str(Path(sys.executable).parent / "ray"), "status", "--address", ray_head.gcs_address],
+                         capture_output=True, text=True, timeout=60)
+    engine_id = job.cluster.engine_id if job.cluster else None
+    logs = client.get_job_logs(engine_id)[-6000:] if engine_id else "(no engine id)"
+    return f"--- ray status\n{out.stdout[-3000:]}{out.stderr[-1000:]}\n--- Ray job {engine_id}\n{logs}"

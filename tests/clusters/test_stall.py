@@ -4,7 +4,8 @@ job and stops the engine's job (scancel on a real one-node Slurm).
 
 The cluster's `python` runs the fake worker (tests/support/fake_worker.py, which reports over the API exactly
 as the real worker does) in place of torchrun + the GRPO worker, so this needs no model and takes seconds; it
-hangs after step 3 (RFT_FAKE_HANG_AFTER_STEP, passed on by sbatch with the daemon's environment).
+hangs after step 3 (RFT_FAKE_HANG_AFTER_STEP, passed on by sbatch with the daemon's environment), and answers
+the stack request it reads with its control state by writing every thread's stack into the job log.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def test_a_stalled_slurm_job_raises_the_alarm_and_on_stall_fail_stops_it(
         alarms = [a for a in c.list_alarms(job.id).data if a.name == "stalled"]
         assert len(alarms) == 1 and alarms[0].step == 3 and alarms[0].action == "fail", alarms
         assert alarms[0].threshold is not None and alarms[0].threshold < 5  # 2 x 0.05 s, raised to the 1 s floor
+        # the daemon cannot signal a process on the node: the worker's reporter read the stack request with its
+        # control state and wrote every thread's stack into the job log before the job was failed and stopped
+        log = "\n".join(c.job_log(job.id, lines=5000).lines)
+        assert "[stall] the daemon saw no training step for too long (stalled)" in log, log[-4000:]
+        assert "Thread 0x" in log and "fake_worker.py" in log and "in main" in log, log[-4000:]
         engine_id = done.cluster.engine_id
         stopped = wait_until(lambda: (j := c.get_job(job.id)).cluster.engine_state == "stopped" and j, 60,  # type: ignore[union-attr]
                              interval=0.2, what="scancel to stop the Slurm job")

@@ -238,6 +238,10 @@ def test_ray_job_on_s3_storage_trains_pauses_resumes_replays_its_journal_and_exp
         raise AssertionError(f"{e}\n{ray.get_job_logs(engine_id)[-6000:]}") from None
     journal = f"rft/rft-tui/jobs/{job.id}/work/report-journal/records.jsonl"
     assert s3_server.keys(bucket, journal) == [journal], ray.get_job_logs(engine_id)[-3000:]
+    # the node's scratch dir went with the job: its journal is in the bucket, nothing is only there
+    scratch = Path(tempfile.gettempdir(), f"rft-tui-{os.getuid()}", job.id)
+    assert not scratch.exists() and f"scratch dir {scratch} removed" in ray.get_job_logs(engine_id), \
+        ray.get_job_logs(engine_id)[-3000:]
     d2 = tcp_daemon(daemon_factory, model_cache, port=int(d.tcp.rsplit(":", 1)[1]), env=quick)  # type: ignore[union-attr]
     with d2.client() as c:
         done = wait_terminal(c, job.id)

@@ -136,6 +136,37 @@ def test_the_grader_metrics_the_worker_writes_are_registered() -> None:
     assert metrics.unregistered(values) == []
 
 
+def test_ranks_tallies_add_up_to_what_one_process_grading_every_row_reports() -> None:
+    """Several ranks each grade their share of a step; rank 0 summarizes every rank's tally (gather_object):
+    counts, error flags, sub-rewards and per-grader error rates equal one process grading all the rows, and the
+    samples stay capped, drawn from every rank."""
+    multi = {"type": "multi", "name": "arith", "calculate_output": "exact + 0 * broken", "graders": {
+        "exact": EXACT_GRADER, "broken": {**EXACT_GRADER, "name": "broken", "reference": "{{item.nope}}"}}}
+    prompts = [[{"role": "user", "content": f"{i}+1="}] for i in range(12)]
+    outputs = [str(i + 1) if i % 3 else "x" for i in range(12)]
+    items = [json.dumps({"answer": str(i + 1)}) if i % 4 else json.dumps({"nope": 1}) for i in range(12)]
+    one, ranks = GraderReward(multi, name="arith", samples_per_step=4), [GraderReward(multi, name="arith",
+                                                                                       samples_per_step=4)
+                                                                          for _ in range(2)]
+    one(prompts, outputs, item_json=items)
+    for r, share in enumerate((slice(0, 6), slice(6, 12))):
+        ranks[r](prompts[share], outputs[share], item_json=items[share])
+    tallies = [r.take() for r in ranks]
+    samples, merged = ranks[0].summarize(tallies)
+    _, single = one.drain()
+    for reward in (one, *ranks):
+        reward.close()
+    timing = ("grader/latency", metrics.GRADING_S)
+    assert {k: v for k, v in merged.items() if not k.startswith(timing) and "latency" not in k} == \
+        {k: v for k, v in single.items() if not k.startswith(timing) and "latency" not in k}
+    assert merged[metrics.GRADED] == 12  # rows 0, 4, 8 have no answer (exact errs), the rest no `nope` (broken)
+    assert (merged[metrics.grader_error_rate("exact")], merged[metrics.grader_error_rate("broken")]) == (0.25, 0.75)
+    assert merged[metrics.GRADING_S] == max(t.seconds for t in tallies)
+    assert set(single) == set(merged)  # the latency percentiles too, over both ranks' rows
+    assert len(samples) == 4 and {s["prompt"] for s in samples} <= {f"{i}+1=" for i in range(12)}
+    assert ranks[0].take().graded == 0  # taken: the next step starts empty
+
+
 def test_the_fake_worker_writes_only_registered_keys(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     with fake_worker_daemon.client() as c:
         train, valid = make_files(c, tmp_path)

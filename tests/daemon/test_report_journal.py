@@ -52,3 +52,29 @@ def test_a_journal_refuses_another_jobs_records(tmp_path: Path) -> None:
     Journal(tmp_path / "j", "ftjob-a").close()
     with pytest.raises(RuntimeError, match="belongs to job ftjob-a"):
         Journal(tmp_path / "j", "ftjob-b")
+
+
+def test_a_nodes_launcher_sees_what_only_its_scratch_dir_holds(tmp_path: Path) -> None:
+    """executors/ray_launch.undelivered reads the journal's files without the worker's imports: records past
+    `acked`, in every rank's journal, unless the reporter uploaded exactly this journal to the storage."""
+    from daemon.executors.ray_launch import undelivered
+
+    scratch = tmp_path / "scratch"
+    assert undelivered(str(scratch)) == 0
+    j = Journal(scratch / "report-journal", "ftjob-a")
+    for n in range(1, 5):
+        j.append(_step(n))
+    j.ack(1)
+    assert undelivered(str(scratch)) == 3
+    (scratch / "report-journal" / "uploaded").write_text(str((scratch / "report-journal" / "records.jsonl")
+                                                            .stat().st_size))
+    assert undelivered(str(scratch)) == 0  # the daemon replays these from the storage
+    j.append(_step(5))  # written after the upload: only here
+    assert undelivered(str(scratch)) == 4
+    j.ack(4)
+    assert undelivered(str(scratch)) == 0
+    other = Journal(scratch / "report-journal-rank1", "ftjob-a")
+    other.append(_step(1))
+    assert undelivered(str(scratch)) == 1
+    j.close()
+    other.close()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -190,7 +191,12 @@ def test_two_process_torchrun_job_pauses_resumes_and_logs_each_step_once(daemon,
     done = wait_status(c, job.id, TERMINAL, timeout=300)
     assert done.status is S.succeeded, worker_log(rft_home, job.id)
     assert "nproc_per_node=2" in worker_log(rft_home, job.id)
-    assert [m.step for m in c.metrics(job.id).data] == [1, 2, 3, 4, 5, 6]
+    steps = c.metrics(job.id).data
+    assert [m.step for m in steps] == [1, 2, 3, 4, 5, 6]
+    # each rank grades its half of a step's 4 x 4 completions; rank 0 reports both halves (not only its 8)
+    assert [m.values["grader/graded"] for m in steps] == [16.0] * 6, [m.values for m in steps[:1]]
+    per_step = Counter(s.step for s in c.samples(job.id, limit=1000).data)
+    assert sorted(per_step) == [1, 2, 3, 4, 5, 6] and all(n <= 8 for n in per_step.values()), per_step
     assert c.validation(job.id).steps[0] == 0 and c.validation(job.id).steps[-1] == 6
     assert max(ck.step_number for ck in c.list_checkpoints(job.id).data) == 6
 
