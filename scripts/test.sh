@@ -28,10 +28,10 @@ export RFT_REQUIRE_CLUSTER_ENGINES=1  # tests/clusters: a missing Ray or Slurm f
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest -q "$@"
 fi
-# The whole suite in two passes: the fast tests, then the `slow` training tests (each trains on every core).
-# The fast pass runs in one process by default: with 2 xdist workers on a 2-core box it took 5-8 min instead of
-# ~10, but two CI rehearsals each lost one TUI test to load (a snapshot taken mid-layout, keys racing focus).
-# RFT_TEST_WORKERS=N runs it in N processes (pytest-xdist; each test has its own RFT_HOME, daemon and ports).
+# The whole suite in two passes: the fast loop (tests under a second each; about 2 min on 2 cores), then the
+# `slow` tests one at a time (a second or more each: real training on every core, real engines, daemon restarts,
+# TUI journeys and snapshots). RFT_TEST_WORKERS=N runs the fast pass in N processes (pytest-xdist; each test has
+# its own RFT_HOME, daemon and ports).
 rc=0
 .venv/bin/python -m pytest -q -m "not slow" -n "${RFT_TEST_WORKERS:-0}" || rc=$?
 .venv/bin/python -m pytest -q -m slow || rc=$?

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from daemon import api
 from daemon.worker.episodes import EpisodeRow, EpisodeRunner
@@ -91,6 +92,7 @@ def scripted(tok: Any, turns: list[str]) -> Any:
     return generate
 
 
+@pytest.mark.slow
 def test_trajectories_are_stored_and_served(module_fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     tok = tool_tokenizer()
     with ToolServer(fail_first=0) as srv:
@@ -139,6 +141,7 @@ def test_trajectories_are_stored_and_served(module_fake_worker_daemon: DaemonPro
     assert set(body["tool_calls"][0]) == {"id", "name", "arguments", "result", "error", "latency_ms"}
 
 
+@pytest.mark.slow
 def test_cli_create_takes_tools_from_a_file_or_inline(module_fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     from tests.daemon.test_cli import cli
     from tests.support.jobs import EXACT_GRADER, arithmetic_rows, write_jsonl
@@ -164,6 +167,7 @@ def test_cli_create_takes_tools_from_a_file_or_inline(module_fake_worker_daemon:
     assert out.returncode != 0 and "broken.yaml: line 2" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_job_start_line_says_how_tools_run() -> None:
     from daemon.worker.grpo import tools_notice
 

@@ -63,6 +63,7 @@ def start_server_process(*args: str) -> tuple[subprocess.Popen[str], int]:
     return proc, int(line.split()[1])
 
 
+@pytest.mark.slow
 def test_the_process_serves_until_its_job_ends(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     proc, port = start_server_process("--socket", fake_worker_daemon.socket)
     try:

@@ -35,6 +35,7 @@ def test_endpoint_grader_scores_what_the_service_answers(server: ToolServer) -> 
     assert graders.run_grader(spec(server.url("/number")), "x").reward == 0.25
 
 
+@pytest.mark.slow
 def test_endpoint_failures_are_flagged_never_raised(server: ToolServer) -> None:
     flaky = graders.run_grader(spec(server.url("/flakygrade"), max_retries=3), "x", {})
     assert not flaky.errors and flaky.reward == 1.0 and server.calls["/flakygrade"] == 3  # two 500s retried
@@ -56,6 +57,7 @@ def test_endpoint_grader_spec_is_checked() -> None:
     assert graders.validate_grader(multi) == []
 
 
+@pytest.mark.slow
 def test_daemon_runs_an_endpoint_grader(fake_worker_daemon: DaemonProcess, server: ToolServer) -> None:
     with raw(fake_worker_daemon) as h:
         ok = h.post("/v1/fine_tuning/alpha/graders/run",

@@ -128,6 +128,7 @@ def test_python_tool_runs_in_the_sandbox() -> None:
         tools.close()
 
 
+@pytest.mark.slow
 def test_python_tool_errors_and_timeouts_are_tool_errors() -> None:
     raising = api.PythonToolRuntime(source="def call(arguments, item):\n    return 1 / 0\n")
     looping = api.PythonToolRuntime(source="def call(arguments, item):\n    while True:\n        pass\n",

@@ -38,6 +38,7 @@ def _refused(call, status: int, param: str | None, code: str | None = None) -> a
     return e.value.error
 
 
+@pytest.mark.slow
 def test_clusters_are_stored_by_the_daemon_0600_and_survive_a_restart(daemon_factory, storage: Path,
                                                                        rft_home: Path) -> None:
     d: DaemonProcess = daemon_factory()
@@ -95,6 +96,7 @@ def test_bad_cluster_configs_are_refused_naming_the_field(daemon: DaemonProcess,
         assert c.list_clusters().data[0].name == "s3"
 
 
+@pytest.mark.slow
 def test_cluster_jobs_need_the_daemon_on_tcp_and_a_known_cluster(daemon_factory, storage: Path,
                                                                  tmp_path: Path) -> None:
     plain: DaemonProcess = daemon_factory()
@@ -123,6 +125,7 @@ def test_cluster_jobs_need_the_daemon_on_tcp_and_a_known_cluster(daemon_factory,
         _refused(lambda: c.remove_cluster("nope"), 404, "name")
 
 
+@pytest.mark.slow
 def test_cli_clusters_add_list_show_remove(rft_home: Path, storage: Path) -> None:
     try:
         out = cli(rft_home, "clusters", "add", "lab", "--slurm", "--ssh", "login.lab", "--storage", str(storage),
@@ -150,6 +153,7 @@ def test_cli_clusters_add_list_show_remove(rft_home: Path, storage: Path) -> Non
         cli(rft_home, "daemon", "stop", check=False)
 
 
+@pytest.mark.slow
 def test_a_job_waits_queued_while_its_cluster_is_unreachable(daemon_factory, storage: Path, tmp_path: Path,
                                                              rft_home: Path) -> None:
     """ssh to a login host that does not resolve: the job stays queued (one event says why), tries again, and

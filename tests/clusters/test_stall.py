@@ -23,6 +23,7 @@ from tests.support.engines import SlurmCluster, free_port
 from tests.support.jobs import job_request, make_files
 
 
+@pytest.mark.slow
 def test_a_stalled_slurm_job_raises_the_alarm_and_on_stall_fail_stops_it(
         daemon_factory, slurm: SlurmCluster, cluster_storage: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

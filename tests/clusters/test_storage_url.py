@@ -39,6 +39,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_checkpoints_and_files_round_trip_through_s3(s3_server: MotoServer, tmp_path: Path) -> None:
     bucket, opts = _bucket(s3_server), s3_server.storage_options()
     ckpt = tmp_path / "step-2"
@@ -136,6 +137,7 @@ def _s3_cluster(name: str, bucket: str, s3: MotoServer, address: str, **extra: A
             "storage_options": s3.storage_options(), **extra}
 
 
+@pytest.mark.slow
 def test_daemon_on_s3_storage_redacts_secrets_refuses_unusable_storage_and_uploads_the_job_files(
         daemon_factory, s3_server: MotoServer, rft_home: Path, tmp_path: Path) -> None:
     bucket = _bucket(s3_server)

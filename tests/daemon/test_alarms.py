@@ -66,6 +66,7 @@ def log_of(d: DaemonProcess, job_id: str) -> str:
     return p.read_text(errors="replace") if p.exists() else "(no log)"
 
 
+@pytest.mark.slow
 def test_zero_signal_fires_within_its_window_and_pause_ends_the_job_paused(grading_daemon: DaemonProcess,
                                                                            tmp_path: Path) -> None:
     seen: list[api.StreamEvent] = []
@@ -109,6 +110,7 @@ def test_zero_signal_fires_within_its_window_and_pause_ends_the_job_paused(gradi
         assert after == [("zero_signal", 5, "pause"), ("reward_saturated", 20, "warn")], after
 
 
+@pytest.mark.slow
 def test_a_grader_erroring_on_half_the_rows_raises_grader_errors(grading_daemon: DaemonProcess,
                                                                   tmp_path: Path) -> None:
     with grading_daemon.client() as c:
@@ -143,6 +145,7 @@ def hanging_train_file(c: Client, tmp: Path, hang_s: float) -> str:
     return c.import_file(str(write_jsonl(tmp / "train-hang.jsonl", rows))).id
 
 
+@pytest.mark.slow
 def test_a_hanging_grader_raises_stalled_and_on_stall_fail_fails_with_the_stacks_in_the_log(
         grading_daemon: DaemonProcess, tmp_path: Path) -> None:
     with grading_daemon.client() as c:
@@ -162,6 +165,7 @@ def test_a_hanging_grader_raises_stalled_and_on_stall_fail_fails_with_the_stacks
         assert any(m.startswith("Alarm stalled (critical) at step 6") for m in events), events
 
 
+@pytest.mark.slow
 def test_a_stall_that_ends_clears_and_with_on_stall_warn_the_job_goes_on(grading_daemon: DaemonProcess,
                                                                           tmp_path: Path) -> None:
     with grading_daemon.client() as c:
@@ -201,6 +205,7 @@ def test_alarms_of_an_unknown_job_is_a_404(module_fake_worker_daemon: DaemonProc
 
 
 @pytest.mark.parametrize("daemon_kind", ["fake_worker_daemon", "http_daemon"])
+@pytest.mark.slow
 def test_on_alarm_cancel_ends_the_job_cancelled_with_the_alarm_as_reason(request: pytest.FixtureRequest,
                                                                          tmp_path: Path, daemon_kind: str) -> None:
     """A critical alarm (here an override: reward_saturated at 0.3 over 3 steps, made critical) with on_alarm
@@ -222,6 +227,7 @@ def test_on_alarm_cancel_ends_the_job_cancelled_with_the_alarm_as_reason(request
         assert any(m.startswith("Job cancelled: alarm reward_saturated") for m in events), events
 
 
+@pytest.mark.slow
 def test_cli_create_takes_guardrails_inline_or_from_a_file_and_names_a_bad_field(
         fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     from tests.daemon.test_cli import cli
@@ -247,6 +253,7 @@ def test_cli_create_takes_guardrails_inline_or_from_a_file_and_names_a_bad_field
     assert broken.returncode != 0 and f"{g}: line 2" in broken.stderr + broken.stdout, broken
 
 
+@pytest.mark.slow
 def test_a_paused_then_resumed_job_continues_its_alarm_windows(daemon_factory: Any, tmp_path: Path) -> None:
     """zero_signal needs 3 steps (12 groups of 4); paused after step 1 or 2 and resumed, it fires at step 3 --
     the resumed worker rebuilt its windows from the stored steps -- not 3 steps after the resume."""

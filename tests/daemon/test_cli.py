@@ -35,6 +35,7 @@ def user_files(tmp_path: Path) -> dict[str, str]:
             "valid": str(write_jsonl(tmp_path / "valid.jsonl", arithmetic_rows(60, 10))), "grader": str(grader)}
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(rft_home: Path, user_files: dict[str, str]) -> None:
     try:
         assert cli(rft_home, "daemon", "status", check=False).returncode == 3
@@ -73,6 +74,7 @@ def test_cli_end_to_end(rft_home: Path, user_files: dict[str, str]) -> None:
     assert cli(rft_home, "daemon", "status", check=False).returncode == 3
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_clear_line(rft_home: Path, user_files: dict[str, str]) -> None:
     try:
         unknown = cli(rft_home, "jobs", "show", "ftjob-nope", check=False)
@@ -96,6 +98,7 @@ def test_cli_errors_are_one_clear_line(rft_home: Path, user_files: dict[str, str
         cli(rft_home, "daemon", "stop", check=False)
 
 
+@pytest.mark.slow
 def test_home_option_on_commands(tmp_path: Path, rft_home: Path) -> None:
     other = tmp_path / "elsewhere"
     try:
@@ -106,6 +109,7 @@ def test_home_option_on_commands(tmp_path: Path, rft_home: Path) -> None:
         cli(rft_home, "daemon", "stop", "--home", str(other), check=False)
 
 
+@pytest.mark.slow
 def test_graders_test_grades_a_dataset_column(rft_home: Path, tmp_path: Path) -> None:
     rows = [{"messages": [{"role": "user", "content": f"{a}+1="}], "answer": str(a + 1), "guess": str(a + (a % 2))}
             for a in range(10, 30)]
@@ -143,6 +147,7 @@ def _job_now(home: Path, job_id: str) -> api.FineTuningJob:
         return c.get_job(job_id)
 
 
+@pytest.mark.slow
 def test_pause_and_cancel_print_the_outcome_not_the_status_before(rft_home: Path, user_files: dict[str, str]) -> None:
     """Bug 2: `jobs pause` printed `running` (the status the request found); it waits for `paused` now."""
     try:
@@ -172,6 +177,7 @@ def _overlapping_files(tmp_path: Path) -> tuple[str, str]:
     return str(train), str(write_jsonl(tmp_path / "v.jsonl", rows))
 
 
+@pytest.mark.slow
 def test_validate_names_the_overlapping_lines_whichever_way_round(rft_home: Path, tmp_path: Path) -> None:
     """Bug 3: swapped, it printed `FAILED: 8 rows, 0 errors`, blamed the training file, reversed the lines."""
     train, valid = _overlapping_files(tmp_path)
@@ -196,6 +202,7 @@ def test_validate_names_the_overlapping_lines_whichever_way_round(rft_home: Path
         cli(rft_home, "daemon", "stop", check=False)
 
 
+@pytest.mark.slow
 def test_short_ids_and_ambiguous_prefixes(rft_home: Path, user_files: dict[str, str]) -> None:
     """Bug 9: the TUI shows `ftjob-22777d66`; any unique prefix works, an ambiguous one lists the candidates."""
     try:
@@ -217,6 +224,7 @@ def test_short_ids_and_ambiguous_prefixes(rft_home: Path, user_files: dict[str, 
         cli(rft_home, "daemon", "stop", check=False)
 
 
+@pytest.mark.slow
 def test_jobs_list_in_a_pipe_is_one_line_per_job(rft_home: Path, user_files: dict[str, str]) -> None:
     """Bug 10: in a pipe at 80 columns the ids wrapped over three lines; one line per job, full ids."""
     try:
@@ -264,6 +272,7 @@ def _on_terminal(home: Path, columns: int, *args: str) -> str:
     return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
+@pytest.mark.slow
 def test_errors_name_the_argument_the_user_typed(rft_home: Path, user_files: dict[str, str],
                                                  tmp_path: Path) -> None:
     """Bug 12: `graders validate BAD.json` blamed `--grader`; `-t trian.jsonl` did not name `-t`."""
@@ -291,6 +300,7 @@ def test_errors_name_the_argument_the_user_typed(rft_home: Path, user_files: dic
         cli(rft_home, "daemon", "stop", check=False)
 
 
+@pytest.mark.slow
 def test_local_files_are_hashed_first_and_sent_only_once(daemon_factory, user_files: dict[str, str]) -> None:
     """Bug 5: the client uploads bytes (a remote daemon cannot read our paths), and only when the store lacks them."""
     d = daemon_factory()
@@ -304,6 +314,7 @@ def test_local_files_are_hashed_first_and_sent_only_once(daemon_factory, user_fi
         assert c.find_file(first.sha256).id == first.id and c.find_file("0" * 64) is None
 
 
+@pytest.mark.slow
 def test_daemon_status_reports_the_daemon_that_socket_names(tmp_path: Path, rft_home: Path) -> None:
     """`--socket`/`--url` name a daemon elsewhere: `daemon status` asks it, not the local RFT_HOME."""
     other = tmp_path / "o"
@@ -318,6 +329,7 @@ def test_daemon_status_reports_the_daemon_that_socket_names(tmp_path: Path, rft_
         cli(rft_home, "daemon", "stop", "--home", str(other), check=False)
 
 
+@pytest.mark.slow
 def test_daemon_commands_with_url_act_on_that_daemon_or_say_why_not(daemon_factory, rft_home: Path,
                                                                   tmp_path: Path) -> None:
     """--url names a daemon elsewhere: `daemon stop` asks it over the API; start/restart/logs, which can only act

@@ -59,6 +59,7 @@ def test_files_upload_import_list_retrieve_content(fake_worker_daemon: DaemonPro
         assert_openai_error(h.get("/v1/files", params={"limit": "many"}), 400, "limit")
 
 
+@pytest.mark.slow
 def test_job_lifecycle_endpoints(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     with fake_worker_daemon.client() as c:
         train, valid = make_files(c, tmp_path)
@@ -263,6 +264,7 @@ def test_client_errors_are_typed(rft_home: Path) -> None:
     assert not paths.status_file.exists()
 
 
+@pytest.mark.slow
 def test_cosine_grader_runs_without_torch_in_the_daemon(module_fake_worker_daemon: DaemonProcess) -> None:
     pytest.importorskip("sentence_transformers")
     import psutil
@@ -307,6 +309,7 @@ def test_json_types_as_declared_and_huge_numbers(shared_daemon: tuple[DaemonProc
             assert r.status_code in (400, 401, 403), r.text
 
 
+@pytest.mark.slow
 def test_json_type_confusion_rules() -> None:
     from typing import Literal
 

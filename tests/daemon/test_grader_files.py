@@ -190,6 +190,7 @@ def test_external_edits_produce_grader_changed_events(gdaemon: DaemonProcess) ->
     client.close()
 
 
+@pytest.mark.slow
 def test_daemon_with_the_watcher_shuts_down_cleanly(daemon: DaemonProcess) -> None:
     (daemon.paths.graders / "x.json").write_text(EXACT)
     with daemon.client() as c:

@@ -102,6 +102,7 @@ def test_model_ref_keeps_a_pinned_revision_and_nothing_else() -> None:
     assert api.SnapshotModel.of("org/m@abc") == api.SnapshotModel(id="org/m", source="hub", revision="abc")
 
 
+@pytest.mark.slow
 def test_the_daemon_builds_the_snapshot_once_and_serves_it_typed(fake_worker_daemon: DaemonProcess,
                                                                  tmp_path: Path) -> None:
     with fake_worker_daemon.client() as c:
@@ -167,6 +168,7 @@ def test_ranks_tallies_add_up_to_what_one_process_grading_every_row_reports() ->
     assert ranks[0].take().graded == 0  # taken: the next step starts empty
 
 
+@pytest.mark.slow
 def test_the_fake_worker_writes_only_registered_keys(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> None:
     with fake_worker_daemon.client() as c:
         train, valid = make_files(c, tmp_path)
@@ -199,6 +201,7 @@ def _rows(out: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in out.strip().splitlines()]
 
 
+@pytest.mark.slow
 def test_jobs_metrics_formats_each_metric_by_the_registry(rft_home: Path, tmp_path: Path) -> None:
     """Reviewer: lr printed with 4 decimals (1e-5 -> 0.0000) and the default step_time column empty for real jobs."""
     grader = tmp_path / "grader.json"

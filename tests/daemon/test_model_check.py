@@ -75,6 +75,7 @@ def refused(resp: httpx.Response) -> str:
     ("/no/such/model-dir", "does not exist"),
     ("~no-such-user-rft/model", "give an absolute path"),
 ])
+@pytest.mark.slow
 def test_create_and_check_refuse_a_bad_model_at_once(hub_daemons: dict, model: str, says: str) -> None:
     for name in ("offline", "online"):
         d, train, valid = hub_daemons[name]

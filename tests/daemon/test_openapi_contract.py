@@ -97,6 +97,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     assert "Internal error" not in d.log()
 
 
+@pytest.mark.slow
 def test_declared_media_types_are_served(tcp_daemon: tuple[DaemonProcess, str, str]) -> None:
     """JSONL content and the event stream arrive as the schema says (the stream is not fuzzed)."""
     _d, base, token = tcp_daemon
@@ -116,6 +117,7 @@ def test_declared_media_types_are_served(tcp_daemon: tuple[DaemonProcess, str, s
         assert "401" in doc["paths"]["/v1/health"]["get"]["responses"]
 
 
+@pytest.mark.slow
 def test_error_bodies_match_the_declared_error_shape(tcp_daemon: tuple[DaemonProcess, str, str]) -> None:
     """Validation errors are 400s in OpenAI's shape (never FastAPI's 422), and 422 is declared nowhere."""
     _d, base, token = tcp_daemon

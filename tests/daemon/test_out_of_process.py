@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from daemon.client import ApiRequestError
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.jobs import arithmetic_rows, write_jsonl
@@ -17,6 +19,7 @@ def mapped_libraries(pid: int) -> set[str]:
         return {line.split()[-1] for line in f if line.rstrip().endswith(".so") or ".so." in line}
 
 
+@pytest.mark.slow
 def test_token_counts_come_from_a_subprocess_and_a_bad_tokenizer_names_the_field(daemon: DaemonProcess,
                                                                                   tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "train.jsonl", arithmetic_rows(10, 30))

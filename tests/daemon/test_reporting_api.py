@@ -91,6 +91,7 @@ def http_daemon(daemon_factory, tmp_path: Path) -> DaemonProcess:
     return d
 
 
+@pytest.mark.slow
 def test_a_worker_reports_every_record_over_the_api_with_the_store_hidden(http_daemon: DaemonProcess,
                                                                            tmp_path: Path) -> None:
     d = http_daemon
@@ -111,6 +112,7 @@ def test_a_worker_reports_every_record_over_the_api_with_the_store_hidden(http_d
     assert not (journal / "rejected.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_a_daemon_killed_mid_run_loses_and_doubles_nothing(http_daemon: DaemonProcess, tmp_path: Path) -> None:
     """Kill -9 the daemon mid-run: the worker buffers on disk; after a restart it replays, in order, once."""
     d = http_daemon
@@ -222,6 +224,7 @@ def test_a_job_token_reaches_only_its_own_jobs_reporting_endpoints(two_jobs: tup
         assert c.metrics(b).data == [] and c.get_job(b).status is api.JobStatus.queued
 
 
+@pytest.mark.slow
 def test_a_jobs_token_ends_with_the_job(daemon_factory, tmp_path: Path) -> None:
     """Succeeded or failed: its token is refused at once (401). Cancelled: honoured for the cancel grace (the
     worker is still stopping), then refused. Paused and resumed: the same token until a new submission mints a
@@ -288,7 +291,7 @@ def test_appends_are_idempotent_by_record_id_and_by_step(two_jobs: tuple[DaemonP
     assert (first["applied"], first["duplicates"]) == (6, 0)
     assert (again["applied"], again["duplicates"]) == (0, 6)
     assert (third["applied"], third["duplicates"]) == (1, 1)
-    assert first["control"] == {"status": "queued", "requested_action": None}
+    assert first["control"] == {"status": "queued", "requested_action": None, "stacks_requested": 0}
     assert bad.status_code == 400 and bad.json()["error"]["param"].startswith("records.0")
     with d.client() as c:
         assert [m.step for m in c.metrics(a).data] == [1, 2, 3]
@@ -402,6 +405,7 @@ def test_a_cancel_reaches_a_worker_over_the_api_without_a_signal(two_jobs: tuple
         store.close()
 
 
+@pytest.mark.slow
 def test_records_left_by_a_worker_that_never_reached_the_daemon_are_sent_by_the_next_one(
         two_jobs: tuple[DaemonProcess, str, str, str], tmp_path: Path) -> None:
     """A worker that ends while the daemon is away leaves its records in the journal; its successor on the same
@@ -465,6 +469,7 @@ def test_agent_episodes_travel_over_the_api(two_jobs: tuple[DaemonProcess, str, 
         assert c.metrics(a).last_step == 1
 
 
+@pytest.mark.slow
 def test_checkpoints_on_url_storage_are_recorded_there_and_export_from_there(daemon_factory,
                                                                               tmp_path: Path) -> None:
     """RFT_CHECKPOINT_STORAGE as an fsspec URL (file:// here; s3:// on a cluster): the worker copies each

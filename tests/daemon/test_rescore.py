@@ -33,6 +33,7 @@ def finished_job(fake_worker_daemon: DaemonProcess, tmp_path: Path) -> tuple[Dae
     return fake_worker_daemon, job.id
 
 
+@pytest.mark.slow
 def test_rescore_with_a_zero_grader_gives_zero_means_and_keeps_the_original_scores(finished_job) -> None:
     d, job_id = finished_job
     with d.client() as c:
@@ -64,6 +65,7 @@ def test_rescore_with_a_zero_grader_gives_zero_means_and_keeps_the_original_scor
         assert any("Re-scored as 'zero'" in e.message and "original scores kept" in e.message for e in events)
 
 
+@pytest.mark.slow
 def test_rescore_grades_stored_samples_against_their_items_and_names_do_not_collide(finished_job) -> None:
     d, job_id = finished_job
     with d.client() as c:
@@ -93,6 +95,7 @@ BAD_RESCORES = [
 ]
 
 
+@pytest.mark.slow
 def test_rescore_refuses_bad_requests_with_the_field_named(finished_job) -> None:
     d, job_id = finished_job
     with raw(d) as h:
@@ -106,6 +109,7 @@ def test_rescore_refuses_bad_requests_with_the_field_named(finished_job) -> None
         assert c.list_rescorings(job_id).data == []  # nothing half-stored
 
 
+@pytest.mark.slow
 def test_cli_rescore_and_the_rescored_validation(finished_job, tmp_path: Path) -> None:
     import json
 

@@ -101,6 +101,7 @@ def rft(local_home: Path, sshd: Sshd, *args: str, ssh: list[str] | None = None,
     return out
 
 
+@pytest.mark.slow
 def test_every_command_reaches_the_remote_daemon_over_real_ssh(rft_home: Path, sshd: Sshd, remote_home: Path,
                                                                local_data: Path) -> None:
     remote = ["--remote-command", str(RFT_TUI), "--remote-home", str(remote_home)]
@@ -145,6 +146,7 @@ def test_remote_without_rft_tui_on_its_path_is_a_clear_first_run_message(rft_hom
     assert not Paths.resolve(rft_home).db.exists()
 
 
+@pytest.mark.slow
 def test_ssh_settings_from_the_environment(rft_home: Path, sshd: Sshd, remote_home: Path, tmp_path: Path) -> None:
     """RFT_SSH_PORT, RFT_SSH_REMOTE_COMMAND and RFT_SSH_REMOTE_HOME stand in for the flags."""
     with Client.connect(home=remote_home) as direct:

@@ -35,6 +35,7 @@ def status_of(c: Client, job_id: str) -> S:
     return c.get_job(job_id).status
 
 
+@pytest.mark.slow
 def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_home: Path, tmp_path: Path) -> None:
     gate = tmp_path / "hold-gate"  # the worker holds before step 25 until the next daemon has re-adopted it
     env = {**SLOW_WORKER, "RFT_FAKE_HOLD_AT_STEP": "25", "RFT_FAKE_HOLD_GATE": str(gate)}
@@ -61,6 +62,7 @@ def test_daemon_kill9_worker_keeps_writing_and_is_readopted(daemon_factory, rft_
     assert metric_steps(rft_home, job.id) == list(range(1, 31))  # none lost, none duplicated
 
 
+@pytest.mark.slow
 def test_worker_kill9_fails_job_with_reason_and_next_job_starts(daemon_factory, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d.client() as c:
@@ -78,6 +80,7 @@ def test_worker_kill9_fails_job_with_reason_and_next_job_starts(daemon_factory, 
         assert done.status is S.succeeded
 
 
+@pytest.mark.slow
 def test_worker_crash_reports_exit_and_log_tail(daemon_factory, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.no_such_module"})
     with d.client() as c:
@@ -88,6 +91,7 @@ def test_worker_crash_reports_exit_and_log_tail(daemon_factory, tmp_path: Path) 
         assert "No module named" in failed.error.message  # the log's last line, so the user sees why
 
 
+@pytest.mark.slow
 def test_cancel_running_job(daemon_factory, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d.client() as c:
@@ -103,6 +107,7 @@ def test_cancel_running_job(daemon_factory, tmp_path: Path) -> None:
         assert other.status is S.cancelled
 
 
+@pytest.mark.slow
 def test_cancel_escalates_to_sigkill_when_worker_ignores_sigterm(daemon_factory, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.stubborn_worker",
                                            "RFT_CANCEL_GRACE_S": "1"})
@@ -118,6 +123,7 @@ def test_cancel_escalates_to_sigkill_when_worker_ignores_sigterm(daemon_factory,
         assert any("SIGKILL" in m for m in messages) and any("killed by SIGKILL" in m for m in messages), messages
 
 
+@pytest.mark.slow
 def test_pause_and_resume_keep_steps_continuous(daemon_factory, rft_home: Path, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d.client() as c:
@@ -136,6 +142,7 @@ def test_pause_and_resume_keep_steps_continuous(daemon_factory, rft_home: Path, 
     assert metric_steps(rft_home, job.id) == list(range(1, 31))
 
 
+@pytest.mark.slow
 def test_jobs_survive_daemon_restart_when_queued(daemon_factory, tmp_path: Path) -> None:
     d1: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d1.client() as c:
@@ -152,6 +159,7 @@ def test_jobs_survive_daemon_restart_when_queued(daemon_factory, tmp_path: Path)
             assert done.status is S.succeeded
 
 
+@pytest.mark.slow
 def test_dead_worker_while_daemon_down_resumes_from_checkpoint(daemon_factory, rft_home: Path, tmp_path: Path) -> None:
     d1: DaemonProcess = daemon_factory(env=SLOW_WORKER)
     with d1.client() as c:
@@ -188,6 +196,7 @@ def _alive(pid: int) -> bool:
 # ------------------------------------------------------------------ issue 10: control at any moment
 
 
+@pytest.mark.slow
 def test_pause_while_the_worker_starts_up_ends_paused_and_resumes(daemon_factory, rft_home: Path,
                                                                    tmp_path: Path) -> None:
     """A pause before the worker has its signal handler (it is still importing) pauses; it never kills."""
@@ -209,6 +218,7 @@ def test_pause_while_the_worker_starts_up_ends_paused_and_resumes(daemon_factory
     assert metric_steps(rft_home, job.id) == list(range(1, 9))
 
 
+@pytest.mark.slow
 def test_failure_quotes_its_own_attempts_log_and_the_daemon_log_records_it(daemon_factory, tmp_path: Path) -> None:
     """Attempt 2 dies silently: its error must not quote attempt 1's log; the daemon log has every transition."""
     d: DaemonProcess = daemon_factory(env={**SLOW_WORKER, "RFT_FAKE_CRASH_ON_ATTEMPT": "2"})
@@ -235,6 +245,7 @@ def test_failure_quotes_its_own_attempts_log_and_the_daemon_log_records_it(daemo
     assert "ERROR rft.scheduler: job " + job.id in log
 
 
+@pytest.mark.slow
 def test_cancel_answers_cancelled_to_the_openai_sdk_and_the_job_stays_cancelled(daemon_factory, rft_home: Path,
                                                                                 tmp_path: Path) -> None:
     """OpenAI answers cancel with the job `cancelled`; teardown (here: SIGTERM ignored, SIGKILL) is internal."""
@@ -270,6 +281,7 @@ def test_cancel_answers_cancelled_to_the_openai_sdk_and_the_job_stays_cancelled(
         assert sdk.fine_tuning.jobs.cancel(second.id).status == "cancelled"  # a job that runs, too
 
 
+@pytest.mark.slow
 def test_a_cancelled_jobs_worker_is_stopped_by_the_next_daemon(daemon_factory, tmp_path: Path) -> None:
     """The daemon dies while a cancelled job's worker ignores SIGTERM: the next daemon finishes the teardown."""
     env = {**SLOW_WORKER, "RFT_WORKER_MODULE": "tests.support.stubborn_worker", "RFT_CANCEL_GRACE_S": "600"}
@@ -309,6 +321,7 @@ def worker_outcome(home: Path, job_id: str) -> str | None:
 
 
 @pytest.mark.parametrize("how", ["exits", "is killed"])
+@pytest.mark.slow
 def test_a_worker_ending_while_another_process_locks_the_store_settles_once_the_lock_goes(
         daemon_factory, rft_home: Path, tmp_path: Path, how: str) -> None:
     """The scheduler's writes wait out the lock on their own thread: /v1/health answers within 1 s meanwhile,

@@ -193,6 +193,7 @@ def test_cli_validation_compare_prints_the_change_with_its_interval(recorded_sto
     assert got.headline() not in plain
 
 
+@pytest.mark.slow
 def test_cli_validation_json_carries_the_compare_the_text_shows(recorded_store_daemon) -> None:
     """`jobs validation --json` is the page plus `compare` (the statistics the text ends with), for any base step."""
     from tests.daemon.test_cli import cli

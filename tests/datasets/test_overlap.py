@@ -26,6 +26,7 @@ def _train_valid(tmp_path: Path) -> tuple[Path, Path]:
             write(tmp_path / "valid.jsonl", "\n".join(valid) + "\n"))
 
 
+@pytest.mark.slow
 def test_exact_and_near_overlap_are_reported_with_both_lines(cli: Cli, tmp_path: Path) -> None:
     train, valid = _train_valid(tmp_path)
     rc, report = cli.json("files", "validate", str(train), "--against", str(valid))
@@ -60,6 +61,7 @@ def test_disjoint_example_files_pass(cli: Cli) -> None:
     assert len(genes[0]) == 40 and len(genes[1]) == 15 and not genes[0] & genes[1]
 
 
+@pytest.mark.slow
 def test_jobs_create_refuses_overlap_bad_rows_and_missing_grader_fields(fake_worker_daemon, tmp_path: Path) -> None:
     cli = Cli(fake_worker_daemon)
     train, valid = _train_valid(tmp_path)

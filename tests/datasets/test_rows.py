@@ -23,6 +23,7 @@ def _stored(cli: Cli, sha: str) -> tuple[Path, Path]:
     return data, data.with_suffix(".idx")
 
 
+@pytest.mark.slow
 def test_pages_keep_line_numbers_and_any_page_is_served(cli: Cli, tmp_path: Path) -> None:
     lines = [row(f"{i}+1=", str(i + 1)) for i in range(1000)]
     lines.insert(500, "")  # a blank line: not a row, but later rows keep their real line numbers
@@ -81,6 +82,7 @@ def test_truncated_stored_copy_is_a_clear_error(cli: Cli, tmp_path: Path) -> Non
     assert err.value.status_code == 409 and err.value.error.code == "file_missing"
 
 
+@pytest.mark.slow
 def test_forced_file_shows_bad_rows_with_their_error(cli: Cli, tmp_path: Path) -> None:
     path = write(tmp_path / "forced.jsonl",
                  row() + "\n" + '{"messages": [{"role": "user", "cont' + "\n" + row("2+2=", "4"))
@@ -96,6 +98,7 @@ def test_forced_file_shows_bad_rows_with_their_error(cli: Cli, tmp_path: Path) -
     assert "       2  ERROR: not valid JSON" in out.stdout
 
 
+@pytest.mark.slow
 def test_bad_paging_arguments(cli: Cli, tmp_path: Path) -> None:
     obj = _import(cli, write(tmp_path / "p.jsonl", row() + "\n"))
     for args, param in ((("--limit", "0"), "--limit"), (("--offset", "-1"), "--offset"),

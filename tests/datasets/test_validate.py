@@ -40,6 +40,7 @@ CORPUS: dict[str, tuple[bytes | str, int | None, str, str | None, str]] = {
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
+@pytest.mark.slow
 def test_each_problem_is_reported_with_line_field_and_reason(cli: Cli, tmp_path: Path, name: str) -> None:
     content, line, code, field, reason = CORPUS[name]
     path = write(tmp_path / f"{name}.jsonl", content)
@@ -80,6 +81,7 @@ def test_import_refuses_a_bad_file_and_leaves_nothing(cli: Cli, tmp_path: Path, 
     assert store_state(cli.daemon) == before
 
 
+@pytest.mark.slow
 def test_grader_fields_missing_from_rows(cli: Cli, tmp_path: Path) -> None:
     path = write(tmp_path / "t.jsonl", f"{row()}\n{json.dumps({'messages': [{'role': 'user', 'content': 'x'}]})}\n")
     grader = write(tmp_path / "g.json", json.dumps({"type": "string_check", "name": "g", "operation": "eq",
@@ -121,6 +123,7 @@ def test_listing_is_capped_but_counting_goes_on(cli: Cli, tmp_path: Path) -> Non
     assert "list capped; 500 errors" in out.stdout
 
 
+@pytest.mark.slow
 def test_validate_a_stored_file_by_id_and_show_its_stats(cli: Cli) -> None:
     from tests.support.daemon_proc import REPO
 
@@ -136,6 +139,7 @@ def test_validate_a_stored_file_by_id_and_show_its_stats(cli: Cli) -> None:
     assert out.returncode == 0 and "prompt chars   min 6" in out.stdout and "answer" in out.stdout
 
 
+@pytest.mark.slow
 def test_bad_requests_are_one_line_errors(cli: Cli, tmp_path: Path) -> None:
     out = cli("files", "validate", str(tmp_path / "nope.jsonl"))
     assert out.returncode == 2 and "Invalid value for FILE: " in out.stderr and "Traceback" not in out.stderr

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from daemon import api
 from graders.sandbox_bwrap import sandbox_mode
 from tests.daemon.test_model_check import COMMIT, fake_hf_cache
@@ -24,6 +26,7 @@ def rft(home: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProc
                           stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 def test_doctor_and_models_on_this_machine(tmp_path: Path) -> None:
     cache = fake_hf_cache(tmp_path / "hf", "acme/qwen-mini")
     config = cache / "models--acme--qwen-mini" / "snapshots" / COMMIT / "config.json"

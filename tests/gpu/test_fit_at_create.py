@@ -55,6 +55,7 @@ def test_estimate_only_and_refusal_at_create(fake_worker_daemon: DaemonProcess, 
     assert offline.memory_estimate.parameter_source == "built-in" and offline.memory_estimate.fits
 
 
+@pytest.mark.slow
 def test_cli_estimate_only_and_force(tmp_path: Path) -> None:
     home = tmp_path / "home"
     grader = tmp_path / "grader.json"

@@ -125,6 +125,7 @@ def test_choice_caps_at_max_prompt_length_and_says_why(model_cache: Path, tmp_pa
     assert (missing.tokens, missing.source) == (512, "max_prompt_length") and "no tokenizer.json" in missing.reason
 
 
+@pytest.mark.slow
 def test_the_daemons_estimate_uses_the_files_prompts(daemon_factory: Any, model_cache: Path) -> None:
     d: DaemonProcess = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker",
                                            "RFT_MODEL_CACHE": str(model_cache)})

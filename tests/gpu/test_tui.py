@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.gpu.configs import LLAMA_8B, write_model_dir
 from tests.support.daemon_proc import DaemonProcess
 from tests.tui import test_new_job
@@ -23,6 +25,7 @@ def _estimate(screen: Any) -> str:
     return static_text(screen.query_one("#nj-estimate"))
 
 
+@pytest.mark.slow
 async def test_form_lists_models_and_follows_the_estimate(form_daemon: tuple[DaemonProcess, dict[str, str]],
                                                           tmp_path: Path) -> None:
     d, ids = form_daemon
@@ -57,6 +60,7 @@ async def test_form_lists_models_and_follows_the_estimate(form_daemon: tuple[Dae
             c.cancel_job(job.id)
 
 
+@pytest.mark.slow
 async def test_palette_doctor_opens_the_report(form_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
     d, _ = form_daemon
     app = make_app(d, stream=False)

@@ -49,6 +49,7 @@ def test_grade_receives_openai_sample_and_item(pool: PythonGraderPool) -> None:
     assert result.reward == 0.25 and not result.errors
 
 
+@pytest.mark.slow
 def test_infinite_loop_is_killed_at_the_wall_limit(pool: PythonGraderPool) -> None:
     start = time.monotonic()
     result = grade(pool, "while True:\n    pass")

@@ -118,6 +118,7 @@ def _observed(response: dict[str, Any]) -> Any:
     return ast.literal_eval(line[len("RuntimeError: "):])
 
 
+@pytest.mark.slow
 def test_the_daemon_reports_the_sandbox(target: Target) -> None:
     health = target.health()
     assert psutil.Process(health.pid).uids().real == target.uid  # the daemon runs as the user we meant
@@ -405,6 +406,7 @@ def _status_line(home: Path) -> str:
     return next(ln for ln in out.stdout.splitlines() if "sandbox" in ln)
 
 
+@pytest.mark.slow
 def test_without_bubblewrap_the_daemon_refuses_python_graders_with_the_fix(daemon_factory) -> None:
     d = daemon_factory(env={"RFT_BWRAP": "/nonexistent/bwrap", "RFT_SANDBOX": ""})
     with d.client() as c:
@@ -423,6 +425,7 @@ def test_without_bubblewrap_the_daemon_refuses_python_graders_with_the_fix(daemo
     assert "unavailable" in _status_line(d.home)
 
 
+@pytest.mark.slow
 def test_with_the_sandbox_off_graders_run_and_say_so(daemon_factory) -> None:
     d = daemon_factory(env={"RFT_SANDBOX": "off"})
     with d.client() as c:

@@ -76,6 +76,7 @@ def test_chunked_body_over_the_limit_is_refused_as_it_streams(guarded_daemon: Da
         assert h.get("/v1/health").status_code == 200
 
 
+@pytest.mark.slow
 def test_stalled_body_is_answered_408_and_closed(shared_guarded_daemon: DaemonProcess) -> None:
     """A client that sends headers and a few bytes, then nothing: 408 after the timeout, connection closed."""
     stalled_before = shared_guarded_daemon.log().count("stalled")
@@ -100,6 +101,7 @@ def test_stalled_body_is_answered_408_and_closed(shared_guarded_daemon: DaemonPr
     assert shared_guarded_daemon.log().count("stalled") > stalled_before  # this request's line
 
 
+@pytest.mark.slow
 def test_stalled_chunked_upload_is_closed(shared_guarded_daemon: DaemonProcess) -> None:
     """The same for a chunked multipart upload that stops mid-way."""
     files_before = sorted(shared_guarded_daemon.paths.files.glob("*.jsonl"))
@@ -195,6 +197,7 @@ def test_big_chunked_multipart_upload_streams_with_flat_memory(guarded_daemon: D
     assert peak - baseline < 100 * MB, f"daemon RSS grew {(peak - baseline) / MB:.0f} MB"
 
 
+@pytest.mark.slow
 def test_a_connection_that_never_finishes_its_headers_is_closed(shared_guarded_daemon: DaemonProcess) -> None:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(BODY_TIMEOUT_S * 10)

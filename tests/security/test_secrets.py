@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from daemon import api
 from daemon.store import Store
 from tests.daemon.test_cli import cli
@@ -53,6 +55,7 @@ def secret_job(srv: ToolServer, train: str, valid: str) -> dict[str, Any]:
     return request
 
 
+@pytest.mark.slow
 def test_no_read_path_shows_a_secret_and_the_worker_still_sends_it(daemon_factory: Any, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_GRADE": "1",
                                            "RFT_FAKE_TOOL_CALLS": "1", "RFT_CANCEL_GRACE_S": "3"})
@@ -138,6 +141,7 @@ def test_no_read_path_shows_a_secret_and_the_worker_still_sends_it(daemon_factor
     assert GRADER_KEY in graded and RESCORE_KEY in graded
 
 
+@pytest.mark.slow
 async def test_tui_job_screen_shows_no_secret(daemon_factory: Any, tmp_path: Path) -> None:
     """Every tab of the Job screen at 80x24, and the job the TUI holds, carry the masks only."""
     from rft_tui.screens.job import TABS, JobScreen

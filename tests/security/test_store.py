@@ -38,6 +38,7 @@ def _http(d: DaemonProcess, timeout: float = 30) -> httpx.Client:
 # ---------------------------------------------------------------------------------------------- modes
 
 
+@pytest.mark.slow
 def test_store_is_private_after_real_use(daemon_factory, rft_home: Path, tmp_path: Path) -> None:
     """Import, a job (writes metrics, events, checkpoints, a log) and a grader save: nothing readable by others."""
     d: DaemonProcess = daemon_factory(env=FAKE)
@@ -59,6 +60,7 @@ def test_store_is_private_after_real_use(daemon_factory, rft_home: Path, tmp_pat
     assert not loose, loose
 
 
+@pytest.mark.slow
 def test_a_loose_existing_home_is_tightened_and_said_once(daemon_factory, rft_home: Path) -> None:
     paths = Paths(rft_home)
     for sub in ("files", "graders", "jobs/ftjob-old"):
@@ -109,6 +111,7 @@ def lock_holder(rft_home: Path) -> Iterator[Any]:
             p.wait(10)
 
 
+@pytest.mark.slow
 def test_a_database_locked_by_another_process_never_stalls_the_daemon(
         daemon_factory, lock_holder, tmp_path: Path) -> None:
     d: DaemonProcess = daemon_factory(env=FAKE)
@@ -188,6 +191,7 @@ def test_an_unusable_database_stops_start_up_with_one_line(rft_home: Path, conte
 # ---------------------------------------------------------------------------------------------- graders
 
 
+@pytest.mark.slow
 def test_graders_folder_serves_only_regular_files(daemon_factory, rft_home: Path) -> None:
     d: DaemonProcess = daemon_factory(env=FAKE)
     folder = d.paths.graders
@@ -246,6 +250,7 @@ def _big_dataset(path: Path, seed: int, mb: int = 6) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_clear_507_and_leaves_nothing_half_written(daemon_factory, small_disk: Path,
                                                                    tmp_path: Path) -> None:
     home = small_disk / "home"

@@ -47,6 +47,7 @@ def test_demo_no_tui_trains_and_shows_base_vs_final(rft_home, tmp_path):
         rft(rft_home, "daemon", "stop", timeout=60)
 
 
+@pytest.mark.slow
 def test_demo_in_a_pipe_says_it_skips_the_tui_and_prints_plain_progress(fake_worker_daemon) -> None:
     """`rft-tui demo | tee log` silently dropped the TUI; it says so in one line and prints plain lines."""
     out = subprocess.run([sys.executable, "-m", "rft_tui", "--socket", fake_worker_daemon.socket, "demo",

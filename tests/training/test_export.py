@@ -90,6 +90,7 @@ def test_exported_adapter_names_the_base_revision(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "README.md").exists() and all(not f.endswith("README.md") for f in files)
 
 
+@pytest.mark.slow
 def test_cli_export_names_the_checkpoint_and_writes_the_card(fake_worker_daemon, rft_home: Path,
                                                              tmp_path: Path) -> None:
     """`rft-tui jobs export --checkpoint latest|STEP` (and the default, best) say what they took and why."""

@@ -61,6 +61,7 @@ def test_sft_labels_only_assistant_tokens(tokenizer) -> None:
     assert masked[first] == -100 and masked[first + 1:] == labels[first + 1:]
 
 
+@pytest.mark.slow
 def test_a_short_build_is_deterministic(tmp_path: Path) -> None:
     """Seeded data, init and one torch thread: two builds write the same weights."""
     from safetensors.torch import load_file

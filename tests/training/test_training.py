@@ -257,6 +257,7 @@ def test_preflight_with_an_unknown_file_is_a_clear_error(daemon, arith_grader):
     assert err.value.status_code == 400 and "file-nope" in str(err.value)
 
 
+@pytest.mark.slow
 def test_rows_with_tools_train_through_text_prompts(daemon, arith_grader, rft_home, tmp_path):
     """OpenAI rows may carry `tools`: they reach the chat template, and GRPO trains on the rendered prompts."""
     import json

@@ -36,6 +36,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_startup_imports_no_torch_and_shows_jobs_in_about_a_second(shared_recorded_daemon) -> None:
     script = STARTUP_SCRIPT.format(heavy=set(HEAVY))
     out = subprocess.run([sys.executable, "-c", script, shared_recorded_daemon.socket, str(len(recorded.JOBS))],
@@ -73,6 +74,7 @@ async def test_help_lists_the_active_keys_of_the_screen_with_what_they_do(shared
 
 
 @pytest.mark.parametrize("open_screen", ["jobs", "job", "files", "graders", "new_job"])
+@pytest.mark.slow
 async def test_help_opens_at_the_top_at_80x24(shared_recorded_daemon, open_screen: str) -> None:
     """Help opens on its title and this screen's own keys (not Textual's tab/copy), on every screen."""
     from rft_tui.screens.help import HelpScreen
@@ -102,6 +104,7 @@ async def test_help_opens_at_the_top_at_80x24(shared_recorded_daemon, open_scree
         await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.at_top, what="help again")
 
 
+@pytest.mark.slow
 async def test_command_palette_offers_the_screens_commands(shared_recorded_daemon) -> None:
     from textual.command import CommandPalette
 
@@ -129,6 +132,7 @@ async def test_command_palette_offers_the_screens_commands(shared_recorded_daemo
         assert "Cancel job" not in job_titles
 
 
+@pytest.mark.slow
 async def test_theme_switch_escape_back_and_q_quits(shared_recorded_daemon) -> None:
     from textual.command import CommandPalette
 
@@ -147,6 +151,7 @@ async def test_theme_switch_escape_back_and_q_quits(shared_recorded_daemon) -> N
         await until(pilot, lambda: app._exit, what="the app to exit")
 
 
+@pytest.mark.slow
 async def test_stream_reconnects_after_the_daemon_restarts(fake_worker_daemon, tmp_path: Path) -> None:
     app = make_app(fake_worker_daemon, clock=__import__("time").time)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -213,6 +218,7 @@ def test_ssh_forwards_the_remote_daemon_socket(fake_ssh, shared_recorded_daemon,
     assert not os.path.exists(local)
 
 
+@pytest.mark.slow
 async def test_ssh_starts_the_remote_daemon_when_none_runs_and_the_tui_works_over_it(
         fake_ssh, rft_home: Path) -> None:
     from textual.widgets import Static

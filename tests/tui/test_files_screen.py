@@ -62,6 +62,7 @@ async def _select(pilot: Any, screen: Any, file_id: str) -> None:
     await until(pilot, lambda: screen.selected_id == file_id, what=f"{file_id} selected")
 
 
+@pytest.mark.slow
 async def test_lists_files_and_pages_rows_on_demand(files_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
     d, ids = files_daemon
     app = make_app(d, stream=False)
@@ -88,6 +89,7 @@ async def test_lists_files_and_pages_rows_on_demand(files_daemon: tuple[DaemonPr
         assert '"answer": "3"' in str(app.screen.query_one("#text-body").render())
 
 
+@pytest.mark.slow
 async def test_validate_against_shows_overlap_and_jumps_to_line(
         files_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
     d, ids = files_daemon
@@ -172,6 +174,7 @@ async def test_at_80x24_the_rows_get_the_room(files_daemon: tuple[DaemonProcess,
         assert screen.query_one("#file-problems").display and rows.size.height >= 4
 
 
+@pytest.mark.slow
 def test_files_screen_at_80x24(files_daemon: tuple[DaemonProcess, dict[str, str]], snap_compare: Any) -> None:
     d, ids = files_daemon
 

@@ -56,6 +56,7 @@ async def _open(pilot: Any, screen: Any, name: str) -> None:
     await until(pilot, lambda: screen.name_open == name, what=f"{name} open")
 
 
+@pytest.mark.slow
 async def test_lists_graders_edits_and_saves_with_validation(graders_daemon: tuple[DaemonProcess, str]) -> None:
     d, _ = graders_daemon
     folder = _fresh_graders(d, {"a_exact.json": EXACT, "b_broken.yaml": "type: [x\n"})
@@ -95,6 +96,7 @@ async def test_lists_graders_edits_and_saves_with_validation(graders_daemon: tup
         await until(pilot, lambda: type(app.screen).__name__ == "JobsScreen", what="back on the jobs list")
 
 
+@pytest.mark.slow
 async def test_reloads_on_disk_change_and_asks_when_edited(graders_daemon: tuple[DaemonProcess, str]) -> None:
     d, _ = graders_daemon
     folder = _fresh_graders(d, {"live.json": EXACT})
@@ -158,6 +160,7 @@ async def test_playground_runs_the_grader_over_a_whole_file(graders_daemon: tupl
                     what="the missing column reported")
 
 
+@pytest.mark.slow
 async def test_tab_indents_and_ctrl_g_moves_to_the_playground(graders_daemon: tuple[DaemonProcess, str]) -> None:
     from tests.tui.conftest import footer_actions
 
@@ -181,6 +184,7 @@ async def test_tab_indents_and_ctrl_g_moves_to_the_playground(graders_daemon: tu
         assert rows["Playground"][0] == "^g" and "Tab indents" in rows["Playground"][2]
 
 
+@pytest.mark.slow
 async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[DaemonProcess, str],
                                                      tmp_path: Path) -> None:
     d, _ = graders_daemon
@@ -238,6 +242,7 @@ async def test_open_any_grader_file_and_the_examples(graders_daemon: tuple[Daemo
         assert screen.name_open == "numeric_tolerance.py"
 
 
+@pytest.mark.slow
 def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap_compare: Any) -> None:
     d, file_id = graders_daemon
     _fresh_graders(d, {"exact.json": EXACT,
@@ -254,6 +259,7 @@ def test_graders_screen_snapshot(graders_daemon: tuple[DaemonProcess, str], snap
 
 
 @pytest.mark.parametrize("pane", ["editor", "playground"])
+@pytest.mark.slow
 def test_graders_screen_at_80x24(graders_daemon: tuple[DaemonProcess, str], snap_compare: Any, pane: str) -> None:
     """SSH-sized terminal: the list on top, the editor (or, ctrl+g, the playground with a file's results) below."""
     d, file_id = graders_daemon
@@ -278,6 +284,7 @@ def test_graders_screen_at_80x24(graders_daemon: tuple[DaemonProcess, str], snap
     assert snap_compare(make_app(d, stream=False), terminal_size=(80, 24), run_before=ready)
 
 
+@pytest.mark.slow
 async def test_new_grader_file_from_a_template(graders_daemon: tuple[DaemonProcess, str]) -> None:
     d, _ = graders_daemon
     folder = _fresh_graders(d, {"exact.json": EXACT})

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.jobs import job_request, make_files
 from tests.tui import recorded
 from tests.tui.conftest import make_app, row_texts, static_text, until
@@ -24,6 +26,7 @@ async def _open_health(pilot: Any, job_id: str) -> Any:
     return screen
 
 
+@pytest.mark.slow
 async def test_health_tab_at_80x24_shows_signals_bounds_chart_and_alarms(shared_recorded_daemon: Any) -> None:
     from rft_tui.widgets.reward_chart import RewardChart
 
@@ -65,6 +68,7 @@ async def test_jobs_table_badges_a_job_with_open_alarms(shared_recorded_daemon: 
         assert status[short[recorded.FAILED]] == "failed"
 
 
+@pytest.mark.slow
 async def test_an_alarm_firing_notifies_and_the_job_row_shows_it(daemon_factory: Any, tmp_path: Path) -> None:
     d = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_GRADE": "1",
                             "RFT_FAKE_STEP_S": "0.05", "RFT_CANCEL_GRACE_S": "3"})

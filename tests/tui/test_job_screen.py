@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from daemon import api
 from tests.support.jobs import job_request, make_files
 from tests.tui import recorded
@@ -18,6 +20,7 @@ async def _open(pilot, job_id: str):
     return pilot.app.screen
 
 
+@pytest.mark.slow
 async def test_overview_shows_spec_status_timings_checkpoints_and_hyperparameters(shared_recorded_daemon) -> None:
     app = make_app(shared_recorded_daemon)
     async with app.run_test(size=(100, 40)) as pilot:
@@ -40,6 +43,7 @@ async def test_failed_job_shows_its_error(shared_recorded_daemon) -> None:
         assert "out_of_memory: the worker was killed by SIGKILL" in static_text(screen.query_one("#overview-text"))
 
 
+@pytest.mark.slow
 async def test_rewards_tab_has_every_step_and_the_chart_toggles(shared_recorded_daemon) -> None:
     from rft_tui.widgets.reward_chart import RewardChart
 
@@ -65,6 +69,7 @@ async def test_rewards_tab_has_every_step_and_the_chart_toggles(shared_recorded_
         assert "export" not in footer_actions(app)  # export belongs to the overview tab
 
 
+@pytest.mark.slow
 async def test_validation_compares_base_and_step_with_filter_sort_and_step_select(shared_recorded_daemon) -> None:
     from textual.widgets import Select
 
@@ -97,6 +102,7 @@ async def test_validation_compares_base_and_step_with_filter_sort_and_step_selec
         assert all(r.selected is not None and r.selected.step == 10 for r in table.rows_shown)
 
 
+@pytest.mark.slow
 async def test_samples_tab_lists_completions_and_enter_shows_one_in_full(shared_recorded_daemon) -> None:
     from rft_tui.screens.text_modal import TextModal
 
@@ -117,6 +123,7 @@ async def test_samples_tab_lists_completions_and_enter_shows_one_in_full(shared_
         await until(pilot, lambda: app.screen is screen)
 
 
+@pytest.mark.slow
 async def test_events_tab_tails_events_and_the_worker_log(shared_recorded_daemon) -> None:
     from rft_tui.widgets.events_log import EventsLog, WorkerLog
 
@@ -156,6 +163,7 @@ async def test_export_asks_where_and_reports_the_daemons_answer(shared_recorded_
         assert "Exported ftckpt-a1c3e5f70000-000040" in note.message or note.severity == "error"
 
 
+@pytest.mark.slow
 async def test_running_job_can_be_paused_from_its_screen(recorded_daemon) -> None:
     from rft_tui.screens.confirm import ConfirmScreen
 
@@ -180,6 +188,7 @@ async def test_running_job_can_be_paused_from_its_screen(recorded_daemon) -> Non
                     what="the cancel-done notification")
 
 
+@pytest.mark.slow
 async def test_rewards_tab_gains_rows_live_from_a_worker(daemon_factory, tmp_path: Path) -> None:
     gate = tmp_path / "go-on"  # the worker holds before step 21 until the test has seen the first 20 rows
     fake_worker_daemon = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from daemon import api
 from tests.support.jobs import job_request, make_files
 from tests.tui import recorded
@@ -38,6 +40,7 @@ async def test_lists_every_job_newest_first_with_status_progress_and_rewards(sha
         assert running[6] == "5m36s"  # ETA: 240 s for 25 steps, 35 to go
 
 
+@pytest.mark.slow
 async def test_filter_narrows_and_escape_clears(shared_recorded_daemon) -> None:
     app = make_app(shared_recorded_daemon)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -78,6 +81,7 @@ async def test_enter_opens_the_job_and_escape_comes_back(shared_recorded_daemon)
         await until(pilot, lambda: isinstance(app.screen, JobsScreen))
 
 
+@pytest.mark.slow
 async def test_cancel_asks_first_then_the_row_turns_cancelled_in_place(recorded_daemon) -> None:
     from rft_tui.screens.confirm import ConfirmScreen
 
@@ -101,6 +105,7 @@ async def test_cancel_asks_first_then_the_row_turns_cancelled_in_place(recorded_
         await until(pilot, lambda: str(screen.table.get_row(recorded.QUEUED)[1]) == "running", 30)
 
 
+@pytest.mark.slow
 async def test_pause_key_resumes_a_paused_job(recorded_daemon) -> None:
     app = make_app(recorded_daemon)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -116,6 +121,7 @@ async def test_pause_key_resumes_a_paused_job(recorded_daemon) -> None:
             assert c.get_job(recorded.PAUSED).status is api.JobStatus.queued
 
 
+@pytest.mark.slow
 async def test_duplicate_and_new_open_the_new_job_form(shared_recorded_daemon) -> None:
     import pytest
 
@@ -137,6 +143,7 @@ async def test_duplicate_and_new_open_the_new_job_form(shared_recorded_daemon) -
         await until(pilot, lambda: isinstance(app.screen, NewJobScreen))
 
 
+@pytest.mark.slow
 async def test_a_new_job_appears_on_top_and_its_row_follows_the_worker(fake_worker_daemon, tmp_path: Path) -> None:
     app = make_app(fake_worker_daemon, clock=__import__("time").time)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -174,6 +181,7 @@ def cut_cells(table) -> list[tuple[str, str, str]]:
     return cut
 
 
+@pytest.mark.slow
 async def test_status_and_eta_cells_are_never_cut_as_they_change(daemon_factory, tmp_path: Path) -> None:
     """A table first drawn with a short status and no ETA widens when `cancelled` and `1m29s` arrive."""
     d = daemon_factory(env={"RFT_WORKER_MODULE": "tests.support.fake_worker", "RFT_FAKE_STEP_S": "0.3",

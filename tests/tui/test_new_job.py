@@ -61,6 +61,7 @@ def _error(screen: Any, field: str) -> str:
     return str(screen.query_one(f"#err-{field.replace('.', '-')}").render())
 
 
+@pytest.mark.slow
 async def test_defaults_then_create_with_ctrl_s_opens_the_job(
         form_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
     d, ids = form_daemon
@@ -83,6 +84,7 @@ async def test_defaults_then_create_with_ctrl_s_opens_the_job(
         assert job.method["reinforcement"]["hyperparameters"]["batch_size"] == 4
 
 
+@pytest.mark.slow
 async def test_problems_show_next_to_their_fields_and_the_form_stays(
         form_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
     d, ids = form_daemon
@@ -150,6 +152,7 @@ async def test_check_checks_the_model(form_daemon: tuple[DaemonProcess, dict[str
             assert len(c.list_jobs(limit=100).data) == jobs_before
 
 
+@pytest.mark.slow
 async def test_duplicate_prefills_from_the_job(form_daemon: tuple[DaemonProcess, dict[str, str]]) -> None:
     d, ids = form_daemon
     grader = {**EXACT_GRADER, "name": "dup"}
@@ -174,6 +177,7 @@ async def test_duplicate_prefills_from_the_job(form_daemon: tuple[DaemonProcess,
         assert dup.method["reinforcement"]["hyperparameters"]["lora_r"] == 4
 
 
+@pytest.mark.slow
 async def test_tools_field_takes_the_agent_rft_tool_spec(form_daemon: tuple[DaemonProcess, dict[str, str]],
                                                          tmp_path: Path) -> None:
     """The tools field (inline JSON or a file): bad text and bad specs are shown at it; a good one is sent."""
@@ -205,6 +209,7 @@ async def test_tools_field_takes_the_agent_rft_tool_spec(form_daemon: tuple[Daem
 
 
 @pytest.mark.parametrize("size", [(100, 30), (80, 24)], ids=["100x30", "80x24"])
+@pytest.mark.slow
 def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], snap_compare: Any,
                           size: tuple[int, int]) -> None:
     d, ids = form_daemon
@@ -225,6 +230,7 @@ def test_new_job_snapshot(form_daemon: tuple[DaemonProcess, dict[str, str]], sna
     assert snap_compare(make_app(d, stream=False), terminal_size=size, run_before=ready)
 
 
+@pytest.mark.slow
 async def test_cluster_picker_offers_the_configured_clusters_and_shows_the_refusal_at_it(
         form_daemon: tuple[DaemonProcess, dict[str, str]], tmp_path: Path) -> None:
     d, ids = form_daemon

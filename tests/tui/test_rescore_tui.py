@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.tui import recorded
 from tests.tui.conftest import footer_actions, make_app, static_text, type_text, until
 
@@ -18,6 +20,7 @@ async def _open(pilot, job_id: str):
     return pilot.app.screen
 
 
+@pytest.mark.slow
 async def test_validation_header_shows_the_change_with_its_interval_and_p(shared_recorded_daemon) -> None:
     with shared_recorded_daemon.client() as c:
         expected = c.validation_compare(recorded.SUCCEEDED)
@@ -34,6 +37,7 @@ async def test_validation_header_shows_the_change_with_its_interval_and_p(shared
         assert ("cycle_scores" in footer_actions(app)) is rescored  # v cycles scores only when there are others
 
 
+@pytest.mark.slow
 async def test_rescore_from_the_validation_tab_shows_the_rescoring_beside_the_original(
         shared_recorded_daemon, tmp_path: Path) -> None:
     from rft_tui.screens.grader_picker import GraderPickerScreen
@@ -71,6 +75,7 @@ async def test_rescore_from_the_validation_tab_shows_the_rescoring_beside_the_or
                     what="original rewards")
 
 
+@pytest.mark.slow
 async def test_rescore_a_chosen_job_from_the_graders_screen(shared_recorded_daemon) -> None:
     from rft_tui.screens.grader_picker import JobPickerScreen
     from rft_tui.screens.text_modal import TextModal
@@ -108,6 +113,7 @@ async def test_rescore_a_chosen_job_from_the_graders_screen(shared_recorded_daem
             assert step.mean == sum(r.sub_rewards["exact"] for r in page.data) / len(page.data)
 
 
+@pytest.mark.slow
 async def test_rescore_dialog_can_regrade_the_training_samples_too(shared_recorded_daemon, tmp_path: Path) -> None:
     """The dialog's samples box (ctrl+t, or a click) sends `samples: true`: the result has the training samples'
     means, the TUI says so, and the box is on screen at 80x24."""

@@ -42,6 +42,7 @@ def _job_tab(app: Any, tab: str, ready: Any):
     return run_before
 
 
+@pytest.mark.slow
 def test_jobs_screen(snap_compare: Any, shared_recorded_daemon: Any) -> None:
     app = make_app(shared_recorded_daemon)
     assert snap_compare(app, terminal_size=SIZE, run_before=_jobs_ready(app))
@@ -52,6 +53,7 @@ def test_jobs_screen_80x24(snap_compare: Any, shared_recorded_daemon: Any) -> No
     assert snap_compare(app, terminal_size=(80, 24), run_before=_jobs_ready(app))
 
 
+@pytest.mark.slow
 def test_help_screen(snap_compare: Any, shared_recorded_daemon: Any) -> None:
     app = make_app(shared_recorded_daemon)
     assert snap_compare(app, terminal_size=SIZE, run_before=_jobs_ready(app), press=["question_mark"])
@@ -69,11 +71,13 @@ TABS_READY = {
 
 
 @pytest.mark.parametrize("tab,ready", list(TABS_READY.items()), ids=list(TABS_READY))
+@pytest.mark.slow
 def test_job_screen_tab(snap_compare: Any, shared_recorded_daemon: Any, tab: str, ready: Any) -> None:
     app = make_app(shared_recorded_daemon)
     assert snap_compare(app, terminal_size=SIZE, run_before=_job_tab(app, tab, ready))
 
 
+@pytest.mark.slow
 def test_help_screen_80x24(snap_compare: Any, shared_recorded_daemon: Any) -> None:
     """Help at 80x24 opens at its top: title and the screen's own first keys."""
     from rft_tui.screens.help import HelpScreen
@@ -91,6 +95,7 @@ def test_help_screen_80x24(snap_compare: Any, shared_recorded_daemon: Any) -> No
 
 
 @pytest.mark.parametrize("tab,ready", list(TABS_READY.items()), ids=list(TABS_READY))
+@pytest.mark.slow
 def test_job_screen_tab_80x24(snap_compare: Any, shared_recorded_daemon: Any, tab: str, ready: Any) -> None:
     app = make_app(shared_recorded_daemon)
     assert snap_compare(app, terminal_size=(80, 24), run_before=_job_tab(app, tab, ready))

@@ -81,6 +81,7 @@ def metric_steps(screen: str) -> list[int]:
     return [int(m.group(1)) for m in re.finditer(r"^\s(\d+)\s+\d\.\d{3}\s", screen, re.MULTILINE)]
 
 
+@pytest.mark.slow
 def test_open_help_new_job_form_watch_rewards_cancel_quit(tmux: Tmux, daemon_factory: Callable[..., DaemonProcess],
                                                           model_cache: Path, tmp_path: Path) -> None:
     d = daemon_factory(env={"RFT_MODEL_CACHE": str(model_cache), "RFT_CANCEL_GRACE_S": "10"})

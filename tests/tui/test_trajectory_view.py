@@ -50,6 +50,7 @@ def _blocks(app: Any) -> list[str]:
     return [static_text(s, 76) for s in app.screen.query(Static)]
 
 
+@pytest.mark.slow
 async def test_a_sample_opens_its_episode_turn_by_turn(tools_daemon: DaemonProcess) -> None:
     from rft_tui.screens.job import JobScreen
     from rft_tui.screens.trajectory import TrajectoryScreen
@@ -78,6 +79,7 @@ async def test_a_sample_opens_its_episode_turn_by_turn(tools_daemon: DaemonProce
         await until(pilot, lambda: isinstance(app.screen, JobScreen), what="back on the job")
 
 
+@pytest.mark.slow
 async def test_a_validation_row_shows_base_and_step_episodes_with_errors(tools_daemon: DaemonProcess) -> None:
     from rft_tui.screens.trajectory import TrajectoryScreen
     from rft_tui.widgets.validation_table import ValidationTable
@@ -110,6 +112,7 @@ async def test_a_validation_row_shows_base_and_step_episodes_with_errors(tools_d
         await pilot.press("escape")
 
 
+@pytest.mark.slow
 async def test_parallel_calls_and_the_tool_call_line_on_the_chart(tools_daemon: DaemonProcess) -> None:
     from rft_tui.screens.trajectory import TrajectoryScreen
     from rft_tui.widgets.reward_chart import RewardChart
@@ -134,6 +137,7 @@ async def test_parallel_calls_and_the_tool_call_line_on_the_chart(tools_daemon: 
         assert "→ 1468  · 3.1 ms" in calls[0] and "→ 1468  · 13 ms" in calls[0]
 
 
+@pytest.mark.slow
 def test_trajectory_view_snapshot_80x24(snap_compare: Any, tools_daemon: DaemonProcess) -> None:
     from rft_tui.screens.trajectory import TrajectoryScreen
     from rft_tui.widgets.validation_table import ValidationTable
@@ -154,6 +158,7 @@ def test_trajectory_view_snapshot_80x24(snap_compare: Any, tools_daemon: DaemonP
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_overview_tool_line_before_and_after_the_first_checkpoint() -> None:
     from daemon import api
     from rft_tui.screens.job_view import JobView, tool_use_text
