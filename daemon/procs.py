@@ -47,6 +47,12 @@ def process_start_time(pid: int) -> float | None:
     return _BOOT_TIME + int(fields[19]) / _CLOCK_TICKS  # field 22 overall: starttime in clock ticks
 
 
+def parent_pid(pid: int) -> int | None:
+    """`pid`'s parent, or None if there is no such process."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields and len(fields) > 1 else None  # field 4 overall: ppid
+
+
 def is_zombie(pid: int) -> bool:
     fields = _stat_fields(pid)
     return fields is not None and bool(fields) and fields[0] in ("Z", "X")

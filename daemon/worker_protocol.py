@@ -24,7 +24,6 @@ PAUSE_SIGNAL = signal.SIGUSR1
 STACKS_SIGNAL = signal.SIGUSR2
 
 
-
 def dump_stacks(reason: str) -> int:
     """Write every thread's stack of this process to stderr (the job log), and have the other ranks this
     process's torchrun started (same parent, same TORCHELASTIC_RUN_ID and RFT_JOB_ID) write theirs: a cluster
@@ -35,22 +34,20 @@ def dump_stacks(reason: str) -> int:
     run_id, job_id = os.environ.get("TORCHELASTIC_RUN_ID"), os.environ.get("RFT_JOB_ID")
     if not run_id or not job_id:
         return 0
+    from daemon.procs import parent_pid  # here, not at import: this module's imports stay the standard library's
+
     wanted = {f"TORCHELASTIC_RUN_ID={run_id}".encode(), f"RFT_JOB_ID={job_id}".encode()}
     signalled = 0
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid() or parent_pid(int(entry.name)) != os.getppid():
             continue
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-            if ppid != os.getppid():
-                continue
             with open(f"/proc/{entry.name}/environ", "rb") as f:
                 if not wanted <= set(f.read().split(b"\0")):
                     continue
             os.kill(int(entry.name), STACKS_SIGNAL)
             signalled += 1
-        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+        except OSError:  # gone meanwhile, or not ours to read
             continue
     return signalled
 

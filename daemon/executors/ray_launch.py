@@ -52,30 +52,10 @@ def node_scratch(job_id: str) -> str:
 
 
 def undelivered(scratch: str) -> int:
-    """Records the workers journalled in `scratch` that the daemon has not confirmed and that were not uploaded
-    to the storage either (daemon/worker/journal.py's files: lines of records.jsonl past `acked`; the reporter
-    writes `uploaded`, the journal's size, once it copied the journal to RFT_JOURNAL_URL)."""
-    left = 0
-    for journal in glob.glob(os.path.join(scratch, "report-journal*")):
-        try:
-            with open(os.path.join(journal, "records.jsonl"), "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            continue
-        try:
-            with open(os.path.join(journal, "acked"), encoding="utf-8") as f:
-                acked = int(f.read().strip() or 0)
-        except (FileNotFoundError, ValueError):
-            acked = 0
-        pending = max(0, data.count(b"\n") - acked)
-        try:
-            with open(os.path.join(journal, "uploaded"), encoding="utf-8") as f:
-                if pending and f.read().strip() == str(len(data)):
-                    pending = 0
-        except (FileNotFoundError, ValueError):
-            pass
-        left += pending
-    return left
+    """Records the workers journalled in `scratch` (every rank's journal) that only this disk holds."""
+    from daemon.worker.journal import undelivered as in_journal
+
+    return sum(in_journal(d) for d in glob.glob(os.path.join(scratch, "report-journal*")))
 
 
 def run_in_scratch(cmd: list[str], scratch: str, env: dict[str, str], who: str = "") -> int:

@@ -115,14 +115,14 @@ class HttpReporter(Reporter):
         from daemon import checkpoint_storage
 
         target = checkpoint_storage.join(url, self.journal.path.name)
+        size = self.journal.path.stat().st_size  # before the copy: a record appended meanwhile is not in it
         try:
             checkpoint_storage.put_file(self.journal.path, target, checkpoint_storage.options_from_env(),
                                         skip_same_size=False)
         except Exception as e:  # noqa: BLE001 - the storage is away too: the records stay on this node only
             print(f"[report] could not upload the journal to {target}: {type(e).__name__}: {e}", flush=True)
             return
-        # what was uploaded: the node's launcher may then remove this copy (executors/ray_launch.undelivered)
-        (self.journal.dir / "uploaded").write_text(str(self.journal.path.stat().st_size))
+        self.journal.mark_uploaded(size)  # the node's launcher may then remove this copy (ray_launch)
         print(f"[report] journal uploaded to {target} (the daemon replays it when it settles the job)", flush=True)
 
     def flush(self, timeout_s: float) -> bool:

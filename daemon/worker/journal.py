@@ -22,6 +22,31 @@ from daemon import api
 
 RECORD = TypeAdapter(api.ReportRecord)
 COMPACT_BYTES = 16 * 1024 * 1024  # an all-acked journal over this size is emptied
+UPLOADED = "uploaded"  # the size of records.jsonl the reporter last copied to the storage (URL storage)
+
+
+def _read_acked(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def undelivered(directory: str | os.PathLike[str]) -> int:
+    """Records in a journal directory that the daemon has not confirmed and that the last upload to the storage
+    does not hold either: what only this disk has. Reads the files without opening the journal (a node's
+    launcher asks once the worker is gone)."""
+    d = Path(directory)
+    try:
+        data = (d / "records.jsonl").read_bytes()
+    except FileNotFoundError:
+        return 0
+    pending = max(0, data.count(b"\n") - _read_acked(d / "acked"))
+    try:
+        uploaded = (d / UPLOADED).read_text().strip()
+    except FileNotFoundError:
+        uploaded = ""
+    return 0 if pending and uploaded == str(len(data)) else pending
 
 
 class Journal:
@@ -53,10 +78,7 @@ class Journal:
 
     def _load(self) -> list[api.ReportRecord]:
         """The records past `acked` (a torn last line -- a crash mid-write -- is cut off)."""
-        try:
-            acked = int(self.acked_path.read_text().strip() or 0)
-        except (FileNotFoundError, ValueError):
-            acked = 0
+        acked = _read_acked(self.acked_path)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -161,6 +183,10 @@ class Journal:
         finally:
             os.close(fd)
         os.replace(tmp, self.acked_path)
+
+    def mark_uploaded(self, size: int) -> None:
+        """The storage now holds the first `size` bytes of records.jsonl (see `undelivered`)."""
+        (self.dir / UPLOADED).write_text(str(size))
 
     def __len__(self) -> int:
         with self._lock:

@@ -72,6 +72,7 @@ class Tally:
 
     @staticmethod
     def merge(tallies: list[Tally]) -> Tally:
+        """Every rank's counts added up; `seconds` is the slowest rank's (they grade at the same time)."""
         if len(tallies) == 1:
             return tallies[0]
         out = Tally()
@@ -168,7 +169,7 @@ class GraderReward:
         """The step's samples (at most `samples_per_step`, drawn from every rank's) and grader metrics over
         every rank's rows; grading time is the slowest rank's (they grade at the same time)."""
         t = Tally.merge(tallies)
-        values: dict[str, float] = {metrics.GRADING_S: max((x.seconds for x in tallies), default=0.0),
+        values: dict[str, float] = {metrics.GRADING_S: t.seconds,
                                     metrics.GRADED: float(t.graded), metrics.ERRORED: float(t.errored),
                                     metrics.ERROR_RATE: t.errored / t.graded if t.graded else 0.0}
         for flag, n in t.errors.items():
